@@ -1,0 +1,100 @@
+/**
+ * Incoming HTTP (http and https servers): wraps Server.prototype.emit so that each 'request'
+ * (and 'checkContinue') runs inside a new request context.
+ *
+ * - The ID is the caller's header when it passes the allowlist, else a new UUID (an invalid one is
+ *   counted as errors{kind=invalid_request_id}). It is written back into req.headers, so the app's
+ *   own correlation middleware adopts the same ID, and echoed on the response before the app runs.
+ * - The request is timed from the emit to the response's 'close' (which follows 'finish', or comes
+ *   alone when the client aborts), with one shared listener: no closure per request.
+ * Limitation: servers created by http2 are not covered.
+ */
+import type * as http from 'node:http';
+import { storage, type RequestContext } from '../src/context';
+import { isValidRequestId, newRequestId } from '../src/request-id';
+import { channels, type HttpServerEvent } from '../src/bus';
+import { wrap, unwrap } from '../src/shim';
+import { log } from '../src/log';
+import type { Config } from '../src/config';
+import type { PatchDefinition } from '../src/hook';
+
+const CTX = Symbol('hatch-agent.request');
+type Res = http.ServerResponse & { [CTX]?: RequestContext & { method: string } };
+
+let headerName = 'x-request-id';
+
+function onClose(this: Res): void {
+  try {
+    const ctx = this[CTX];
+    if (!ctx || !channels.httpServer.hasSubscribers) return;
+    const event: HttpServerEvent = {
+      requestId: ctx.id,
+      method: ctx.method,
+      route: ctx.route ?? 'unmatched',
+      statusCode: this.statusCode,
+      aborted: !this.writableFinished,
+      duration: performance.now() - ctx.start,
+    };
+    channels.httpServer.publish(event);
+  } catch (err) {
+    log.warnOnce('http-close', `http server: recording a request failed: ${(err as Error).message}`);
+  }
+}
+
+function begin(req: http.IncomingMessage, res: Res): RequestContext {
+  const start = performance.now();
+  const raw = req.headers[headerName];
+  let id: string;
+  if (raw === undefined) {
+    id = newRequestId();
+  } else if (isValidRequestId(raw)) {
+    id = raw;
+  } else {
+    id = newRequestId();
+    if (channels.error.hasSubscribers) channels.error.publish({ kind: 'invalid_request_id' });
+  }
+  if (raw !== id) req.headers[headerName] = id;
+  if (!res.headersSent) res.setHeader(headerName, id);
+  const ctx = { id, start, route: undefined, method: req.method ?? 'OTHER' };
+  res[CTX] = ctx;
+  res.on('close', onClose);
+  return ctx;
+}
+
+function callEmit(original: Function, server: unknown, event: string, req: unknown, res: unknown): unknown {
+  return original.call(server, event, req, res);
+}
+
+function wrapEmit(original: (...args: any[]) => boolean) {
+  return function emit(this: unknown, event: string | symbol, req: http.IncomingMessage, res: Res) {
+    if ((event !== 'request' && event !== 'checkContinue') || res === undefined || res[CTX] !== undefined) {
+      return original.apply(this, arguments as any);
+    }
+    let ctx: RequestContext;
+    try {
+      ctx = begin(req, res);
+    } catch (err) {
+      log.warnOnce('http-begin', `http server: could not start a request context: ${(err as Error).message}`);
+      return original.apply(this, arguments as any);
+    }
+    return storage.run(ctx, callEmit, original, this, event, req, res);
+  };
+}
+
+function serverDefinition(module: 'http' | 'https'): PatchDefinition<typeof http> {
+  return {
+    module,
+    feature: 'http',
+    versions: ['20.0.0', '100.0.0'], // Node's own version
+    patch(exports, config: Config) {
+      headerName = config.requestIdHeader;
+      wrap(exports.Server.prototype, 'emit', wrapEmit);
+    },
+    unpatch(exports) {
+      unwrap(exports.Server.prototype, 'emit');
+    },
+  };
+}
+
+export const httpServer = serverDefinition('http');
+export const httpsServer = serverDefinition('https');

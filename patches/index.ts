@@ -1,0 +1,8 @@
+/** Every patch the agent knows, in the order they are declared to require-in-the-middle. */
+import type { PatchDefinition } from '../src/hook';
+import { httpServer, httpsServer } from './http-server';
+import { pg } from './pg';
+import { pgPool } from './pg-pool';
+import { pgCursor } from './pg-cursor';
+
+export const ALL_PATCHES: PatchDefinition[] = [httpServer, httpsServer, pg, pgPool, pgCursor];

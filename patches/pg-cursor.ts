@@ -1,0 +1,35 @@
+/**
+ * pg-cursor (and pg-query-stream, built on it): binds read/close callbacks to the caller's async
+ * context. pg delivers rows from its socket, so without this a cursor's callback (and the rows a
+ * query stream pushes from it) would run outside the request that opened the cursor.
+ * Timing and the SQL comment of cursors are done by the pg patch (a cursor is a Submittable).
+ */
+import { AsyncResource } from 'node:async_hooks';
+import { wrap, unwrap } from '../src/shim';
+import type { PatchDefinition } from '../src/hook';
+
+function bindLast(original: (...args: any[]) => any) {
+  return function (this: unknown) {
+    const last = arguments.length - 1;
+    if (last >= 0 && typeof arguments[last] === 'function') {
+      const args = Array.prototype.slice.call(arguments);
+      args[last] = AsyncResource.bind(args[last]);
+      return original.apply(this, args);
+    }
+    return original.apply(this, arguments as any);
+  };
+}
+
+export const pgCursor: PatchDefinition = {
+  module: 'pg-cursor',
+  feature: 'pg',
+  versions: ['2.0.0', '3.0.0'],
+  patch(Cursor: any) {
+    if (!wrap(Cursor.prototype, 'read', bindLast)) throw new Error('Cursor.prototype.read not found');
+    wrap(Cursor.prototype, 'close', bindLast);
+  },
+  unpatch(Cursor: any) {
+    unwrap(Cursor.prototype, 'read');
+    unwrap(Cursor.prototype, 'close');
+  },
+};

@@ -1,0 +1,28 @@
+/**
+ * pg-pool (behind pg.Pool): binds connect callbacks to the caller's async context.
+ * A pool.query() that waits for a connection is resumed by whichever request releases one; without
+ * this, its query would run (and be commented) in the releasing request's context.
+ * The promise form needs nothing: an awaited promise resumes in the awaiting context.
+ */
+import { AsyncResource } from 'node:async_hooks';
+import { wrap, unwrap } from '../src/shim';
+import type { PatchDefinition } from '../src/hook';
+
+function wrapConnect(original: (...args: any[]) => any) {
+  return function connect(this: unknown, cb?: unknown) {
+    if (typeof cb !== 'function') return original.apply(this, arguments as any);
+    return original.call(this, AsyncResource.bind(cb as (...a: any[]) => any));
+  };
+}
+
+export const pgPool: PatchDefinition = {
+  module: 'pg-pool',
+  feature: 'pg',
+  versions: ['2.0.0', '4.0.0'],
+  patch(Pool: any) {
+    if (!wrap(Pool.prototype, 'connect', wrapConnect)) throw new Error('Pool.prototype.connect not found');
+  },
+  unpatch(Pool: any) {
+    unwrap(Pool.prototype, 'connect');
+  },
+};

@@ -1,0 +1,245 @@
+/**
+ * pg (node-postgres) 8.x: wraps Client.prototype.query, which Pool.query also goes through.
+ *
+ * Every form is handled: text, (text, values), config objects, callbacks (third argument, second
+ * argument or config.callback), the promise form, and Submittables (pg.Query, pg-cursor,
+ * pg-query-stream). Each query is timed from the call to its result or error and published on
+ * `hatch:db.query`; inside a request (or withRequestId) its SQL text is sent as
+ * `/* <id> *\/ <text>`.
+ *
+ * What is never done (pitfalls the anchors hit):
+ * - named prepared statements keep their text: pg rejects a reused name with different text;
+ * - a text that already starts with our comment gets no second one;
+ * - the caller's config object is never mutated or cloned: pg gets an object that inherits from it
+ *   (`Object.create`), with its own `text`, so getters, frozen objects and reuse keep working, and
+ *   pg's own writes (`callback`, `values`) land on our object, not the caller's;
+ * - a Submittable is never cloned (it would lose its prototype): its text is swapped in only for
+ *   the synchronous `submit` call that sends it, then put back.
+ * Callbacks run in the async context of the code that issued the query, not the socket's.
+ * The promise form returns pg's promise chained once (same value, same error object).
+ */
+import { AsyncResource } from 'node:async_hooks';
+import { storage } from '../src/context';
+import { commentedSql } from '../src/sql-comment';
+import { channels, type DbQueryEvent } from '../src/bus';
+import { wrap, unwrap } from '../src/shim';
+import { log } from '../src/log';
+import type { Config } from '../src/config';
+import type { PatchDefinition } from '../src/hook';
+
+let sqlComment = true;
+
+interface Pending {
+  start: number;
+  requestId: string | undefined;
+  text: string;
+  publish: boolean;
+  done: boolean;
+}
+
+function end(p: Pending, err: unknown, at = performance.now()): void {
+  if (p.done) return;
+  p.done = true;
+  if (!p.publish) return;
+  try {
+    const event: DbQueryEvent = { requestId: p.requestId, system: 'pg', text: p.text, error: !!err, duration: at - p.start };
+    channels.dbQuery.publish(event);
+  } catch (e) {
+    log.warnOnce('pg-end', `pg: recording a query failed: ${(e as Error).message}`);
+  }
+}
+
+/** The callback, timed, and run in the caller's async context. */
+function wrapCallback(cb: Function, p: Pending): Function {
+  const resource = new AsyncResource('hatch-agent.pg.query');
+  return function (this: unknown, err: unknown) {
+    end(p, err);
+    // eslint-disable-next-line prefer-rest-params
+    return resource.runInAsyncScope(cb as any, this, ...(arguments as unknown as unknown[]));
+  };
+}
+
+function hasOwn(o: object, k: string): boolean {
+  return Object.prototype.hasOwnProperty.call(o, k);
+}
+
+/** Temporarily replaces o[k] on the instance; `restore` puts the instance back as it was. */
+function override(o: any, k: string, make: (orig: Function, restore: () => void) => Function): boolean {
+  const orig = o[k];
+  if (typeof orig !== 'function') return false;
+  const own = hasOwn(o, k);
+  const restore = () => {
+    if (own) o[k] = orig;
+    else delete o[k];
+  };
+  o[k] = make(orig, restore);
+  return true;
+}
+
+function instrumentSubmittable(q: any, id: string | undefined, p: Pending): void {
+  // Where the text lives: pg.Query and pg-cursor hold it, pg-query-stream holds a cursor.
+  const holder = typeof q.text === 'string' ? q : q.cursor && typeof q.cursor.text === 'string' ? q.cursor : undefined;
+  if (holder) {
+    p.text = holder.text;
+    const desc = Object.getOwnPropertyDescriptor(holder, 'text');
+    const text = id !== undefined && !q.name && !holder.name && desc && desc.writable ? commentedSql(holder.text, id) : undefined;
+    if (text !== undefined) {
+      p.text = text;
+      override(q, 'submit', (submit, restore) =>
+        function (this: unknown) {
+          restore();
+          const saved = holder.text;
+          holder.text = text;
+          try {
+            return submit.apply(this, arguments);
+          } finally {
+            holder.text = saved;
+          }
+        },
+      );
+    }
+  }
+  if (!p.publish) return;
+  let restoreAll = () => {};
+  const done = (err: unknown, at: number) => {
+    end(p, err, at);
+    restoreAll();
+  };
+  const a = override(q, 'handleError', (orig, restore) => {
+    const prev = restoreAll;
+    restoreAll = () => {
+      prev();
+      restore();
+    };
+    return function (this: unknown, err: unknown) {
+      done(err ?? new Error('query failed'), performance.now());
+      return orig.apply(this, arguments);
+    };
+  });
+  const b = override(q, 'handleReadyForQuery', (orig, restore) => {
+    const prev = restoreAll;
+    restoreAll = () => {
+      prev();
+      restore();
+    };
+    return function (this: unknown) {
+      const at = performance.now();
+      try {
+        return orig.apply(this, arguments);
+      } finally {
+        done(null, at); // a no-op when orig reported an error through handleError
+      }
+    };
+  });
+  if (!a || !b) restoreAll();
+}
+
+interface Plan {
+  args: unknown[];
+  pending: Pending;
+  promise: boolean;
+}
+
+function plan(argc: number, config: any, values: any, callback: any): Plan | undefined {
+  const store = storage.getStore();
+  const publish = channels.dbQuery.hasSubscribers;
+  const id = sqlComment ? store?.id : undefined;
+  if ((id === undefined && !publish) || config == null) return undefined;
+
+  const args: unknown[] = argc >= 3 ? [config, values, callback] : argc === 2 ? [config, values] : [config];
+  const pending: Pending = { start: performance.now(), requestId: store?.id, text: '', publish, done: false };
+
+  if (typeof config.submit === 'function') {
+    instrumentSubmittable(config, id, pending);
+    // pg sets these as the Submittable's callback when it has none: run them in our context.
+    if (typeof values === 'function') args[1] = AsyncResource.bind(values as (...a: any[]) => any);
+    else if (typeof callback === 'function') args[2] = AsyncResource.bind(callback as (...a: any[]) => any);
+    return { args, pending, promise: false };
+  }
+
+  let derived: any;
+  if (typeof config === 'string') {
+    const text = id !== undefined ? commentedSql(config, id) : undefined;
+    pending.text = text ?? config;
+    if (text !== undefined) args[0] = text;
+  } else if (typeof config === 'object') {
+    const original = config.text;
+    const text = id !== undefined && typeof original === 'string' && !config.name ? commentedSql(original, id) : undefined;
+    pending.text = text ?? (typeof original === 'string' ? original : '');
+    if (text !== undefined) {
+      derived = Object.create(config);
+      Object.defineProperty(derived, 'text', { value: text, writable: true, enumerable: true, configurable: true });
+    }
+  } else {
+    return undefined; // pg reports its own error for anything else
+  }
+
+  // Mirror pg's own precedence: callback argument, then values-as-callback, then config.callback.
+  let promise = false;
+  if (callback) {
+    if (typeof callback === 'function') args[2] = wrapCallback(callback, pending);
+  } else if (typeof values === 'function') {
+    args[1] = wrapCallback(values, pending);
+  } else if (typeof config === 'object' && config.callback) {
+    if (typeof config.callback === 'function') {
+      derived ??= Object.create(config);
+      Object.defineProperty(derived, 'callback', {
+        value: wrapCallback(config.callback, pending),
+        writable: true,
+        enumerable: true,
+        configurable: true,
+      });
+    }
+  } else {
+    promise = true;
+  }
+  if (derived !== undefined) args[0] = derived;
+  return { args, pending, promise };
+}
+
+function wrapQuery(original: (...args: any[]) => any) {
+  return function query(this: unknown, config: any, values?: any, callback?: any) {
+    let p: Plan | undefined;
+    try {
+      p = plan(arguments.length, config, values, callback);
+    } catch (err) {
+      log.warnOnce('pg-plan', `pg: instrumenting a query failed (${(err as Error).message}); it runs uninstrumented`);
+      p = undefined;
+    }
+    if (p === undefined) return original.apply(this, arguments as any);
+    const pending = p.pending;
+    let ret: any;
+    try {
+      ret = original.apply(this, p.args);
+    } catch (err) {
+      end(pending, err);
+      throw err;
+    }
+    if (p.promise && ret !== null && typeof ret === 'object' && typeof ret.then === 'function') {
+      return ret.then(
+        (res: unknown) => {
+          end(pending, null);
+          return res;
+        },
+        (err: unknown) => {
+          end(pending, err);
+          throw err;
+        },
+      );
+    }
+    return ret;
+  };
+}
+
+export const pg: PatchDefinition = {
+  module: 'pg',
+  feature: 'pg',
+  versions: ['8.0.0', '9.0.0'],
+  patch(exports: any, config: Config) {
+    sqlComment = config.sqlComment;
+    if (!wrap(exports.Client.prototype, 'query', wrapQuery)) throw new Error('Client.prototype.query not found');
+  },
+  unpatch(exports: any) {
+    unwrap(exports.Client.prototype, 'query');
+  },
+};

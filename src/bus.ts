@@ -1,0 +1,38 @@
+/**
+ * The event bus between patches and sinks: node:diagnostics_channel. Patches publish only when
+ * `hasSubscribers`; sinks subscribe. A test (or another tool) can subscribe by channel name.
+ */
+import * as dc from 'node:diagnostics_channel';
+
+export interface HttpServerEvent {
+  requestId: string;
+  method: string;
+  /** Route template or `unmatched`; never a raw URL. */
+  route: string;
+  statusCode: number;
+  /** The client went away before the response finished. */
+  aborted: boolean;
+  /** ms */
+  duration: number;
+}
+
+export interface DbQueryEvent {
+  requestId: string | undefined;
+  system: 'pg';
+  /** The SQL text as sent (with its comment), or '' when it could not be read. */
+  text: string;
+  error: boolean;
+  /** ms */
+  duration: number;
+}
+
+export interface ErrorEvent {
+  kind: string;
+}
+
+// Held here so the channel objects (weakly held by Node) live as long as the agent.
+export const channels = {
+  httpServer: dc.channel('hatch:http.server'),
+  dbQuery: dc.channel('hatch:db.query'),
+  error: dc.channel('hatch:error'),
+};

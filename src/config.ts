@@ -1,0 +1,108 @@
+/**
+ * Every HATCH_* variable, in one place. A bad value never stops the app: it yields one line naming
+ * the variable, the value and what is used instead (README has the same table).
+ */
+import type { LogLevel } from './log';
+
+export type TagMode = 'none' | 'dogstatsd' | 'telegraf';
+
+export interface Config {
+  log: LogLevel;
+  disable: string[];
+  requestIdHeader: string;
+  sqlComment: boolean;
+  statsd: boolean;
+  statsdHost: string;
+  statsdPort: number;
+  statsdPrefix: string;
+  statsdTags: TagMode;
+  statsdFlushMs: number;
+}
+
+export const DEFAULTS: Config = {
+  log: 'warn',
+  disable: [],
+  requestIdHeader: 'x-request-id',
+  sqlComment: true,
+  statsd: true,
+  statsdHost: '127.0.0.1',
+  statsdPort: 8125,
+  statsdPrefix: 'hatch.',
+  statsdTags: 'none',
+  statsdFlushMs: 1000,
+};
+
+export interface ConfigResult {
+  config: Config;
+  /** One line per rejected setting. */
+  problems: string[];
+}
+
+type Env = Record<string, string | undefined>;
+
+export function loadConfig(env: Env = process.env): ConfigResult {
+  const problems: string[] = [];
+  const c: Config = { ...DEFAULTS, disable: [] };
+
+  const reject = (name: string, value: string, why: string, used: unknown) => {
+    problems.push(`${name}=${JSON.stringify(value)} ${why}; using ${JSON.stringify(used)}`);
+  };
+  const oneOf = <T extends string>(name: string, allowed: readonly T[], fallback: T): T => {
+    const raw = env[name];
+    if (raw === undefined || raw === '') return fallback;
+    const v = raw.trim().toLowerCase();
+    if ((allowed as readonly string[]).includes(v)) return v as T;
+    reject(name, raw, `is not one of ${allowed.join('|')}`, fallback);
+    return fallback;
+  };
+  const onOff = (name: string, fallback: boolean): boolean => {
+    const raw = env[name];
+    if (raw === undefined || raw === '') return fallback;
+    const v = raw.trim().toLowerCase();
+    if (['on', 'true', '1', 'yes'].includes(v)) return true;
+    if (['off', 'false', '0', 'no'].includes(v)) return false;
+    reject(name, raw, 'is not on|off', fallback ? 'on' : 'off');
+    return fallback;
+  };
+  const integer = (name: string, min: number, max: number, fallback: number): number => {
+    const raw = env[name];
+    if (raw === undefined || raw === '') return fallback;
+    const v = raw.trim();
+    if (/^\d+$/.test(v) && Number(v) >= min && Number(v) <= max) return Number(v);
+    reject(name, raw, `is not a whole number from ${min} to ${max}`, fallback);
+    return fallback;
+  };
+  const matching = (name: string, pattern: RegExp, what: string, fallback: string): string => {
+    const raw = env[name];
+    if (raw === undefined) return fallback;
+    const v = raw.trim();
+    if (pattern.test(v)) return v;
+    reject(name, raw, `is not ${what}`, fallback);
+    return fallback;
+  };
+
+  c.log = oneOf<LogLevel>('HATCH_LOG', ['debug', 'info', 'warn', 'silent'], DEFAULTS.log);
+  c.disable = (env.HATCH_DISABLE ?? '')
+    .split(',')
+    .map((s) => s.trim().toLowerCase())
+    .filter(Boolean);
+  c.requestIdHeader = matching(
+    'HATCH_REQUEST_ID_HEADER',
+    /^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$/,
+    'a valid HTTP header name',
+    DEFAULTS.requestIdHeader,
+  ).toLowerCase();
+  c.sqlComment = onOff('HATCH_SQL_COMMENT', DEFAULTS.sqlComment);
+  c.statsd = onOff('HATCH_STATSD', DEFAULTS.statsd);
+  c.statsdHost = matching('HATCH_STATSD_HOST', /^[A-Za-z0-9.:_-]{1,253}$/, 'a hostname or IP address', DEFAULTS.statsdHost);
+  c.statsdPort = integer('HATCH_STATSD_PORT', 1, 65535, DEFAULTS.statsdPort);
+  c.statsdPrefix = matching(
+    'HATCH_STATSD_PREFIX',
+    /^([A-Za-z0-9_-]+\.)*$/,
+    'empty or dot-separated [A-Za-z0-9_-] words ending in a dot',
+    DEFAULTS.statsdPrefix,
+  );
+  c.statsdTags = oneOf<TagMode>('HATCH_STATSD_TAGS', ['none', 'dogstatsd', 'telegraf'], DEFAULTS.statsdTags);
+  c.statsdFlushMs = integer('HATCH_STATSD_FLUSH_MS', 100, 60000, DEFAULTS.statsdFlushMs);
+  return { config: c, problems };
+}

@@ -1,0 +1,41 @@
+/**
+ * The request context, kept in one AsyncLocalStorage shared by every copy of the agent loaded in
+ * the process (a global symbol), so an app that imports the API from a second copy still sees it.
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { isValidRequestId, newRequestId } from './request-id';
+import { log } from './log';
+import { channels } from './bus';
+
+export interface RequestContext {
+  /** Always an allowlisted ID. */
+  readonly id: string;
+  /** performance.now() when the request (or withRequestId) began. */
+  readonly start: number;
+  /** Route template; set by framework patches, `unmatched` until then. */
+  route: string | undefined;
+}
+
+const KEY = Symbol.for('hatch-agent.storage');
+type Holder = { [KEY]?: AsyncLocalStorage<RequestContext> };
+const holder = globalThis as Holder;
+export const storage: AsyncLocalStorage<RequestContext> = holder[KEY] ?? (holder[KEY] = new AsyncLocalStorage());
+
+/** The ID of the request (or withRequestId scope) this code runs for, if any. */
+export function getRequestId(): string | undefined {
+  return storage.getStore()?.id;
+}
+
+/**
+ * Runs `fn` with `id` as the current request ID (for scripts and queue workers).
+ * An ID outside the allowlist is replaced by a new UUID rather than thrown at the caller.
+ */
+export function withRequestId<T>(id: string, fn: () => T): T {
+  let safe = id;
+  if (!isValidRequestId(id)) {
+    safe = newRequestId();
+    log.warnOnce('withRequestId', `withRequestId: the ID is outside the allowlist [A-Za-z0-9._:-]{1,128}; a new one (${safe}) was used instead`);
+    if (channels.error.hasSubscribers) channels.error.publish({ kind: 'invalid_request_id' });
+  }
+  return storage.run({ id: safe, start: performance.now(), route: undefined }, fn);
+}

@@ -1,0 +1,116 @@
+/**
+ * The patch registry: declarative patches, applied lazily when the app first requires their module
+ * (require-in-the-middle), each only inside its declared version range. A module outside the range,
+ * or whose patch throws, is left untouched and logged once. The outcome of every patch is kept for
+ * the hatches (`/_hatch/config`).
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { log } from './log';
+import type { Config } from './config';
+
+/** [lowest supported, first unsupported), as major.minor.patch. */
+export type VersionRange = readonly [string, string];
+
+export interface PatchDefinition<T = any> {
+  /** The module name as required (`pg`, `http`). */
+  module: string;
+  /** The name HATCH_DISABLE uses; several modules may share one (`pg` covers pg-pool, pg-cursor). */
+  feature: string;
+  versions: VersionRange;
+  patch(exports: T, config: Config): void;
+  unpatch(exports: T): void;
+}
+
+export interface PatchOutcome {
+  module: string;
+  version: string | undefined;
+  status: 'patched' | 'unsupported' | 'failed' | 'disabled';
+  detail?: string;
+}
+
+export const outcomes: PatchOutcome[] = [];
+
+function parts(v: string): number[] {
+  const m = /^v?(\d+)\.(\d+)\.(\d+)/.exec(v);
+  return m ? [Number(m[1]), Number(m[2]), Number(m[3])] : [NaN, NaN, NaN];
+}
+function compare(a: string, b: string): number {
+  const x = parts(a);
+  const y = parts(b);
+  for (let i = 0; i < 3; i++) if (x[i] !== y[i]) return x[i]! < y[i]! ? -1 : 1;
+  return 0;
+}
+export function inRange(version: string, [low, high]: VersionRange): boolean {
+  if (parts(version).some(Number.isNaN)) return false;
+  return compare(version, low) >= 0 && compare(version, high) < 0;
+}
+export function describeRange([low, high]: VersionRange): string {
+  return `>=${low} <${high}`;
+}
+
+function moduleVersion(name: string, basedir: string | undefined): string | undefined {
+  if (basedir === undefined) return process.versions.node; // a core module
+  try {
+    return JSON.parse(fs.readFileSync(path.join(basedir, 'package.json'), 'utf8')).version;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Applies one definition to a loaded module's exports; never throws. */
+export function applyPatch(def: PatchDefinition, moduleExports: unknown, version: string | undefined, config: Config): PatchOutcome {
+  const label = `${def.module}@${version ?? '?'}`;
+  let outcome: PatchOutcome;
+  if (version === undefined || !inRange(version, def.versions)) {
+    outcome = { module: def.module, version, status: 'unsupported', detail: `supported: ${describeRange(def.versions)}` };
+    log.warn(`${label} is outside the supported range ${describeRange(def.versions)}; left untouched`);
+  } else {
+    try {
+      def.patch(moduleExports, config);
+      outcome = { module: def.module, version, status: 'patched' };
+      log.debug(`${label} patched`);
+    } catch (err) {
+      try {
+        def.unpatch(moduleExports);
+      } catch {
+        // the unpatch of a half-applied patch is best effort
+      }
+      outcome = { module: def.module, version, status: 'failed', detail: (err as Error).message };
+      log.warn(`${label} could not be patched (${(err as Error).message}); left untouched`);
+    }
+  }
+  outcomes.push(outcome);
+  return outcome;
+}
+
+export function installHooks(defs: PatchDefinition[], config: Config): { unhook(): void } {
+  const enabled: PatchDefinition[] = [];
+  for (const def of defs) {
+    if (config.disable.includes(def.feature) || config.disable.includes(def.module)) {
+      outcomes.push({ module: def.module, version: undefined, status: 'disabled', detail: 'HATCH_DISABLE' });
+      log.debug(`${def.module} disabled by HATCH_DISABLE`);
+    } else {
+      enabled.push(def);
+    }
+  }
+  const known = new Set(defs.flatMap((d) => [d.feature, d.module]));
+  for (const name of config.disable) {
+    if (!known.has(name)) log.warn(`HATCH_DISABLE names "${name}", which is no patch; known: ${[...known].join(',')}`);
+  }
+  if (enabled.length === 0) return { unhook() {} };
+
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { Hook } = require('require-in-the-middle') as typeof import('require-in-the-middle');
+  const byModule = new Map(enabled.map((d) => [d.module, d]));
+  const hook = new Hook([...byModule.keys()], { internals: false }, (moduleExports, name, basedir) => {
+    try {
+      const def = byModule.get(name.startsWith('node:') ? name.slice(5) : name);
+      if (def) applyPatch(def, moduleExports, moduleVersion(name, basedir), config);
+    } catch (err) {
+      log.warnOnce(`hook-${name}`, `${name}: patching failed (${(err as Error).message}); left untouched`);
+    }
+    return moduleExports;
+  });
+  return hook;
+}

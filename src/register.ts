@@ -1,0 +1,57 @@
+/**
+ * What `node -r hatch-agent` (and `--import hatch-agent`) runs: read the configuration, start the
+ * sinks, hook the patches. Once per process, however many times or copies it is loaded; a failure
+ * here logs one line and leaves the app running without the agent.
+ */
+import { loadConfig, type Config } from './config';
+import { log, setLogLevel } from './log';
+import { StatsdSink } from './sinks/statsd';
+import { installHooks, outcomes, type PatchOutcome } from './hook';
+import { ALL_PATCHES } from '../patches/index';
+
+export interface Agent {
+  readonly config: Config;
+  readonly patches: PatchOutcome[];
+  readonly statsd: StatsdSink | undefined;
+  /** Unhooks and flushes; patches already applied stay (they fall through without subscribers). */
+  stop(): void;
+}
+
+const KEY = Symbol.for('hatch-agent.agent');
+type Holder = { [KEY]?: Agent | null };
+
+export function start(): Agent | null {
+  const holder = globalThis as Holder;
+  if (holder[KEY] !== undefined) return holder[KEY];
+  holder[KEY] = null; // claims the slot before anything can fail or recurse
+  try {
+    const { config, problems } = loadConfig();
+    setLogLevel(config.log);
+    for (const p of problems) log.warn(p);
+    let statsd: StatsdSink | undefined;
+    if (config.statsd) {
+      statsd = new StatsdSink(config);
+      statsd.start();
+    }
+    const hooks = installHooks(ALL_PATCHES, config);
+    const agent: Agent = {
+      config,
+      patches: outcomes,
+      statsd,
+      stop() {
+        hooks.unhook();
+        statsd?.stop();
+      },
+    };
+    holder[KEY] = agent;
+    log.debug(`started (node ${process.version}, pid ${process.pid})`);
+    return agent;
+  } catch (err) {
+    log.warn(`could not start (${(err as Error).message}); the app runs without the agent`);
+    return null;
+  }
+}
+
+export function agent(): Agent | null {
+  return (globalThis as Holder)[KEY] ?? null;
+}

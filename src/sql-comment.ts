@@ -1,0 +1,59 @@
+/**
+ * The `/* <request-id> *\/ ` prefix. Prepended, never appended: PostgreSQL cuts long statements
+ * at track_activity_query_size, and log readers see the start of a statement first.
+ */
+import { isValidRequestId } from './request-id';
+
+const OURS = /^\/\* [A-Za-z0-9._:-]{1,128} \*\/ /;
+
+export function hasRequestComment(text: string): boolean {
+  // '/' is char 47: skip the regex for the common case of plain SQL.
+  return text.charCodeAt(0) === 47 && OURS.test(text);
+}
+
+/** The text to send, or `undefined` when it must go out unchanged. */
+export function commentedSql(text: string, id: string): string | undefined {
+  if (hasRequestComment(text) || !isValidRequestId(id)) return undefined;
+  return '/* ' + id + ' */ ' + text;
+}
+
+const OPERATIONS = new Set([
+  'SELECT', 'INSERT', 'UPDATE', 'DELETE', 'MERGE', 'WITH', 'VALUES', 'TABLE', 'BEGIN', 'START', 'COMMIT',
+  'ROLLBACK', 'SAVEPOINT', 'RELEASE', 'CREATE', 'ALTER', 'DROP', 'TRUNCATE', 'COPY', 'CALL', 'DO', 'SET',
+  'RESET', 'SHOW', 'EXPLAIN', 'VACUUM', 'ANALYZE', 'LISTEN', 'NOTIFY', 'UNLISTEN', 'PREPARE', 'EXECUTE',
+  'DEALLOCATE', 'DECLARE', 'FETCH', 'CLOSE', 'MOVE', 'GRANT', 'REVOKE', 'LOCK', 'REFRESH', 'DISCARD',
+  'REINDEX', 'CLUSTER', 'COMMENT',
+]);
+
+/**
+ * The statement's first keyword (SELECT, INSERT, …) or OTHER: a bounded metric dimension.
+ * Leading blanks, comments (ours included) and parentheses are skipped.
+ */
+export function sqlOperation(text: string): string {
+  let i = 0;
+  const n = text.length;
+  while (i < n) {
+    const ch = text.charCodeAt(i);
+    if (ch === 32 || ch === 9 || ch === 10 || ch === 13 || ch === 40 /* ( */) {
+      i++;
+    } else if (ch === 47 && text.charCodeAt(i + 1) === 42) {
+      const end = text.indexOf('*/', i + 2);
+      if (end < 0) return 'OTHER';
+      i = end + 2;
+    } else if (ch === 45 && text.charCodeAt(i + 1) === 45) {
+      const end = text.indexOf('\n', i + 2);
+      if (end < 0) return 'OTHER';
+      i = end + 1;
+    } else {
+      break;
+    }
+  }
+  let j = i;
+  while (j < n && j - i < 12) {
+    const ch = text.charCodeAt(j) | 32; // ASCII lower-case
+    if (ch < 97 || ch > 122) break;
+    j++;
+  }
+  const word = text.slice(i, j).toUpperCase();
+  return OPERATIONS.has(word) ? word : 'OTHER';
+}
