@@ -15,6 +15,10 @@
  *   pg's own writes (`callback`, `values`) land on our object, not the caller's;
  * - a Submittable is never cloned (it would lose its prototype): its text is swapped in only for
  *   the synchronous `submit` call that sends it, then put back.
+ * What pg itself writes on a config object (8.0.x sets `values`/`callback` on the caller's object;
+ * later versions clone it) is replayed onto the caller's object, so the app sees what it saw without
+ * the agent. A server error's `position` (a character offset into the text sent) is shifted back
+ * by the comment's length, so it points into the app's own SQL.
  * Callbacks run in the async context of the code that issued the query, not the socket's.
  * The promise form returns pg's promise chained once (same value, same error object).
  */
@@ -33,13 +37,34 @@ interface Pending {
   start: number;
   requestId: string | undefined;
   text: string;
+  /** Characters of comment prepended to the text (0 when none). */
+  shift: number;
   publish: boolean;
   done: boolean;
+}
+
+const shifted = new WeakSet<object>();
+
+/** Points a server error's `position` back into the app's own text. */
+function unshiftPosition(err: any, shift: number): void {
+  if (shift === 0 || err === null || typeof err !== 'object' || shifted.has(err)) return;
+  const pos = err.position;
+  if (typeof pos === 'string' && /^\d+$/.test(pos) && Number(pos) > shift) {
+    shifted.add(err);
+    err.position = String(Number(pos) - shift);
+  }
 }
 
 function end(p: Pending, err: unknown, at = performance.now()): void {
   if (p.done) return;
   p.done = true;
+  if (err) {
+    try {
+      unshiftPosition(err, p.shift);
+    } catch {
+      // a frozen or exotic error object stays as it is
+    }
+  }
   if (!p.publish) return;
   try {
     const event: DbQueryEvent = { requestId: p.requestId, system: 'pg', text: p.text, error: !!err, duration: at - p.start };
@@ -85,6 +110,7 @@ function instrumentSubmittable(q: any, id: string | undefined, p: Pending): void
     const text = id !== undefined && !q.name && !holder.name && desc && desc.writable ? commentedSql(holder.text, id) : undefined;
     if (text !== undefined) {
       p.text = text;
+      p.shift = text.length - holder.text.length;
       override(q, 'submit', (submit, restore) =>
         function (this: unknown) {
           restore();
@@ -99,7 +125,7 @@ function instrumentSubmittable(q: any, id: string | undefined, p: Pending): void
       );
     }
   }
-  if (!p.publish) return;
+  if (!p.publish && p.shift === 0) return;
   let restoreAll = () => {};
   const done = (err: unknown, at: number) => {
     end(p, err, at);
@@ -138,6 +164,10 @@ interface Plan {
   args: unknown[];
   pending: Pending;
   promise: boolean;
+  /** The object handed to pg in place of the caller's config, if any. */
+  derived?: any;
+  /** The caller's callback and the wrapper that replaced it. */
+  callbacks?: [Function, Function];
 }
 
 function plan(argc: number, config: any, values: any, callback: any): Plan | undefined {
@@ -147,7 +177,7 @@ function plan(argc: number, config: any, values: any, callback: any): Plan | und
   if ((id === undefined && !publish) || config == null) return undefined;
 
   const args: unknown[] = argc >= 3 ? [config, values, callback] : argc === 2 ? [config, values] : [config];
-  const pending: Pending = { start: performance.now(), requestId: store?.id, text: '', publish, done: false };
+  const pending: Pending = { start: performance.now(), requestId: store?.id, text: '', shift: 0, publish, done: false };
 
   if (typeof config.submit === 'function') {
     instrumentSubmittable(config, id, pending);
@@ -161,12 +191,16 @@ function plan(argc: number, config: any, values: any, callback: any): Plan | und
   if (typeof config === 'string') {
     const text = id !== undefined ? commentedSql(config, id) : undefined;
     pending.text = text ?? config;
-    if (text !== undefined) args[0] = text;
+    if (text !== undefined) {
+      args[0] = text;
+      pending.shift = text.length - config.length;
+    }
   } else if (typeof config === 'object') {
     const original = config.text;
     const text = id !== undefined && typeof original === 'string' && !config.name ? commentedSql(original, id) : undefined;
     pending.text = text ?? (typeof original === 'string' ? original : '');
     if (text !== undefined) {
+      pending.shift = text.length - original.length;
       derived = Object.create(config);
       Object.defineProperty(derived, 'text', { value: text, writable: true, enumerable: true, configurable: true });
     }
@@ -176,10 +210,11 @@ function plan(argc: number, config: any, values: any, callback: any): Plan | und
 
   // Mirror pg's own precedence: callback argument, then values-as-callback, then config.callback.
   let promise = false;
+  let callbacks: [Function, Function] | undefined;
   if (callback) {
-    if (typeof callback === 'function') args[2] = wrapCallback(callback, pending);
+    if (typeof callback === 'function') args[2] = (callbacks = [callback, wrapCallback(callback, pending)])[1];
   } else if (typeof values === 'function') {
-    args[1] = wrapCallback(values, pending);
+    args[1] = (callbacks = [values, wrapCallback(values, pending)])[1];
   } else if (typeof config === 'object' && config.callback) {
     if (typeof config.callback === 'function') {
       derived ??= Object.create(config);
@@ -194,7 +229,24 @@ function plan(argc: number, config: any, values: any, callback: any): Plan | und
     promise = true;
   }
   if (derived !== undefined) args[0] = derived;
-  return { args, pending, promise };
+  return { args, pending, promise, derived, callbacks };
+}
+
+/**
+ * Replays onto the caller's config what pg wrote on the object we handed it (pg 8.0.x sets
+ * `values` and `callback`), with the caller's own callback in place of our wrapper.
+ */
+function replayWrites(config: any, derived: any, callbacks: [Function, Function] | undefined): void {
+  for (const key of Object.keys(derived)) {
+    if (key === 'text' || (key === 'callback' && !callbacks)) continue;
+    let value = derived[key];
+    if (callbacks && value === callbacks[1]) value = callbacks[0];
+    try {
+      config[key] = value;
+    } catch {
+      // a frozen config: pg's own write would have failed the same way
+    }
+  }
 }
 
 function wrapQuery(original: (...args: any[]) => any) {
@@ -214,6 +266,14 @@ function wrapQuery(original: (...args: any[]) => any) {
     } catch (err) {
       end(pending, err);
       throw err;
+    } finally {
+      if (p.derived !== undefined) {
+        try {
+          replayWrites(config, p.derived, p.callbacks);
+        } catch (err) {
+          log.warnOnce('pg-replay', `pg: replaying pg's writes on a query config failed: ${(err as Error).message}`);
+        }
+      }
     }
     if (p.promise && ret !== null && typeof ret === 'object' && typeof ret.then === 'function') {
       return ret.then(

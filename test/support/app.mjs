@@ -1,0 +1,104 @@
+// Apps as users run them: a script written into the fixture app folder (where `npm test` installed
+// the packed agent next to pg), started with `node -r hatch-agent` or, for comparison, without it.
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+
+export const appDir = process.env.HATCH_TEST_APP_DIR;
+if (!appDir) throw new Error('HATCH_TEST_APP_DIR is not set: run the tests with `npm test`');
+
+/** Writes `source` to a new file in the fixture folder and returns its path. */
+export function writeApp(source, ext = '.js') {
+  const file = path.join(appDir, `app-${randomBytes(6).toString('hex')}${ext}`);
+  fs.writeFileSync(file, source);
+  return file;
+}
+
+function nodeArgs(file, agent) {
+  return agent === false ? [file] : agent === 'twice' ? ['-r', 'hatch-agent', '-r', 'hatch-agent', file] : ['-r', 'hatch-agent', file];
+}
+
+function baseEnv(env) {
+  // Defaults that keep a test's metrics away from a real StatsD on 8125; tests override.
+  return { ...process.env, HATCH_STATSD: 'off', ...env };
+}
+
+/** Runs a script to completion: { code, signal, stdout, stderr }. */
+export function runScript(source, { agent = true, env = {}, timeout = 60000, file } = {}) {
+  const f = file ?? writeApp(source);
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, nodeArgs(f, agent), { cwd: appDir, env: baseEnv(env) });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`script timed out after ${timeout} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
+    }, timeout);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+}
+
+/**
+ * Starts a server app; the app must print `listening <port>` on stdout once it listens.
+ * Returns { port, url, stdout(), stderr(), stop(): Promise<{code, signal}> }.
+ */
+export function startApp(source, { agent = true, env = {}, timeout = 30000 } = {}) {
+  const f = writeApp(source);
+  const child = spawn(process.execPath, nodeArgs(f, agent), { cwd: appDir, env: baseEnv(env) });
+  let stdout = '';
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  const exited = new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`app did not listen within ${timeout} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
+    }, timeout);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`app exited (${code}) before listening\nstdout: ${stdout}\nstderr: ${stderr}`));
+    });
+    child.stdout.on('data', (d) => {
+      stdout += d;
+      const m = /listening (\d+)/.exec(stdout);
+      if (m) {
+        clearTimeout(timer);
+        const port = Number(m[1]);
+        resolve({
+          port,
+          url: `http://127.0.0.1:${port}`,
+          child,
+          stdout: () => stdout,
+          stderr: () => stderr,
+          async stop(signal = 'SIGTERM') {
+            if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+            return exited;
+          },
+          exited,
+        });
+      }
+    });
+  });
+}
+
+/** GET with headers; resolves { status, headers, body }. Uses node:http (not fetch) so raw header bytes are possible. */
+export async function get(url, headers = {}) {
+  const http = await import('node:http');
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { headers, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body }));
+    });
+    req.on('error', reject);
+  });
+}
+
+export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;

@@ -1,0 +1,186 @@
+// The pure parts, in process against the built package: config validation, the ID allowlist,
+// the SQL comment and operation, metric formatting, and the marker-based wrap.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+const { loadConfig, DEFAULTS } = require('../../dist/src/config.js');
+const { isValidRequestId } = require('../../dist/src/request-id.js');
+const { commentedSql, hasRequestComment, sqlOperation } = require('../../dist/src/sql-comment.js');
+const { Metric, drainLines, packLines } = require('../../dist/src/sinks/statsd.js');
+const { wrap, unwrap, isWrapped } = require('../../dist/src/shim.js');
+const { inRange } = require('../../dist/src/hook.js');
+
+test('config: defaults with an empty environment, no problems', () => {
+  const { config, problems } = loadConfig({});
+  assert.deepEqual(problems, []);
+  assert.deepEqual(config, DEFAULTS);
+});
+
+test('config: each bad value gives one line naming the variable, the value and what is used', () => {
+  const { config, problems } = loadConfig({
+    HATCH_STATSD_PORT: 'eighty',
+    HATCH_STATSD_TAGS: 'influx',
+    HATCH_LOG: 'loud',
+    HATCH_STATSD_PREFIX: 'my prefix',
+    HATCH_REQUEST_ID_HEADER: 'x request id',
+    HATCH_STATSD: 'maybe',
+    HATCH_STATSD_FLUSH_MS: '5',
+  });
+  assert.equal(problems.length, 7, problems.join('\n'));
+  assert.match(problems.find((p) => p.startsWith('HATCH_STATSD_PORT=')), /"eighty".*using 8125/);
+  assert.match(problems.find((p) => p.startsWith('HATCH_STATSD_TAGS=')), /"influx".*none\|dogstatsd\|telegraf.*using "none"/);
+  assert.match(problems.find((p) => p.startsWith('HATCH_LOG=')), /using "warn"/);
+  assert.match(problems.find((p) => p.startsWith('HATCH_STATSD_FLUSH_MS=')), /using 1000/);
+  assert.equal(config.statsdPort, 8125);
+  assert.equal(config.statsdTags, 'none');
+  assert.equal(config.statsdPrefix, 'hatch.');
+  assert.equal(config.requestIdHeader, 'x-request-id');
+  assert.equal(config.statsd, true);
+});
+
+test('config: good values are taken', () => {
+  const { config, problems } = loadConfig({
+    HATCH_STATSD_PORT: '9125',
+    HATCH_STATSD_TAGS: 'DogStatsD',
+    HATCH_STATSD_PREFIX: 'app.web.',
+    HATCH_REQUEST_ID_HEADER: 'X-Correlation-ID',
+    HATCH_STATSD: 'off',
+    HATCH_DISABLE: 'pg, HTTP',
+    HATCH_SQL_COMMENT: 'off',
+  });
+  assert.deepEqual(problems, []);
+  assert.equal(config.statsdPort, 9125);
+  assert.equal(config.statsdTags, 'dogstatsd');
+  assert.equal(config.statsdPrefix, 'app.web.');
+  assert.equal(config.requestIdHeader, 'x-correlation-id');
+  assert.equal(config.statsd, false);
+  assert.equal(config.sqlComment, false);
+  assert.deepEqual(config.disable, ['pg', 'http']);
+});
+
+test('request IDs: the allowlist', () => {
+  for (const ok of ['a', 'abc-DEF_1.2:3', 'x'.repeat(128), '0f8fad5b-d9cb-469f-a165-70867728950e']) {
+    assert.equal(isValidRequestId(ok), true, ok);
+  }
+  const hostile = ['', 'x'.repeat(129), '*/ DROP TABLE x; --', 'a b', 'a\r\nSet-Cookie: x=1', 'é', 'a/b', "a'b", 'a"b', 'a*b', 'a\0b', '😀', 'x'.repeat(10240)];
+  for (const bad of hostile) assert.equal(isValidRequestId(bad), false, JSON.stringify(bad));
+  assert.equal(isValidRequestId(undefined), false);
+  assert.equal(isValidRequestId(['a', 'b']), false);
+});
+
+test('SQL comment: prefix once, never for a hostile ID', () => {
+  assert.equal(commentedSql('SELECT 1', 'req-1'), '/* req-1 */ SELECT 1');
+  assert.equal(commentedSql('/* req-1 */ SELECT 1', 'req-2'), undefined, 'already carries one');
+  assert.equal(commentedSql('SELECT 1', '*/ DROP TABLE x; --'), undefined);
+  assert.equal(hasRequestComment('/* a:b.c-d_e */ SELECT'), true);
+  assert.equal(hasRequestComment('/* a comment of the app */ SELECT'), false);
+  assert.equal(hasRequestComment('SELECT 1'), false);
+});
+
+test('SQL operation: first keyword after blanks, comments and parentheses; else OTHER', () => {
+  const cases = {
+    'SELECT 1': 'SELECT',
+    '  select 1': 'SELECT',
+    '/* req-1 */ insert into t values (1)': 'INSERT',
+    '-- note\nUPDATE t SET a = 1': 'UPDATE',
+    '(SELECT 1) UNION (SELECT 2)': 'SELECT',
+    'with x as (select 1) select * from x': 'WITH',
+    'delete from t': 'DELETE',
+    'BEGIN': 'BEGIN',
+    'frobnicate': 'OTHER',
+    '': 'OTHER',
+    '/* unterminated': 'OTHER',
+    '1234': 'OTHER',
+  };
+  for (const [sql, op] of Object.entries(cases)) assert.equal(sqlOperation(sql), op, sql);
+});
+
+test('metrics: plain StatsD names are Graphite-safe and in a fixed dimension order', () => {
+  const m = new Metric('http.server', 'ms', ['method', 'route', 'status_code'], 'hatch.', 'none');
+  m.series('GET', '/api/users/:id', 200).values.push(12.3456, 7);
+  m.series('POST', 'un.safe name|#', 500).values.push(1);
+  const lines = drainLines([m], 'none');
+  assert.deepEqual(lines, [
+    'hatch.http.server.GET.api_users_id.200:12.346|ms',
+    'hatch.http.server.GET.api_users_id.200:7|ms',
+    'hatch.http.server.POST.un_safe_name_.500:1|ms',
+  ]);
+  for (const l of lines) assert.match(l, /^[A-Za-z0-9_.-]+:[0-9.]+\|ms$/);
+  assert.deepEqual(drainLines([m], 'none'), [], 'a flush empties the series');
+});
+
+test('metrics: dogstatsd tags and multi-value lines; telegraf tags', () => {
+  const d = new Metric('db.query', 'ms', ['system', 'operation', 'outcome'], 'hatch.', 'dogstatsd');
+  d.series('pg', 'SELECT', 'ok').values.push(1, 2.5, 3);
+  assert.deepEqual(drainLines([d], 'dogstatsd'), ['hatch.db.query:1:2.5:3|ms|#system:pg,operation:SELECT,outcome:ok']);
+  const t = new Metric('http.server', 'ms', ['method', 'route', 'status_code'], 'hatch.', 'telegraf');
+  t.series('GET', '/a/:b', 404).values.push(4);
+  assert.deepEqual(drainLines([t], 'telegraf'), ['hatch.http.server,method=GET,route=/a/_b,status_code=404:4|ms']);
+  const c = new Metric('errors', 'c', ['kind'], 'hatch.', 'dogstatsd');
+  c.series('invalid_request_id').sum += 3;
+  assert.deepEqual(drainLines([c], 'dogstatsd'), ['hatch.errors:3|c|#kind:invalid_request_id']);
+});
+
+test('metrics: many values are cut into lines and packets that fit 1432 bytes, none lost', () => {
+  const d = new Metric('http.server', 'ms', ['method', 'route', 'status_code'], 'hatch.', 'dogstatsd');
+  const s = d.series('GET', 'unmatched', 200);
+  for (let i = 0; i < 5000; i++) s.values.push(i + 0.5);
+  const lines = drainLines([d], 'dogstatsd');
+  assert.ok(lines.length > 1);
+  const values = lines.flatMap((l) => l.split('|')[0].split(':').slice(1)).map(Number);
+  assert.equal(values.length, 5000);
+  assert.equal(values[4999], 4999.5);
+  const packets = packLines(lines);
+  for (const p of packets) assert.ok(Buffer.byteLength(p) <= 1432, `packet of ${p.length}`);
+  assert.equal(packets.join('\n').split('\n').length, lines.length);
+});
+
+test('metrics: unbounded dimension values fold into `other` past the series cap', () => {
+  const m = new Metric('http.server', 'ms', ['method', 'route', 'status_code'], 'hatch.', 'none');
+  for (let i = 0; i < 2500; i++) m.series('GET', `/r${i}`, 200).values.push(1);
+  const lines = drainLines([m], 'none');
+  assert.equal(lines.length, 2500, 'every value is still sent');
+  assert.equal(lines.filter((l) => l.startsWith('hatch.http.server.other.other.other:')).length, 500);
+});
+
+test('wrap: idempotent, keeps name and length, unwrap restores', () => {
+  class C {
+    query(a, b) {
+      return a + b;
+    }
+  }
+  const proto = C.prototype;
+  const original = proto.query;
+  let calls = 0;
+  const make = (orig) =>
+    function () {
+      calls++;
+      return orig.apply(this, arguments);
+    };
+  assert.equal(wrap(proto, 'query', make), true);
+  assert.equal(wrap(proto, 'query', make), false, 'a second wrap is refused');
+  assert.equal(isWrapped(proto.query), true);
+  assert.equal(proto.query.name, 'query');
+  assert.equal(proto.query.length, 2);
+  assert.equal(new C().query(1, 2), 3);
+  assert.equal(calls, 1);
+  unwrap(proto, 'query');
+  assert.equal(proto.query, original);
+  // An inherited method is wrapped as an own property and removed again.
+  class D extends C {}
+  wrap(D.prototype, 'query', make);
+  assert.ok(Object.hasOwn(D.prototype, 'query'));
+  unwrap(D.prototype, 'query');
+  assert.ok(!Object.hasOwn(D.prototype, 'query'));
+  assert.equal(D.prototype.query, original);
+});
+
+test('version ranges', () => {
+  assert.equal(inRange('8.0.0', ['8.0.0', '9.0.0']), true);
+  assert.equal(inRange('8.23.1', ['8.0.0', '9.0.0']), true);
+  assert.equal(inRange('9.0.0', ['8.0.0', '9.0.0']), false);
+  assert.equal(inRange('7.18.2', ['8.0.0', '9.0.0']), false);
+  assert.equal(inRange('garbage', ['8.0.0', '9.0.0']), false);
+});
