@@ -31,7 +31,7 @@ setInterval(() => {
   if (process.ppid === parent) return;
   require('fs').rmSync(__dirname, { recursive: true, force: true });
   process.exit(0);
-}, 300).unref();\n`;
+}, 1000).unref();\n`;
 
 const running = new Set();
 process.on('exit', () => { for (const d of running) d.killSync(); });
@@ -53,11 +53,13 @@ async function freeUdpPort() {
   return port;
 }
 
-// The daemon binds UDP in a later tick than the admin port; /proc/net/udp tells for sure.
+// Its UDP bind completes asynchronously (after an address lookup), so an
+// answering admin port proves nothing about UDP; /proc/net/udp does.
 function udpBound(port) {
   let table;
   try { table = fs.readFileSync('/proc/net/udp', 'utf8'); } catch { return true; }
-  return table.includes(`:${port.toString(16).toUpperCase().padStart(4, '0')} `);
+  const hex = port.toString(16).toUpperCase().padStart(4, '0');
+  return new RegExp(`^\\s*\\d+: [0-9A-F]{8}:${hex} `, 'm').test(table); // local_address column
 }
 
 /**

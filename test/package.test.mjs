@@ -1,0 +1,106 @@
+// The package as installed from `npm pack`: what `-r hatch-agent` logs, loading it twice,
+// HATCH_DISABLE, modules outside the supported range or that cannot be patched, and the types.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { appDir, runScript } from './support/app.mjs';
+import { udpListener } from './support/udp.mjs';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const pgVersion = JSON.parse(fs.readFileSync(path.join(appDir, 'node_modules/pg/package.json'), 'utf8')).version;
+const poolVersion = JSON.parse(fs.readFileSync(path.join(appDir, 'node_modules/pg-pool/package.json'), 'utf8')).version;
+
+const USES_ALL = `
+const http = require('node:http');
+const pg = require('pg');
+const server = http.createServer((req, res) => res.end('ok'));
+server.listen(0, '127.0.0.1', () => {
+  http.get('http://127.0.0.1:' + server.address().port + '/', (res) => { res.resume(); res.on('end', () => server.close()); });
+});
+console.log(typeof pg.Client.prototype.query[Symbol.for('hatch-agent.original')]);
+`;
+
+test('HATCH_LOG=debug: one line per applied patch, with the module version', async () => {
+  const r = await runScript(USES_ALL, { env: { HATCH_LOG: 'debug' } });
+  assert.equal(r.code, 0, r.stderr);
+  const lines = r.stderr.split('\n').filter(Boolean);
+  assert.ok(lines.includes(`hatch-agent debug: http@${process.versions.node} patched`), r.stderr);
+  assert.ok(lines.includes(`hatch-agent debug: pg@${pgVersion} patched`), r.stderr);
+  assert.ok(lines.includes(`hatch-agent debug: pg-pool@${poolVersion} patched`), r.stderr);
+  assert.equal(lines.filter((l) => l.includes(' patched')).length, 3, r.stderr);
+  assert.equal(r.stdout, 'function\n');
+});
+
+test('loaded twice (-r twice): patched once, each request timed once', async () => {
+  const udp = await udpListener();
+  try {
+    const r = await runScript(USES_ALL, { agent: 'twice', env: { HATCH_LOG: 'debug', HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(udp.port) } });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr.split('\n').filter((l) => l.includes('pg@') && l.includes('patched')).length, 1, r.stderr);
+    assert.equal(r.stderr.split('\n').filter((l) => l.includes('started')).length, 1, r.stderr);
+    await udp.waitFor((ls) => ls.some((l) => l.startsWith('hatch.http.server.')), 3000);
+    await new Promise((res) => setTimeout(res, 200));
+    assert.equal(udp.lines.filter((l) => l.startsWith('hatch.http.server.')).length, 1, udp.lines.join('\n'));
+  } finally {
+    udp.close();
+  }
+});
+
+test('HATCH_DISABLE=pg leaves pg, pg-pool and pg-cursor untouched; an unknown name is reported', async () => {
+  const r = await runScript(USES_ALL, { env: { HATCH_LOG: 'debug', HATCH_DISABLE: 'pg,nosuch' } });
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, 'undefined\n', 'pg.Client.prototype.query is the original');
+  assert.ok(!r.stderr.includes('pg@'), r.stderr);
+  assert.match(r.stderr, /HATCH_DISABLE names "nosuch", which is no patch/);
+  assert.ok(r.stderr.includes(`http@${process.versions.node} patched`));
+});
+
+function fakeModule(name, version, body) {
+  const dir = fs.mkdtempSync(path.join(appDir, 'fake-'));
+  fs.mkdirSync(path.join(dir, 'node_modules', name), { recursive: true });
+  fs.writeFileSync(path.join(dir, 'node_modules', name, 'package.json'), JSON.stringify({ name, version, main: 'index.js' }));
+  fs.writeFileSync(path.join(dir, 'node_modules', name, 'index.js'), body);
+  return dir;
+}
+
+test('a module outside the supported range, or that cannot be patched, logs one line and is left untouched', async () => {
+  const old = fakeModule('pg', '7.18.2', `class Client { query() { return 'v7'; } } module.exports = { Client };`);
+  const script = `const pg = require('pg'); const q = pg.Client.prototype.query; console.log(new pg.Client().query(), q.name, q[Symbol.for('hatch-agent.wrapped')] === undefined);`;
+  fs.writeFileSync(path.join(old, 'app.js'), script);
+  const a = await runScript('', { file: path.join(old, 'app.js') });
+  assert.equal(a.code, 0, a.stderr);
+  assert.equal(a.stdout, 'v7 query true\n');
+  assert.deepEqual(a.stderr.split('\n').filter(Boolean), ['hatch-agent warn: pg@7.18.2 is outside the supported range >=8.0.0 <9.0.0; left untouched']);
+
+  const odd = fakeModule('pg', '8.5.0', `class Client { notQuery() { return 'odd'; } } module.exports = { Client };`);
+  fs.writeFileSync(path.join(odd, 'app.js'), `const pg = require('pg'); console.log(new pg.Client().notQuery(), Object.getOwnPropertyNames(pg.Client.prototype).join());`);
+  const b = await runScript('', { file: path.join(odd, 'app.js') });
+  assert.equal(b.code, 0, b.stderr);
+  assert.equal(b.stdout, 'odd constructor,notQuery\n');
+  assert.deepEqual(b.stderr.split('\n').filter(Boolean), ['hatch-agent warn: pg@8.5.0 could not be patched (Client.prototype.query not found); left untouched']);
+});
+
+test('the public API is typed and importable from the installed package', () => {
+  const file = path.join(appDir, 'typed.ts');
+  fs.writeFileSync(
+    file,
+    `import { getRequestId, withRequestId } from 'hatch-agent';
+const id: string | undefined = getRequestId();
+const n: number = withRequestId('job-1', () => 42);
+const p: Promise<string> = withRequestId('job-2', async () => 'x');
+// @ts-expect-error the ID must be a string
+withRequestId(42, () => 0);
+export { id, n, p };
+`,
+  );
+  const tsc = path.join(root, 'node_modules', '.bin', 'tsc');
+  const r = spawnSync(tsc, ['--noEmit', '--strict', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--types', 'node', '--typeRoots', path.join(root, 'node_modules/@types'), file], { cwd: appDir, encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+  // and the runtime API outside -r: importing the package starts the agent once and works
+  const s = spawnSync(process.execPath, ['-e', `const { withRequestId, getRequestId } = require('hatch-agent'); console.log(getRequestId(), withRequestId('w-1', () => getRequestId()), withRequestId('bad id */', () => /^[0-9a-f-]{36}$/.test(getRequestId())))`], { cwd: appDir, encoding: 'utf8', env: { ...process.env, HATCH_STATSD: 'off' } });
+  assert.equal(s.stdout, 'undefined w-1 true\n', s.stderr);
+  assert.match(s.stderr, /withRequestId: the ID is outside the allowlist/);
+});
