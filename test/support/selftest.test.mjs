@@ -1,7 +1,7 @@
 // Proves the test harness itself works: real PostgreSQL with a greppable
 // statement log, a UDP sink, and the real StatsD daemon.
 //   node --test test/support/selftest.test.mjs
-import { test, after } from 'node:test';
+import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import fs from 'node:fs';
@@ -24,10 +24,12 @@ async function query(url, sql, params) {
   try { return await c.query(sql, params); } finally { await c.end(); }
 }
 
+// One server for both postgres tests: initdb is most of the ~3 s start-up.
+let db;
+before(async () => { db = await startPostgres(); });
 after(() => stopPostgres());
 
 test('postgres: SELECT 1 runs and shows up in the statement log', T, async (t) => {
-  const db = await startPostgres();
   t.diagnostic(`url=${db.url} log=${db.logFile} timings=${JSON.stringify(db.timings)}`);
   const mark = db.logSize();
   const tag = `selftest_${process.pid}_${Date.now()}`;
@@ -43,7 +45,6 @@ test('postgres: SELECT 1 runs and shows up in the statement log', T, async (t) =
 });
 
 test('postgres: stop/start and crash+start keep port and data', T, async (t) => {
-  const db = await startPostgres();
   if (db.external) return t.skip('cannot restart an external DATABASE_URL server');
   await query(db.url, 'CREATE TABLE kept (v int); INSERT INTO kept VALUES (42)');
   const port = db.port;

@@ -1,0 +1,76 @@
+#!/usr/bin/env node
+// `npm run demo`: embedded PostgreSQL (every statement logged), a StatsD receiver on UDP, and the
+// sample app under `node -r hatch-agent`; a few requests; then what the agent left behind: the
+// request IDs on the responses, the StatsD lines, and the PostgreSQL log lines found by grepping
+// for one request's ID.
+import { spawn } from 'node:child_process';
+import * as dgram from 'node:dgram';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startPostgres } from '../test/support/postgres.mjs';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const title = (t) => console.log(`\n\x1b[1m== ${t}\x1b[0m`);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+title('starting embedded PostgreSQL with log_min_duration_statement=0');
+const pg = await startPostgres();
+console.log(`PostgreSQL ${pg.url.replace(/:[^:@/]*@/, ':***@')}, statement log ${pg.logFile}`);
+
+const statsdLines = [];
+const statsd = dgram.createSocket('udp4');
+statsd.on('message', (m) => statsdLines.push(...m.toString().split('\n')));
+await new Promise((r) => statsd.bind(0, '127.0.0.1', r));
+console.log(`StatsD receiver on udp://127.0.0.1:${statsd.address().port}`);
+
+title('starting the sample app: node -r hatch-agent demo/app.js');
+const app = spawn(process.execPath, ['-r', 'hatch-agent', path.join(root, 'demo/app.js')], {
+  cwd: root,
+  env: { ...process.env, DATABASE_URL: pg.url, HATCH_STATSD_PORT: String(statsd.address().port), HATCH_LOG: 'debug' },
+  stdio: ['ignore', 'pipe', 'inherit'],
+});
+const port = await new Promise((resolve, reject) => {
+  let out = '';
+  app.stdout.on('data', (d) => {
+    out += d;
+    const m = /listening (\d+)/.exec(out);
+    if (m) resolve(Number(m[1]));
+  });
+  app.on('exit', (code) => reject(new Error(`the app exited with ${code}`)));
+});
+
+title('requests');
+const calls = [
+  ['/users/1', {}],
+  ['/users/2', { 'X-Request-ID': 'checkout-7f3a9' }],
+  ['/report', {}],
+  ['/users/99', {}],
+  ['/users/3', { 'X-Request-ID': '*/ DROP TABLE users; --' }],
+];
+const ids = [];
+for (const [p, headers] of calls) {
+  const r = await fetch(`http://127.0.0.1:${port}${p}`, { headers });
+  const id = r.headers.get('x-request-id');
+  ids.push(id);
+  const sent = headers['X-Request-ID'] ? ` (sent X-Request-ID: ${headers['X-Request-ID']})` : '';
+  console.log(`GET ${p.padEnd(10)} -> ${r.status}  X-Request-ID: ${id}${sent}  ${await r.text()}`);
+}
+
+await sleep(1500); // one StatsD flush interval, and the PostgreSQL log collector
+title('StatsD lines received');
+for (const l of statsdLines.filter(Boolean)) console.log(l);
+
+const log = fs.readFileSync(pg.logFile, 'utf8').split('\n');
+for (const id of [ids[2], ids[1], ids[4]]) {
+  title(`grep ${id} in the PostgreSQL statement log`);
+  for (const l of log.filter((x) => x.includes(id))) console.log(l);
+}
+const hostile = log.filter((l) => l.includes('DROP TABLE')).length;
+console.log(`\nlines of the log holding the hostile ID's text: ${hostile} (it was replaced by ${ids[4]})`);
+
+app.kill('SIGTERM');
+await new Promise((r) => app.on('exit', r));
+statsd.close();
+await pg.stop();
+title('done');
