@@ -61,13 +61,16 @@ try {
       .filter((f) => f.endsWith('.test.mjs'))
       .map((f) => path.join(dir, f))
       .sort();
-  const all = files('test').filter((f) => !f.startsWith(path.join('test', 'support')) || process.env.HATCH_TEST_SELFTEST);
+  // The harness's own self-test stops and kills its PostgreSQL, so it runs apart with a server of its own.
+  const selftest = files('test/support');
+  const all = files('test').filter((f) => !selftest.includes(f));
   const pgOnly = all.filter((f) => /(^|\/)pg[^/]*\.test\.mjs$/.test(f));
   const only = process.argv.slice(2);
 
   const runs = PG_VERSIONS.map((v, i) => ({ v, list: i === 0 ? all : pgOnly }));
+  runs.push({ v: PG_VERSIONS[0], list: selftest, ownServer: true });
   code = 0;
-  for (const { v, list } of runs) {
+  for (const { v, list, ownServer } of runs) {
     const chosen = only.length ? list.filter((f) => only.some((o) => f.includes(o))) : list;
     if (chosen.length === 0) continue;
     say(`node --test with pg@${v}: ${chosen.length} files`);
@@ -78,6 +81,10 @@ try {
       DATABASE_URL: pgServer.url,
       HATCH_TEST_PG_LOG: pgServer.logFile ?? '',
     };
+    if (ownServer && !process.env.DATABASE_URL) {
+      delete env.DATABASE_URL;
+      delete env.HATCH_TEST_PG_LOG;
+    }
     const child = spawn(process.execPath, ['--test', '--test-concurrency=2', '--test-timeout=180000', ...chosen], { cwd: root, env, stdio: 'inherit' });
     const status = await new Promise((resolve) => child.on('close', (c) => resolve(c ?? 1)));
     if (status !== 0) code = status;
