@@ -23,6 +23,7 @@ import { log } from '../log';
 const MAX_PACKET = 1432; // fits one Ethernet-MTU UDP datagram, hot-shots' own recommendation
 const MAX_SERIES = 2000;
 const MAX_VALUES = 100_000;
+const RESOLVE_EVERY_MS = 60_000; // a host name is looked up again this often, so a moved StatsD is followed
 
 type Dim = string | number;
 
@@ -172,6 +173,7 @@ export class StatsdSink {
   private client: HotShotsLike | undefined;
   private address: string | undefined;
   private resolving = false;
+  private resolvedAt = 0;
   private timer: NodeJS.Timeout | undefined;
   private dropped = 0;
   private readonly subscriptions: Array<[{ unsubscribe(fn: any): void }, (m: unknown) => void]> = [];
@@ -196,6 +198,8 @@ export class StatsdSink {
     this.on(channels.error, (m) => {
       this.errors.series((m as ErrorEvent).kind).sum++;
     });
+    if (net.isIP(this.config.statsdHost)) this.address = this.config.statsdHost;
+    else this.resolve(); // early, so the first values find an address
     this.timer = setInterval(() => this.flush(), this.config.statsdFlushMs);
     this.timer.unref();
     // A natural exit gets one last asynchronous flush; 'exit' (process.exit, the end of the loop)
@@ -261,21 +265,32 @@ export class StatsdSink {
     if (err) log.warnOnce('statsd-send', `statsd: sending to ${this.config.statsdHost}:${this.config.statsdPort} failed (${err.message}); metrics are dropped until it answers`);
   };
 
-  private getClient(): HotShotsLike | undefined {
-    if (this.client) return this.client;
+  /** Looks the host name up in the background; a new address replaces the client on the next flush. */
+  private resolve(): void {
+    if (this.resolving) return;
+    this.resolving = true;
     const host = this.config.statsdHost;
-    if (net.isIP(host)) this.address = host;
-    if (this.address === undefined) {
-      if (!this.resolving) {
-        this.resolving = true;
-        dns.lookup(host, (err, address) => {
-          this.resolving = false;
-          if (err) log.warnOnce('statsd-dns', `statsd: cannot resolve HATCH_STATSD_HOST=${host} (${err.code ?? err.message}); metrics are dropped until it resolves`);
-          else this.address = address;
-        });
+    // IPv4 first: `localhost` often lists ::1 first, while StatsD daemons mostly listen on IPv4.
+    dns.lookup(host, { all: true }, (err, all) => {
+      this.resolving = false;
+      this.resolvedAt = Date.now();
+      const address = all?.find((a) => a.family === 4)?.address ?? all?.[0]?.address;
+      if (err || address === undefined) {
+        err ??= Object.assign(new Error('no address'), { code: 'ENODATA' });
+        log.warnOnce('statsd-dns', `statsd: cannot resolve HATCH_STATSD_HOST=${host} (${err.code ?? err.message}); metrics are dropped until it resolves`);
+      } else if (address !== this.address) {
+        this.address = address;
+        const old = this.client;
+        this.client = undefined;
+        old?.close();
       }
-      return undefined;
-    }
+    });
+  }
+
+  private getClient(): HotShotsLike | undefined {
+    if (!net.isIP(this.config.statsdHost) && Date.now() - this.resolvedAt > RESOLVE_EVERY_MS) this.resolve();
+    if (this.client) return this.client;
+    if (this.address === undefined) return undefined;
     // Loaded on the first flush, not at start-up: start-up stays cheap.
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const StatsD = require('hot-shots') as new (opts: object) => HotShotsLike;
