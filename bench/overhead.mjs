@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Overhead of the agent against the same app without it, in one run, interleaved (A B A B …).
-//   node bench/overhead.mjs [--rounds 3] [--seconds 5] [--connections 50]
+//   node bench/overhead.mjs [--rounds 3] [--seconds 5] [--connections 50] [--routes /hello,/db]
+//                           [--variant 'name:HATCH_X=v,HATCH_Y=w' …]   (extra agent variants, to find what costs)
 // Per route and variant: median requests/s, p50/p99 latency, server CPU µs per request (from
 // /proc/<pid>/stat, steadier than throughput on a shared machine) and peak RSS; each as a ratio
 // to no agent from the same round. Start-up: median wall time of `node [-r hatch-agent] -e 0`.
@@ -23,7 +24,14 @@ const ROUNDS = arg('rounds', 3);
 const SECONDS = arg('seconds', 5);
 const CONNECTIONS = arg('connections', 50);
 const WARMUP = 2;
-const ROUTES = ['/hello', '/db'];
+const ROUTES = (process.argv.includes('--routes') ? process.argv[process.argv.indexOf('--routes') + 1] : '/hello,/db').split(',');
+// Extra agent variants with their own HATCH_* settings, e.g. --variant 'no-sql-comment:HATCH_SQL_COMMENT=off'
+const EXTRA = {};
+process.argv.forEach((a, i) => {
+  if (a !== '--variant') return;
+  const [name, settings = ''] = process.argv[i + 1].split(':');
+  EXTRA[name] = Object.fromEntries(settings.split(',').filter(Boolean).map((kv) => kv.split('=')));
+});
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const HZ = 100; // USER_HZ on Linux
 
@@ -71,8 +79,8 @@ async function load(port, route, seconds) {
 }
 
 async function startApp(variant, env) {
-  const args = variant === 'hatch-agent' ? ['-r', 'hatch-agent', 'bench/app.js'] : ['bench/app.js'];
-  const child = spawn(process.execPath, args, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const args = variant === 'none' ? ['bench/app.js'] : ['-r', 'hatch-agent', 'bench/app.js'];
+  const child = spawn(process.execPath, args, { cwd: root, env: { ...process.env, ...env, ...EXTRA[variant] }, stdio: ['ignore', 'pipe', 'inherit'] });
   const port = await new Promise((resolve, reject) => {
     let out = '';
     child.stdout.on('data', (d) => {
@@ -92,7 +100,7 @@ sink.on('message', (m) => (received += m.toString().split('\n').length));
 await new Promise((r) => sink.bind(0, '127.0.0.1', r));
 const env = { DATABASE_URL: pg.url, HATCH_STATSD_PORT: String(sink.address().port) };
 
-const VARIANTS = ['none', 'hatch-agent'];
+const VARIANTS = ['none', 'hatch-agent', ...Object.keys(EXTRA)];
 const results = {}; // route -> variant -> [{rps,p50,p99,cpu,rss}]
 for (let round = 1; round <= ROUNDS; round++) {
   for (const variant of round % 2 ? VARIANTS : [...VARIANTS].reverse()) {
@@ -129,11 +137,14 @@ await pg.stop();
 const rows = [];
 for (const route of ROUTES) {
   const base = results[route].none;
-  const ours = results[route]['hatch-agent'];
-  const ratio = (k) => median(ours.map((o, i) => o[k] / base[i][k]));
-  rows.push(
-    `| \`${route}\` | ${median(base.map((x) => x.rps)).toFixed(0)} | ${median(ours.map((x) => x.rps)).toFixed(0)} | **${ratio('rps').toFixed(2)}** | ${median(base.map((x) => x.p99)).toFixed(2)} / ${median(ours.map((x) => x.p99)).toFixed(2)} (${ratio('p99').toFixed(2)}x) | ${median(base.map((x) => x.cpu)).toFixed(0)} / ${median(ours.map((x) => x.cpu)).toFixed(0)} (${ratio('cpu').toFixed(2)}x) | ${median(base.map((x) => x.rss)).toFixed(0)} / ${median(ours.map((x) => x.rss)).toFixed(0)} |`,
-  );
+  for (const variant of VARIANTS.slice(1)) {
+    const ours = results[route][variant];
+    const ratio = (k) => median(ours.map((o, i) => o[k] / base[i][k]));
+    const name = variant === 'hatch-agent' ? '' : ` (${variant})`;
+    rows.push(
+      `| \`${route}\`${name} | ${median(base.map((x) => x.rps)).toFixed(0)} | ${median(ours.map((x) => x.rps)).toFixed(0)} | **${ratio('rps').toFixed(2)}** | ${median(base.map((x) => x.p99)).toFixed(2)} / ${median(ours.map((x) => x.p99)).toFixed(2)} (${ratio('p99').toFixed(2)}x) | ${median(base.map((x) => x.cpu)).toFixed(0)} / ${median(ours.map((x) => x.cpu)).toFixed(0)} (${ratio('cpu').toFixed(2)}x) | ${median(base.map((x) => x.rss)).toFixed(0)} / ${median(ours.map((x) => x.rss)).toFixed(0)} |`,
+    );
+  }
 }
 const s0 = median(su.none);
 const s1 = median(su['hatch-agent']);

@@ -4,7 +4,7 @@
  * query stream pushes from it) would run outside the request that opened the cursor.
  * Timing and the SQL comment of cursors are done by the pg patch (a cursor is a Submittable).
  */
-import { AsyncResource } from 'node:async_hooks';
+import { bindContext } from '../src/context';
 import { wrap, unwrap } from '../src/shim';
 import type { PatchDefinition } from '../src/hook';
 
@@ -13,7 +13,7 @@ function bindLast(original: (...args: any[]) => any) {
     const last = arguments.length - 1;
     if (last >= 0 && typeof arguments[last] === 'function') {
       const args = Array.prototype.slice.call(arguments);
-      args[last] = AsyncResource.bind(args[last]);
+      args[last] = bindContext(args[last]);
       return original.apply(this, args);
     }
     return original.apply(this, arguments as any);

@@ -4,14 +4,14 @@
  * this, its query would run (and be commented) in the releasing request's context.
  * The promise form needs nothing: an awaited promise resumes in the awaiting context.
  */
-import { AsyncResource } from 'node:async_hooks';
+import { bindContext } from '../src/context';
 import { wrap, unwrap } from '../src/shim';
 import type { PatchDefinition } from '../src/hook';
 
 function wrapConnect(original: (...args: any[]) => any) {
   return function connect(this: unknown, cb?: unknown) {
     if (typeof cb !== 'function') return original.apply(this, arguments as any);
-    return original.call(this, AsyncResource.bind(cb as (...a: any[]) => any));
+    return original.call(this, bindContext(cb as (...a: any[]) => any));
   };
 }
 

@@ -19,11 +19,10 @@
  * later versions clone it) is replayed onto the caller's object, so the app sees what it saw without
  * the agent. A server error's `position` (a character offset into the text sent) is shifted back
  * by the comment's length, so it points into the app's own SQL.
- * Callbacks run in the async context of the code that issued the query, not the socket's.
+ * Callbacks run in the request context of the code that issued the query, not the socket's.
  * The promise form returns pg's promise chained once (same value, same error object).
  */
-import { AsyncResource } from 'node:async_hooks';
-import { storage } from '../src/context';
+import { storage, bindContext } from '../src/context';
 import { commentedSql } from '../src/sql-comment';
 import { channels, type DbQueryEvent } from '../src/bus';
 import { wrap, unwrap } from '../src/shim';
@@ -74,13 +73,12 @@ function end(p: Pending, err: unknown, at = performance.now()): void {
   }
 }
 
-/** The callback, timed, and run in the caller's async context. */
+/** The callback, timed, and run in the caller's request context. */
 function wrapCallback(cb: Function, p: Pending): Function {
-  const resource = new AsyncResource('hatch-agent.pg.query');
+  const bound = bindContext(cb as (...a: any[]) => any);
   return function (this: unknown, err: unknown) {
     end(p, err);
-    // eslint-disable-next-line prefer-rest-params
-    return resource.runInAsyncScope(cb as any, this, ...(arguments as unknown as unknown[]));
+    return bound.apply(this, arguments as any);
   };
 }
 
@@ -182,8 +180,8 @@ function plan(argc: number, config: any, values: any, callback: any): Plan | und
   if (typeof config.submit === 'function') {
     instrumentSubmittable(config, id, pending);
     // pg sets these as the Submittable's callback when it has none: run them in our context.
-    if (typeof values === 'function') args[1] = AsyncResource.bind(values as (...a: any[]) => any);
-    else if (typeof callback === 'function') args[2] = AsyncResource.bind(callback as (...a: any[]) => any);
+    if (typeof values === 'function') args[1] = bindContext(values);
+    else if (typeof callback === 'function') args[2] = bindContext(callback);
     return { args, pending, promise: false };
   }
 

@@ -39,3 +39,15 @@ export function withRequestId<T>(id: string, fn: () => T): T {
   }
   return storage.run({ id: safe, start: performance.now(), route: undefined }, fn);
 }
+
+/**
+ * Binds fn to the current request context: when it runs later (from a pool queue or a socket
+ * callback), it sees the store of the code that created it, not of whatever resumed it.
+ * Lighter than AsyncResource.bind (no async resource per call); `this` and arguments pass through.
+ */
+export function bindContext<F extends (...args: any[]) => any>(fn: F): F {
+  const store = storage.getStore();
+  return function (this: unknown) {
+    return storage.run(store as RequestContext, Reflect.apply, fn, this, arguments);
+  } as unknown as F;
+}

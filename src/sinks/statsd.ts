@@ -61,28 +61,33 @@ export class Metric {
     private readonly mode: TagMode,
   ) {}
 
-  /** The series for these dimension values (as many as `dims`). */
+  /** The series for these dimension values (as many as `dims`); allocates only for a new one. */
   series(a: Dim, b?: Dim, c?: Dim): Series {
     const depth = this.dims.length;
-    let level: Map<Dim, any> = this.root;
-    const keys = [a, b, c];
-    for (let i = 0; i < depth - 1; i++) {
-      let next = level.get(keys[i]!);
-      if (next === undefined) {
-        if (this.count >= MAX_SERIES) return this.other();
-        next = new Map();
-        level.set(keys[i]!, next);
-      }
-      level = next;
-    }
-    let s: Series | undefined = level.get(keys[depth - 1]!);
+    let level: Map<Dim, any> | undefined = this.root;
+    if (depth > 1) level = this.child(level, a);
+    if (depth > 2 && level !== undefined) level = this.child(level, b!);
+    if (level === undefined) return this.other();
+    const last = depth === 1 ? a : depth === 2 ? b! : c!;
+    let s: Series | undefined = level.get(last);
     if (s === undefined) {
       if (this.count >= MAX_SERIES) return this.other();
-      s = this.make(keys.slice(0, depth) as Dim[]);
-      level.set(keys[depth - 1]!, s);
+      s = this.make(depth === 1 ? [a] : depth === 2 ? [a, b!] : [a, b!, c!]);
+      level.set(last, s);
       this.count++;
     }
     return s;
+  }
+
+  /** The next level of the nested maps, created if the series cap allows. */
+  private child(parent: Map<Dim, any>, key: Dim): Map<Dim, any> | undefined {
+    let next = parent.get(key);
+    if (next === undefined) {
+      if (this.count >= MAX_SERIES) return undefined;
+      next = new Map();
+      parent.set(key, next);
+    }
+    return next;
   }
 
   private other(): Series {
