@@ -2,8 +2,8 @@
  * Incoming HTTP (http and https servers): wraps Server.prototype.emit so that each 'request'
  * (and 'checkContinue') runs inside a new request context.
  *
- * - The ID is the caller's header when it passes the allowlist, else a new UUID (an invalid one is
- *   counted as errors{kind=invalid_request_id}). It is written back into req.headers, so the app's
+ * - The ID is the caller's header when it passes the allowlist, else the trace-id of a valid W3C
+ *   traceparent, else a new UUID (an invalid header is counted as errors{kind=invalid_request_id}). It is written back into req.headers, so the app's
  *   own correlation middleware adopts the same ID, and echoed on the response before the app runs.
  * - The request is timed from the emit to the response's 'close' (which follows 'finish', or comes
  *   alone when the client aborts), with one shared listener: no closure per request.
@@ -12,6 +12,7 @@
 import type * as http from 'node:http';
 import { storage, type RequestContext } from '../src/context';
 import { isValidRequestId, newRequestId } from '../src/request-id';
+import { traceIdOf, traceparentEnabled } from '../src/propagation';
 import { channels, type HttpServerEvent } from '../src/bus';
 import { wrap, unwrap } from '../src/shim';
 import { log } from '../src/log';
@@ -44,15 +45,14 @@ function onClose(this: Res): void {
 function begin(req: http.IncomingMessage, res: Res): RequestContext {
   const start = performance.now();
   const raw = req.headers[headerName];
-  let id: string;
-  if (raw === undefined) {
-    id = newRequestId();
-  } else if (isValidRequestId(raw)) {
-    id = raw;
-  } else {
-    id = newRequestId();
-    if (channels.error.hasSubscribers) channels.error.publish({ kind: 'invalid_request_id' });
+  let id: string | undefined;
+  if (raw !== undefined) {
+    if (isValidRequestId(raw)) id = raw;
+    else if (channels.error.hasSubscribers) channels.error.publish({ kind: 'invalid_request_id' });
   }
+  // No usable ID: a traced caller's trace-id joins this request to its trace.
+  if (id === undefined && traceparentEnabled()) id = traceIdOf(req.headers.traceparent);
+  if (id === undefined) id = newRequestId();
   if (raw !== id) req.headers[headerName] = id;
   if (!res.headersSent) res.setHeader(headerName, id);
   const ctx = { id, start, route: undefined, method: req.method ?? 'OTHER' };

@@ -26,6 +26,17 @@ export interface DbQueryEvent {
   duration: number;
 }
 
+export interface HttpClientEvent {
+  requestId: string | undefined;
+  method: string;
+  /** Host name only, no port. */
+  host: string;
+  /** The response status, or `error` when no response came (refused, DNS, timeout, abort). */
+  statusCode: number | 'error';
+  /** ms */
+  duration: number;
+}
+
 export interface ErrorEvent {
   kind: string;
 }
@@ -34,5 +45,6 @@ export interface ErrorEvent {
 export const channels = {
   httpServer: dc.channel('hatch:http.server'),
   dbQuery: dc.channel('hatch:db.query'),
+  httpClient: dc.channel('hatch:http.client'),
   error: dc.channel('hatch:error'),
 };

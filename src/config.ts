@@ -11,6 +11,9 @@ export interface Config {
   disable: string[];
   requestIdHeader: string;
   sqlComment: boolean;
+  /** Host patterns that receive the request ID; undefined: every host. */
+  propagateHosts: string[] | undefined;
+  traceparent: boolean;
   statsd: boolean;
   statsdHost: string;
   statsdPort: number;
@@ -24,6 +27,8 @@ export const DEFAULTS: Config = {
   disable: [],
   requestIdHeader: 'x-request-id',
   sqlComment: true,
+  propagateHosts: undefined,
+  traceparent: true,
   statsd: true,
   statsdHost: '127.0.0.1',
   statsdPort: 8125,
@@ -93,6 +98,15 @@ export function loadConfig(env: Env = process.env): ConfigResult {
     DEFAULTS.requestIdHeader,
   ).toLowerCase();
   c.sqlComment = onOff('HATCH_SQL_COMMENT', DEFAULTS.sqlComment);
+  c.traceparent = onOff('HATCH_TRACEPARENT', DEFAULTS.traceparent);
+  const hosts = env.HATCH_PROPAGATE_HOSTS;
+  if (hosts !== undefined && hosts.trim() !== '') {
+    const list = hosts.split(',').map((h) => h.trim()).filter(Boolean);
+    const bad = list.filter((h) => !/^(\*\.)?[A-Za-z0-9.-]+(:\d{1,5})?$/.test(h));
+    // A bad allowlist must not widen propagation: the bad entries are dropped, never "all hosts".
+    if (bad.length > 0) reject('HATCH_PROPAGATE_HOSTS', hosts, `has entries that are no host pattern (${bad.join(', ')})`, list.filter((h) => !bad.includes(h)).join(','));
+    c.propagateHosts = list.filter((h) => !bad.includes(h));
+  }
   c.statsd = onOff('HATCH_STATSD', DEFAULTS.statsd);
   c.statsdHost = matching('HATCH_STATSD_HOST', /^[A-Za-z0-9.:_-]{1,253}$/, 'a hostname or IP address', DEFAULTS.statsdHost);
   c.statsdPort = integer('HATCH_STATSD_PORT', 1, 65535, DEFAULTS.statsdPort);

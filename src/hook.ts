@@ -68,8 +68,9 @@ export function applyPatch(def: PatchDefinition, moduleExports: unknown, version
   } else {
     try {
       def.patch(moduleExports, config);
-      outcome = { module: def.module, version, status: 'patched' };
-      log.debug(`${label} patched`);
+      outcome = { module: def.module, version, status: 'patched', detail: def.feature };
+      // `http@20.20.2 patched`; the feature is named where one module carries several patches.
+      log.debug(`${label} patched${def.module.startsWith(def.feature) ? '' : ` (${def.feature})`}`);
     } catch (err) {
       try {
         def.unpatch(moduleExports);
@@ -94,7 +95,7 @@ export function installHooks(defs: PatchDefinition[], config: Config): { unhook(
       enabled.push(def);
     }
   }
-  const known = new Set(defs.flatMap((d) => [d.feature, d.module]));
+  const known = new Set([...defs.flatMap((d) => [d.feature, d.module]), 'undici', 'fetch']);
   for (const name of config.disable) {
     if (!known.has(name)) log.warn(`HATCH_DISABLE names "${name}", which is no patch; known: ${[...known].join(',')}`);
   }
@@ -102,11 +103,14 @@ export function installHooks(defs: PatchDefinition[], config: Config): { unhook(
 
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { Hook } = require('require-in-the-middle') as typeof import('require-in-the-middle');
-  const byModule = new Map(enabled.map((d) => [d.module, d]));
+  const byModule = new Map<string, PatchDefinition[]>();
+  for (const d of enabled) byModule.set(d.module, [...(byModule.get(d.module) ?? []), d]);
   const hook = new Hook([...byModule.keys()], { internals: false }, (moduleExports, name, basedir) => {
     try {
-      const def = byModule.get(name.startsWith('node:') ? name.slice(5) : name);
-      if (def) applyPatch(def, moduleExports, moduleVersion(name, basedir), config);
+      const version = moduleVersion(name, basedir);
+      for (const def of byModule.get(name.startsWith('node:') ? name.slice(5) : name) ?? []) {
+        applyPatch(def, moduleExports, version, config);
+      }
     } catch (err) {
       log.warnOnce(`hook-${name}`, `${name}: patching failed (${(err as Error).message}); left untouched`);
     }

@@ -8,6 +8,8 @@ import { log, setLogLevel } from './log';
 import { StatsdSink } from './sinks/statsd';
 import { installHooks, outcomes, type PatchOutcome } from './hook';
 import { ALL_PATCHES } from '../patches/index';
+import { undiciChannels } from '../patches/undici';
+import { configurePropagation } from './propagation';
 
 export interface Agent {
   readonly config: Config;
@@ -33,13 +35,18 @@ export function start(): Agent | null {
       statsd = new StatsdSink(config);
       statsd.start();
     }
+    configurePropagation(config);
     const hooks = installHooks(ALL_PATCHES, config);
+    // fetch and undici publish on diagnostics channels: subscribing costs nothing until they run.
+    const undici = !config.disable.includes(undiciChannels.feature) && !config.disable.includes('fetch');
+    if (undici) undiciChannels.subscribe();
     const agent: Agent = {
       config,
       patches: outcomes,
       statsd,
       stop() {
         hooks.unhook();
+        if (undici) undiciChannels.unsubscribe();
         statsd?.stop();
       },
     };

@@ -29,8 +29,9 @@ test('HATCH_LOG=debug: one line per applied patch, with the module version', asy
   const lines = r.stderr.split('\n').filter(Boolean);
   assert.ok(lines.includes(`hatch-agent debug: http@${process.versions.node} patched`), r.stderr);
   assert.ok(lines.includes(`hatch-agent debug: pg@${pgVersion} patched`), r.stderr);
+  assert.ok(lines.includes(`hatch-agent debug: http@${process.versions.node} patched (http-client)`), r.stderr);
   assert.ok(lines.includes(`hatch-agent debug: pg-pool@${poolVersion} patched`), r.stderr);
-  assert.equal(lines.filter((l) => l.includes(' patched')).length, 3, r.stderr);
+  assert.equal(lines.filter((l) => l.includes(' patched')).length, 4, r.stderr);
   assert.equal(r.stdout, 'function\n');
 });
 

@@ -16,7 +16,7 @@
 import * as net from 'node:net';
 import * as dns from 'node:dns';
 import type { Config, TagMode } from '../config';
-import { channels, type DbQueryEvent, type ErrorEvent, type HttpServerEvent } from '../bus';
+import { channels, type DbQueryEvent, type ErrorEvent, type HttpClientEvent, type HttpServerEvent } from '../bus';
 import { sqlOperation } from '../sql-comment';
 import { log } from '../log';
 
@@ -173,6 +173,7 @@ interface HotShotsLike {
 export class StatsdSink {
   readonly httpServer: Metric;
   readonly dbQuery: Metric;
+  readonly httpClient: Metric;
   readonly errors: Metric;
   private readonly metrics: Metric[];
   private client: HotShotsLike | undefined;
@@ -187,8 +188,9 @@ export class StatsdSink {
     const { statsdPrefix: p, statsdTags: mode } = config;
     this.httpServer = new Metric('http.server', 'ms', ['method', 'route', 'status_code'], p, mode);
     this.dbQuery = new Metric('db.query', 'ms', ['system', 'operation', 'outcome'], p, mode);
+    this.httpClient = new Metric('http.client', 'ms', ['method', 'host', 'status_code'], p, mode);
     this.errors = new Metric('errors', 'c', ['kind'], p, mode);
-    this.metrics = [this.httpServer, this.dbQuery, this.errors];
+    this.metrics = [this.httpServer, this.dbQuery, this.httpClient, this.errors];
   }
 
   start(): void {
@@ -199,6 +201,10 @@ export class StatsdSink {
     this.on(channels.dbQuery, (m) => {
       const e = m as DbQueryEvent;
       this.time(this.dbQuery.series(e.system, sqlOperation(e.text), e.error ? 'error' : 'ok'), e.duration);
+    });
+    this.on(channels.httpClient, (m) => {
+      const e = m as HttpClientEvent;
+      this.time(this.httpClient.series(e.method, e.host, e.statusCode), e.duration);
     });
     this.on(channels.error, (m) => {
       this.errors.series((m as ErrorEvent).kind).sum++;

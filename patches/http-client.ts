@@ -1,0 +1,150 @@
+/**
+ * Outgoing http.request / http.get / https.request / https.get, as used directly and by the
+ * libraries built on them (axios, got, node-fetch): one timing per request.
+ *
+ * - request/get are wrapped only to add X-Request-ID (and traceparent) to the options before Node
+ *   renders the headers (Node 20's `http.client.request.start` channel comes too late for that).
+ *   The caller's options and headers objects are never mutated: copies go to Node. A header the
+ *   caller set wins. `get` calls the module's own `request`, not the export, so nothing is counted
+ *   twice.
+ * - ClientRequest.prototype.emit is wrapped to see 'response' and 'close' without adding
+ *   listeners (an added 'response' listener would stop Node dumping unread responses; an added
+ *   'error' listener would swallow errors the app does not handle).
+ * The timing runs from the call to the request's 'close'; no response by then means `error`
+ * (refused, DNS failure, timeout, abort). Errors reach the app exactly as without the agent.
+ */
+import type * as http from 'node:http';
+import { storage } from '../src/context';
+import { channels, type HttpClientEvent } from '../src/bus';
+import { outgoingHeaders } from '../src/propagation';
+import { wrap, unwrap } from '../src/shim';
+import { log } from '../src/log';
+import type { PatchDefinition } from '../src/hook';
+
+const CALL = Symbol('hatch-agent.client-call');
+
+interface Call {
+  start: number;
+  requestId: string | undefined;
+  method: string;
+  host: string;
+  status: number | 'error';
+}
+
+type Req = http.ClientRequest & { [CALL]?: Call };
+
+/** Where the options are among (url|options, [options], [callback]), and what they say. */
+function target(args: unknown[], defaultPort: string): { index: number; insert: boolean; hostname: string; port: string; method: string } | undefined {
+  const [a, b] = args;
+  let url: URL | undefined;
+  if (typeof a === 'string') url = new URL(a);
+  else if (a instanceof URL) url = a;
+  const optsIndex = url ? 1 : 0;
+  const opts = args[optsIndex];
+  const hasOpts = opts !== null && typeof opts === 'object';
+  if (!url && !hasOpts) return undefined;
+  const o = (hasOpts ? opts : {}) as http.RequestOptions;
+  let hostname = o.hostname ?? (typeof o.host === 'string' ? o.host.replace(/:\d+$/, '') : undefined) ?? url?.hostname ?? 'localhost';
+  hostname = hostname.replace(/^\[|\]$/g, '');
+  const port = String(o.port ?? (url && url.port !== '' ? url.port : defaultPort));
+  const method = (o.method ?? 'GET').toUpperCase();
+  void b;
+  return { index: optsIndex, insert: !!url && !hasOpts, hostname, port, method };
+}
+
+function hasHeader(headers: unknown, name: string): boolean {
+  if (Array.isArray(headers)) {
+    for (let i = 0; i < headers.length; i += 2) if (String(headers[i]).toLowerCase() === name) return true;
+    return false;
+  }
+  if (headers !== null && typeof headers === 'object') {
+    for (const k of Object.keys(headers)) if (k.toLowerCase() === name) return true;
+  }
+  return false;
+}
+
+/** A copy of the options with the extra headers, keeping the caller's object as it was. */
+function withHeaders(opts: any, extra: Array<[string, string]>): any {
+  const headers = opts?.headers;
+  const missing = extra.filter(([name]) => !hasHeader(headers, name));
+  if (missing.length === 0) return opts;
+  let next: unknown;
+  if (Array.isArray(headers)) next = [...headers, ...missing.flat()];
+  else next = Object.assign(Object.create(null), headers, Object.fromEntries(missing));
+  const copy = opts ? Object.create(Object.getPrototypeOf(opts), Object.getOwnPropertyDescriptors(opts)) : {};
+  Object.defineProperty(copy, 'headers', { value: next, writable: true, enumerable: true, configurable: true });
+  return copy;
+}
+
+function wrapRequest(defaultPort: string) {
+  return (original: (...args: any[]) => any) =>
+    function request(this: unknown, ...args: any[]) {
+      let call: Call | undefined;
+      try {
+        const store = storage.getStore();
+        const publish = channels.httpClient.hasSubscribers;
+        if (store !== undefined || publish) {
+          const t = target(args, defaultPort);
+          if (t) {
+            if (store !== undefined) {
+              const extra = outgoingHeaders(store.id, t.hostname, t.port);
+              if (extra) {
+                if (t.insert) args.splice(1, 0, withHeaders(undefined, extra));
+                else args[t.index] = withHeaders(args[t.index], extra);
+              }
+            }
+            if (publish) call = { start: performance.now(), requestId: store?.id, method: t.method, host: t.hostname, status: 'error' };
+          }
+        }
+      } catch (err) {
+        log.warnOnce('http-client', `http client: instrumenting an outgoing request failed (${(err as Error).message}); it goes out unchanged`);
+        call = undefined;
+      }
+      const req: Req = original.apply(this, args);
+      if (call !== undefined && req !== null && typeof req === 'object') req[CALL] = call;
+      return req;
+    };
+}
+
+function wrapEmit(original: (...args: any[]) => boolean) {
+  return function emit(this: Req, event: string | symbol, arg?: any) {
+    const call = this[CALL];
+    if (call !== undefined) {
+      try {
+        if (event === 'response') call.status = arg?.statusCode ?? 'error';
+        else if (event === 'close') {
+          this[CALL] = undefined;
+          const e: HttpClientEvent = { requestId: call.requestId, method: call.method, host: call.host, statusCode: call.status, duration: performance.now() - call.start };
+          channels.httpClient.publish(e);
+        }
+      } catch (err) {
+        log.warnOnce('http-client-emit', `http client: recording an outgoing request failed: ${(err as Error).message}`);
+      }
+    }
+    return original.apply(this, arguments as any);
+  };
+}
+
+function clientDefinition(module: 'http' | 'https', defaultPort: string): PatchDefinition<typeof http> {
+  return {
+    module,
+    feature: 'http-client',
+    versions: ['20.0.0', '100.0.0'],
+    patch(exports) {
+      wrap(exports, 'request', wrapRequest(defaultPort));
+      wrap(exports, 'get', wrapRequest(defaultPort));
+      // Both modules create http.ClientRequest; an https-only app never requires http itself.
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const ClientRequest = module === 'http' ? exports.ClientRequest : (require('node:http') as typeof http).ClientRequest;
+      wrap(ClientRequest.prototype, 'emit', wrapEmit);
+    },
+    unpatch(exports) {
+      unwrap(exports, 'request');
+      unwrap(exports, 'get');
+      if (module === 'http') unwrap(exports.ClientRequest.prototype, 'emit');
+    },
+  };
+}
+
+export const httpClient = clientDefinition('http', '80');
+export const httpsClient = clientDefinition('https', '443');

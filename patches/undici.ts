@@ -1,0 +1,131 @@
+/**
+ * Outgoing calls through undici: Node's global fetch (undici bundled in Node, which
+ * `require('undici')` never sees) and the undici package (request, stream, pipeline, fetch and
+ * anything dispatched through its Client/Pool/Agent). Nothing is patched: both publish on the
+ * `undici:request:*` diagnostics channels, and this subscribes.
+ *
+ * - create: inside a request context, add X-Request-ID (and traceparent) unless the caller set it,
+ *   with `request.addHeader`, or for undici without it by appending to `request.headers` (a raw
+ *   string before undici 6, an array after);
+ * - headers: the response status; trailers (the response is complete) or error: publish the
+ *   timing on `hatch:http.client`.
+ * State lives in a WeakMap keyed by undici's request object, so a response never consumed leaks
+ * nothing. Supported: undici 5.x to 8.x (bundled or installed).
+ */
+import * as dc from 'node:diagnostics_channel';
+import { storage } from '../src/context';
+import { channels, type HttpClientEvent } from '../src/bus';
+import { outgoingHeaders } from '../src/propagation';
+import { log } from '../src/log';
+
+interface UndiciRequest {
+  origin?: string | URL;
+  method?: string;
+  headers: string | string[] | unknown;
+  addHeader?: (name: string, value: string) => unknown;
+}
+
+interface Call {
+  start: number;
+  requestId: string | undefined;
+  method: string;
+  host: string;
+  status: number | 'error';
+}
+
+const calls = new WeakMap<object, Call>();
+
+function hasHeader(headers: unknown, name: string): boolean {
+  if (typeof headers === 'string') {
+    // raw `name: value\r\n` lines (undici 5)
+    const lower = headers.toLowerCase();
+    return lower.startsWith(name + ':') || lower.includes('\n' + name + ':');
+  }
+  if (Array.isArray(headers)) {
+    for (let i = 0; i < headers.length; i += 2) if (String(headers[i]).toLowerCase() === name) return true;
+  }
+  return false;
+}
+
+function addHeader(request: UndiciRequest, name: string, value: string): void {
+  if (typeof request.addHeader === 'function') {
+    request.addHeader(name, value);
+  } else if (typeof request.headers === 'string') {
+    request.headers += `${name}: ${value}\r\n`;
+  } else if (Array.isArray(request.headers)) {
+    request.headers.push(name, value);
+  }
+}
+
+function onCreate(message: unknown): void {
+  try {
+    const request = (message as { request: UndiciRequest }).request;
+    const origin = typeof request.origin === 'string' ? new URL(request.origin) : request.origin;
+    const store = storage.getStore();
+    if (store !== undefined && origin !== undefined) {
+      const port = origin.port || (origin.protocol === 'https:' ? '443' : '80');
+      const extra = outgoingHeaders(store.id, origin.hostname, port);
+      if (extra) for (const [name, value] of extra) if (!hasHeader(request.headers, name)) addHeader(request, name, value);
+    }
+    if (channels.httpClient.hasSubscribers) {
+      calls.set(request as object, {
+        start: performance.now(),
+        requestId: store?.id,
+        method: request.method ?? 'GET',
+        host: origin?.hostname.replace(/^\[|\]$/g, '') ?? 'unknown',
+        status: 'error',
+      });
+    }
+  } catch (err) {
+    log.warnOnce('undici-create', `undici: instrumenting an outgoing request failed (${(err as Error).message}); it goes out unchanged`);
+  }
+}
+
+function onHeaders(message: unknown): void {
+  try {
+    const { request, response } = message as { request: object; response: { statusCode: number } };
+    const call = calls.get(request);
+    if (call) call.status = response.statusCode;
+  } catch {
+    // a message of an unknown shape: the call is simply recorded without a status
+  }
+}
+
+function finish(request: object, failed: boolean): void {
+  const call = calls.get(request);
+  if (!call) return;
+  calls.delete(request);
+  try {
+    const event: HttpClientEvent = {
+      requestId: call.requestId,
+      method: call.method,
+      host: call.host,
+      statusCode: failed ? 'error' : call.status,
+      duration: performance.now() - call.start,
+    };
+    channels.httpClient.publish(event);
+  } catch (err) {
+    log.warnOnce('undici-finish', `undici: recording an outgoing request failed: ${(err as Error).message}`);
+  }
+}
+
+const onTrailers = (message: unknown) => finish((message as { request: object }).request, false);
+const onError = (message: unknown) => finish((message as { request: object }).request, true);
+
+const SUBSCRIPTIONS: Array<[string, (m: unknown) => void]> = [
+  ['undici:request:create', onCreate],
+  ['undici:request:headers', onHeaders],
+  ['undici:request:trailers', onTrailers],
+  ['undici:request:error', onError],
+];
+
+export const undiciChannels = {
+  feature: 'undici',
+  subscribe(): void {
+    for (const [name, fn] of SUBSCRIPTIONS) dc.subscribe(name, fn);
+    log.debug('undici and fetch: subscribed to undici:request:* channels');
+  },
+  unsubscribe(): void {
+    for (const [name, fn] of SUBSCRIPTIONS) dc.unsubscribe(name, fn);
+  },
+};

@@ -1,0 +1,76 @@
+/**
+ * What an outgoing call carries: `X-Request-ID` (unless the caller set it, or the host is outside
+ * HATCH_PROPAGATE_HOSTS) and a W3C `traceparent` whose trace-id is the request ID when the ID is
+ * 32 hex digits (a UUID, dashes removed, qualifies), so services traced by OpenTelemetry or
+ * Datadog join the same trace. Incoming, a valid traceparent's trace-id becomes the request ID
+ * when there is no usable X-Request-ID.
+ */
+import { randomBytes } from 'node:crypto';
+
+/** Host patterns: `api.example.com`, `*.internal` (any subdomain), `host:8080` (that port only). */
+export function hostMatcher(patterns: string[] | undefined): (hostname: string, port: string) => boolean {
+  if (patterns === undefined) return () => true;
+  const rules = patterns.map((p) => {
+    const [host, port] = p.toLowerCase().split(':') as [string, string | undefined];
+    return { wildcard: host.startsWith('*.'), host: host.startsWith('*.') ? host.slice(1) : host, port };
+  });
+  return (hostname, port) => {
+    const h = hostname.toLowerCase();
+    return rules.some((r) => (r.port === undefined || r.port === port) && (r.wildcard ? h.endsWith(r.host) : h === r.host));
+  };
+}
+
+const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$/;
+const ZERO_TRACE = '0'.repeat(32);
+const ZERO_SPAN = '0'.repeat(16);
+
+/** The trace-id of a valid version-00 traceparent, else undefined. */
+export function traceIdOf(header: unknown): string | undefined {
+  if (typeof header !== 'string' || header.length !== 55) return undefined;
+  const m = TRACEPARENT.exec(header);
+  if (!m || m[1] === ZERO_TRACE || m[2] === ZERO_SPAN) return undefined;
+  return m[1];
+}
+
+const HEX32 = /^[0-9a-fA-F]{32}$/;
+const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
+
+/** A traceparent for an outgoing call from the request `id`, when the ID can be a trace-id. */
+export function traceparentFor(id: string): string | undefined {
+  let trace: string;
+  if (id.length === 32 && HEX32.test(id)) trace = id.toLowerCase();
+  else if (id.length === 36 && UUID.test(id)) trace = id.replace(/-/g, '').toLowerCase();
+  else return undefined;
+  if (trace === ZERO_TRACE) return undefined;
+  let span = randomBytes(8).toString('hex');
+  if (span === ZERO_SPAN) span = '0000000000000001';
+  return `00-${trace}-${span}-01`;
+}
+
+let allowed: (hostname: string, port: string) => boolean = () => true;
+let withTraceparent = true;
+let idHeader = 'x-request-id';
+
+export function configurePropagation(config: { propagateHosts: string[] | undefined; traceparent: boolean; requestIdHeader: string }): void {
+  allowed = hostMatcher(config.propagateHosts);
+  withTraceparent = config.traceparent;
+  idHeader = config.requestIdHeader;
+}
+
+export function traceparentEnabled(): boolean {
+  return withTraceparent;
+}
+
+/**
+ * The headers an outgoing call to hostname:port should carry for request `id` (lower-case names),
+ * or undefined when the host is outside the allowlist.
+ */
+export function outgoingHeaders(id: string, hostname: string, port: string): Array<[string, string]> | undefined {
+  if (!allowed(hostname, port)) return undefined;
+  const out: Array<[string, string]> = [[idHeader, id]];
+  if (withTraceparent) {
+    const tp = traceparentFor(id);
+    if (tp !== undefined) out.push(['traceparent', tp]);
+  }
+  return out;
+}
