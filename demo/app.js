@@ -19,6 +19,13 @@ const server = http.createServer(async (req, res) => {
       res.writeHead(rows.length ? 200 : 404, { 'content-type': 'application/json' });
       return res.end(JSON.stringify(rows[0] ?? { error: 'no such user' }));
     }
+    const s = /^\/orders\/(\d+)$/.exec(url.pathname);
+    if (s) {
+      // Another service, called with fetch: the agent carries this request's ID along.
+      const stock = await (await fetch(`${process.env.STOCK_URL}/stock/${s[1]}`)).json();
+      res.writeHead(200, { 'content-type': 'application/json' });
+      return res.end(JSON.stringify({ order: Number(s[1]), ...stock }));
+    }
     if (url.pathname === '/report') {
       const client = await pool.connect();
       try {

