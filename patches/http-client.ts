@@ -15,7 +15,8 @@
  */
 import type * as http from 'node:http';
 import { storage } from '../src/context';
-import { channels, type HttpClientEvent } from '../src/bus';
+import { channels } from '../src/bus';
+import { newCall, endCall, type ClientCall } from '../src/client-call';
 import { outgoingHeaders } from '../src/propagation';
 import { wrap, unwrap } from '../src/shim';
 import { log } from '../src/log';
@@ -23,19 +24,11 @@ import type { PatchDefinition } from '../src/hook';
 
 const CALL = Symbol('hatch-agent.client-call');
 
-interface Call {
-  start: number;
-  requestId: string | undefined;
-  method: string;
-  host: string;
-  status: number | 'error';
-}
-
-type Req = http.ClientRequest & { [CALL]?: Call };
+type Req = http.ClientRequest & { [CALL]?: ClientCall };
 
 /** Where the options are among (url|options, [options], [callback]), and what they say. */
 function target(args: unknown[], defaultPort: string): { index: number; insert: boolean; hostname: string; port: string; method: string } | undefined {
-  const [a, b] = args;
+  const a = args[0];
   let url: URL | undefined;
   if (typeof a === 'string') url = new URL(a);
   else if (a instanceof URL) url = a;
@@ -48,7 +41,6 @@ function target(args: unknown[], defaultPort: string): { index: number; insert: 
   hostname = hostname.replace(/^\[|\]$/g, '');
   const port = String(o.port ?? (url && url.port !== '' ? url.port : defaultPort));
   const method = (o.method ?? 'GET').toUpperCase();
-  void b;
   return { index: optsIndex, insert: !!url && !hasOpts, hostname, port, method };
 }
 
@@ -79,7 +71,7 @@ function withHeaders(opts: any, extra: Array<[string, string]>): any {
 function wrapRequest(defaultPort: string) {
   return (original: (...args: any[]) => any) =>
     function request(this: unknown, ...args: any[]) {
-      let call: Call | undefined;
+      let call: ClientCall | undefined;
       try {
         const store = storage.getStore();
         const publish = channels.httpClient.hasSubscribers;
@@ -93,7 +85,7 @@ function wrapRequest(defaultPort: string) {
                 else args[t.index] = withHeaders(args[t.index], extra);
               }
             }
-            if (publish) call = { start: performance.now(), requestId: store?.id, method: t.method, host: t.hostname, status: 'error' };
+            if (publish) call = newCall(store?.id, t.method, t.hostname);
           }
         }
       } catch (err) {
@@ -114,8 +106,7 @@ function wrapEmit(original: (...args: any[]) => boolean) {
         if (event === 'response') call.status = arg?.statusCode ?? 'error';
         else if (event === 'close') {
           this[CALL] = undefined;
-          const e: HttpClientEvent = { requestId: call.requestId, method: call.method, host: call.host, statusCode: call.status, duration: performance.now() - call.start };
-          channels.httpClient.publish(e);
+          endCall(call, false); // no response by now leaves the status at `error`
         }
       } catch (err) {
         log.warnOnce('http-client-emit', `http client: recording an outgoing request failed: ${(err as Error).message}`);

@@ -14,7 +14,8 @@
  */
 import * as dc from 'node:diagnostics_channel';
 import { storage } from '../src/context';
-import { channels, type HttpClientEvent } from '../src/bus';
+import { channels } from '../src/bus';
+import { newCall, endCall, type ClientCall } from '../src/client-call';
 import { outgoingHeaders } from '../src/propagation';
 import { log } from '../src/log';
 
@@ -25,15 +26,7 @@ interface UndiciRequest {
   addHeader?: (name: string, value: string) => unknown;
 }
 
-interface Call {
-  start: number;
-  requestId: string | undefined;
-  method: string;
-  host: string;
-  status: number | 'error';
-}
-
-const calls = new WeakMap<object, Call>();
+const calls = new WeakMap<object, ClientCall>();
 
 function hasHeader(headers: unknown, name: string): boolean {
   if (typeof headers === 'string') {
@@ -68,13 +61,7 @@ function onCreate(message: unknown): void {
       if (extra) for (const [name, value] of extra) if (!hasHeader(request.headers, name)) addHeader(request, name, value);
     }
     if (channels.httpClient.hasSubscribers) {
-      calls.set(request as object, {
-        start: performance.now(),
-        requestId: store?.id,
-        method: request.method ?? 'GET',
-        host: origin?.hostname.replace(/^\[|\]$/g, '') ?? 'unknown',
-        status: 'error',
-      });
+      calls.set(request as object, newCall(store?.id, request.method ?? 'GET', origin?.hostname ?? 'unknown'));
     }
   } catch (err) {
     log.warnOnce('undici-create', `undici: instrumenting an outgoing request failed (${(err as Error).message}); it goes out unchanged`);
@@ -95,18 +82,7 @@ function finish(request: object, failed: boolean): void {
   const call = calls.get(request);
   if (!call) return;
   calls.delete(request);
-  try {
-    const event: HttpClientEvent = {
-      requestId: call.requestId,
-      method: call.method,
-      host: call.host,
-      statusCode: failed ? 'error' : call.status,
-      duration: performance.now() - call.start,
-    };
-    channels.httpClient.publish(event);
-  } catch (err) {
-    log.warnOnce('undici-finish', `undici: recording an outgoing request failed: ${(err as Error).message}`);
-  }
+  endCall(call, failed);
 }
 
 const onTrailers = (message: unknown) => finish((message as { request: object }).request, false);
