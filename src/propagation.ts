@@ -5,7 +5,6 @@
  * Datadog join the same trace. Incoming, a valid traceparent's trace-id becomes the request ID
  * when there is no usable X-Request-ID.
  */
-import { randomBytes } from 'node:crypto';
 
 /** Host patterns: `api.example.com`, `*.internal` (any subdomain), `host:8080` (that port only). */
 export function hostMatcher(patterns: string[] | undefined): (hostname: string, port: string) => boolean {
@@ -42,7 +41,8 @@ export function traceparentFor(id: string): string | undefined {
   else if (id.length === 36 && UUID.test(id)) trace = id.replace(/-/g, '').toLowerCase();
   else return undefined;
   if (trace === ZERO_TRACE) return undefined;
-  let span = randomBytes(8).toString('hex');
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  let span = (require('node:crypto') as typeof import('node:crypto')).randomBytes(8).toString('hex');
   if (span === ZERO_SPAN) span = '0000000000000001';
   return `00-${trace}-${span}-01`;
 }

@@ -13,12 +13,16 @@
  * Limitations: a series count above MAX_SERIES per metric folds new combinations into `other`;
  * more than MAX_VALUES values of one series in one interval are dropped (and counted).
  */
-import * as net from 'node:net';
 import * as dns from 'node:dns';
 import type { Config, TagMode } from '../config';
 import { channels, type DbQueryEvent, type ErrorEvent, type HttpClientEvent, type HttpServerEvent } from '../bus';
 import { sqlOperation } from '../sql-comment';
 import { log } from '../log';
+
+/** An IP literal (what HATCH_STATSD_HOST's allowed characters can form): no lookup, no node:net at start-up. */
+function isIp(host: string): boolean {
+  return /^\d{1,3}(\.\d{1,3}){3}$/.test(host) || host.includes(':');
+}
 
 const MAX_PACKET = 1432; // fits one Ethernet-MTU UDP datagram, hot-shots' own recommendation
 const MAX_SERIES = 2000;
@@ -209,7 +213,7 @@ export class StatsdSink {
     this.on(channels.error, (m) => {
       this.errors.series((m as ErrorEvent).kind).sum++;
     });
-    if (net.isIP(this.config.statsdHost)) this.address = this.config.statsdHost;
+    if (isIp(this.config.statsdHost)) this.address = this.config.statsdHost;
     else this.resolve(); // early, so the first values find an address
     this.timer = setInterval(() => this.flush(), this.config.statsdFlushMs);
     this.timer.unref();
@@ -299,7 +303,7 @@ export class StatsdSink {
   }
 
   private getClient(): HotShotsLike | undefined {
-    if (!net.isIP(this.config.statsdHost) && Date.now() - this.resolvedAt > RESOLVE_EVERY_MS) this.resolve();
+    if (!isIp(this.config.statsdHost) && Date.now() - this.resolvedAt > RESOLVE_EVERY_MS) this.resolve();
     if (this.client) return this.client;
     if (this.address === undefined) return undefined;
     // Loaded on the first flush, not at start-up: start-up stays cheap.

@@ -48,6 +48,12 @@ const vias = {
   'undici.request': async (url, headers) => (await undici.request(url, { headers })).body.json(),
   'undici.fetch': async (url, headers) => (await undici.fetch(url, { headers })).json(),
   'undici.stream': (url, headers) => new Promise((ok, ko) => undici.stream(url, { headers }, () => collect(ok)).catch(ko)),
+  'undici.pipeline': (url, headers) => new Promise((ok, ko) => {
+    const duplex = undici.pipeline(url, { method: 'GET', headers }, ({ body }) => body);
+    duplex.on('error', ko);
+    duplex.pipe(collect(ok));
+    duplex.end();
+  }),
   'undici.Pool': async (url, headers) => (await pool.request({ path: new URL(url).pathname + new URL(url).search, method: 'GET', headers })).body.json(),
   'http.get': (url, headers) => new Promise((ok, ko) => http.get(url, { headers }, (res) => body(res).then((b) => ok(JSON.parse(b)))).on('error', ko)),
   'http.request': (url, headers) => new Promise((ok, ko) => { const req = http.request(new URL(url), { method: 'POST', headers }, (res) => body(res).then((b) => ok(JSON.parse(b)))); req.on('error', ko); req.end('payload'); }),
@@ -69,7 +75,7 @@ server.listen(0, '127.0.0.1', () => console.log('listening ' + server.address().
 `;
 
 const hasUndici5 = fs.existsSync(path.join(appDir, 'node_modules/undici5'));
-const VIAS = ['fetch', 'undici.request', 'undici.fetch', 'undici.stream', 'undici.Pool', 'http.get', 'http.request', 'axios', ...(hasUndici5 ? ['undici@5.request'] : [])];
+const VIAS = ['fetch', 'undici.request', 'undici.fetch', 'undici.stream', 'undici.pipeline', 'undici.Pool', 'http.get', 'http.request', 'axios', ...(hasUndici5 ? ['undici@5.request'] : [])];
 let udp;
 let b;
 let a;
@@ -109,6 +115,17 @@ test('a caller-set X-Request-ID is kept', async () => {
   }
 });
 
+test('a hostile incoming X-Request-ID never reaches an outgoing header: the replacement goes instead', async () => {
+  for (const bad of ['*/ DROP TABLE x; --', 'a b', 'x'.repeat(200), "it's"]) {
+    for (const via of ['fetch', 'http.get']) {
+      const r = await get(`${a.url}/call?via=${via}`, { 'x-request-id': bad });
+      const id = r.headers['x-request-id'];
+      assert.match(id, UUID);
+      assert.equal(JSON.parse(r.body).b.received, id, `${via} with ${JSON.stringify(bad.slice(0, 20))}`);
+    }
+  }
+});
+
 test('an incoming traceparent (with no X-Request-ID) becomes the request ID and stays in the trace', async () => {
   const trace = randomBytes(16).toString('hex');
   const r = await get(`${a.url}/call?via=fetch`, { traceparent: `00-${trace}-${randomBytes(8).toString('hex')}-01` });
@@ -119,6 +136,20 @@ test('an incoming traceparent (with no X-Request-ID) becomes the request ID and 
   // An invalid traceparent is ignored.
   const bad = await get(`${a.url}/call?via=fetch`, { traceparent: `00-${'0'.repeat(32)}-${randomBytes(8).toString('hex')}-01` });
   assert.match(bad.headers['x-request-id'], UUID);
+});
+
+test('HATCH_TRACEPARENT=off: no traceparent sent, none adopted', async () => {
+  const off = await startApp(A, { env: { B_URL: b.url, HATCH_TRACEPARENT: 'off' } });
+  try {
+    const trace = randomBytes(16).toString('hex');
+    const r = await get(`${off.url}/call?via=fetch`, { traceparent: `00-${trace}-${randomBytes(8).toString('hex')}-01` });
+    assert.match(r.headers['x-request-id'], UUID);
+    const seen = JSON.parse(r.body).b;
+    assert.equal(seen.received, r.headers['x-request-id']);
+    assert.equal(seen.traceparent, null);
+  } finally {
+    await off.stop();
+  }
 });
 
 test('each call is timed once as http.client with method, host and status', async () => {
