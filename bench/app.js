@@ -1,8 +1,16 @@
-// The benchmark's app: plain node:http, CommonJS; /hello (text) and /db (one SELECT 1 through a pg.Pool).
+// The benchmark's app: plain node:http, CommonJS; /hello (text), /db (one SELECT 1 through a
+// pg.Pool) and /fetch (global fetch to a second local server, DOWNSTREAM_URL).
 const http = require('node:http');
 const pg = require('pg');
 const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 10 });
 const server = http.createServer((req, res) => {
+  if (req.url === '/fetch') {
+    fetch(process.env.DOWNSTREAM_URL).then((r) => r.text()).then(
+      (t) => res.end(t),
+      (e) => { res.statusCode = 502; res.end(e.message); },
+    );
+    return;
+  }
   if (req.url === '/db') {
     pool.query('SELECT 1 AS one').then(
       (r) => res.end(String(r.rows[0].one)),

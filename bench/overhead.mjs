@@ -24,7 +24,7 @@ const ROUNDS = arg('rounds', 3);
 const SECONDS = arg('seconds', 5);
 const CONNECTIONS = arg('connections', 50);
 const WARMUP = 2;
-const ROUTES = (process.argv.includes('--routes') ? process.argv[process.argv.indexOf('--routes') + 1] : '/hello,/db').split(',');
+const ROUTES = (process.argv.includes('--routes') ? process.argv[process.argv.indexOf('--routes') + 1] : '/hello,/db,/fetch').split(',');
 // Extra agent variants with their own HATCH_* settings, e.g. --variant 'no-sql-comment:HATCH_SQL_COMMENT=off'
 const EXTRA = {};
 process.argv.forEach((a, i) => {
@@ -98,7 +98,10 @@ const sink = dgram.createSocket('udp4'); // a local StatsD receiver, so the agen
 let received = 0;
 sink.on('message', (m) => (received += m.toString().split('\n').length));
 await new Promise((r) => sink.bind(0, '127.0.0.1', r));
-const env = { DATABASE_URL: pg.url, HATCH_STATSD_PORT: String(sink.address().port) };
+// The /fetch route's downstream: a plain server in a process of its own, never under the agent.
+const downstream = spawn(process.execPath, ['-e', "const s = require('http').createServer((q, r) => r.end('downstream')).listen(0, '127.0.0.1', () => console.log(s.address().port))"], { stdio: ['ignore', 'pipe', 'inherit'] });
+const downstreamPort = await new Promise((r) => downstream.stdout.once('data', (d) => r(Number(String(d).trim()))));
+const env = { DATABASE_URL: pg.url, HATCH_STATSD_PORT: String(sink.address().port), DOWNSTREAM_URL: `http://127.0.0.1:${downstreamPort}/` };
 
 const VARIANTS = ['none', 'hatch-agent', ...Object.keys(EXTRA)];
 const results = {}; // route -> variant -> [{rps,p50,p99,cpu,rss}]
@@ -138,6 +141,7 @@ for (let i = 0; i < 21; i++) {
 }
 
 sink.close();
+downstream.kill();
 await pg.stop();
 
 const rows = [];
@@ -160,8 +164,9 @@ const report = `# Overhead: hatch-agent against the same app without it
 
 - date: ${new Date().toISOString().slice(0, 10)}; machine: ${os.cpus().length} × ${os.cpus()[0].model}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB; Node ${process.version}
 - command: \`node bench/overhead.mjs --rounds ${ROUNDS} --seconds ${SECONDS} --connections ${CONNECTIONS}\`
-- app: \`bench/app.js\` (node:http; \`/db\` = one \`SELECT 1\` through a pg.Pool of 10 on embedded PostgreSQL);
-  agent with every feature on: request IDs, SQL comments, StatsD to a local UDP receiver (${received} lines received)
+- app: \`bench/app.js\` (node:http; \`/db\` = one \`SELECT 1\` through a pg.Pool of 10 on embedded PostgreSQL;
+  \`/fetch\` = global fetch to a plain server in another process); agent with every feature on: request IDs,
+  SQL comments, header propagation, StatsD to a local UDP receiver (${received} lines received)
 - load: ${CONNECTIONS} keep-alive connections from a Node client in the same machine, ${WARMUP} s warm-up not counted, ${SECONDS} s measured,
   variants interleaved for ${ROUNDS} rounds; ratios are medians of per-round ratios
 

@@ -1,0 +1,28 @@
+#!/usr/bin/env node
+// Start-up cost in instructions, counted by valgrind's callgrind: repeatable whatever else the
+// machine is doing, unlike wall or even CPU time on a shared VM. V8 runs --jitless under valgrind,
+// so the absolute numbers are an interpreter's; the difference is what the agent adds.
+//   node bench/startup.mjs          (needs valgrind: apt-get install valgrind)
+import { spawnSync } from 'node:child_process';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+function instructions(args, env = {}) {
+  const r = spawnSync('valgrind', ['--tool=callgrind', '--callgrind-out-file=/dev/null', '--smc-check=all-non-file', process.execPath, '--jitless', ...args, '-e', '0'], {
+    cwd: root,
+    encoding: 'utf8',
+    env: { ...process.env, ...env },
+  });
+  const m = /Collected : (\d+)/.exec(r.stderr);
+  if (!m) throw new Error(`valgrind failed: ${r.error?.message ?? r.stderr.slice(-500)}`);
+  return Number(m[1]);
+}
+const rows = [
+  ['node -e 0', instructions([])],
+  ['node -r require-in-the-middle -e 0 (our one required hook dependency)', instructions(['-r', 'require-in-the-middle'])],
+  ['node -r hatch-agent -e 0', instructions(['-r', 'hatch-agent'])],
+];
+const base = rows[0][1];
+console.log('| command | instructions | vs node -e 0 |\n|---|---|---|');
+for (const [name, n] of rows) console.log(`| \`${name}\` | ${(n / 1e6).toFixed(0)} M | ${n === base ? '' : `+${(((n - base) / base) * 100).toFixed(0)}%`} |`);
