@@ -14,6 +14,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as dgram from 'node:dgram';
 import { startPostgres } from '../test/support/postgres.mjs';
+import { writeSection } from './results-file.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const arg = (name, d) => {
@@ -160,7 +161,7 @@ const s0 = median(su.none.map((x) => x.wall));
 const s1 = median(su['hatch-agent'].map((x) => x.wall));
 const c0 = median(su.none.map((x) => x.cpu));
 const c1 = median(su['hatch-agent'].map((x) => x.cpu));
-const report = `# Overhead: hatch-agent against the same app without it
+const report = `## Overhead under load: hatch-agent against the same app without it
 
 - date: ${new Date().toISOString().slice(0, 10)}; machine: ${os.cpus().length} × ${os.cpus()[0].model}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB; Node ${process.version}
 - command: \`node bench/overhead.mjs --rounds ${ROUNDS} --seconds ${SECONDS} --connections ${CONNECTIONS}\`
@@ -180,5 +181,5 @@ Start-up (medians of 21, interleaved): \`node -e 0\` ${s0.toFixed(0)} ms wall / 
 This machine is a shared VM with heavy steal: the same no-agent run can differ 2x between rounds, so
 read the ratios with the CPU-time columns, and distrust a single round.
 `;
-fs.writeFileSync(path.join(root, 'bench/RESULTS.md'), report);
+writeSection('overhead', report);
 console.log(report);

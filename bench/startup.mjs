@@ -6,6 +6,8 @@
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import * as os from 'node:os';
+import { writeSection } from './results-file.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 function instructions(args, env = {}) {
@@ -24,5 +26,15 @@ const rows = [
   ['node -r hatch-agent -e 0', instructions(['-r', 'hatch-agent'])],
 ];
 const base = rows[0][1];
-console.log('| command | instructions | vs node -e 0 |\n|---|---|---|');
-for (const [name, n] of rows) console.log(`| \`${name}\` | ${(n / 1e6).toFixed(0)} M | ${n === base ? '' : `+${(((n - base) / base) * 100).toFixed(0)}%`} |`);
+const table = rows.map(([name, n]) => `| \`${name}\` | ${(n / 1e6).toFixed(0)} M | ${n === base ? '' : `+${(((n - base) / base) * 100).toFixed(0)}%`} |`);
+const report = `## Start-up in instructions
+
+- date: ${new Date().toISOString().slice(0, 10)}; Node ${process.version}; ${os.cpus()[0].model}
+- command: \`node bench/startup.mjs\` (valgrind callgrind, V8 --jitless; repeatable to within 1%)
+
+| command | instructions | vs node -e 0 |
+|---|---|---|
+${table.join('\n')}
+`;
+writeSection('startup', report);
+console.log(report);
