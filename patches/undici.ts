@@ -96,7 +96,8 @@ const SUBSCRIPTIONS: Array<[string, (m: unknown) => void]> = [
 ];
 
 export const undiciChannels = {
-  feature: 'undici',
+  /** HATCH_DISABLE takes either name. */
+  names: ['undici', 'fetch'] as const,
   subscribe(): void {
     for (const [name, fn] of SUBSCRIPTIONS) dc.subscribe(name, fn);
     log.debug('undici and fetch: subscribed to undici:request:* channels');

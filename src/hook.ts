@@ -85,17 +85,26 @@ export function applyPatch(def: PatchDefinition, moduleExports: unknown, version
   return outcome;
 }
 
-export function installHooks(defs: PatchDefinition[], config: Config): { unhook(): void } {
+/** Whether HATCH_DISABLE names any of these (a feature, a module, or another name for them). */
+export function disabled(config: Config, names: readonly string[]): boolean {
+  return names.some((n) => config.disable.includes(n));
+}
+
+/**
+ * Hooks the definitions' modules. `otherNames` are the HATCH_DISABLE names of instrumentation that
+ * is not a module patch (channel subscribers), so that they are not reported as unknown.
+ */
+export function installHooks(defs: PatchDefinition[], config: Config, otherNames: readonly string[] = []): { unhook(): void } {
   const enabled: PatchDefinition[] = [];
   for (const def of defs) {
-    if (config.disable.includes(def.feature) || config.disable.includes(def.module)) {
+    if (disabled(config, [def.feature, def.module])) {
       outcomes.push({ module: def.module, version: undefined, status: 'disabled', detail: 'HATCH_DISABLE' });
       log.debug(`${def.module} disabled by HATCH_DISABLE`);
     } else {
       enabled.push(def);
     }
   }
-  const known = new Set([...defs.flatMap((d) => [d.feature, d.module]), 'undici', 'fetch']);
+  const known = new Set([...defs.flatMap((d) => [d.feature, d.module]), ...otherNames]);
   for (const name of config.disable) {
     if (!known.has(name)) log.warn(`HATCH_DISABLE names "${name}", which is no patch; known: ${[...known].join(',')}`);
   }

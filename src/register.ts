@@ -6,7 +6,7 @@
 import { loadConfig, type Config } from './config';
 import { log, setLogLevel } from './log';
 import { StatsdSink } from './sinks/statsd';
-import { installHooks, outcomes, type PatchOutcome } from './hook';
+import { installHooks, disabled, outcomes, type PatchOutcome } from './hook';
 import { ALL_PATCHES } from '../patches/index';
 import { undiciChannels } from '../patches/undici';
 import { configurePropagation } from './propagation';
@@ -36,9 +36,9 @@ export function start(): Agent | null {
       statsd.start();
     }
     configurePropagation(config);
-    const hooks = installHooks(ALL_PATCHES, config);
+    const hooks = installHooks(ALL_PATCHES, config, undiciChannels.names);
     // fetch and undici publish on diagnostics channels: subscribing costs nothing until they run.
-    const undici = !config.disable.includes(undiciChannels.feature) && !config.disable.includes('fetch');
+    const undici = !disabled(config, undiciChannels.names);
     if (undici) undiciChannels.subscribe();
     const agent: Agent = {
       config,

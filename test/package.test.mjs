@@ -105,3 +105,25 @@ export { id, n, p };
   assert.equal(s.stdout, 'undefined w-1 true\n', s.stderr);
   assert.match(s.stderr, /withRequestId: the ID is outside the allowlist/);
 });
+
+test('HATCH_DISABLE=fetch (or undici) leaves fetch uninstrumented, and is no unknown name', async () => {
+  const script = `
+const http = require('node:http');
+const { withRequestId } = require('hatch-agent');
+const server = http.createServer((req, res) => { const i = req.rawHeaders.findIndex((h) => h.toLowerCase() === 'x-request-id'); res.end(i < 0 ? 'none' : req.rawHeaders[i + 1]); });
+server.listen(0, '127.0.0.1', () => withRequestId('d-1', async () => {
+  const url = 'http://127.0.0.1:' + server.address().port + '/';
+  const viaFetch = await (await fetch(url)).text();
+  const viaGet = await new Promise((ok) => http.get(url, (r) => { let b = ''; r.on('data', (d) => (b += d)); r.on('end', () => ok(b)); }));
+  console.log(viaFetch, viaGet);
+  server.close();
+}));`;
+  for (const name of ['fetch', 'undici']) {
+    const r = await runScript(script, { env: { HATCH_DISABLE: name } });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'none d-1\n', `HATCH_DISABLE=${name}: fetch untouched, http.get still carries the ID`);
+    assert.equal(r.stderr, '');
+  }
+  const on = await runScript(script);
+  assert.equal(on.stdout, 'd-1 d-1\n');
+});
