@@ -10,11 +10,12 @@ export function readLog() {
   return fs.readFileSync(logFile, 'utf8');
 }
 
-/** The log lines containing `needle`, once there are at least `count` of them. */
+/** The log lines containing `needle` (a string, or a RegExp they match), once there are at least `count`. */
 export async function waitForLog(needle, { count = 1, timeout = 10000 } = {}) {
   const until = Date.now() + timeout;
+  const hit = typeof needle === 'string' ? (l) => l.includes(needle) : (l) => needle.test(l);
   for (;;) {
-    const lines = readLog().split('\n').filter((l) => l.includes(needle));
+    const lines = readLog().split('\n').filter(hit);
     if (lines.length >= count) return lines;
     if (Date.now() > until) throw new Error(`statement log: ${lines.length} of ${count} lines with ${JSON.stringify(needle)} after ${timeout} ms`);
     await new Promise((r) => setTimeout(r, 50));
