@@ -34,6 +34,7 @@ function onClose(this: Res): void {
       route: ctx.route ?? 'unmatched',
       statusCode: this.statusCode,
       aborted: !this.writableFinished,
+      start: ctx.start,
       duration: performance.now() - ctx.start,
     };
     channels.httpServer.publish(event);

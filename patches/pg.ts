@@ -66,7 +66,7 @@ function end(p: Pending, err: unknown, at = performance.now()): void {
   }
   if (!p.publish) return;
   try {
-    const event: DbQueryEvent = { requestId: p.requestId, system: 'pg', text: p.text, error: !!err, duration: at - p.start };
+    const event: DbQueryEvent = { requestId: p.requestId, system: 'pg', text: p.text, error: !!err, start: p.start, duration: at - p.start };
     channels.dbQuery.publish(event);
   } catch (e) {
     log.warnOnce('pg-end', `pg: recording a query failed: ${(e as Error).message}`);

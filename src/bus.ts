@@ -12,6 +12,8 @@ export interface HttpServerEvent {
   statusCode: number;
   /** The client went away before the response finished. */
   aborted: boolean;
+  /** performance.now() when the request began */
+  start: number;
   /** ms */
   duration: number;
 }
@@ -22,6 +24,8 @@ export interface DbQueryEvent {
   /** The SQL text as sent (with its comment), or '' when it could not be read. */
   text: string;
   error: boolean;
+  /** performance.now() when the query was issued */
+  start: number;
   /** ms */
   duration: number;
 }
@@ -33,6 +37,21 @@ export interface HttpClientEvent {
   host: string;
   /** The response status, or `error` when no response came (refused, DNS, timeout, abort). */
   statusCode: number | 'error';
+  /** performance.now() when the call began */
+  start: number;
+  /** ms */
+  duration: number;
+}
+
+export interface RenderEvent {
+  requestId: string | undefined;
+  /** ejs, pug, handlebars, nunjucks, or the Express view engine's extension */
+  engine: string;
+  /** Template name relative to the views folder, no extension, sanitized; `inline` for a string template. */
+  template: string;
+  error: boolean;
+  /** performance.now() when the render began */
+  start: number;
   /** ms */
   duration: number;
 }
@@ -46,5 +65,6 @@ export const channels = {
   httpServer: dc.channel('hatch:http.server'),
   dbQuery: dc.channel('hatch:db.query'),
   httpClient: dc.channel('hatch:http.client'),
+  render: dc.channel('hatch:render'),
   error: dc.channel('hatch:error'),
 };

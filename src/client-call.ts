@@ -26,6 +26,7 @@ export function endCall(call: ClientCall, failed: boolean): void {
       method: call.method,
       host: call.host,
       statusCode: failed ? 'error' : call.status,
+      start: call.start,
       duration: performance.now() - call.start,
     };
     channels.httpClient.publish(event);
