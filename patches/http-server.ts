@@ -10,7 +10,7 @@
  * Limitation: servers created by http2 are not covered.
  */
 import type * as http from 'node:http';
-import { storage, type RequestContext } from '../src/context';
+import { storage, finalRoute, type RequestContext } from '../src/context';
 import { isValidRequestId, newRequestId } from '../src/request-id';
 import { traceIdOf, traceparentEnabled } from '../src/propagation';
 import { channels, type HttpServerEvent } from '../src/bus';
@@ -31,7 +31,7 @@ function onClose(this: Res): void {
     const event: HttpServerEvent = {
       requestId: ctx.id,
       method: ctx.method,
-      route: ctx.route ?? 'unmatched',
+      route: finalRoute(ctx),
       statusCode: this.statusCode,
       aborted: !this.writableFinished,
       start: ctx.start,

@@ -5,5 +5,12 @@ import { httpClient, httpsClient } from './http-client';
 import { pg } from './pg';
 import { pgPool } from './pg-pool';
 import { pgCursor } from './pg-cursor';
+import { express } from './express';
+import { fastify } from './fastify';
+import { koa } from './koa';
+import { ejs } from './ejs';
+import { pug } from './pug';
+import { handlebars } from './handlebars';
+import { nunjucks } from './nunjucks';
 
-export const ALL_PATCHES: PatchDefinition[] = [httpServer, httpsServer, httpClient, httpsClient, pg, pgPool, pgCursor];
+export const ALL_PATCHES: PatchDefinition[] = [httpServer, httpsServer, httpClient, httpsClient, pg, pgPool, pgCursor, express, fastify, koa, ejs, pug, handlebars, nunjucks];

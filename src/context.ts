@@ -14,6 +14,28 @@ export interface RequestContext {
   readonly start: number;
   /** Route template; set by framework patches, `unmatched` until then. */
   route: string | undefined;
+  /**
+   * A framework object whose `_matchedRoute` names the route once routing is done (Koa's context,
+   * where @koa/router writes it); read when the request ends, so no closure per request.
+   */
+  routeSource?: { _matchedRoute?: unknown } | undefined;
+}
+
+const MAX_ROUTE = 200;
+
+/** Sets the current request's route template (trimmed to a bounded length); never throws. */
+export function setRoute(template: string): void {
+  const store = storage.getStore();
+  if (store !== undefined) store.route = template.length > MAX_ROUTE ? template.slice(0, MAX_ROUTE) : template;
+}
+
+/** The route a request ends with: a framework's template, or `unmatched`. */
+export function finalRoute(ctx: RequestContext): string {
+  if (ctx.route !== undefined) return ctx.route;
+  const late = ctx.routeSource?._matchedRoute;
+  if (typeof late === 'string' && late !== '') return late.length > MAX_ROUTE ? late.slice(0, MAX_ROUTE) : late;
+  if (late instanceof RegExp) return String(late).slice(0, MAX_ROUTE);
+  return 'unmatched';
 }
 
 const KEY = Symbol.for('hatch-agent.storage');

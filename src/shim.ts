@@ -23,10 +23,11 @@ export function wrap(obj: object, name: PropertyKey, makeWrapper: (original: Any
   for (const prop of ['name', 'length'] as const) {
     Object.defineProperty(wrapper, prop, { value: (original as AnyFn)[prop], configurable: true });
   }
-  wrapper[WRAPPED] = true;
-  wrapper[ORIGINAL] = original as AnyFn;
   const own = Object.getOwnPropertyDescriptor(obj, name);
-  wrapper[WAS_OWN] = own !== undefined;
+  // Non-enumerable, so util.inspect of an app object that holds the wrapper prints as before.
+  Object.defineProperty(wrapper, WRAPPED, { value: true, configurable: true });
+  Object.defineProperty(wrapper, ORIGINAL, { value: original, configurable: true });
+  Object.defineProperty(wrapper, WAS_OWN, { value: own !== undefined, configurable: true });
   Object.defineProperty(obj, name, {
     value: wrapper,
     writable: own ? own.writable ?? true : true,

@@ -15,7 +15,7 @@
  */
 import * as dns from 'node:dns';
 import type { Config, TagMode } from '../config';
-import { channels, type DbQueryEvent, type ErrorEvent, type HttpClientEvent, type HttpServerEvent } from '../bus';
+import { channels, type DbQueryEvent, type ErrorEvent, type HttpClientEvent, type HttpServerEvent, type RenderEvent } from '../bus';
 import { sqlOperation } from '../sql-comment';
 import { log } from '../log';
 
@@ -178,6 +178,7 @@ export class StatsdSink {
   readonly httpServer: Metric;
   readonly dbQuery: Metric;
   readonly httpClient: Metric;
+  readonly render: Metric;
   readonly errors: Metric;
   private readonly metrics: Metric[];
   private client: HotShotsLike | undefined;
@@ -193,8 +194,9 @@ export class StatsdSink {
     this.httpServer = new Metric('http.server', 'ms', ['method', 'route', 'status_code'], p, mode);
     this.dbQuery = new Metric('db.query', 'ms', ['system', 'operation', 'outcome'], p, mode);
     this.httpClient = new Metric('http.client', 'ms', ['method', 'host', 'status_code'], p, mode);
+    this.render = new Metric('render', 'ms', ['engine', 'template', 'outcome'], p, mode);
     this.errors = new Metric('errors', 'c', ['kind'], p, mode);
-    this.metrics = [this.httpServer, this.dbQuery, this.httpClient, this.errors];
+    this.metrics = [this.httpServer, this.dbQuery, this.httpClient, this.render, this.errors];
   }
 
   start(): void {
@@ -209,6 +211,10 @@ export class StatsdSink {
     this.on(channels.httpClient, (m) => {
       const e = m as HttpClientEvent;
       this.time(this.httpClient.series(e.method, e.host, e.statusCode), e.duration);
+    });
+    this.on(channels.render, (m) => {
+      const e = m as RenderEvent;
+      this.time(this.render.series(e.engine, e.template, e.error ? 'error' : 'ok'), e.duration);
     });
     this.on(channels.error, (m) => {
       this.errors.series((m as ErrorEvent).kind).sum++;

@@ -1,0 +1,57 @@
+/**
+ * ejs 3 to 7: `render`, `renderFile` (and `__express`, the same function Express calls) and the
+ * functions `compile` returns are timed renders (engine `ejs`). Includes and ejs's own internal
+ * compile run nested and are not counted again. A compiled function made with `client: true` is
+ * left as it is: its source is shipped to browsers.
+ * Template names: `filename` relative to the `views`/`root` option or the working folder; a string
+ * template without a filename is `inline`.
+ */
+import { lastFunction, runRender, templateName, timedTemplate } from '../src/render';
+import { wrap, unwrap } from '../src/shim';
+import type { PatchDefinition } from '../src/hook';
+
+type Opts = { filename?: unknown; views?: unknown; root?: unknown; client?: unknown; settings?: { views?: unknown } } | undefined;
+
+function roots(opts: Opts): unknown[] {
+  if (opts === null || typeof opts !== 'object') return [];
+  const views = opts.views ?? opts.settings?.views;
+  return [...(Array.isArray(views) ? views : [views]), opts.root];
+}
+
+function wrapRender(original: (...args: any[]) => any) {
+  return function render(this: unknown, _template: unknown, _data: unknown, opts: Opts) {
+    return runRender('ejs', () => templateName(opts?.filename, roots(opts)), original, this, Array.from(arguments), -1);
+  };
+}
+
+function wrapRenderFile(original: (...args: any[]) => any) {
+  return function renderFile(this: unknown, file: unknown) {
+    const args = Array.from(arguments);
+    // renderFile(path, [data], [opts], [cb]): Express passes its settings (with views) in data.
+    return runRender('ejs', () => templateName(file, [...roots(args[2] as Opts), ...roots(args[1] as Opts)]), original, this, args, lastFunction(args));
+  };
+}
+
+function wrapCompile(original: (...args: any[]) => any) {
+  return function compile(this: unknown, _template: unknown, opts: Opts) {
+    const fn = original.apply(this, arguments as any);
+    if (typeof fn !== 'function' || (opts !== null && typeof opts === 'object' && opts.client)) return fn;
+    return timedTemplate(fn, 'ejs', () => templateName(opts?.filename, roots(opts)));
+  };
+}
+
+export const ejs: PatchDefinition = {
+  module: 'ejs',
+  feature: 'ejs',
+  versions: ['3.0.0', '8.0.0'],
+  patch(e: any) {
+    if (typeof e.render !== 'function' || typeof e.renderFile !== 'function' || typeof e.compile !== 'function') throw new Error('render/renderFile/compile not found');
+    wrap(e, 'render', wrapRender);
+    wrap(e, 'renderFile', wrapRenderFile);
+    wrap(e, '__express', wrapRenderFile);
+    wrap(e, 'compile', wrapCompile);
+  },
+  unpatch(e: any) {
+    for (const k of ['render', 'renderFile', '__express', 'compile']) unwrap(e, k);
+  },
+};

@@ -1,0 +1,53 @@
+/**
+ * Fastify 4 and 5: the matched route template. Fastify publishes every new instance on the
+ * `fastify.initialization` diagnostics channel; the agent subscribes (once fastify is loaded, in
+ * range) and adds one `onRequest` hook to the root instance, which names the route from
+ * `request.routeOptions.url` (`request.routerPath` on early 4.x releases that lack routeOptions).
+ * Requests no route took (Fastify's 404 handler) stay `unmatched`.
+ * Limitation: an instance created before the agent starts (impossible with `-r`) is not seen.
+ */
+import * as dc from 'node:diagnostics_channel';
+import { setRoute } from '../src/context';
+import { log } from '../src/log';
+import type { PatchDefinition } from '../src/hook';
+
+const init = dc.channel('fastify.initialization');
+
+interface FastifyRequest {
+  routeOptions?: { url?: unknown };
+  routerPath?: unknown;
+  is404?: boolean;
+}
+
+function onRequest(request: FastifyRequest, _reply: unknown, done: () => void): void {
+  try {
+    const options = request.routeOptions;
+    // routerPath is read only where routeOptions does not exist: later 4.x warn when it is read.
+    const url = options !== undefined ? options.url : request.routerPath;
+    if (typeof url === 'string' && url !== '' && request.is404 !== true) setRoute(url);
+  } catch (err) {
+    log.warnOnce('fastify-route', `fastify: naming a route failed: ${(err as Error).message}`);
+  }
+  done();
+}
+
+function onInit(message: unknown): void {
+  try {
+    const instance = (message as { fastify?: { addHook?: Function } }).fastify;
+    if (typeof instance?.addHook === 'function') instance.addHook('onRequest', onRequest);
+  } catch (err) {
+    log.warnOnce('fastify-init', `fastify: adding the route hook failed: ${(err as Error).message}`);
+  }
+}
+
+export const fastify: PatchDefinition = {
+  module: 'fastify',
+  feature: 'fastify',
+  versions: ['4.0.0', '6.0.0'],
+  patch() {
+    init.subscribe(onInit);
+  },
+  unpatch() {
+    init.unsubscribe(onInit);
+  },
+};

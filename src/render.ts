@@ -1,0 +1,167 @@
+/**
+ * Shared by the render patches (Express, ejs, pug, handlebars, nunjucks): times one render from
+ * call to completion (its callback, its promise, or its return) and publishes it on `hatch:render`.
+ *
+ * A render started while another is on the stack (Express calling the engine, an ejs include, a
+ * handlebars partial, pug's render calling its own compile) is not a page of its own: it runs
+ * untimed, so a page is counted once. Every engine starts its nested renders synchronously, so a
+ * depth counter is enough and no second AsyncLocalStorage is needed.
+ * Limitation: a render started from an asynchronous callback of another render counts as a page.
+ */
+import * as path from 'node:path';
+import { channels, type RenderEvent } from './bus';
+import { storage, type RequestContext } from './context';
+import { log } from './log';
+
+let depth = 0;
+
+const MAX_TEMPLATE = 100;
+const EXTENSION = /\.[A-Za-z0-9]{1,12}$/;
+
+/**
+ * The template name as a metric can carry it: relative to the first root (views folder) that holds
+ * it, else to the working folder, else the file's own name; no extension; `[A-Za-z0-9_./-]` only.
+ * A template given as a string, with no file name, is `inline`.
+ */
+export function templateName(raw: unknown, roots: readonly unknown[] = []): string {
+  if (typeof raw !== 'string' || raw === '') return 'inline';
+  let name = raw;
+  if (path.isAbsolute(name)) {
+    let found: string | undefined;
+    for (const root of [...roots, process.cwd()]) {
+      if (typeof root !== 'string' || root === '') continue;
+      const rel = path.relative(path.resolve(root), name);
+      if (rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel)) {
+        found = rel;
+        break;
+      }
+    }
+    name = found ?? path.basename(name);
+  }
+  name = name
+    .split(path.sep)
+    .join('/')
+    .replace(EXTENSION, '')
+    .replace(/\.\.+/g, '_')
+    .replace(/[^A-Za-z0-9_./-]+/g, '_')
+    .replace(/^[./]+/, '');
+  if (name.length > MAX_TEMPLATE) name = name.slice(0, MAX_TEMPLATE);
+  return name === '' ? 'inline' : name;
+}
+
+/** Express engine names by file extension; any other extension is the engine's name itself. */
+const ENGINES: Record<string, string> = { hbs: 'handlebars', handlebars: 'handlebars', njk: 'nunjucks', nunjucks: 'nunjucks', jade: 'pug', pug: 'pug', ejs: 'ejs' };
+export function engineName(ext: string): string {
+  const e = ext.replace(/^\./, '').toLowerCase();
+  return ENGINES[e] ?? (e.replace(/[^a-z0-9_-]+/g, '_').slice(0, 30) || 'unknown');
+}
+
+interface Render {
+  requestId: string | undefined;
+  engine: string;
+  template: string;
+  start: number;
+  done: boolean;
+}
+
+function end(r: Render, error: boolean): void {
+  if (r.done) return;
+  r.done = true;
+  try {
+    const event: RenderEvent = { requestId: r.requestId, engine: r.engine, template: r.template, error, start: r.start, duration: performance.now() - r.start };
+    channels.render.publish(event);
+  } catch (err) {
+    log.warnOnce('render-end', `recording a render failed: ${(err as Error).message}`);
+  }
+}
+
+function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof (v as { then?: unknown }).then === 'function';
+}
+
+/** The callback runs in the caller's request context, whatever resumed the engine. */
+function boundCallback(cb: Function, store: RequestContext | undefined, r: Render | undefined): Function {
+  return function (this: unknown, err: unknown) {
+    if (r !== undefined) end(r, err != null);
+    return store === undefined ? Reflect.apply(cb, this, arguments) : storage.run(store, Reflect.apply, cb, this, arguments);
+  };
+}
+
+/**
+ * Calls `original` as a (possibly) timed render. `cbIndex` is where its completion callback is, or
+ * -1; without a callback there, completion is the returned promise's settling, or the return.
+ * The engine's result, its exceptions and its callback's arguments reach the app unchanged.
+ */
+export function runRender(
+  engine: string,
+  template: () => string,
+  original: Function,
+  self: unknown,
+  args: unknown[],
+  cbIndex: number,
+): unknown {
+  const hasCallback = cbIndex >= 0 && typeof args[cbIndex] === 'function';
+  if (depth > 0 || !channels.render.hasSubscribers) {
+    if (hasCallback) {
+      const store = storage.getStore();
+      if (store !== undefined) args[cbIndex] = boundCallback(args[cbIndex] as Function, store, undefined);
+    }
+    return Reflect.apply(original, self, args);
+  }
+  let r: Render | undefined;
+  try {
+    r = { requestId: storage.getStore()?.id, engine, template: template(), start: performance.now(), done: false };
+    if (hasCallback) args[cbIndex] = boundCallback(args[cbIndex] as Function, storage.getStore(), r);
+  } catch (err) {
+    log.warnOnce('render-start', `timing a render failed: ${(err as Error).message}`);
+  }
+  let result: unknown;
+  depth++;
+  try {
+    result = Reflect.apply(original, self, args);
+  } catch (err) {
+    if (r !== undefined) end(r, true);
+    throw err;
+  } finally {
+    depth--;
+  }
+  if (r === undefined || hasCallback) return result;
+  if (isThenable(result)) {
+    const timed = r;
+    return result.then(
+      (value) => {
+        end(timed, false);
+        return value;
+      },
+      (err) => {
+        end(timed, true);
+        throw err;
+      },
+    );
+  }
+  end(r, false);
+  return result;
+}
+
+/** Index of the last function among the arguments (an engine's callback), or -1. */
+export function lastFunction(args: ArrayLike<unknown>): number {
+  for (let i = args.length - 1; i >= 0; i--) if (typeof args[i] === 'function') return i;
+  return -1;
+}
+
+/**
+ * Wraps a compiled template so that each call is a timed render. Its own properties (ejs and pug
+ * keep `dependencies` there) are carried over.
+ */
+export function timedTemplate<F extends Function>(fn: F, engine: string, template: () => string): F {
+  const wrapper = function (this: unknown) {
+    return runRender(engine, template, fn, this, Array.from(arguments), -1);
+  };
+  try {
+    Object.assign(wrapper, fn);
+    Object.defineProperty(wrapper, 'length', { value: fn.length });
+  } catch {
+    // properties are a courtesy; the call path does not depend on them
+  }
+  return wrapper as unknown as F;
+}
