@@ -19,6 +19,8 @@ export interface RequestContext {
    * where @koa/router writes it); read when the request ends, so no closure per request.
    */
   routeSource?: { _matchedRoute?: unknown } | undefined;
+  /** Renders in flight for this request (1 or 0): a render started meanwhile is part of that page. */
+  rendering?: number;
 }
 
 const MAX_ROUTE = 200;

