@@ -5,5 +5,10 @@ import { httpClient, httpsClient } from './http-client';
 import { pg } from './pg';
 import { pgPool } from './pg-pool';
 import { pgCursor } from './pg-cursor';
+import { pino } from './pino';
+import { winston } from './winston';
 
-export const ALL_PATCHES: PatchDefinition[] = [httpServer, httpsServer, httpClient, httpsClient, pg, pgPool, pgCursor];
+export const ALL_PATCHES: PatchDefinition[] = [httpServer, httpsServer, httpClient, httpsClient, pg, pgPool, pgCursor, pino, winston];
+
+/** Off with HATCH_LOG_INJECTION=off. */
+export const LOG_PATCHES: PatchDefinition[] = [pino, winston];
