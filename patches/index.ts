@@ -12,5 +12,10 @@ import { ejs } from './ejs';
 import { pug } from './pug';
 import { handlebars } from './handlebars';
 import { nunjucks } from './nunjucks';
+import { pino } from './pino';
+import { winston } from './winston';
 
-export const ALL_PATCHES: PatchDefinition[] = [httpServer, httpsServer, httpClient, httpsClient, pg, pgPool, pgCursor, express, fastify, koa, ejs, pug, handlebars, nunjucks];
+export const ALL_PATCHES: PatchDefinition[] = [httpServer, httpsServer, httpClient, httpsClient, pg, pgPool, pgCursor, express, fastify, koa, ejs, pug, handlebars, nunjucks, pino, winston];
+
+/** Off with HATCH_LOG_INJECTION=off. */
+export const LOG_PATCHES: PatchDefinition[] = [pino, winston];

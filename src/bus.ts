@@ -56,6 +56,20 @@ export interface RenderEvent {
   duration: number;
 }
 
+/** One sample of the process's own health (src/runtime-metrics.ts), every HATCH_RUNTIME_METRICS_MS. */
+export interface RuntimeEvent {
+  /** Event-loop delay over the interval, ms. */
+  eventLoopDelay: { p50: number; p99: number; max: number };
+  /** bytes */
+  heapUsed: number;
+  /** bytes */
+  rss: number;
+  /** Each garbage collection in the interval: its kind (major, minor, incremental, weakcb) and pause, ms. */
+  gc: Array<{ kind: string; duration: number }>;
+  /** Handles and requests keeping the event loop alive (process.getActiveResourcesInfo()). */
+  activeHandles: number;
+}
+
 export interface ErrorEvent {
   kind: string;
 }
@@ -67,4 +81,5 @@ export const channels = {
   httpClient: dc.channel('hatch:http.client'),
   render: dc.channel('hatch:render'),
   error: dc.channel('hatch:error'),
+  runtime: dc.channel('hatch:runtime'),
 };

@@ -2,6 +2,7 @@
  * Every HATCH_* variable, in one place. A bad value never stops the app: it yields one line naming
  * the variable, the value and what is used instead (README has the same table).
  */
+import * as path from 'node:path';
 import type { LogLevel } from './log';
 
 export type TagMode = 'none' | 'dogstatsd' | 'telegraf';
@@ -20,6 +21,14 @@ export interface Config {
   statsdPrefix: string;
   statsdTags: TagMode;
   statsdFlushMs: number;
+  /** requestId added to pino and winston records. */
+  logInjection: boolean;
+  /** Events kept in the flight recorder's ring; 0: no ring. */
+  flightRecorderSize: number;
+  /** Absolute path the ring is written to when the process ends; undefined: not written. */
+  flightRecorderFile: string | undefined;
+  /** How often runtime gauges are sampled; 0: never. */
+  runtimeMetricsMs: number;
 }
 
 export const DEFAULTS: Config = {
@@ -35,6 +44,10 @@ export const DEFAULTS: Config = {
   statsdPrefix: 'hatch.',
   statsdTags: 'none',
   statsdFlushMs: 1000,
+  logInjection: true,
+  flightRecorderSize: 1000,
+  flightRecorderFile: undefined,
+  runtimeMetricsMs: 10_000,
 };
 
 export interface ConfigResult {
@@ -118,5 +131,19 @@ export function loadConfig(env: Env = process.env): ConfigResult {
   );
   c.statsdTags = oneOf<TagMode>('HATCH_STATSD_TAGS', ['none', 'dogstatsd', 'telegraf'], DEFAULTS.statsdTags);
   c.statsdFlushMs = integer('HATCH_STATSD_FLUSH_MS', 100, 60000, DEFAULTS.statsdFlushMs);
+  c.logInjection = onOff('HATCH_LOG_INJECTION', DEFAULTS.logInjection);
+  c.flightRecorderSize = integer('HATCH_FLIGHT_RECORDER_SIZE', 0, 1_000_000, DEFAULTS.flightRecorderSize);
+  const recorder = env.HATCH_FLIGHT_RECORDER;
+  // Resolved now: the app may chdir before it ends.
+  if (recorder !== undefined && recorder.trim() !== '') c.flightRecorderFile = path.resolve(recorder.trim());
+  if (c.flightRecorderFile !== undefined && c.flightRecorderSize === 0) {
+    reject('HATCH_FLIGHT_RECORDER_SIZE', env.HATCH_FLIGHT_RECORDER_SIZE ?? '', 'is 0 while HATCH_FLIGHT_RECORDER names a file', DEFAULTS.flightRecorderSize);
+    c.flightRecorderSize = DEFAULTS.flightRecorderSize;
+  }
+  c.runtimeMetricsMs = integer('HATCH_RUNTIME_METRICS_MS', 0, 3_600_000, DEFAULTS.runtimeMetricsMs);
+  if (c.runtimeMetricsMs > 0 && c.runtimeMetricsMs < 100) {
+    reject('HATCH_RUNTIME_METRICS_MS', env.HATCH_RUNTIME_METRICS_MS!, 'is neither 0 (off) nor at least 100', 100);
+    c.runtimeMetricsMs = 100;
+  }
   return { config: c, problems };
 }

@@ -7,7 +7,9 @@ import { loadConfig, type Config } from './config';
 import { log, setLogLevel } from './log';
 import { StatsdSink } from './sinks/statsd';
 import { installHooks, disabled, outcomes, type PatchOutcome } from './hook';
-import { ALL_PATCHES } from '../patches/index';
+import { ALL_PATCHES, LOG_PATCHES } from '../patches/index';
+import { FlightRecorder } from './sinks/flight-recorder';
+import { RuntimeMetrics } from './runtime-metrics';
 import { undiciChannels } from '../patches/undici';
 import { configurePropagation } from './propagation';
 
@@ -15,6 +17,7 @@ export interface Agent {
   readonly config: Config;
   readonly patches: PatchOutcome[];
   readonly statsd: StatsdSink | undefined;
+  readonly flightRecorder: FlightRecorder | undefined;
   /** Unhooks and flushes; patches already applied stay (they fall through without subscribers). */
   stop(): void;
 }
@@ -35,8 +38,20 @@ export function start(): Agent | null {
       statsd = new StatsdSink(config);
       statsd.start();
     }
+    let flightRecorder: FlightRecorder | undefined;
+    if (config.flightRecorderSize > 0) {
+      flightRecorder = new FlightRecorder(config.flightRecorderSize, config.flightRecorderFile);
+      flightRecorder.start();
+    }
+    // Sampled only for a sink that sends them.
+    let runtime: RuntimeMetrics | undefined;
+    if (statsd && config.runtimeMetricsMs > 0) {
+      runtime = new RuntimeMetrics(config.runtimeMetricsMs);
+      runtime.start();
+    }
     configurePropagation(config);
-    const hooks = installHooks(ALL_PATCHES, config, undiciChannels.names);
+    const patches = config.logInjection ? ALL_PATCHES : ALL_PATCHES.filter((p) => !LOG_PATCHES.includes(p));
+    const hooks = installHooks(patches, config, undiciChannels.names);
     // fetch and undici publish on diagnostics channels: subscribing costs nothing until they run.
     const undici = !disabled(config, undiciChannels.names);
     if (undici) undiciChannels.subscribe();
@@ -44,9 +59,12 @@ export function start(): Agent | null {
       config,
       patches: outcomes,
       statsd,
+      flightRecorder,
       stop() {
         hooks.unhook();
         if (undici) undiciChannels.unsubscribe();
+        runtime?.stop();
+        flightRecorder?.stop();
         statsd?.stop();
       },
     };

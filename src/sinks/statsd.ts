@@ -15,7 +15,7 @@
  */
 import * as dns from 'node:dns';
 import type { Config, TagMode } from '../config';
-import { channels, type DbQueryEvent, type ErrorEvent, type HttpClientEvent, type HttpServerEvent, type RenderEvent } from '../bus';
+import { channels, type DbQueryEvent, type ErrorEvent, type HttpClientEvent, type HttpServerEvent, type RenderEvent, type RuntimeEvent } from '../bus';
 import { sqlOperation } from '../sql-comment';
 import { log } from '../log';
 
@@ -59,7 +59,7 @@ export class Metric {
 
   constructor(
     readonly name: string,
-    readonly type: 'ms' | 'c',
+    readonly type: 'ms' | 'c' | 'g',
     readonly dims: readonly string[],
     private readonly prefix: string,
     private readonly mode: TagMode,
@@ -68,6 +68,7 @@ export class Metric {
   /** The series for these dimension values (as many as `dims`); allocates only for a new one. */
   series(a: Dim, b?: Dim, c?: Dim): Series {
     const depth = this.dims.length;
+    if (depth === 0) return (this.overflow ??= this.make([])); // a dimensionless metric: its one series
     let level: Map<Dim, any> | undefined = this.root;
     if (depth > 1) level = this.child(level, a);
     if (depth > 2 && level !== undefined) level = this.child(level, b!);
@@ -103,12 +104,12 @@ export class Metric {
     let s: Series;
     if (this.mode === 'dogstatsd') {
       const tags = this.dims.map((d, i) => `${d}:${dogTag(values[i]!)}`).join(',');
-      s = new Series(base, `|${this.type}|#${tags}`);
+      s = new Series(base, tags ? `|${this.type}|#${tags}` : `|${this.type}`);
     } else if (this.mode === 'telegraf') {
       const tags = this.dims.map((d, i) => `,${d}=${telegrafTag(values[i]!)}`).join('');
       s = new Series(base + tags, `|${this.type}`);
     } else {
-      s = new Series(base + '.' + values.map(segment).join('.'), `|${this.type}`);
+      s = new Series(values.length ? base + '.' + values.map(segment).join('.') : base, `|${this.type}`);
     }
     this.all.push(s);
     return s;
@@ -180,6 +181,9 @@ export class StatsdSink {
   readonly httpClient: Metric;
   readonly render: Metric;
   readonly errors: Metric;
+  /** runtime.* gauges (src/runtime-metrics.ts); one value per series, the latest. */
+  readonly runtime: Record<string, Metric>;
+  readonly gcPause: Metric;
   private readonly metrics: Metric[];
   private client: HotShotsLike | undefined;
   private address: string | undefined;
@@ -196,7 +200,17 @@ export class StatsdSink {
     this.httpClient = new Metric('http.client', 'ms', ['method', 'host', 'status_code'], p, mode);
     this.render = new Metric('render', 'ms', ['engine', 'template', 'outcome'], p, mode);
     this.errors = new Metric('errors', 'c', ['kind'], p, mode);
-    this.metrics = [this.httpServer, this.dbQuery, this.httpClient, this.render, this.errors];
+    const gauge = (name: string) => new Metric(`runtime.${name}`, 'g', [], p, mode);
+    this.runtime = {
+      p50: gauge('event_loop.delay.p50'),
+      p99: gauge('event_loop.delay.p99'),
+      max: gauge('event_loop.delay.max'),
+      heapUsed: gauge('heap.used'),
+      rss: gauge('rss'),
+      activeHandles: gauge('active_handles'),
+    };
+    this.gcPause = new Metric('runtime.gc.pause', 'ms', ['kind'], p, mode);
+    this.metrics = [this.httpServer, this.dbQuery, this.httpClient, this.render, this.errors, ...Object.values(this.runtime), this.gcPause];
   }
 
   start(): void {
@@ -218,6 +232,14 @@ export class StatsdSink {
     });
     this.on(channels.error, (m) => {
       this.errors.series((m as ErrorEvent).kind).sum++;
+    });
+    this.on(channels.runtime, (m) => {
+      const e = m as RuntimeEvent;
+      const r = this.runtime;
+      for (const [metric, v] of [[r.p50, e.eventLoopDelay.p50], [r.p99, e.eventLoopDelay.p99], [r.max, e.eventLoopDelay.max], [r.heapUsed, e.heapUsed], [r.rss, e.rss], [r.activeHandles, e.activeHandles]] as const) {
+        metric.series('').values = [v]; // a gauge sends its latest value only
+      }
+      for (const g of e.gc) this.time(this.gcPause.series(g.kind), g.duration);
     });
     if (isIp(this.config.statsdHost)) this.address = this.config.statsdHost;
     else this.resolve(); // early, so the first values find an address

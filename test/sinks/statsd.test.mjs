@@ -39,7 +39,7 @@ test('plain StatsD (default): Graphite-safe names with dimensions in a fixed ord
     assert.ok(lines.some((l) => /^hatch\.http\.server\.GET\.unmatched\.500:[\d.]+\|ms$/.test(l)));
     assert.ok(lines.some((l) => /^hatch\.db\.query\.pg\.SELECT\.ok:[\d.]+\|ms$/.test(l)));
     assert.ok(lines.includes('hatch.errors.invalid_request_id:1|c'));
-    for (const l of lines) assert.match(l, /^[A-Za-z0-9_.-]+:[\d.]+\|(ms|c)$/, `not Graphite-safe: ${l}`);
+    for (const l of lines) assert.match(l, /^[A-Za-z0-9_.-]+:[\d.]+\|(ms|c|g)$/, `not Graphite-safe: ${l}`); // g: runtime.* gauges
   } finally {
     await app.stop();
     udp.close();

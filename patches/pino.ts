@@ -1,0 +1,61 @@
+/**
+ * pino: every record written inside a request (or withRequestId) carries `"requestId":"<id>"`.
+ *
+ * How: all pino loggers (children too) share one prototype, reached through a throw-away silent
+ * logger made at patch time; its `asJson` (pino.symbols.asJsonSym, which turns the merged object of
+ * one call into the line) is wrapped to hand pino a copy of that object with `requestId` first.
+ * The app's object is never mutated; its mixin, serializers, formatters, redaction and transports
+ * run as before (formatters.log sees requestId like a mixin's field).
+ * Nothing is added when the object already has a `requestId`, or the logger was bound to one
+ * (`logger.child({ requestId })`): the app's own value wins.
+ * Limitations: the key is always `requestId`; pino's browser build is not patched.
+ */
+import { storage } from '../src/context';
+import { wrap, unwrap } from '../src/shim';
+import { log } from '../src/log';
+import type { PatchDefinition } from '../src/hook';
+
+/** The object holding asJson: the prototype every pino logger inherits from. */
+function loggerPrototype(pino: any): { proto: object; asJson: symbol; chindings: symbol | undefined } {
+  const asJson: unknown = pino?.symbols?.asJsonSym;
+  if (typeof pino !== 'function' || typeof asJson !== 'symbol') throw new Error('pino.symbols.asJsonSym not found');
+  const probe = pino({ level: 'silent' }, { write() {} });
+  let proto: object | null = probe;
+  while (proto !== null && !Object.prototype.hasOwnProperty.call(proto, asJson)) proto = Object.getPrototypeOf(proto);
+  if (proto === null) throw new Error('the logger prototype has no asJson');
+  const chindings: unknown = pino.symbols.chindingsSym;
+  return { proto, asJson, chindings: typeof chindings === 'symbol' ? chindings : undefined };
+}
+
+let target: { proto: object; asJson: symbol } | undefined;
+
+export const pino: PatchDefinition = {
+  module: 'pino',
+  feature: 'pino',
+  versions: ['8.0.0', '11.0.0'],
+  patch(exports: any) {
+    const { proto, asJson, chindings } = loggerPrototype(exports);
+    const ok = wrap(proto, asJson, (original) =>
+      function asJsonWithRequestId(this: any, obj: any, msg: unknown, num: unknown, time: unknown) {
+        const store = storage.getStore();
+        if (store !== undefined) {
+          try {
+            const bound = chindings !== undefined ? this[chindings] : undefined;
+            if ((obj == null || obj.requestId === undefined) && !(typeof bound === 'string' && bound.includes('"requestId":'))) {
+              obj = Object.assign({ requestId: store.id }, obj);
+            }
+          } catch (err) {
+            log.warnOnce('pino-inject', `pino: adding requestId failed (${(err as Error).message}); the record is written without it`);
+          }
+        }
+        return original.call(this, obj, msg, num, time);
+      },
+    );
+    if (!ok) throw new Error('asJson is not a function');
+    target = { proto, asJson };
+  },
+  unpatch() {
+    if (target) unwrap(target.proto, target.asJson);
+    target = undefined;
+  },
+};

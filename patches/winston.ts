@@ -1,0 +1,58 @@
+/**
+ * winston 3: every record written inside a request (or withRequestId) gets `info.requestId`, before
+ * the logger's format runs, so json(), logstash() and the app's own formats see it like any other
+ * field (a printf format that does not print it leaves it out).
+ *
+ * How: Logger.prototype.write (every logger from createLogger, the default logger, children, and
+ * streams piped into a logger pass through it) is wrapped. The ID is taken when the app logs, not
+ * when the stream gets round to transforming the record.
+ * The info object is the one winston itself writes its level onto, so the field is set on it
+ * (for `logger.error(err)` that is the Error itself, which keeps `errors()` working). An info that
+ * already has a `requestId` (from the call, defaultMeta or a child's metadata) keeps it.
+ * Limitations: winston 2 is not supported; a frozen info object is written without the ID.
+ */
+import { storage } from '../src/context';
+import { wrap, unwrap } from '../src/shim';
+import type { PatchDefinition } from '../src/hook';
+
+/** winston 3.0 does not export Logger; every created logger's class extends it. */
+function loggerPrototype(winston: any): object {
+  let proto: object | null = winston?.Logger?.prototype ?? null;
+  if (proto === null) {
+    if (typeof winston?.createLogger !== 'function') throw new Error('winston.createLogger not found');
+    proto = Object.getPrototypeOf(winston.createLogger({ silent: true }));
+    while (proto !== null && !Object.prototype.hasOwnProperty.call(proto, '_transform')) proto = Object.getPrototypeOf(proto);
+  }
+  if (proto === null || typeof (proto as any)._transform !== 'function') throw new Error('winston Logger prototype not found');
+  return proto;
+}
+
+let target: object | undefined;
+
+export const winston: PatchDefinition = {
+  module: 'winston',
+  feature: 'winston',
+  versions: ['3.0.0', '4.0.0'],
+  patch(exports: any) {
+    const proto = loggerPrototype(exports);
+    const ok = wrap(proto, 'write', (original) =>
+      function write(this: unknown, info: any) {
+        const store = storage.getStore();
+        if (store !== undefined && info !== null && typeof info === 'object' && info.requestId === undefined) {
+          try {
+            info.requestId = store.id;
+          } catch {
+            // frozen or sealed: written as it is
+          }
+        }
+        return original.apply(this, arguments as any);
+      },
+    );
+    if (!ok) throw new Error('Logger.prototype.write is not a function');
+    target = proto;
+  },
+  unpatch() {
+    if (target) unwrap(target, 'write');
+    target = undefined;
+  },
+};
