@@ -10,11 +10,16 @@ import { installHooks, disabled, outcomes, type PatchOutcome } from './hook';
 import { ALL_PATCHES } from '../patches/index';
 import { undiciChannels } from '../patches/undici';
 import { configurePropagation } from './propagation';
+import { RecentRequests } from './sinks/recent';
+import { rememberInstances } from './instances';
+import { setHatches } from '../patches/http-server';
 
 export interface Agent {
   readonly config: Config;
   readonly patches: PatchOutcome[];
   readonly statsd: StatsdSink | undefined;
+  /** The requests hatch's store; only with the hatches on. */
+  readonly recent: RecentRequests | undefined;
   /** Unhooks and flushes; patches already applied stay (they fall through without subscribers). */
   stop(): void;
 }
@@ -35,6 +40,17 @@ export function start(): Agent | null {
       statsd = new StatsdSink(config);
       statsd.start();
     }
+    // The hatches (HATCH_TOKEN): their request store, the pg instance registry, their handler.
+    let recent: RecentRequests | undefined;
+    if (config.hatchToken !== undefined) {
+      recent = new RecentRequests(config.hatchRecentRequests, config.hatchSlowRequests);
+      recent.start();
+      rememberInstances(true);
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const { createHatches } = require('./hatches/index') as typeof import('./hatches/index');
+      setHatches(createHatches({ config, statsd, recent, patches: outcomes }));
+      log.debug(`hatches on under ${config.hatchPrefix}`);
+    }
     configurePropagation(config);
     const hooks = installHooks(ALL_PATCHES, config, undiciChannels.names);
     // fetch and undici publish on diagnostics channels: subscribing costs nothing until they run.
@@ -44,7 +60,11 @@ export function start(): Agent | null {
       config,
       patches: outcomes,
       statsd,
+      recent,
       stop() {
+        setHatches(undefined);
+        rememberInstances(false);
+        recent?.stop();
         hooks.unhook();
         if (undici) undiciChannels.unsubscribe();
         statsd?.stop();
