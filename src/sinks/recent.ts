@@ -4,6 +4,10 @@
  * `hatch:http.server` event arrives the record is filed among the recent (a ring of
  * HATCH_RECENT_REQUESTS) and, if slow enough, the slowest (HATCH_SLOW_REQUESTS).
  *
+ * One ID can be shared by two requests in flight in the same process (a service calling itself: the
+ * ID is propagated, the inner request adopts it). A request takes only the entries that began
+ * within its own time span; the rest wait for the request they belong to.
+ *
  * Everything is bounded: MAX_ENTRIES timeline entries per request (the rest only counted),
  * SQL cut to MAX_SQL characters, MAX_PENDING requests in flight (the oldest is dropped first, so
  * events of `withRequestId` scopes, which never get an http.server event, cannot pile up).
@@ -46,9 +50,11 @@ export interface RequestRecord {
 
 interface Pending {
   timeline: TimelineEntry[];
+  /** performance.now() at which each entry began, and each error was reported */
   starts: number[];
   dropped: number;
   errors: string[];
+  errorsAt: number[];
 }
 
 function round(ms: number): number {
@@ -84,7 +90,10 @@ export class RecentRequests {
       const e = m as ErrorEvent;
       if (e.requestId === undefined) return;
       const p = this.pendingFor(e.requestId);
-      if (p.errors.length < MAX_ERRORS) p.errors.push(`${e.kind}: ${e.message ?? ''}`.slice(0, 1000));
+      if (p.errors.length < MAX_ERRORS) {
+        p.errors.push(`${e.kind}: ${e.message ?? ''}`.slice(0, 1000));
+        p.errorsAt.push(performance.now());
+      }
     });
     this.on(channels.httpServer, (m) => this.file(m as HttpServerEvent));
   }
@@ -114,7 +123,7 @@ export class RecentRequests {
         this.pending.delete(oldest);
         this.evicted++;
       }
-      p = { timeline: [], starts: [], dropped: 0, errors: [] };
+      p = { timeline: [], starts: [], dropped: 0, errors: [], errorsAt: [] };
       this.pending.set(id, p);
     }
     return p;
@@ -133,9 +142,38 @@ export class RecentRequests {
 
   private file(e: HttpServerEvent): void {
     const p = this.pending.get(e.requestId);
-    this.pending.delete(e.requestId);
-    const timeline = p?.timeline ?? [];
-    if (p) for (let i = 0; i < timeline.length; i++) timeline[i]!.offset = round(Math.max(0, p.starts[i]! - e.start));
+    const timeline: TimelineEntry[] = [];
+    const errors: string[] = [];
+    let dropped = 0;
+    if (p) {
+      const end = e.start + e.duration;
+      const mine = (at: number) => at >= e.start && at <= end;
+      const rest: Pending = { timeline: [], starts: [], dropped: 0, errors: [], errorsAt: [] };
+      for (let i = 0; i < p.timeline.length; i++) {
+        const at = p.starts[i]!;
+        if (mine(at)) {
+          p.timeline[i]!.offset = round(at - e.start);
+          timeline.push(p.timeline[i]!);
+        } else {
+          rest.timeline.push(p.timeline[i]!);
+          rest.starts.push(at);
+        }
+      }
+      for (let i = 0; i < p.errors.length; i++) {
+        if (mine(p.errorsAt[i]!)) errors.push(p.errors[i]!);
+        else {
+          rest.errors.push(p.errors[i]!);
+          rest.errorsAt.push(p.errorsAt[i]!);
+        }
+      }
+      if (rest.timeline.length > 0 || rest.errors.length > 0) {
+        rest.dropped = p.dropped; // most likely the outer request's, which files last
+        this.pending.set(e.requestId, rest);
+      } else {
+        dropped = p.dropped;
+        this.pending.delete(e.requestId);
+      }
+    }
     timeline.sort((a, b) => a.offset - b.offset);
     const record: RequestRecord = {
       id: e.requestId,
@@ -147,8 +185,8 @@ export class RecentRequests {
       at: new Date(Date.now() - e.duration).toISOString(),
       duration: round(e.duration),
       timeline,
-      dropped: p?.dropped ?? 0,
-      errors: p?.errors ?? [],
+      dropped,
+      errors,
     };
     if (this.recentMax > 0) {
       if (this.recent.length < this.recentMax) this.recent.push(record);
