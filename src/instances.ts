@@ -13,10 +13,12 @@ export interface Instance {
   ref: WeakRef<object>;
 }
 
-const MAX = 1000; // an app creating Clients per request must not grow this without end
+// An app creating Clients per request (or a pool churning its own) must not grow this without end;
+// pools have their own room, so a pool created late is still remembered.
+const MAX: Record<Kind, number> = { pool: 100, client: 1000 };
 
 const seen = new WeakSet<object>();
-const live = new Set<Instance>();
+const live: Record<Kind, Set<Instance>> = { pool: new Set(), client: new Set() };
 const counters: Record<Kind, number> = { pool: 0, client: 0 };
 
 let enabled = false;
@@ -29,20 +31,22 @@ export function rememberInstances(on: boolean): void {
 export function remember(kind: Kind, instance: object): void {
   if (!enabled || instance === null || typeof instance !== 'object' || seen.has(instance)) return;
   seen.add(instance);
-  if (live.size >= MAX) prune();
-  if (live.size >= MAX) return;
-  live.add({ kind, n: ++counters[kind], ref: new WeakRef(instance) });
+  const set = live[kind];
+  if (set.size >= MAX[kind]) prune(set);
+  if (set.size >= MAX[kind]) return;
+  set.add({ kind, n: ++counters[kind], ref: new WeakRef(instance) });
 }
 
-function prune(): void {
-  for (const i of live) if (i.ref.deref() === undefined) live.delete(i);
+function prune(set: Set<Instance>): void {
+  for (const i of set) if (i.ref.deref() === undefined) set.delete(i);
 }
 
-/** The instances still alive, in order of registration. */
+/** The instances still alive: pools, then clients, each in order of registration. */
 export function instances(): Array<{ kind: Kind; n: number; instance: any }> {
-  prune();
+  prune(live.pool);
+  prune(live.client);
   const out: Array<{ kind: Kind; n: number; instance: any }> = [];
-  for (const i of live) {
+  for (const i of [...live.pool, ...live.client]) {
     const instance = i.ref.deref();
     if (instance !== undefined) out.push({ kind: i.kind, n: i.n, instance });
   }
