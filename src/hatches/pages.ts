@@ -25,7 +25,7 @@ code,pre{font-family:ui-monospace,monospace;font-size:12px}pre{background:#f6f6f
 .bar{position:absolute;top:1px;bottom:1px;min-width:2px;border-radius:2px}
 .bar-request{background:#9e9e9e}.bar-query{background:#1e6fd9}.bar-call{background:#e08a00}.bar-render{background:#7b3fbf}
 .bar.error{outline:2px solid #b00020}
-.ms{flex:0 0 6em;text-align:right;font-size:12px;color:#555}
+.ms{flex:0 0 7.5em;text-align:right;font-size:12px;color:#555;white-space:nowrap}
 .dropped,.errors{font-size:12px;color:#b00020;margin:.3em 0}
 `;
 
