@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import * as http from 'node:http';
 import { startApp, runScript, get } from '../support/app.mjs';
 import { udpListener } from '../support/udp.mjs';
-import { APP, TOKEN, STARTUP_MS, auth, until } from './apps.mjs';
+import { APP, TOKEN, STARTUP_MS, SLOW_OK, auth, until } from './apps.mjs';
 
 let udp;
 let app; // hatches on
@@ -101,12 +101,12 @@ test('HATCH_HEALTH_PUBLIC opens only the health summary; HATCH_HEALTH_URLS are c
   await new Promise((r) => target.listen(0, '127.0.0.1', r));
   const base = `http://127.0.0.1:${target.address().port}`;
   const [a, b] = await Promise.all([
-    startApp(APP, { env: { HATCH_TOKEN: TOKEN, HATCH_HEALTH_PUBLIC: '1', HATCH_HEALTH_URLS: `${base}/ok,${base}/missing`, APP_NO_CLIENT: '1' }, timeout: STARTUP_MS }),
-    startApp(APP, { env: { HATCH_TOKEN: TOKEN, HATCH_HEALTH_URLS: `${base}/ok,${base}/boom`, APP_NO_CLIENT: '1' }, timeout: STARTUP_MS }),
+    startApp(APP, { env: { HATCH_TOKEN: TOKEN, HATCH_HEALTH_TIMEOUT_MS: SLOW_OK, HATCH_HEALTH_PUBLIC: '1', HATCH_HEALTH_URLS: `${base}/ok,${base}/missing`, APP_NO_CLIENT: '1' }, timeout: STARTUP_MS }),
+    startApp(APP, { env: { HATCH_TOKEN: TOKEN, HATCH_HEALTH_TIMEOUT_MS: SLOW_OK, HATCH_HEALTH_URLS: `${base}/ok,${base}/boom`, APP_NO_CLIENT: '1' }, timeout: STARTUP_MS }),
   ]);
   try {
     const pub = await get(a.url + '/_hatch/health');
-    assert.equal(pub.status, 200);
+    assert.equal(pub.status, 200, (await get(a.url + '/_hatch/health', auth())).body);
     assert.deepEqual(JSON.parse(pub.body), { status: 'pass' }); // no details
     const full = await get(a.url + '/_hatch/health', auth());
     assert.deepEqual(JSON.parse(full.body).checks.map((c) => [c.name, c.status]), [[`url ${base}/ok`, 'pass'], [`url ${base}/missing`, 'pass']]);

@@ -50,6 +50,8 @@ const backend = http.createServer((req, res) => res.end('backend ok'));
 
 /** Start-up allowance: the test VM is shared, and under load an app can take long to listen. */
 export const STARTUP_MS = 90000;
+/** Health checks' timeout in the tests: a loaded VM must not turn a live check into a failing one. */
+export const SLOW_OK = '20000';
 
 export const auth = (token = TOKEN) => ({ authorization: `Bearer ${token}` });
 

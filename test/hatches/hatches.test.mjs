@@ -4,13 +4,13 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startApp, get, UUID } from '../support/app.mjs';
 import { udpListener } from '../support/udp.mjs';
-import { APP, TOKEN, STARTUP_MS, auth, until } from './apps.mjs';
+import { APP, TOKEN, STARTUP_MS, SLOW_OK, auth, until } from './apps.mjs';
 
 let udp;
 let app;
 before(async () => {
   udp = await udpListener();
-  app = await startApp(APP, { env: { HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(udp.port), HATCH_STATSD_FLUSH_MS: '100', HATCH_TOKEN: TOKEN }, timeout: STARTUP_MS });
+  app = await startApp(APP, { env: { HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(udp.port), HATCH_STATSD_FLUSH_MS: '100', HATCH_TOKEN: TOKEN, HATCH_HEALTH_TIMEOUT_MS: SLOW_OK }, timeout: STARTUP_MS });
 });
 after(async () => {
   await app?.stop();

@@ -4,7 +4,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startApp, get } from '../support/app.mjs';
 import { startPostgres, stopPostgres } from '../support/postgres.mjs';
-import { APP, TOKEN, STARTUP_MS, auth, until } from './apps.mjs';
+import { APP, TOKEN, STARTUP_MS, SLOW_OK, auth, until } from './apps.mjs';
 
 let db;
 let app;
@@ -16,7 +16,7 @@ before(async () => {
   } finally {
     if (shared !== undefined) process.env.DATABASE_URL = shared;
   }
-  app = await startApp(APP, { env: { HATCH_TOKEN: TOKEN, DATABASE_URL: db.url, HATCH_HEALTH_TIMEOUT_MS: '3000' }, timeout: STARTUP_MS });
+  app = await startApp(APP, { env: { HATCH_TOKEN: TOKEN, DATABASE_URL: db.url, HATCH_HEALTH_TIMEOUT_MS: SLOW_OK }, timeout: STARTUP_MS });
 });
 after(async () => {
   await app?.stop();
