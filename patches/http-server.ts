@@ -7,6 +7,11 @@
  *   own correlation middleware adopts the same ID, and echoed on the response before the app runs.
  * - The request is timed from the emit to the response's 'close' (which follows 'finish', or comes
  *   alone when the client aborts), with one shared listener: no closure per request.
+ * - With the hatches on (HATCH_TOKEN), a request under their prefix is offered to them first,
+ *   inside its request context; they serve it only with a valid token, and otherwise the app's
+ *   handler gets it untouched. Without hatches the only cost is one `undefined` check.
+ * - An error the app's handler throws synchronously is reported (hatch:error, stderr with the
+ *   request ID) and rethrown unchanged.
  * Limitation: servers created by http2 are not covered.
  */
 import type * as http from 'node:http';
@@ -16,13 +21,39 @@ import { traceIdOf, traceparentEnabled } from '../src/propagation';
 import { channels, type HttpServerEvent } from '../src/bus';
 import { wrap, unwrap } from '../src/shim';
 import { log } from '../src/log';
+import { reportError } from '../src/errors';
 import type { Config } from '../src/config';
 import type { PatchDefinition } from '../src/hook';
 
 const CTX = Symbol('hatch-agent.request');
-type Res = http.ServerResponse & { [CTX]?: RequestContext & { method: string } };
+type Res = http.ServerResponse & { [CTX]?: RequestContext & { method: string; url: string | undefined } };
 
 let headerName = 'x-request-id';
+
+/** What the hatches (src/hatches) give this patch: their prefix and a handler that says whether it served. */
+export interface HatchHandler {
+  prefix: string;
+  /** Serves the request and returns true, or returns false (and touches nothing) to let the app have it. */
+  handle(req: http.IncomingMessage, res: http.ServerResponse): boolean;
+}
+let hatches: HatchHandler | undefined;
+
+export function setHatches(h: HatchHandler | undefined): void {
+  hatches = h;
+}
+
+/** The prefix itself, or the prefix followed by `/` or `?`: `/_hatchery` is the app's. */
+function underPrefix(url: string | undefined, prefix: string): boolean {
+  if (url === undefined || !url.startsWith(prefix)) return false;
+  const next = url.charCodeAt(prefix.length);
+  return Number.isNaN(next) || next === 47 /* / */ || next === 63 /* ? */;
+}
+
+function pathOf(url: string | undefined): string {
+  if (url === undefined) return '';
+  const q = url.indexOf('?');
+  return (q === -1 ? url : url.slice(0, q)).slice(0, 200);
+}
 
 function onClose(this: Res): void {
   try {
@@ -32,6 +63,7 @@ function onClose(this: Res): void {
       requestId: ctx.id,
       method: ctx.method,
       route: finalRoute(ctx),
+      path: pathOf(ctx.url),
       statusCode: this.statusCode,
       aborted: !this.writableFinished,
       start: ctx.start,
@@ -56,14 +88,29 @@ function begin(req: http.IncomingMessage, res: Res): RequestContext {
   if (id === undefined) id = newRequestId();
   if (raw !== id) req.headers[headerName] = id;
   if (!res.headersSent) res.setHeader(headerName, id);
-  const ctx = { id, start, route: undefined, method: req.method ?? 'OTHER' };
+  const ctx = { id, start, route: undefined, method: req.method ?? 'OTHER', url: req.url };
   res[CTX] = ctx;
   res.on('close', onClose);
   return ctx;
 }
 
 function callEmit(original: Function, server: unknown, event: string, req: unknown, res: unknown): unknown {
-  return original.call(server, event, req, res);
+  try {
+    return original.call(server, event, req, res);
+  } catch (err) {
+    reportError('uncaught', err);
+    throw err;
+  }
+}
+
+function hatchOrEmit(original: Function, server: unknown, event: string, req: http.IncomingMessage, res: Res): unknown {
+  let served = false;
+  try {
+    served = hatches !== undefined && hatches.handle(req, res);
+  } catch (err) {
+    log.warnOnce('hatch-handle', `hatches: handling a request failed: ${(err as Error).message}`);
+  }
+  return served ? true : callEmit(original, server, event, req, res);
 }
 
 function wrapEmit(original: (...args: any[]) => boolean) {
@@ -77,6 +124,9 @@ function wrapEmit(original: (...args: any[]) => boolean) {
     } catch (err) {
       log.warnOnce('http-begin', `http server: could not start a request context: ${(err as Error).message}`);
       return original.apply(this, arguments as any);
+    }
+    if (hatches !== undefined && event === 'request' && underPrefix(req.url, hatches.prefix)) {
+      return storage.run(ctx, hatchOrEmit, original, this, event, req, res);
     }
     return storage.run(ctx, callEmit, original, this, event, req, res);
   };

@@ -3,13 +3,16 @@
  * A pool.query() that waits for a connection is resumed by whichever request releases one; without
  * this, its query would run (and be commented) in the releasing request's context.
  * The promise form needs nothing: an awaited promise resumes in the awaiting context.
+ * Each pool is remembered (weakly) at its first connect, for the health hatch.
  */
 import { bindContext } from '../src/context';
+import { remember } from '../src/instances';
 import { wrap, unwrap } from '../src/shim';
 import type { PatchDefinition } from '../src/hook';
 
 function wrapConnect(original: (...args: any[]) => any) {
   return function connect(this: unknown, cb?: unknown) {
+    remember('pool', this as object);
     if (typeof cb !== 'function') return original.apply(this, arguments as any);
     return original.call(this, bindContext(cb as (...a: any[]) => any));
   };

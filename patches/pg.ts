@@ -21,12 +21,14 @@
  * by the comment's length, so it points into the app's own SQL.
  * Callbacks run in the request context of the code that issued the query, not the socket's.
  * The promise form returns pg's promise chained once (same value, same error object).
+ * Client.prototype.connect is wrapped only to remember each client (weakly) for the health hatch.
  */
 import { storage, bindContext } from '../src/context';
 import { commentedSql } from '../src/sql-comment';
 import { channels, type DbQueryEvent } from '../src/bus';
 import { wrap, unwrap } from '../src/shim';
 import { log } from '../src/log';
+import { remember } from '../src/instances';
 import type { Config } from '../src/config';
 import type { PatchDefinition } from '../src/hook';
 
@@ -289,6 +291,17 @@ function wrapQuery(original: (...args: any[]) => any) {
   };
 }
 
+function wrapConnect(original: (...args: any[]) => any) {
+  return function connect(this: unknown) {
+    try {
+      remember('client', this as object);
+    } catch (err) {
+      log.warnOnce('pg-remember', `pg: remembering a client for the health hatch failed: ${(err as Error).message}`);
+    }
+    return original.apply(this, arguments as any);
+  };
+}
+
 export const pg: PatchDefinition = {
   module: 'pg',
   feature: 'pg',
@@ -296,8 +309,10 @@ export const pg: PatchDefinition = {
   patch(exports: any, config: Config) {
     sqlComment = config.sqlComment;
     if (!wrap(exports.Client.prototype, 'query', wrapQuery)) throw new Error('Client.prototype.query not found');
+    wrap(exports.Client.prototype, 'connect', wrapConnect);
   },
   unpatch(exports: any) {
     unwrap(exports.Client.prototype, 'query');
+    unwrap(exports.Client.prototype, 'connect');
   },
 };

@@ -9,6 +9,8 @@ export interface HttpServerEvent {
   method: string;
   /** Route template or `unmatched`; never a raw URL. */
   route: string;
+  /** The URL's path, without its query string, at most 200 characters (for the requests hatch, not for metrics). */
+  path?: string;
   statusCode: number;
   /** The client went away before the response finished. */
   aborted: boolean;
@@ -72,6 +74,10 @@ export interface RuntimeEvent {
 
 export interface ErrorEvent {
   kind: string;
+  /** The request the error happened in, when there was one. */
+  requestId?: string;
+  /** What went wrong, for the request's record (never used in metric names). */
+  message?: string;
 }
 
 // Held here so the channel objects (weakly held by Node) live as long as the agent.

@@ -29,6 +29,18 @@ export interface Config {
   flightRecorderFile: string | undefined;
   /** How often runtime gauges are sampled; 0: never. */
   runtimeMetricsMs: number;
+  /** Bearer token of the /_hatch URLs; undefined: hatches off. */
+  hatchToken: string | undefined;
+  hatchPrefix: string;
+  /** The health summary (pass/fail only) answers without a token. */
+  hatchHealthPublic: boolean;
+  /** URLs the health hatch calls; each must answer below 500. */
+  hatchHealthUrls: string[];
+  /** Per-check timeout of the health hatch, ms. */
+  hatchHealthTimeoutMs: number;
+  /** How many recent and how many slowest requests the requests hatch keeps. */
+  hatchRecentRequests: number;
+  hatchSlowRequests: number;
 }
 
 export const DEFAULTS: Config = {
@@ -48,7 +60,17 @@ export const DEFAULTS: Config = {
   flightRecorderSize: 1000,
   flightRecorderFile: undefined,
   runtimeMetricsMs: 10_000,
+  hatchToken: undefined,
+  hatchPrefix: '/_hatch',
+  hatchHealthPublic: false,
+  hatchHealthUrls: [],
+  hatchHealthTimeoutMs: 2000,
+  hatchRecentRequests: 200,
+  hatchSlowRequests: 50,
 };
+
+/** The shortest HATCH_TOKEN accepted: shorter ones are guessable and leave the hatches off. */
+export const MIN_TOKEN_LENGTH = 24;
 
 export interface ConfigResult {
   config: Config;
@@ -60,7 +82,7 @@ type Env = Record<string, string | undefined>;
 
 export function loadConfig(env: Env = process.env): ConfigResult {
   const problems: string[] = [];
-  const c: Config = { ...DEFAULTS, disable: [] };
+  const c: Config = { ...DEFAULTS, disable: [], hatchHealthUrls: [] };
 
   const reject = (name: string, value: string, why: string, used: unknown) => {
     problems.push(`${name}=${JSON.stringify(value)} ${why}; using ${JSON.stringify(used)}`);
@@ -145,5 +167,35 @@ export function loadConfig(env: Env = process.env): ConfigResult {
     reject('HATCH_RUNTIME_METRICS_MS', env.HATCH_RUNTIME_METRICS_MS!, 'is neither 0 (off) nor at least 100', 100);
     c.runtimeMetricsMs = 100;
   }
+
+  // The token's value is never printed, only its length.
+  const token = env.HATCH_TOKEN;
+  if (token !== undefined && token !== '') {
+    if (token.length < MIN_TOKEN_LENGTH) {
+      problems.push(`HATCH_TOKEN is ${token.length} characters, shorter than ${MIN_TOKEN_LENGTH}; the /_hatch URLs stay off`);
+    } else if (!/^[\x21-\x7e]+$/.test(token)) {
+      problems.push('HATCH_TOKEN holds blanks, control or non-ASCII characters, which an Authorization header cannot carry; the /_hatch URLs stay off');
+    } else {
+      c.hatchToken = token;
+    }
+  }
+  c.hatchPrefix = matching('HATCH_PREFIX', /^(\/[A-Za-z0-9._~-]+)+$/, 'a path such as /_hatch (slash-separated [A-Za-z0-9._~-] segments, no trailing slash)', DEFAULTS.hatchPrefix);
+  c.hatchHealthPublic = onOff('HATCH_HEALTH_PUBLIC', DEFAULTS.hatchHealthPublic);
+  const urls = env.HATCH_HEALTH_URLS;
+  if (urls !== undefined && urls.trim() !== '') {
+    const list = urls.split(',').map((u) => u.trim()).filter(Boolean);
+    const bad = list.filter((u) => {
+      try {
+        return !/^https?:$/.test(new URL(u).protocol);
+      } catch {
+        return true;
+      }
+    });
+    if (bad.length > 0) reject('HATCH_HEALTH_URLS', urls, `has entries that are no http(s) URL (${bad.join(', ')})`, list.filter((u) => !bad.includes(u)).join(','));
+    c.hatchHealthUrls = list.filter((u) => !bad.includes(u));
+  }
+  c.hatchHealthTimeoutMs = integer('HATCH_HEALTH_TIMEOUT_MS', 100, 60000, DEFAULTS.hatchHealthTimeoutMs);
+  c.hatchRecentRequests = integer('HATCH_RECENT_REQUESTS', 0, 10000, DEFAULTS.hatchRecentRequests);
+  c.hatchSlowRequests = integer('HATCH_SLOW_REQUESTS', 0, 1000, DEFAULTS.hatchSlowRequests);
   return { config: c, problems };
 }

@@ -12,12 +12,17 @@ import { FlightRecorder } from './sinks/flight-recorder';
 import { RuntimeMetrics } from './runtime-metrics';
 import { undiciChannels } from '../patches/undici';
 import { configurePropagation } from './propagation';
+import { RecentRequests } from './sinks/recent';
+import { rememberInstances } from './instances';
+import { setHatches } from '../patches/http-server';
 
 export interface Agent {
   readonly config: Config;
   readonly patches: PatchOutcome[];
   readonly statsd: StatsdSink | undefined;
   readonly flightRecorder: FlightRecorder | undefined;
+  /** The requests hatch's store; only with the hatches on. */
+  readonly recent: RecentRequests | undefined;
   /** Unhooks and flushes; patches already applied stay (they fall through without subscribers). */
   stop(): void;
 }
@@ -49,6 +54,17 @@ export function start(): Agent | null {
       runtime = new RuntimeMetrics(config.runtimeMetricsMs);
       runtime.start();
     }
+    // The hatches (HATCH_TOKEN): their request store, the pg instance registry, their handler.
+    let recent: RecentRequests | undefined;
+    if (config.hatchToken !== undefined) {
+      recent = new RecentRequests(config.hatchRecentRequests, config.hatchSlowRequests);
+      recent.start();
+      rememberInstances(true);
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const { createHatches } = require('./hatches/index') as typeof import('./hatches/index');
+      setHatches(createHatches({ config, statsd, recent, patches: outcomes }));
+      log.debug(`hatches on under ${config.hatchPrefix}`);
+    }
     configurePropagation(config);
     const patches = config.logInjection ? ALL_PATCHES : ALL_PATCHES.filter((p) => !LOG_PATCHES.includes(p));
     const hooks = installHooks(patches, config, undiciChannels.names);
@@ -60,7 +76,11 @@ export function start(): Agent | null {
       patches: outcomes,
       statsd,
       flightRecorder,
+      recent,
       stop() {
+        setHatches(undefined);
+        rememberInstances(false);
+        recent?.stop();
         hooks.unhook();
         if (undici) undiciChannels.unsubscribe();
         runtime?.stop();

@@ -330,6 +330,39 @@ export class StatsdSink {
     });
   }
 
+  /** A counter line for the hatches: `<prefix>hatch.<name>:1|c`, the name made metric-safe (at most 64 characters). */
+  hatchLine(name: string): string {
+    const safe = name.split('.').map((p) => segment(p.slice(0, 64))).join('.').slice(0, 64);
+    return `${this.config.statsdPrefix}hatch.${safe}:1|c`;
+  }
+
+  /**
+   * Sends one line now, unbuffered (the health probe, the statsd hatch). UDP confirms nothing: `ok`
+   * means the host resolved and the datagram left without a socket error, not that StatsD got it.
+   */
+  sendNow(line: string): Promise<{ ok: boolean; detail: string }> {
+    return new Promise((resolve) => {
+      const to = `${this.config.statsdHost}:${this.config.statsdPort}`;
+      const send = () => {
+        try {
+          const client = this.getClient();
+          if (!client) return resolve({ ok: false, detail: `${this.config.statsdHost} does not resolve` });
+          client.sendMessage(line, (err) => resolve(err ? { ok: false, detail: `sending to ${to} failed: ${err.message}` } : { ok: true, detail: `sent to ${to} (UDP: sent without error, receipt not confirmed)` }));
+        } catch (err) {
+          resolve({ ok: false, detail: `sending to ${to} failed: ${(err as Error).message}` });
+        }
+      };
+      if (this.address !== undefined) return send();
+      // Not resolved yet (or it failed): look it up now rather than report a stale failure.
+      dns.lookup(this.config.statsdHost, { all: true }, (err, all) => {
+        const address = all?.find((a) => a.family === 4)?.address ?? all?.[0]?.address;
+        if (err || address === undefined) return resolve({ ok: false, detail: `${this.config.statsdHost} does not resolve (${err?.code ?? 'no address'})` });
+        this.address ??= address;
+        send();
+      });
+    });
+  }
+
   private getClient(): HotShotsLike | undefined {
     if (!isIp(this.config.statsdHost) && Date.now() - this.resolvedAt > RESOLVE_EVERY_MS) this.resolve();
     if (this.client) return this.client;

@@ -1,0 +1,227 @@
+/**
+ * The recent-requests store behind the requests hatch: a sink on the bus. While a request is in
+ * flight its queries, outgoing calls, renders and errors are collected under its ID; when its
+ * `hatch:http.server` event arrives the record is filed among the recent (a ring of
+ * HATCH_RECENT_REQUESTS) and, if slow enough, the slowest (HATCH_SLOW_REQUESTS).
+ *
+ * One ID can be shared by two requests in flight in the same process (a service calling itself: the
+ * ID is propagated, the inner request adopts it). A request takes only the entries that began
+ * within its own time span; the rest wait for the request they belong to.
+ *
+ * Everything is bounded: MAX_ENTRIES timeline entries per request (the rest only counted),
+ * SQL cut to MAX_SQL characters, MAX_PENDING requests in flight (the oldest is dropped first, so
+ * events of `withRequestId` scopes, which never get an http.server event, cannot pile up).
+ */
+import { channels, type DbQueryEvent, type ErrorEvent, type HttpClientEvent, type HttpServerEvent, type RenderEvent } from '../bus';
+import { log } from '../log';
+
+export const MAX_ENTRIES = 100;
+export const MAX_SQL = 2000;
+export const MAX_PENDING = 1000;
+const MAX_ERRORS = 10;
+
+export interface TimelineEntry {
+  kind: 'query' | 'call' | 'render';
+  /** SQL as sent (cut to MAX_SQL), `GET host`, or `engine template`. */
+  label: string;
+  /** ms from the request's start */
+  offset: number;
+  duration: number;
+  /** `error`, or the call's status code */
+  outcome: string;
+  error: boolean;
+}
+
+export interface RequestRecord {
+  id: string;
+  method: string;
+  route: string;
+  path: string;
+  status: number;
+  aborted: boolean;
+  /** Wall-clock time the request began (ISO 8601). */
+  at: string;
+  duration: number;
+  timeline: TimelineEntry[];
+  /** Timeline entries beyond MAX_ENTRIES, counted but not kept. */
+  dropped: number;
+  errors: string[];
+}
+
+interface Pending {
+  timeline: TimelineEntry[];
+  /** performance.now() at which each entry began, and each error was reported */
+  starts: number[];
+  dropped: number;
+  errors: string[];
+  errorsAt: number[];
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
+}
+
+export class RecentRequests {
+  private readonly pending = new Map<string, Pending>();
+  private readonly recent: RequestRecord[] = [];
+  private next = 0;
+  private readonly slow: RequestRecord[] = [];
+  /** Requests whose in-flight events were dropped because MAX_PENDING were in flight. */
+  evicted = 0;
+  private readonly subscriptions: Array<[{ unsubscribe(fn: any): void }, (m: unknown) => void]> = [];
+
+  constructor(private readonly recentMax: number, private readonly slowMax: number) {}
+
+  start(): void {
+    this.on(channels.dbQuery, (m) => {
+      const e = m as DbQueryEvent;
+      const text = e.text.length > MAX_SQL ? e.text.slice(0, MAX_SQL) + '…' : e.text;
+      this.add(e.requestId, e.start, { kind: 'query', label: text, offset: 0, duration: round(e.duration), outcome: e.error ? 'error' : 'ok', error: e.error });
+    });
+    this.on(channels.httpClient, (m) => {
+      const e = m as HttpClientEvent;
+      this.add(e.requestId, e.start, { kind: 'call', label: `${e.method} ${e.host}`, offset: 0, duration: round(e.duration), outcome: String(e.statusCode), error: e.statusCode === 'error' });
+    });
+    this.on(channels.render, (m) => {
+      const e = m as RenderEvent;
+      this.add(e.requestId, e.start, { kind: 'render', label: `${e.engine} ${e.template}`, offset: 0, duration: round(e.duration), outcome: e.error ? 'error' : 'ok', error: e.error });
+    });
+    this.on(channels.error, (m) => {
+      const e = m as ErrorEvent;
+      if (e.requestId === undefined) return;
+      const p = this.pendingFor(e.requestId);
+      if (p.errors.length < MAX_ERRORS) {
+        p.errors.push(`${e.kind}: ${e.message ?? ''}`.slice(0, 1000));
+        p.errorsAt.push(performance.now());
+      }
+    });
+    this.on(channels.httpServer, (m) => this.file(m as HttpServerEvent));
+  }
+
+  stop(): void {
+    for (const [ch, fn] of this.subscriptions) ch.unsubscribe(fn);
+    this.subscriptions.length = 0;
+  }
+
+  private on(ch: { subscribe(fn: any): void; unsubscribe(fn: any): void }, fn: (m: unknown) => void): void {
+    const guarded = (m: unknown) => {
+      try {
+        fn(m);
+      } catch (err) {
+        log.warnOnce('recent-record', `requests store failed to record an event: ${(err as Error).message}`);
+      }
+    };
+    ch.subscribe(guarded);
+    this.subscriptions.push([ch, guarded]);
+  }
+
+  private pendingFor(id: string): Pending {
+    let p = this.pending.get(id);
+    if (p === undefined) {
+      if (this.pending.size >= MAX_PENDING) {
+        const oldest = this.pending.keys().next().value as string;
+        this.pending.delete(oldest);
+        this.evicted++;
+      }
+      p = { timeline: [], starts: [], dropped: 0, errors: [], errorsAt: [] };
+      this.pending.set(id, p);
+    }
+    return p;
+  }
+
+  private add(id: string | undefined, start: number, entry: TimelineEntry): void {
+    if (id === undefined) return;
+    const p = this.pendingFor(id);
+    if (p.timeline.length >= MAX_ENTRIES) {
+      p.dropped++;
+      return;
+    }
+    p.timeline.push(entry);
+    p.starts.push(start);
+  }
+
+  private file(e: HttpServerEvent): void {
+    const p = this.pending.get(e.requestId);
+    const timeline: TimelineEntry[] = [];
+    const errors: string[] = [];
+    let dropped = 0;
+    if (p) {
+      const end = e.start + e.duration;
+      const mine = (at: number) => at >= e.start && at <= end;
+      const rest: Pending = { timeline: [], starts: [], dropped: 0, errors: [], errorsAt: [] };
+      for (let i = 0; i < p.timeline.length; i++) {
+        const at = p.starts[i]!;
+        if (mine(at)) {
+          p.timeline[i]!.offset = round(at - e.start);
+          timeline.push(p.timeline[i]!);
+        } else {
+          rest.timeline.push(p.timeline[i]!);
+          rest.starts.push(at);
+        }
+      }
+      for (let i = 0; i < p.errors.length; i++) {
+        if (mine(p.errorsAt[i]!)) errors.push(p.errors[i]!);
+        else {
+          rest.errors.push(p.errors[i]!);
+          rest.errorsAt.push(p.errorsAt[i]!);
+        }
+      }
+      if (rest.timeline.length > 0 || rest.errors.length > 0) {
+        rest.dropped = p.dropped; // most likely the outer request's, which files last
+        this.pending.set(e.requestId, rest);
+      } else {
+        dropped = p.dropped;
+        this.pending.delete(e.requestId);
+      }
+    }
+    timeline.sort((a, b) => a.offset - b.offset);
+    const record: RequestRecord = {
+      id: e.requestId,
+      method: e.method,
+      route: e.route,
+      path: e.path ?? '',
+      status: e.statusCode,
+      aborted: e.aborted,
+      at: new Date(Date.now() - e.duration).toISOString(),
+      duration: round(e.duration),
+      timeline,
+      dropped,
+      errors,
+    };
+    if (this.recentMax > 0) {
+      if (this.recent.length < this.recentMax) this.recent.push(record);
+      else this.recent[this.next] = record;
+      this.next = (this.next + 1) % this.recentMax;
+    }
+    if (this.slowMax > 0) {
+      const s = this.slow;
+      if (s.length < this.slowMax || record.duration > s[s.length - 1]!.duration) {
+        let i = s.length;
+        while (i > 0 && s[i - 1]!.duration < record.duration) i--;
+        s.splice(i, 0, record);
+        if (s.length > this.slowMax) s.pop();
+      }
+    }
+  }
+
+  /** The recent requests, newest first. */
+  recentRequests(): RequestRecord[] {
+    const n = this.recent.length;
+    const out: RequestRecord[] = [];
+    for (let k = 1; k <= n; k++) out.push(this.recent[(this.next - k + n * 2) % n]!);
+    return out;
+  }
+
+  /** The slowest requests kept, slowest first. */
+  slowest(): RequestRecord[] {
+    return [...this.slow];
+  }
+
+  find(id: string): RequestRecord | undefined {
+    return this.recentRequests().find((r) => r.id === id) ?? this.slow.find((r) => r.id === id);
+  }
+
+  get inFlight(): number {
+    return this.pending.size;
+  }
+}

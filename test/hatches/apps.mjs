@@ -1,0 +1,72 @@
+// The app the hatch tests run under `node -r hatch-agent`: a pg.Pool and a standalone pg.Client on
+// DATABASE_URL, a backend server it calls with fetch, and a render (published on `hatch:render`,
+// as a render patch would). Its own 404 names nothing about the hatches.
+export const TOKEN = 'hatch-test-token-0123456789abcdef';
+
+export const APP = `
+const http = require('node:http');
+const dc = require('node:diagnostics_channel');
+const pg = require('pg');
+const { getRequestId } = require('hatch-agent');
+const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 3 });
+pool.on('error', () => {}); // idle clients lose their server when it stops; the app carries on
+const client = process.env.APP_NO_CLIENT ? null : new pg.Client({ connectionString: process.env.DATABASE_URL });
+client?.on('error', () => {});
+const backend = http.createServer((req, res) => res.end('backend ok'));
+(async () => {
+  await client?.connect();
+  await new Promise((r) => backend.listen(0, '127.0.0.1', r));
+  const server = http.createServer(async (req, res) => {
+    try {
+      const url = new URL(req.url, 'http://x');
+      if (url.pathname === '/work') {
+        await pool.query("SELECT 'work' AS w, pg_sleep(0.02)");
+        const r = await fetch('http://127.0.0.1:' + backend.address().port + '/b');
+        await r.text();
+        const start = performance.now();
+        await new Promise((ok) => setTimeout(ok, 5));
+        dc.channel('hatch:render').publish({ requestId: getRequestId(), engine: 'ejs', template: 'report', error: false, start, duration: performance.now() - start });
+        res.setHeader('content-type', 'text/plain');
+        return res.end('worked');
+      }
+      if (url.pathname === '/many' && client) {
+        for (let i = 0; i < 150; i++) await client.query('SELECT $1::int AS i', [i]);
+        return res.end('many');
+      }
+      if (url.pathname === '/evil') {
+        await pool.query("SELECT '<script>alert(1)</script>' AS x");
+        return res.end('evil');
+      }
+      res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8', 'x-app': 'own-404' });
+      res.end('the app has no ' + url.pathname);
+    } catch (err) {
+      res.statusCode = 500;
+      res.end(String(err));
+    }
+  });
+  server.listen(0, '127.0.0.1', () => console.log('listening ' + server.address().port));
+})();
+`;
+
+/** Start-up allowance: the test VM is shared, and under load an app can take long to listen. */
+export const STARTUP_MS = 90000;
+/** Health checks' timeout in the tests: a loaded VM must not turn a live check into a failing one. */
+export const SLOW_OK = '20000';
+
+export const auth = (token = TOKEN) => ({ authorization: `Bearer ${token}` });
+
+/** Polls fn until it returns a truthy value (or throws after timeoutMs). */
+export async function until(fn, timeoutMs = 20000, what = 'condition') {
+  const end = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > end) throw new Error(`${what} not reached within ${timeoutMs} ms; last: ${last?.stack ?? JSON.stringify(last)}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}

@@ -1,0 +1,158 @@
+// The maintenance hatches on a live app under `node -r hatch-agent`: every hatch with a valid token.
+// (Access without a token: access.test.mjs.)
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startApp, get, UUID } from '../support/app.mjs';
+import { udpListener } from '../support/udp.mjs';
+import { APP, TOKEN, STARTUP_MS, SLOW_OK, auth, until } from './apps.mjs';
+
+let udp;
+let app;
+before(async () => {
+  udp = await udpListener();
+  app = await startApp(APP, { env: { HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(udp.port), HATCH_STATSD_FLUSH_MS: '100', HATCH_TOKEN: TOKEN, HATCH_HEALTH_TIMEOUT_MS: SLOW_OK }, timeout: STARTUP_MS });
+});
+after(async () => {
+  await app?.stop();
+  udp?.close();
+});
+
+async function json(path, headers = auth()) {
+  const r = await get(app.url + path, headers);
+  assert.match(r.headers['content-type'], /^application\/json/, `${path}: ${r.body}`);
+  return { ...r, json: JSON.parse(r.body) };
+}
+
+/** The record of request `id` to `path` (the app's backend, called by /work, shares its ID). */
+async function recordOf(id, path) {
+  return until(async () => {
+    const r = await get(`${app.url}/_hatch/requests?format=json`, auth());
+    return JSON.parse(r.body).recent.find((x) => x.id === id && x.path === path);
+  }, 10000, `the record of ${path} ${id}`);
+}
+
+test('the index lists every hatch, as JSON and as HTML', async () => {
+  const { status, json: body } = await json('/_hatch');
+  assert.equal(status, 200);
+  const paths = body.hatches.map((h) => h.path);
+  for (const p of ['/_hatch', '/_hatch/health', '/_hatch/error?msg=…', '/_hatch/statsd?msg=…', '/_hatch/config', '/_hatch/requests', '/_hatch/requests/<id>']) assert.ok(paths.includes(p), p);
+  for (const h of body.hatches) assert.ok(h.description.length > 10);
+  const html = await get(app.url + '/_hatch', { ...auth(), accept: 'text/html,*/*' });
+  assert.equal(html.status, 200);
+  assert.match(html.headers['content-type'], /^text\/html/);
+  assert.match(html.body, /\/_hatch\/requests/);
+  assert.match(html.headers['x-request-id'], UUID); // served inside its request context
+});
+
+test('health: the app\'s pool and client answer SELECT 1, StatsD gets a probe; JSON and HTML', async () => {
+  await get(app.url + '/work'); // the pool connects
+  const { status, json: body } = await json('/_hatch/health');
+  assert.equal(status, 200, JSON.stringify(body));
+  assert.equal(body.status, 'pass');
+  assert.deepEqual(body.failing, []);
+  const names = body.checks.map((c) => c.name);
+  assert.ok(names.some((n) => /^pg pool 1 \(/.test(n)), names.join());
+  assert.ok(names.some((n) => /^pg client \d+ \(/.test(n)), names.join()); // the standalone client, not the pool's
+  assert.equal(names.filter((n) => n.startsWith('pg client')).length, 1, names.join());
+  assert.ok(names.includes('statsd'));
+  for (const c of body.checks) {
+    assert.equal(c.status, 'pass', JSON.stringify(c));
+    assert.equal(typeof c.latencyMs, 'number');
+  }
+  assert.match(body.checks.find((c) => c.name === 'statsd').detail, /receipt not confirmed/);
+  await udp.waitFor((ls) => ls.includes('hatch.hatch.probe:1|c'));
+  const html = await get(app.url + '/_hatch/health?format=html', auth());
+  assert.equal(html.status, 200);
+  assert.match(html.body, /class="check" data-check="pg pool 1/);
+});
+
+test('error: a test error goes through the error path (counter, stderr with the ID, the record) and answers 500', async () => {
+  const r = await json('/_hatch/error?msg=' + encodeURIComponent('is reporting on?\nforged line'));
+  assert.equal(r.status, 500);
+  const id = r.headers['x-request-id'];
+  assert.equal(r.json.requestId, id);
+  assert.equal(r.json.error, 'HatchTestError: is reporting on?forged line'); // control characters dropped
+  await until(() => app.stderr().includes(`request ${id}: hatch_test: HatchTestError: is reporting on?forged line`), 5000, 'the stderr line');
+  await udp.waitFor((ls) => ls.includes('hatch.errors.hatch_test:1|c'));
+  const rec = await recordOf(id, '/_hatch/error');
+  assert.equal(rec.status, 500);
+  assert.deepEqual(rec.errors, ['hatch_test: HatchTestError: is reporting on?forged line']);
+});
+
+test('statsd: sends a test counter and answers with the exact line, the message made metric-safe', async () => {
+  const r = await json('/_hatch/statsd?msg=' + encodeURIComponent('deploy 42/ok:|#x'));
+  assert.equal(r.status, 200);
+  assert.equal(r.json.line, 'hatch.hatch.test.deploy_42_ok_x:1|c');
+  assert.equal(r.json.sent, true);
+  await udp.waitFor((ls) => ls.includes(r.json.line));
+});
+
+test('config: versions, every patch with the version it patched, secrets redacted', async () => {
+  const { status, json: body } = await json('/_hatch/config');
+  assert.equal(status, 200);
+  assert.equal(body.agent.name, 'hatch-agent');
+  assert.match(body.agent.version, /^\d+\.\d+\.\d+/);
+  assert.equal(body.node, process.version);
+  assert.equal(body.config.hatchToken, '[redacted]');
+  const pg = body.patches.find((p) => p.module === 'pg');
+  assert.equal(pg.status, 'patched');
+  assert.match(pg.version, /^8\./);
+  assert.ok(body.patches.some((p) => p.module === 'http' && p.status === 'patched'));
+  assert.equal(body.env.HATCH_TOKEN, '[redacted]');
+  assert.ok(!JSON.stringify(body).includes(TOKEN));
+});
+
+test('requests: a request\'s timeline holds its query (SQL as sent, with its comment), its call and its render', async () => {
+  const w = await get(app.url + '/work');
+  assert.equal(w.body, 'worked');
+  const id = w.headers['x-request-id'];
+  const rec = await recordOf(id, '/work');
+  assert.equal(rec.method, 'GET');
+  assert.equal(rec.path, '/work');
+  assert.equal(rec.route, 'unmatched');
+  assert.equal(rec.status, 200);
+  assert.ok(rec.duration > 0);
+  const kinds = rec.timeline.map((e) => e.kind);
+  assert.deepEqual(kinds, ['query', 'call', 'render']); // in order of their start
+  const [q, c, r] = rec.timeline;
+  assert.equal(q.label, `/* ${id} */ SELECT 'work' AS w, pg_sleep(0.02)`);
+  assert.match(c.label, /^GET 127\.0\.0\.1$/);
+  assert.equal(c.outcome, '200');
+  assert.equal(r.label, 'ejs report');
+  for (const e of rec.timeline) assert.ok(e.offset >= 0 && e.duration >= 0, JSON.stringify(e));
+  assert.ok(q.offset <= c.offset && c.offset <= r.offset);
+
+  const list = await json('/_hatch/requests?format=json');
+  assert.ok(list.json.recent.some((x) => x.id === id));
+  assert.ok(Array.isArray(list.json.slowest) && list.json.slowest.length > 0);
+  const durations = list.json.slowest.map((x) => x.duration);
+  assert.deepEqual(durations, [...durations].sort((a, b) => b - a));
+  const one = await json(`/_hatch/requests/${id}`);
+  assert.equal(one.json.id, id);
+  const missing = await get(app.url + '/_hatch/requests/no-such-id', auth());
+  assert.equal(missing.status, 404);
+
+  // The backend /work called (same process) adopted the propagated ID: its request has its own record.
+  const inner = await recordOf(id, '/b');
+  assert.deepEqual(inner.timeline, []);
+});
+
+test('requests: a timeline is capped at 100 entries with the rest counted; HTML escapes SQL', async () => {
+  const m = await get(app.url + '/many');
+  assert.equal(m.body, 'many');
+  const rec = await recordOf(m.headers['x-request-id'], '/many');
+  assert.equal(rec.timeline.length, 100);
+  assert.equal(rec.dropped, 50);
+
+  const e = await get(app.url + '/evil');
+  const id = e.headers['x-request-id'];
+  await recordOf(id, '/evil');
+  const html = await get(`${app.url}/_hatch/requests/${id}?format=html`, auth());
+  assert.equal(html.status, 200);
+  assert.match(html.headers['content-security-policy'], /default-src 'none'/);
+  assert.ok(html.body.includes('&lt;script&gt;alert(1)&lt;/script&gt;'));
+  assert.ok(!html.body.includes('<script'));
+  const page = await get(`${app.url}/_hatch/requests?format=html`, auth());
+  assert.ok(!page.body.includes('<script'));
+});
+
