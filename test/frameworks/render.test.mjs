@@ -87,6 +87,9 @@ const PAGES = [
   ['/njk/broken/it', 'nunjucks', 'broken', 'error'],
 ];
 
+// Only a failing test waits this long; a loaded machine can take seconds to start hot-shots and send.
+const WAIT = 60_000;
+
 let udp;
 before(async () => {
   udp = await udpListener();
@@ -134,7 +137,7 @@ test(`through Express (${versions}): one render timing per page, by engine and t
       const tags = `#engine:${engine},template:${template},outcome:${outcome}`;
       want.set(tags, (want.get(tags) ?? 0) + 1);
     }
-    const lines = await udp.waitFor((ls) => [...want].every(([tags, n]) => (timings(ls, 'render').get(tags) ?? 0) >= n) && ls.filter((l) => l.startsWith('hatch.http.server')).length > 0);
+    const lines = await udp.waitFor((ls) => [...want].every(([tags, n]) => (timings(ls, 'render').get(tags) ?? 0) >= n) && ls.filter((l) => l.startsWith('hatch.http.server')).length > 0, WAIT);
     await new Promise((r) => setTimeout(r, 300)); // one more flush: nothing counted twice arrives late
     const got = timings(udp.lines, 'render');
     assert.deepEqual(Object.fromEntries(got), Object.fromEntries(want), 'every page once, partials and includes not counted');
@@ -210,6 +213,6 @@ test(`directly (${versions}): every form timed once, same output and errors, cal
   for (const row of b.filter((r) => r[0].endsWith(' cb') || r[0] === 'env.render broken' || r[0] === 'ejs.renderFile broken')) {
     assert.equal(row[3], 'job-7', `${row[0]}: the callback ran in the caller's context`);
   }
-  await udp.waitFor((ls) => [...DIRECT_WANT].every(([tags, n]) => (timings(ls, 'render').get(tags) ?? 0) >= n));
+  await udp.waitFor((ls) => [...DIRECT_WANT].every(([tags, n]) => (timings(ls, 'render').get(tags) ?? 0) >= n), WAIT);
   assert.deepEqual(Object.fromEntries(timings(udp.lines, 'render')), Object.fromEntries(DIRECT_WANT));
 });

@@ -96,6 +96,9 @@ const CASES = [
   },
 ];
 
+// Only a failing test waits this long; a loaded machine can take seconds to start hot-shots and send.
+const WAIT = 60_000;
+
 let udp;
 before(async () => {
   udp = await udpListener();
@@ -127,7 +130,7 @@ for (const c of CASES) {
       assert.deepEqual(seen, plain, 'the app answers exactly as without the agent');
       const expected = c.requests.map(([, route, status]) => `route:${route},status_code:${status}`);
       const count = (ls, tags) => ls.filter((l) => l.startsWith('hatch.http.server:') && l.endsWith(`|#method:GET,${tags}`)).reduce((n, l) => n + l.split('|')[0].split(':').length - 1, 0);
-      const lines = await udp.waitFor((ls) => expected.every((tags) => count(ls, tags) >= expected.filter((t) => t === tags).length));
+      const lines = await udp.waitFor((ls) => expected.every((tags) => count(ls, tags) >= expected.filter((t) => t === tags).length), WAIT);
       const server = lines.filter((l) => l.startsWith('hatch.http.server:'));
       for (const tags of new Set(expected)) {
         assert.equal(count(lines, tags), expected.filter((t) => t === tags).length, `one timing for ${tags}`);
@@ -145,7 +148,7 @@ test(`express@${version('express')}: plain StatsD names join the sanitized templ
   try {
     assert.equal((await get(app.url + '/api/users/564738/orders/102938')).status, 200);
     assert.equal((await get(app.url + '/nothing/102938')).status, 404);
-    const lines = await udp.waitFor((ls) => ls.some((l) => l.startsWith('hatch.http.server.GET.api_users_userId_orders_orderId.200:')) && ls.some((l) => l.startsWith('hatch.http.server.GET.unmatched.404:')));
+    const lines = await udp.waitFor((ls) => ls.some((l) => l.startsWith('hatch.http.server.GET.api_users_userId_orders_orderId.200:')) && ls.some((l) => l.startsWith('hatch.http.server.GET.unmatched.404:')), WAIT);
     for (const l of lines) for (const id of IDS) assert.ok(!l.includes(id), `no concrete ID in ${l}`);
   } finally {
     await app.stop();
