@@ -6,7 +6,7 @@ import { once } from 'node:events';
 
 /**
  * Listen on 127.0.0.1:<free port> (udp4). Returns
- *   { port, lines, packets, waitFor(predicate, timeoutMs = 5000), clear(), close() }
+ *   { port, lines, packets, waitFor(predicate, timeoutMs = 30000), clear(), close() }
  *   lines   every non-empty line received, in order (packets split on \n)
  *   packets every datagram as a string
  */
@@ -43,7 +43,7 @@ export async function udpListener() {
      *   - false/undefined -> keep waiting
      * Rejects after timeoutMs with the lines received so far in the message.
      */
-    waitFor(predicate, timeoutMs = 5000) {
+    waitFor(predicate, timeoutMs = 30000) {
       return new Promise((resolve, reject) => {
         const evaluate = () => {
           let r;
