@@ -3,6 +3,7 @@
  * `hasSubscribers`; sinks subscribe. A test (or another tool) can subscribe by channel name.
  */
 import * as dc from 'node:diagnostics_channel';
+import { log } from './log';
 
 export interface HttpServerEvent {
   requestId: string;
@@ -89,3 +90,31 @@ export const channels = {
   error: dc.channel('hatch:error'),
   runtime: dc.channel('hatch:runtime'),
 };
+
+type Channel = { subscribe(fn: (m: unknown) => void): void; unsubscribe(fn: (m: unknown) => void): void };
+
+/**
+ * A sink's subscriptions. Each subscriber is guarded: an exception in it would reach the publisher,
+ * which is app code, so it is logged once under `label` and the event is dropped.
+ */
+export class Subscriptions {
+  private readonly list: Array<[Channel, (m: unknown) => void]> = [];
+  constructor(private readonly label: string) {}
+
+  on(ch: Channel, fn: (m: unknown) => void): void {
+    const guarded = (m: unknown) => {
+      try {
+        fn(m);
+      } catch (err) {
+        log.warnOnce(`${this.label}-record`, `${this.label} failed to record an event: ${(err as Error).message}`);
+      }
+    };
+    ch.subscribe(guarded);
+    this.list.push([ch, guarded]);
+  }
+
+  clear(): void {
+    for (const [ch, fn] of this.list) ch.unsubscribe(fn);
+    this.list.length = 0;
+  }
+}

@@ -20,7 +20,7 @@
  * (SIGHUP, SIGUSR2, …) are not watched.
  */
 import * as fs from 'node:fs';
-import { channels } from '../bus';
+import { channels, Subscriptions } from '../bus';
 import { storage } from '../context';
 import { log } from '../log';
 
@@ -33,7 +33,7 @@ export class FlightRecorder {
   private readonly events: unknown[];
   private next = 0;
   private count = 0;
-  private readonly subscriptions: Array<[Channel, (m: unknown) => void]> = [];
+  private readonly subscriptions = new Subscriptions('flight recorder');
   private readonly signalHandlers = new Map<string, () => void>();
 
   constructor(
@@ -52,11 +52,7 @@ export class FlightRecorder {
       ['render', channels.render],
       ['error', channels.error],
     ];
-    for (const [type, ch] of watch) {
-      const fn = (m: unknown) => this.record(type, m);
-      ch.subscribe(fn);
-      this.subscriptions.push([ch, fn]);
-    }
+    for (const [type, ch] of watch) this.subscriptions.on(ch, (m) => this.record(type, m));
     if (this.file === undefined) return;
     process.on('uncaughtExceptionMonitor', this.onCrash);
     process.on('exit', this.onExit);
@@ -68,8 +64,7 @@ export class FlightRecorder {
   }
 
   stop(): void {
-    for (const [ch, fn] of this.subscriptions) ch.unsubscribe(fn);
-    this.subscriptions.length = 0;
+    this.subscriptions.clear();
     process.removeListener('uncaughtExceptionMonitor', this.onCrash);
     process.removeListener('exit', this.onExit);
     for (const [sig, fn] of this.signalHandlers) process.removeListener(sig, fn);

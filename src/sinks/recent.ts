@@ -12,7 +12,7 @@
  * SQL cut to MAX_SQL characters, MAX_PENDING requests in flight (the oldest is dropped first, so
  * events of `withRequestId` scopes, which never get an http.server event, cannot pile up).
  */
-import { channels, type DbQueryEvent, type ErrorEvent, type HttpClientEvent, type HttpServerEvent, type RenderEvent } from '../bus';
+import { channels, Subscriptions, type DbQueryEvent, type ErrorEvent, type HttpClientEvent, type HttpServerEvent, type RenderEvent } from '../bus';
 import { log } from '../log';
 
 export const MAX_ENTRIES = 100;
@@ -68,25 +68,25 @@ export class RecentRequests {
   private readonly slow: RequestRecord[] = [];
   /** Requests whose in-flight events were dropped because MAX_PENDING were in flight. */
   evicted = 0;
-  private readonly subscriptions: Array<[{ unsubscribe(fn: any): void }, (m: unknown) => void]> = [];
+  private readonly subscriptions = new Subscriptions('requests store');
 
   constructor(private readonly recentMax: number, private readonly slowMax: number) {}
 
   start(): void {
-    this.on(channels.dbQuery, (m) => {
+    this.subscriptions.on(channels.dbQuery, (m) => {
       const e = m as DbQueryEvent;
       const text = e.text.length > MAX_SQL ? e.text.slice(0, MAX_SQL) + '…' : e.text;
       this.add(e.requestId, e.start, { kind: 'query', label: text, offset: 0, duration: round(e.duration), outcome: e.error ? 'error' : 'ok', error: e.error });
     });
-    this.on(channels.httpClient, (m) => {
+    this.subscriptions.on(channels.httpClient, (m) => {
       const e = m as HttpClientEvent;
       this.add(e.requestId, e.start, { kind: 'call', label: `${e.method} ${e.host}`, offset: 0, duration: round(e.duration), outcome: String(e.statusCode), error: e.statusCode === 'error' });
     });
-    this.on(channels.render, (m) => {
+    this.subscriptions.on(channels.render, (m) => {
       const e = m as RenderEvent;
       this.add(e.requestId, e.start, { kind: 'render', label: `${e.engine} ${e.template}`, offset: 0, duration: round(e.duration), outcome: e.error ? 'error' : 'ok', error: e.error });
     });
-    this.on(channels.error, (m) => {
+    this.subscriptions.on(channels.error, (m) => {
       const e = m as ErrorEvent;
       if (e.requestId === undefined) return;
       const p = this.pendingFor(e.requestId);
@@ -95,24 +95,11 @@ export class RecentRequests {
         p.errorsAt.push(performance.now());
       }
     });
-    this.on(channels.httpServer, (m) => this.file(m as HttpServerEvent));
+    this.subscriptions.on(channels.httpServer, (m) => this.file(m as HttpServerEvent));
   }
 
   stop(): void {
-    for (const [ch, fn] of this.subscriptions) ch.unsubscribe(fn);
-    this.subscriptions.length = 0;
-  }
-
-  private on(ch: { subscribe(fn: any): void; unsubscribe(fn: any): void }, fn: (m: unknown) => void): void {
-    const guarded = (m: unknown) => {
-      try {
-        fn(m);
-      } catch (err) {
-        log.warnOnce('recent-record', `requests store failed to record an event: ${(err as Error).message}`);
-      }
-    };
-    ch.subscribe(guarded);
-    this.subscriptions.push([ch, guarded]);
+    this.subscriptions.clear();
   }
 
   private pendingFor(id: string): Pending {

@@ -15,7 +15,7 @@
  */
 import * as dns from 'node:dns';
 import type { Config, TagMode } from '../config';
-import { channels, type DbQueryEvent, type ErrorEvent, type HttpClientEvent, type HttpServerEvent, type RenderEvent, type RuntimeEvent } from '../bus';
+import { channels, Subscriptions, type DbQueryEvent, type ErrorEvent, type HttpClientEvent, type HttpServerEvent, type RenderEvent, type RuntimeEvent } from '../bus';
 import { sqlOperation } from '../sql-comment';
 import { log } from '../log';
 
@@ -191,7 +191,7 @@ export class StatsdSink {
   private resolvedAt = 0;
   private timer: NodeJS.Timeout | undefined;
   private dropped = 0;
-  private readonly subscriptions: Array<[{ unsubscribe(fn: any): void }, (m: unknown) => void]> = [];
+  private readonly subscriptions = new Subscriptions('statsd sink');
 
   constructor(private readonly config: Config) {
     const { statsdPrefix: p, statsdTags: mode } = config;
@@ -214,26 +214,26 @@ export class StatsdSink {
   }
 
   start(): void {
-    this.on(channels.httpServer, (m) => {
+    this.subscriptions.on(channels.httpServer, (m) => {
       const e = m as HttpServerEvent;
       this.time(this.httpServer.series(e.method, e.route, e.aborted ? 'aborted' : e.statusCode), e.duration);
     });
-    this.on(channels.dbQuery, (m) => {
+    this.subscriptions.on(channels.dbQuery, (m) => {
       const e = m as DbQueryEvent;
       this.time(this.dbQuery.series(e.system, sqlOperation(e.text), e.error ? 'error' : 'ok'), e.duration);
     });
-    this.on(channels.httpClient, (m) => {
+    this.subscriptions.on(channels.httpClient, (m) => {
       const e = m as HttpClientEvent;
       this.time(this.httpClient.series(e.method, e.host, e.statusCode), e.duration);
     });
-    this.on(channels.render, (m) => {
+    this.subscriptions.on(channels.render, (m) => {
       const e = m as RenderEvent;
       this.time(this.render.series(e.engine, e.template, e.error ? 'error' : 'ok'), e.duration);
     });
-    this.on(channels.error, (m) => {
+    this.subscriptions.on(channels.error, (m) => {
       this.errors.series((m as ErrorEvent).kind).sum++;
     });
-    this.on(channels.runtime, (m) => {
+    this.subscriptions.on(channels.runtime, (m) => {
       const e = m as RuntimeEvent;
       const r = this.runtime;
       for (const [metric, v] of [[r.p50, e.eventLoopDelay.p50], [r.p99, e.eventLoopDelay.p99], [r.max, e.eventLoopDelay.max], [r.heapUsed, e.heapUsed], [r.rss, e.rss], [r.activeHandles, e.activeHandles]] as const) {
@@ -253,24 +253,11 @@ export class StatsdSink {
   }
 
   stop(): void {
-    for (const [ch, fn] of this.subscriptions) ch.unsubscribe(fn);
-    this.subscriptions.length = 0;
+    this.subscriptions.clear();
     if (this.timer) clearInterval(this.timer);
     process.removeListener('beforeExit', this.onBeforeExit);
     process.removeListener('exit', this.onExit);
     this.flush();
-  }
-
-  private on(ch: { subscribe(fn: any): void; unsubscribe(fn: any): void }, fn: (m: unknown) => void): void {
-    const guarded = (m: unknown) => {
-      try {
-        fn(m);
-      } catch (err) {
-        log.warnOnce('statsd-record', `statsd sink failed to record an event: ${(err as Error).message}`);
-      }
-    };
-    ch.subscribe(guarded);
-    this.subscriptions.push([ch, guarded]);
   }
 
   private time(s: { values: number[] }, ms: number): void {
