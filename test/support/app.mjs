@@ -15,8 +15,23 @@ export function writeApp(source, ext = '.js') {
   return file;
 }
 
+/**
+ * How the agent is loaded: true (`-r hatch-agent`), false (not at all), 'twice' (`-r` twice),
+ * 'import' (`--import hatch-agent`, as an ES-module app loads it), 'require+import' (both flags),
+ * 'import-twice' (`--import` twice).
+ */
+const LOADERS = {
+  true: ['-r', 'hatch-agent'],
+  false: [],
+  twice: ['-r', 'hatch-agent', '-r', 'hatch-agent'],
+  import: ['--import', 'hatch-agent'],
+  'require+import': ['-r', 'hatch-agent', '--import', 'hatch-agent'],
+  'import-twice': ['--import', 'hatch-agent', '--import', 'hatch-agent'],
+};
 function nodeArgs(file, agent) {
-  return agent === false ? [file] : agent === 'twice' ? ['-r', 'hatch-agent', '-r', 'hatch-agent', file] : ['-r', 'hatch-agent', file];
+  const flags = LOADERS[String(agent)];
+  if (!flags) throw new Error(`unknown agent mode ${agent}`);
+  return [...flags, file];
 }
 
 function baseEnv(env) {
@@ -25,8 +40,8 @@ function baseEnv(env) {
 }
 
 /** Runs a script to completion: { code, signal, stdout, stderr }. */
-export function runScript(source, { agent = true, env = {}, timeout = 60000, file } = {}) {
-  const f = file ?? writeApp(source);
+export function runScript(source, { agent = true, env = {}, timeout = 60000, file, ext } = {}) {
+  const f = file ?? writeApp(source, ext ?? (String(agent).includes('import') ? '.mjs' : '.js'));
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, nodeArgs(f, agent), { cwd: appDir, env: baseEnv(env) });
     let stdout = '';
@@ -48,8 +63,8 @@ export function runScript(source, { agent = true, env = {}, timeout = 60000, fil
  * Starts a server app; the app must print `listening <port>` on stdout once it listens.
  * Returns { port, url, stdout(), stderr(), stop(): Promise<{code, signal}> }.
  */
-export function startApp(source, { agent = true, env = {}, timeout = 30000 } = {}) {
-  const f = writeApp(source);
+export function startApp(source, { agent = true, env = {}, timeout = 30000, ext } = {}) {
+  const f = writeApp(source, ext ?? (String(agent).includes('import') ? '.mjs' : '.js'));
   const child = spawn(process.execPath, nodeArgs(f, agent), { cwd: appDir, env: baseEnv(env) });
   let stdout = '';
   let stderr = '';
