@@ -30,6 +30,7 @@ export interface PatchOutcome {
 }
 
 export const outcomes: PatchOutcome[] = [];
+const applied = new WeakMap<PatchDefinition, WeakMap<object, PatchOutcome>>();
 
 function parts(v: string): number[] {
   const m = /^v?(\d+)\.(\d+)\.(\d+)/.exec(v);
@@ -60,6 +61,13 @@ function moduleVersion(name: string, basedir: string | undefined): string | unde
 
 /** Applies one definition to a loaded module's exports; never throws. */
 export function applyPatch(def: PatchDefinition, moduleExports: unknown, version: string | undefined, config: Config): PatchOutcome {
+  // The same exports reached twice (by require and by import, or by two copies of the agent's hooks)
+  // are patched once.
+  const key = Object(moduleExports) as object;
+  let done = applied.get(def);
+  if (done === undefined) applied.set(def, (done = new WeakMap()));
+  const earlier = done.get(key);
+  if (earlier !== undefined) return earlier;
   const label = `${def.module}@${version ?? '?'}`;
   let outcome: PatchOutcome;
   if (version === undefined || !inRange(version, def.versions)) {
@@ -82,6 +90,7 @@ export function applyPatch(def: PatchDefinition, moduleExports: unknown, version
     }
   }
   outcomes.push(outcome);
+  done.set(key, outcome);
   return outcome;
 }
 
@@ -110,11 +119,9 @@ export function installHooks(defs: PatchDefinition[], config: Config, otherNames
   }
   if (enabled.length === 0) return { unhook() {} };
 
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { Hook } = require('require-in-the-middle') as typeof import('require-in-the-middle');
   const byModule = new Map<string, PatchDefinition[]>();
   for (const d of enabled) byModule.set(d.module, [...(byModule.get(d.module) ?? []), d]);
-  const hook = new Hook([...byModule.keys()], { internals: false }, (moduleExports, name, basedir) => {
+  const onModule = (moduleExports: unknown, name: string, basedir: string | undefined): void => {
     try {
       const version = moduleVersion(name, basedir);
       for (const def of byModule.get(name.startsWith('node:') ? name.slice(5) : name) ?? []) {
@@ -123,7 +130,29 @@ export function installHooks(defs: PatchDefinition[], config: Config, otherNames
     } catch (err) {
       log.warnOnce(`hook-${name}`, `${name}: patching failed (${(err as Error).message}); left untouched`);
     }
+  };
+  moduleHandler = { names: [...byModule.keys()], onModule };
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { Hook } = require('require-in-the-middle') as typeof import('require-in-the-middle');
+  const hook = new Hook([...byModule.keys()], { internals: false }, (moduleExports, name, basedir) => {
+    onModule(moduleExports, name, basedir);
     return moduleExports;
   });
-  return hook;
+  return {
+    unhook() {
+      moduleHandler = undefined;
+      hook.unhook();
+    },
+  };
+}
+
+/** What the ES-module entry (src/esm.mts) hooks: the enabled patches' module names, and their patcher. */
+export interface ModuleHandler {
+  names: string[];
+  /** Patches a loaded module's CommonJS-shaped exports (once per exports object); never throws. */
+  onModule(moduleExports: unknown, name: string, basedir: string | undefined): void;
+}
+let moduleHandler: ModuleHandler | undefined;
+export function currentModuleHandler(): ModuleHandler | undefined {
+  return moduleHandler;
 }
