@@ -33,6 +33,11 @@ type Holder = { [KEY]?: Agent | null };
 export function start(): Agent | null {
   const holder = globalThis as Holder;
   if (holder[KEY] !== undefined) return holder[KEY];
+  // Node 20 also runs `-r` preloads in the module-hooks thread that `--import hatch-agent` starts
+  // (a worker with no parentPort, unlike the app's own workers): no agent there.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const threads = require('node:worker_threads') as typeof import('node:worker_threads');
+  if (!threads.isMainThread && threads.parentPort === null) return (holder[KEY] = null);
   holder[KEY] = null; // claims the slot before anything can fail or recurse
   try {
     const { config, problems } = loadConfig();
