@@ -1,0 +1,95 @@
+/**
+ * `node --import hatch-agent app.mjs`: the agent for ES-module apps.
+ *
+ * It starts the agent exactly as `-r` does (the CommonJS entry; once per process, however often
+ * and by whichever flag it is loaded), then hooks `import` too: import-in-the-middle's loader,
+ * registered through `module.register` (or in-thread through `module.registerHooks` where the
+ * Node version supports it), wraps only the modules our patches name, and hands each one's
+ * exports to the same patcher require-in-the-middle uses. A module reached by both `require` and
+ * `import` has one exports object, and it is patched once.
+ *
+ * For a CommonJS package imported from ESM the patch applies to `module.exports` (the namespace's
+ * `default`); functions the patch replaced there are then copied onto the namespace, so a named
+ * import (`import { render } from 'ejs'`) sees the timed function too.
+ *
+ * A failure here logs one line; the app runs on, instrumented where `require` reaches.
+ */
+import { createRequire, register as registerLoader } from 'node:module';
+import type { ModuleHandler } from './hook.js';
+
+const require = createRequire(import.meta.url);
+const api = require('./index.js') as typeof import('./index.js');
+const { currentModuleHandler } = require('./hook.js') as typeof import('./hook.js');
+const { log } = require('./log.js') as typeof import('./log.js');
+
+const KEY = Symbol.for('hatch-agent.esm');
+const holder = globalThis as { [KEY]?: true };
+
+type Namespace = Record<string, unknown>;
+
+/** The patcher, applied to an import's namespace: CommonJS exports are its `default`. */
+function patchNamespace(handler: ModuleHandler, ns: Namespace, name: string, baseDir: string | undefined): void {
+  const target = (ns.default !== null && (typeof ns.default === 'object' || typeof ns.default === 'function')) ? ns.default as Namespace : ns;
+  if (target === ns) {
+    handler.onModule(ns, name, baseDir);
+    return;
+  }
+  const before = new Map<string, unknown>();
+  for (const k of Object.keys(ns)) if (k !== 'default') before.set(k, ns[k]);
+  handler.onModule(target, name, baseDir);
+  for (const [k, old] of before) {
+    let now: unknown;
+    try {
+      now = target[k];
+    } catch {
+      continue;
+    }
+    if (now !== old && typeof now === 'function') {
+      try {
+        ns[k] = now;
+      } catch {
+        // a binding the loader cannot rebind stays as it was
+      }
+    }
+  }
+}
+
+async function hookImports(): Promise<void> {
+  const handler = currentModuleHandler();
+  if (handler === undefined) return; // the agent is off, or no patch is enabled
+  const builtins = handler.names.filter((n) => !n.includes('/') && require('node:module').isBuiltin(n));
+  const names = [...handler.names, ...builtins.map((n) => `node:${n}`)];
+  const iitm = require('import-in-the-middle') as typeof import('import-in-the-middle');
+  const onImport = (ns: Namespace, name: string, baseDir: string | void): void => {
+    try {
+      patchNamespace(handler, ns, name.startsWith('node:') ? name.slice(5) : name, baseDir ?? undefined);
+    } catch (err) {
+      log.warnOnce(`esm-${name}`, `${name}: patching the import failed (${(err as Error).message}); left untouched`);
+    }
+  };
+  const sync = await import('import-in-the-middle/register-hooks.mjs').catch(() => undefined);
+  if (sync !== undefined && sync.supportsSyncHooks()) {
+    // In-thread hooks (Node >= 22.22.3, 24.11.1): no loader thread, no message round trip.
+    sync.register({ include: names });
+    new iitm.Hook(names, onImport);
+    log.debug('ES-module imports hooked (in-thread module hooks)');
+    return;
+  }
+  const { registerOptions, waitForAllMessagesAcknowledged } = iitm.createAddHookMessageChannel();
+  registerLoader('import-in-the-middle/hook.mjs', import.meta.url, registerOptions);
+  new iitm.Hook(names, onImport);
+  await waitForAllMessagesAcknowledged();
+  log.debug('ES-module imports hooked (module hooks thread)');
+}
+
+if (holder[KEY] === undefined) {
+  holder[KEY] = true;
+  try {
+    await hookImports();
+  } catch (err) {
+    log.warn(`could not hook ES-module imports (${(err as Error).message}); modules loaded with require are still instrumented`);
+  }
+}
+
+export const getRequestId = api.getRequestId;
+export const withRequestId = api.withRequestId;
