@@ -63,7 +63,7 @@ export function runScript(source, { agent = true, env = {}, timeout = 60000, fil
  * Starts a server app; the app must print `listening <port>` on stdout once it listens.
  * Returns { port, url, stdout(), stderr(), stop(): Promise<{code, signal}> }.
  */
-export function startApp(source, { agent = true, env = {}, timeout = 30000, ext } = {}) {
+export function startApp(source, { agent = true, env = {}, timeout = 90000, ext } = {}) {
   const f = writeApp(source, ext ?? (String(agent).includes('import') ? '.mjs' : '.js'));
   const child = spawn(process.execPath, nodeArgs(f, agent), { cwd: appDir, env: baseEnv(env) });
   let stdout = '';
