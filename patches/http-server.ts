@@ -21,6 +21,7 @@ import { traceIdOf, traceparentEnabled } from '../src/propagation';
 import { channels, type HttpServerEvent } from '../src/bus';
 import { wrap, unwrap } from '../src/shim';
 import { log } from '../src/log';
+import { fault } from '../src/fault';
 import { reportError } from '../src/errors';
 import type { Config } from '../src/config';
 import type { PatchDefinition } from '../src/hook';
@@ -59,6 +60,7 @@ function onClose(this: Res): void {
   try {
     const ctx = this[CTX];
     if (!ctx || !channels.httpServer.hasSubscribers) return;
+    fault('http-server-close');
     const event: HttpServerEvent = {
       requestId: ctx.id,
       method: ctx.method,
@@ -77,6 +79,7 @@ function onClose(this: Res): void {
 
 function begin(req: http.IncomingMessage, res: Res): RequestContext {
   const start = performance.now();
+  fault('http-server');
   const raw = req.headers[headerName];
   let id: string | undefined;
   if (raw !== undefined) {
