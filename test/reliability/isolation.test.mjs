@@ -11,15 +11,14 @@
 // response header.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { startApp, UUID } from '../support/app.mjs';
 import { readLog } from '../support/pglog.mjs';
-import { DOWNSTREAM, request, pool, ALLOWED_ID } from './support.mjs';
+import { DOWNSTREAM, request, pool, ALLOWED_ID, scaled } from './support.mjs';
 
 const RUN = randomBytes(4).toString('hex');
-const TOTAL = 2000;
-const CONCURRENCY = 200;
+const TOTAL = scaled(2000);
+const CONCURRENCY = Math.min(200, TOTAL);
 const TOKEN = 'reliability-isolation-token-0123456789';
 
 const APP = `
@@ -87,14 +86,14 @@ after(async () => {
   await down?.stop();
 });
 
-test(`${TOTAL} requests at ${CONCURRENCY} concurrency: no request ID crosses to another request`, { timeout: 600000 }, async () => {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
+test(`${TOTAL} requests at ${CONCURRENCY} concurrency: no request ID crosses to another request`, { timeout: 1200000 }, async () => {
   const tags = Array.from({ length: TOTAL }, (_, i) => `iso-${RUN}-${i}`);
   // Own IDs for even tags (a mixed-case, dotted form to exercise the allowlist); odd ones get a UUID.
   const sent = (i) => (i % 2 === 0 ? `Req.${RUN}:${i}` : undefined);
+  // A connection per request: a keep-alive socket the server times out while this loaded VM is
+  // slow to reuse it ends in ECONNRESET, a client race that says nothing about the agent.
   const responses = await pool(tags, CONCURRENCY, (t, i) =>
-    request(`${app.url}/?t=${t}`, { agent, headers: sent(i) ? { 'x-request-id': sent(i) } : {} }));
-  agent.destroy();
+    request(`${app.url}/?t=${t}`, { headers: sent(i) ? { 'x-request-id': sent(i) } : {} }).catch((e) => ({ status: 0, body: String(e) })));
 
   // Every request answered, with the ID it ran under, as the handler saw it at its end.
   const idOf = new Map();
