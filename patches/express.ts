@@ -21,6 +21,7 @@ import { setRoute } from '../src/context';
 import { engineName, runRender, templateName } from '../src/render';
 import { wrap, unwrap } from '../src/shim';
 import { log } from '../src/log';
+import { fault } from '../src/fault';
 import type { PatchDefinition } from '../src/hook';
 
 const MOUNT = Symbol('hatch-agent.mount');
@@ -48,6 +49,7 @@ function wrapUse(original: (...args: any[]) => any) {
     const before = Array.isArray(this?.stack) ? this.stack.length : -1;
     const result = original.apply(this, arguments as any);
     try {
+      fault('express-use');
       // Only `use(path, …)` with a path other than '/' adds a mount template.
       if (before >= 0 && typeof first !== 'function' && !(Array.isArray(first) && typeof first[0] === 'function')) {
         const template = pathText(first);
@@ -68,19 +70,28 @@ function wrapHandle(original: (...args: any[]) => any) {
     if (mount === undefined || typeof next !== 'function' || req === null || typeof req !== 'object') {
       return original.apply(this, arguments as any);
     }
-    const stack = req[MOUNTS] ?? (req[MOUNTS] = []);
-    const depth = stack.length;
-    stack.push(mount);
-    return original.call(this, req, res, function (this: unknown) {
-      stack.length = depth;
-      return (next as Function).apply(this, arguments);
-    });
+    let wrappedNext: Function;
+    try {
+      fault('express-handle');
+      const stack = req[MOUNTS] ?? (req[MOUNTS] = []);
+      const depth = stack.length;
+      stack.push(mount);
+      wrappedNext = function (this: unknown) {
+        stack.length = depth;
+        return (next as Function).apply(this, arguments);
+      };
+    } catch (err) {
+      log.warnOnce('express-handle', `express: tracking a mount failed (${(err as Error).message}); the route may lack its prefix`);
+      return original.apply(this, arguments as any);
+    }
+    return original.call(this, req, res, wrappedNext);
   };
 }
 
 function wrapDispatch(original: (...args: any[]) => any) {
   return function dispatch(this: { path?: unknown }, req: Req) {
     try {
+      fault('express-route');
       setRoute(joinRoute(req?.[MOUNTS], pathText(this.path)));
     } catch (err) {
       log.warnOnce('express-route', `express: naming a route failed: ${(err as Error).message}`);
@@ -92,10 +103,18 @@ function wrapDispatch(original: (...args: any[]) => any) {
 function wrapRender(original: (...args: any[]) => any) {
   return function render(this: { get?(k: string): unknown }, name: unknown, options: unknown) {
     const app = this;
+    let engine: string;
+    try {
+      fault('express-render');
+      engine = engineOf(app, name);
+    } catch (err) {
+      log.warnOnce('express-render', `express: naming a render's engine failed (${(err as Error).message}); it renders untimed`);
+      return original.apply(this, arguments as any);
+    }
     const args = Array.from(arguments);
     const cbIndex = typeof options === 'function' ? 1 : 2;
     return runRender(
-      engineOf(app, name),
+      engine,
       () => {
         const views = typeof app.get === 'function' ? app.get('views') : undefined;
         return templateName(name, Array.isArray(views) ? views : [views]);

@@ -9,6 +9,7 @@
 import * as dc from 'node:diagnostics_channel';
 import { setRoute } from '../src/context';
 import { log } from '../src/log';
+import { fault } from '../src/fault';
 import type { PatchDefinition } from '../src/hook';
 
 const init = dc.channel('fastify.initialization');
@@ -21,6 +22,7 @@ interface FastifyRequest {
 
 function onRequest(request: FastifyRequest, _reply: unknown, done: () => void): void {
   try {
+    fault('fastify');
     const options = request.routeOptions;
     // routerPath is read only where routeOptions does not exist: later 4.x warn when it is read.
     const url = options !== undefined ? options.url : request.routerPath;

@@ -20,6 +20,7 @@ import { newCall, endCall, type ClientCall } from '../src/client-call';
 import { outgoingHeaders } from '../src/propagation';
 import { wrap, unwrap } from '../src/shim';
 import { log } from '../src/log';
+import { fault } from '../src/fault';
 import type { PatchDefinition } from '../src/hook';
 
 const CALL = Symbol('hatch-agent.client-call');
@@ -76,6 +77,7 @@ function wrapRequest(defaultPort: string) {
         const store = storage.getStore();
         const publish = channels.httpClient.hasSubscribers;
         if (store !== undefined || publish) {
+          fault('http-client');
           const t = target(args, defaultPort);
           if (t) {
             if (store !== undefined) {
@@ -103,6 +105,7 @@ function wrapEmit(original: (...args: any[]) => boolean) {
     const call = this[CALL];
     if (call !== undefined) {
       try {
+        fault('http-client-emit');
         if (event === 'response') call.status = arg?.statusCode ?? 'error';
         else if (event === 'close') {
           this[CALL] = undefined;

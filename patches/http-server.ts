@@ -10,8 +10,9 @@
  * - With the hatches on (HATCH_TOKEN), a request under their prefix is offered to them first,
  *   inside its request context; they serve it only with a valid token, and otherwise the app's
  *   handler gets it untouched. Without hatches the only cost is one `undefined` check.
- * - An error the app's handler throws synchronously is reported (hatch:error, stderr with the
- *   request ID) and rethrown unchanged.
+ * - An error the app's handler throws synchronously is reported (hatch:error) from an
+ *   'uncaughtExceptionMonitor' listener, not caught and rethrown: a rethrow would make Node's crash
+ *   output point at the agent's `throw` line instead of the app's (found by test/reliability).
  * Limitation: servers created by http2 are not covered.
  */
 import type * as http from 'node:http';
@@ -21,6 +22,7 @@ import { traceIdOf, traceparentEnabled } from '../src/propagation';
 import { channels, type HttpServerEvent } from '../src/bus';
 import { wrap, unwrap } from '../src/shim';
 import { log } from '../src/log';
+import { fault } from '../src/fault';
 import { reportError } from '../src/errors';
 import type { Config } from '../src/config';
 import type { PatchDefinition } from '../src/hook';
@@ -59,6 +61,7 @@ function onClose(this: Res): void {
   try {
     const ctx = this[CTX];
     if (!ctx || !channels.httpServer.hasSubscribers) return;
+    fault('http-server-close');
     const event: HttpServerEvent = {
       requestId: ctx.id,
       method: ctx.method,
@@ -77,6 +80,7 @@ function onClose(this: Res): void {
 
 function begin(req: http.IncomingMessage, res: Res): RequestContext {
   const start = performance.now();
+  fault('http-server');
   const raw = req.headers[headerName];
   let id: string | undefined;
   if (raw !== undefined) {
@@ -94,12 +98,31 @@ function begin(req: http.IncomingMessage, res: Res): RequestContext {
   return ctx;
 }
 
+// The request whose handler just threw, until the exception reaches Node's uncaught handling (which
+// happens before any microtask runs) or someone up the stack caught it (the microtask clears it).
+let thrownIn: RequestContext | undefined;
+const clearThrown = () => {
+  thrownIn = undefined;
+};
+
+function onUncaught(err: unknown): void {
+  const ctx = thrownIn;
+  thrownIn = undefined;
+  if (ctx !== undefined) storage.run(ctx, reportError, 'uncaught', err);
+}
+
 function callEmit(original: Function, server: unknown, event: string, req: unknown, res: unknown): unknown {
+  // try/finally, not catch + rethrow: the exception leaves unchanged, with its own source position.
+  let threw = true;
   try {
-    return original.call(server, event, req, res);
-  } catch (err) {
-    reportError('uncaught', err);
-    throw err;
+    const result = original.call(server, event, req, res);
+    threw = false;
+    return result;
+  } finally {
+    if (threw) {
+      thrownIn = storage.getStore();
+      queueMicrotask(clearThrown);
+    }
   }
 }
 
@@ -140,9 +163,11 @@ function serverDefinition(module: 'http' | 'https'): PatchDefinition<typeof http
     patch(exports, config: Config) {
       headerName = config.requestIdHeader;
       wrap(exports.Server.prototype, 'emit', wrapEmit);
+      if (process.listeners('uncaughtExceptionMonitor').indexOf(onUncaught) === -1) process.on('uncaughtExceptionMonitor', onUncaught);
     },
     unpatch(exports) {
       unwrap(exports.Server.prototype, 'emit');
+      process.removeListener('uncaughtExceptionMonitor', onUncaught);
     },
   };
 }

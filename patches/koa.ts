@@ -8,12 +8,14 @@
 import { storage } from '../src/context';
 import { wrap, unwrap } from '../src/shim';
 import { log } from '../src/log';
+import { fault } from '../src/fault';
 import type { PatchDefinition } from '../src/hook';
 
 function wrapCreateContext(original: (...args: any[]) => any) {
   return function createContext(this: unknown) {
     const ctx = original.apply(this, arguments as any);
     try {
+      fault('koa');
       const store = storage.getStore();
       if (store !== undefined && ctx !== null && typeof ctx === 'object') store.routeSource = ctx;
     } catch (err) {

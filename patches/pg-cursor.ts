@@ -6,15 +6,24 @@
  */
 import { bindContext } from '../src/context';
 import { wrap, unwrap } from '../src/shim';
+import { log } from '../src/log';
+import { fault } from '../src/fault';
 import type { PatchDefinition } from '../src/hook';
 
 function bindLast(original: (...args: any[]) => any) {
   return function (this: unknown) {
     const last = arguments.length - 1;
     if (last >= 0 && typeof arguments[last] === 'function') {
-      const args = Array.prototype.slice.call(arguments);
-      args[last] = bindContext(args[last]);
-      return original.apply(this, args);
+      let args: unknown[] | undefined;
+      try {
+        fault('pg-cursor');
+        args = Array.prototype.slice.call(arguments);
+        args[last] = bindContext(args[last] as (...a: any[]) => any);
+      } catch (err) {
+        log.warnOnce('pg-cursor', `pg-cursor: binding a callback failed (${(err as Error).message}); it runs unbound`);
+        args = undefined;
+      }
+      if (args !== undefined) return original.apply(this, args);
     }
     return original.apply(this, arguments as any);
   };

@@ -8,13 +8,24 @@
 import { bindContext } from '../src/context';
 import { remember } from '../src/instances';
 import { wrap, unwrap } from '../src/shim';
+import { log } from '../src/log';
+import { fault } from '../src/fault';
 import type { PatchDefinition } from '../src/hook';
 
 function wrapConnect(original: (...args: any[]) => any) {
   return function connect(this: unknown, cb?: unknown) {
-    remember('pool', this as object);
-    if (typeof cb !== 'function') return original.apply(this, arguments as any);
-    return original.call(this, bindContext(cb as (...a: any[]) => any));
+    let bound: unknown;
+    try {
+      fault('pg-pool-connect');
+      remember('pool', this as object);
+      if (typeof cb === 'function') bound = bindContext(cb as (...a: any[]) => any);
+    } catch (err) {
+      // The pool still connects; only the callback's context (or the health hatch's view) is lost.
+      log.warnOnce('pg-pool-connect', `pg-pool: instrumenting connect failed (${(err as Error).message}); it runs uninstrumented`);
+      bound = undefined;
+    }
+    if (bound === undefined) return original.apply(this, arguments as any);
+    return original.call(this, bound);
   };
 }
 

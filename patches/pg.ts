@@ -28,6 +28,7 @@ import { commentedSql } from '../src/sql-comment';
 import { channels, type DbQueryEvent } from '../src/bus';
 import { wrap, unwrap } from '../src/shim';
 import { log } from '../src/log';
+import { fault } from '../src/fault';
 import { remember } from '../src/instances';
 import type { Config } from '../src/config';
 import type { PatchDefinition } from '../src/hook';
@@ -175,6 +176,7 @@ function plan(argc: number, config: any, values: any, callback: any): Plan | und
   const publish = channels.dbQuery.hasSubscribers;
   const id = sqlComment ? store?.id : undefined;
   if ((id === undefined && !publish) || config == null) return undefined;
+  fault('pg-query');
 
   const args: unknown[] = argc >= 3 ? [config, values, callback] : argc === 2 ? [config, values] : [config];
   const pending: Pending = { start: performance.now(), requestId: store?.id, text: '', shift: 0, publish, done: false };
@@ -294,6 +296,7 @@ function wrapQuery(original: (...args: any[]) => any) {
 function wrapConnect(original: (...args: any[]) => any) {
   return function connect(this: unknown) {
     try {
+      fault('pg-connect');
       remember('client', this as object);
     } catch (err) {
       log.warnOnce('pg-remember', `pg: remembering a client for the health hatch failed: ${(err as Error).message}`);

@@ -13,6 +13,7 @@
 import { storage } from '../src/context';
 import { wrap, unwrap } from '../src/shim';
 import { log } from '../src/log';
+import { fault } from '../src/fault';
 import type { PatchDefinition } from '../src/hook';
 
 /** The object holding asJson: the prototype every pino logger inherits from. */
@@ -40,6 +41,7 @@ export const pino: PatchDefinition = {
         const store = storage.getStore();
         if (store !== undefined) {
           try {
+            fault('pino');
             const bound = chindings !== undefined ? this[chindings] : undefined;
             if ((obj == null || obj.requestId === undefined) && !(typeof bound === 'string' && bound.includes('"requestId":'))) {
               obj = Object.assign({ requestId: store.id }, obj);

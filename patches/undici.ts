@@ -18,6 +18,7 @@ import { channels } from '../src/bus';
 import { newCall, endCall, type ClientCall } from '../src/client-call';
 import { outgoingHeaders } from '../src/propagation';
 import { log } from '../src/log';
+import { fault } from '../src/fault';
 
 interface UndiciRequest {
   origin?: string | URL;
@@ -52,6 +53,7 @@ function addHeader(request: UndiciRequest, name: string, value: string): void {
 
 function onCreate(message: unknown): void {
   try {
+    fault('undici-create');
     const request = (message as { request: UndiciRequest }).request;
     const origin = typeof request.origin === 'string' ? new URL(request.origin) : request.origin;
     const store = storage.getStore();
@@ -70,23 +72,33 @@ function onCreate(message: unknown): void {
 
 function onHeaders(message: unknown): void {
   try {
+    fault('undici-headers');
     const { request, response } = message as { request: object; response: { statusCode: number } };
     const call = calls.get(request);
     if (call) call.status = response.statusCode;
-  } catch {
-    // a message of an unknown shape: the call is simply recorded without a status
+  } catch (err) {
+    // A subscriber that throws would surface as an uncaughtException (diagnostics_channel rethrows
+    // on nextTick): log once, the call is simply recorded without a status.
+    log.warnOnce('undici-headers', `undici: reading a response status failed: ${(err as Error).message}`);
   }
 }
 
-function finish(request: object, failed: boolean): void {
-  const call = calls.get(request);
-  if (!call) return;
-  calls.delete(request);
-  endCall(call, failed);
+function finish(message: unknown, failed: boolean): void {
+  try {
+    fault('undici-end');
+    const request = (message as { request: object }).request;
+    const call = calls.get(request);
+    if (!call) return;
+    calls.delete(request);
+    endCall(call, failed);
+  } catch (err) {
+    // Unguarded, this would reach the app as an uncaughtException (see onHeaders).
+    log.warnOnce('undici-end', `undici: recording an outgoing call failed: ${(err as Error).message}`);
+  }
 }
 
-const onTrailers = (message: unknown) => finish((message as { request: object }).request, false);
-const onError = (message: unknown) => finish((message as { request: object }).request, true);
+const onTrailers = (message: unknown) => finish(message, false);
+const onError = (message: unknown) => finish(message, true);
 
 const SUBSCRIPTIONS: Array<[string, (m: unknown) => void]> = [
   ['undici:request:create', onCreate],

@@ -13,6 +13,8 @@
  */
 import { storage } from '../src/context';
 import { wrap, unwrap } from '../src/shim';
+import { log } from '../src/log';
+import { fault } from '../src/fault';
 import type { PatchDefinition } from '../src/hook';
 
 /** winston 3.0 does not export Logger; every created logger's class extends it. */
@@ -38,11 +40,13 @@ export const winston: PatchDefinition = {
     const ok = wrap(proto, 'write', (original) =>
       function write(this: unknown, info: any) {
         const store = storage.getStore();
-        if (store !== undefined && info !== null && typeof info === 'object' && info.requestId === undefined) {
+        if (store !== undefined) {
           try {
-            info.requestId = store.id;
-          } catch {
-            // frozen or sealed: written as it is
+            fault('winston');
+            if (info !== null && typeof info === 'object' && info.requestId === undefined && Object.isExtensible(info)) info.requestId = store.id;
+          } catch (err) {
+            // an info whose requestId is a throwing getter or setter: written as it is
+            log.warnOnce('winston-inject', `winston: adding requestId failed (${(err as Error).message}); the record is written without it`);
           }
         }
         return original.apply(this, arguments as any);

@@ -15,6 +15,7 @@ import * as path from 'node:path';
 import { channels, type RenderEvent } from './bus';
 import { storage, type RequestContext } from './context';
 import { log } from './log';
+import { fault } from './fault';
 
 let depth = 0;
 
@@ -113,11 +114,13 @@ export function runRender(
   }
   let r: Render | undefined;
   try {
+    fault('render');
     r = { store, requestId: store?.id, engine, template: template(), start: performance.now(), done: false };
     if (store !== undefined) store.rendering = 1;
     if (hasCallback) args[cbIndex] = boundCallback(args[cbIndex] as Function, store, r);
   } catch (err) {
     log.warnOnce('render-start', `timing a render failed: ${(err as Error).message}`);
+    r = undefined;
   }
   let result: unknown;
   depth++;
