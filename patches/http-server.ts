@@ -63,7 +63,8 @@ function onClose(this: Res): void {
       requestId: ctx.id,
       method: ctx.method,
       route: finalRoute(ctx),
-      path: pathOf(ctx.url),
+      // Only the requests hatch reads the path: without hatches it is not worth a slice per request.
+      path: hatches !== undefined ? pathOf(ctx.url) : undefined,
       statusCode: this.statusCode,
       aborted: !this.writableFinished,
       start: ctx.start,
