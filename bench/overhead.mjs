@@ -117,8 +117,15 @@ function rssMb(pid) {
   return m ? Number(m[1]) / 1024 : NaN;
 }
 
-function load(port, route, seconds) {
-  return autocannon({ url: `http://127.0.0.1:${port}${route}`, connections: CONNECTIONS, duration: seconds, pipelining: 1 });
+// --requests N: each window is a fixed number of responses instead of a fixed time (warm-up: a
+// quarter of it), which on a starved machine still yields a CPU-per-request figure for every route.
+const REQUESTS = Number(opt('requests', 0));
+async function load(port, route, seconds, warmup = false) {
+  const fixed = REQUESTS > 0 ? { amount: warmup ? Math.ceil(REQUESTS / 4) : REQUESTS } : { duration: seconds };
+  const t = performance.now();
+  const r = await autocannon({ url: `http://127.0.0.1:${port}${route}`, connections: CONNECTIONS, pipelining: 1, timeout: 30, ...fixed });
+  r.elapsed = (performance.now() - t) / 1000;
+  return r;
 }
 
 async function startApp(variant, env) {
@@ -148,32 +155,6 @@ const downstream = spawn(process.execPath, ['-e', "const s = require('http').cre
 const downstreamPort = await new Promise((r) => downstream.stdout.once('data', (d) => r(Number(String(d).trim()))));
 const env = { DATABASE_URL: pg.url, HATCH_STATSD_PORT: String(sink.address().port), DOWNSTREAM_URL: `http://127.0.0.1:${downstreamPort}/` };
 
-const results = {}; // route -> variant -> [{rps,p50,p99,cpu,rss}]
-let failures = 0;
-const t0 = Date.now();
-for (let round = 1; round <= ROUNDS; round++) {
-  for (const variant of round % 2 ? VARIANTS : [...VARIANTS].reverse()) {
-    const { child, port } = await startApp(variant, env);
-    for (const route of ROUTES) {
-      await load(port, route, WARMUP);
-      const c0 = cpuTicks(child.pid);
-      let rss = rssMb(child.pid);
-      const sampler = setInterval(() => (rss = Math.max(rss, rssMb(child.pid))), 250);
-      const r = await load(port, route, SECONDS);
-      clearInterval(sampler);
-      rss = Math.max(rss, rssMb(child.pid));
-      const n = r.requests.total;
-      const cpu = ((cpuTicks(child.pid) - c0) / HZ / n) * 1e6;
-      const bad = r.errors + r.timeouts + r.non2xx;
-      failures += bad;
-      ((results[route] ??= {})[variant] ??= []).push({ rps: n / SECONDS, p50: r.latency.p50, p99: r.latency.p99, cpu, rss });
-      process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0)}s] round ${round} ${variant.padEnd(12)} ${route.padEnd(7)} ${(n / SECONDS).toFixed(0)} req/s p50 ${r.latency.p50} p99 ${r.latency.p99} ms cpu ${cpu.toFixed(0)} µs/req rss ${rss.toFixed(0)} MB errors ${bad}\n`);
-    }
-    child.kill('SIGTERM');
-    await new Promise((r) => child.on('exit', r));
-  }
-}
-
 // Start-up: wall time of `node [-r agent] -e 0`, and the process's own CPU time (user+sys,
 // reported by the child at exit), which a busy shared machine disturbs much less. Interleaved.
 function startup(variant) {
@@ -191,12 +172,10 @@ function startup(variant) {
 const su = Object.fromEntries(VARIANTS.map((v) => [v, []]));
 for (let i = 0; i < STARTUP_RUNS; i++) for (const v of VARIANTS) su[v].push(startup(v));
 
-sink.close();
-downstream.kill();
-await pg.stop();
 
 const f0 = (x) => x.toFixed(0);
 const f2 = (x) => x.toFixed(2);
+function writeReport(roundsDone) {
 const rows = [];
 for (const route of ROUTES) {
   const base = results[route].none;
@@ -234,7 +213,7 @@ const report = `## Overhead under load: hatch-agent and its peers against the sa
   (${received} lines received), the recent-requests store (HATCH_TOKEN set). Peers: their documented preloads, with
   their exporters/transports pointed at a closed loopback port (no traffic leaves the machine), default instrumentations.
 - load: autocannon, ${CONNECTIONS} connections, in the orchestrating process on the same 2 cores; per app process and route
-  ${WARMUP} s warm-up not counted, then ${SECONDS} s measured; variants interleaved for ${ROUNDS} rounds (order reversed
+  ${REQUESTS > 0 ? `${Math.ceil(REQUESTS / 4)} warm-up requests not counted, then ${REQUESTS} requests measured (req/s = responses / wall time)` : `${WARMUP} s warm-up not counted, then ${SECONDS} s measured`}; variants interleaved for ${roundsDone} rounds${roundsDone < ROUNDS ? ` (of ${ROUNDS} planned: the run was cut short)` : ''} (order reversed
   every other round); ratios are medians of per-round ratios to no agent; ${failures} failed/non-2xx responses in all.
 - columns: req/s median; ratio = req/s vs none; p50 / p99 latency ms (medians); p99 ratio; server CPU µs per request
   (utime+stime of the app process over the measured window / responses); its ratio; peak RSS MB sampled every 250 ms during the
@@ -255,4 +234,40 @@ no-agent run can differ by tens of percent between rounds, so read req/s ratios 
 column, and distrust any single round.
 `;
 if (!argv.includes('--no-write')) writeSection('overhead', report);
-console.log(report);
+return report;
+}
+
+const results = {}; // route -> variant -> [{rps,p50,p99,cpu,rss}]
+let failures = 0;
+const t0 = Date.now();
+for (let round = 1; round <= ROUNDS; round++) {
+  for (const variant of round % 2 ? VARIANTS : [...VARIANTS].reverse()) {
+    const { child, port } = await startApp(variant, env);
+    for (const route of ROUTES) {
+      await load(port, route, WARMUP, true);
+      const c0 = cpuTicks(child.pid);
+      let rss = rssMb(child.pid);
+      const sampler = setInterval(() => (rss = Math.max(rss, rssMb(child.pid))), 250);
+      const r = await load(port, route, SECONDS);
+      clearInterval(sampler);
+      rss = Math.max(rss, rssMb(child.pid));
+      const n = r.requests.total;
+      const cpu = ((cpuTicks(child.pid) - c0) / HZ / n) * 1e6;
+      const bad = r.errors + r.timeouts + r.non2xx;
+      failures += bad;
+      const rps = n / (REQUESTS > 0 ? r.elapsed : SECONDS);
+      ((results[route] ??= {})[variant] ??= []).push({ rps, p50: r.latency.p50, p99: r.latency.p99, cpu, rss });
+      process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0)}s] round ${round} ${variant.padEnd(12)} ${route.padEnd(7)} ${rps.toFixed(0)} req/s p50 ${r.latency.p50} p99 ${r.latency.p99} ms cpu ${cpu.toFixed(0)} µs/req rss ${rss.toFixed(0)} MB errors ${bad}\n`);
+    }
+    child.kill('SIGTERM');
+    await new Promise((r) => child.on('exit', r));
+  }
+  writeReport(round); // after every round, so a run cut short still leaves its table
+}
+console.log(writeReport(ROUNDS));
+sink.close();
+downstream.kill();
+await pg.stop();
+
+
+
