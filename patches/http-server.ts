@@ -63,8 +63,7 @@ function onClose(this: Res): void {
       requestId: ctx.id,
       method: ctx.method,
       route: finalRoute(ctx),
-      // Only the requests hatch reads the path: without hatches it is not worth a slice per request.
-      path: hatches !== undefined ? pathOf(ctx.url) : undefined,
+      path: pathOf(ctx.url),
       statusCode: this.statusCode,
       aborted: !this.writableFinished,
       start: ctx.start,

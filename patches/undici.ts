@@ -50,39 +50,14 @@ function addHeader(request: UndiciRequest, name: string, value: string): void {
   }
 }
 
-interface Origin {
-  hostname: string;
-  port: string;
-}
-
-/**
- * Host and port by origin string: an app calls few origins, and parsing one with `new URL` on
- * every request showed in profiles. Bounded: when full it is emptied, so a process calling
- * endless origins costs at most a reparse.
- */
-const origins = new Map<string, Origin>();
-const MAX_ORIGINS = 256;
-
-function originOf(raw: string | URL | undefined): Origin | undefined {
-  if (raw === undefined) return undefined;
-  const key = typeof raw === 'string' ? raw : raw.href;
-  let o = origins.get(key);
-  if (o === undefined) {
-    const url = typeof raw === 'string' ? new URL(raw) : raw;
-    o = { hostname: url.hostname, port: url.port || (url.protocol === 'https:' ? '443' : '80') };
-    if (origins.size >= MAX_ORIGINS) origins.clear();
-    origins.set(key, o);
-  }
-  return o;
-}
-
 function onCreate(message: unknown): void {
   try {
     const request = (message as { request: UndiciRequest }).request;
-    const origin = originOf(request.origin);
+    const origin = typeof request.origin === 'string' ? new URL(request.origin) : request.origin;
     const store = storage.getStore();
     if (store !== undefined && origin !== undefined) {
-      const extra = outgoingHeaders(store.id, origin.hostname, origin.port);
+      const port = origin.port || (origin.protocol === 'https:' ? '443' : '80');
+      const extra = outgoingHeaders(store.id, origin.hostname, port);
       if (extra) for (const [name, value] of extra) if (!hasHeader(request.headers, name)) addHeader(request, name, value);
     }
     if (channels.httpClient.hasSubscribers) {

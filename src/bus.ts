@@ -10,7 +10,7 @@ export interface HttpServerEvent {
   method: string;
   /** Route template or `unmatched`; never a raw URL. */
   route: string;
-  /** The URL's path, without its query string, at most 200 characters; only with the hatches on (for the requests hatch, not for metrics). */
+  /** The URL's path, without its query string, at most 200 characters (for the requests hatch, not for metrics). */
   path?: string;
   statusCode: number;
   /** The client went away before the response finished. */
