@@ -1,8 +1,19 @@
-// The benchmark's app: plain node:http, CommonJS; /hello (text), /db (one SELECT 1 through a
-// pg.Pool) and /fetch (global fetch to a second local server, DOWNSTREAM_URL).
+// The benchmark's app: plain node:http, CommonJS.
+//   /hello  a text response
+//   /db     one SELECT 1 through a pg.Pool (DATABASE_URL)
+//   /fetch  global fetch to a second local server (DOWNSTREAM_URL)
+//   /render an ejs page (bench/views/page.ejs, 20 items, ejs's own cache on as in production)
+// pg and ejs come from bench/node_modules (`npm install --prefix bench`); whatever agent is being
+// measured is preloaded with -r by bench/overhead.mjs (bench/memory.mjs also uses /_bench/gc).
 const http = require('node:http');
+const path = require('node:path');
 const pg = require('pg');
+const ejs = require('ejs');
+
 const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 10 });
+const page = path.join(__dirname, 'views', 'page.ejs');
+const items = Array.from({ length: 20 }, (_, i) => ({ id: i, name: `item <${i}>`, price: i * 1.5 }));
+
 const server = http.createServer((req, res) => {
   if (req.url === '/fetch') {
     fetch(process.env.DOWNSTREAM_URL).then((r) => r.text()).then(
@@ -16,6 +27,22 @@ const server = http.createServer((req, res) => {
       (r) => res.end(String(r.rows[0].one)),
       (e) => { res.statusCode = 500; res.end(e.message); },
     );
+    return;
+  }
+  if (req.url === '/render') {
+    ejs.renderFile(page, { title: 'Items', items }, { cache: true }, (err, html) => {
+      if (err) { res.statusCode = 500; res.end(err.message); return; }
+      res.setHeader('content-type', 'text/html');
+      res.end(html);
+    });
+    return;
+  }
+  // Only for bench/memory.mjs (node --expose-gc, BENCH_GC_ROUTE=1): a forced full GC, then the heap.
+  if (req.url === '/_bench/gc' && process.env.BENCH_GC_ROUTE === '1' && typeof global.gc === 'function') {
+    global.gc();
+    global.gc();
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify(process.memoryUsage()));
     return;
   }
   res.end('hello');

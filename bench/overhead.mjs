@@ -1,14 +1,21 @@
 #!/usr/bin/env node
-// Overhead of the agent against the same app without it, in one run, interleaved (A B A B …).
-//   node bench/overhead.mjs [--rounds 3] [--seconds 5] [--connections 50] [--routes /hello,/db]
-//                           [--variant 'name:HATCH_X=v,HATCH_Y=w' …]   (extra agent variants, to find what costs)
-// Per route and variant: median requests/s, p50/p99 latency, server CPU µs per request (from
-// /proc/<pid>/stat, steadier than throughput on a shared machine) and peak RSS; each as a ratio
-// to no agent from the same round. Start-up: median wall time of `node [-r hatch-agent] -e 0`.
-// Writes bench/RESULTS.md. Not part of `npm test`: timings belong here, not in tests.
+// Overhead of hatch-agent and of its peers against the same app without any agent, in one run,
+// variants interleaved (A B C … then … C B A, one fresh app process per variant and round).
+//   npm run bench            (installs bench/ deps, then runs this with its defaults)
+//   node bench/overhead.mjs [--rounds 3] [--seconds 5] [--warmup 2] [--connections 50]
+//                           [--routes /hello,/db,/fetch,/render] [--only none,hatch-agent]
+//                           [--dbm]            (adds dd-trace with DD_DBM_PROPAGATION_MODE=full)
+//                           [--startup-runs 11] [--no-write]
+// Load: autocannon (programmatic API) on 127.0.0.1. Per route and variant: median requests/s,
+// p50/p99 latency, the server's CPU µs per request (utime+stime from /proc/<pid>/stat over the
+// measured window, steadier than throughput on a shared machine) and peak RSS sampled during the
+// measured window; each as a median of per-round ratios to no agent. Start-up: median wall time of
+// `node -r <agent> -e 0` against `node -e 0`. Writes its section of bench/RESULTS.md.
+// Not part of `npm test`: timings belong here, not in tests.
 import { spawn, spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
 import * as fs from 'node:fs';
-import * as http from 'node:http';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,72 +23,116 @@ import * as dgram from 'node:dgram';
 import { startPostgres } from '../test/support/postgres.mjs';
 import { writeSection } from './results-file.mjs';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const arg = (name, d) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : d;
-};
-const ROUNDS = arg('rounds', 3);
-const SECONDS = arg('seconds', 5);
-const CONNECTIONS = arg('connections', 50);
-const WARMUP = 2;
-const ROUTES = (process.argv.includes('--routes') ? process.argv[process.argv.indexOf('--routes') + 1] : '/hello,/db,/fetch').split(',');
-// Extra agent variants with their own HATCH_* settings, e.g. --variant 'no-sql-comment:HATCH_SQL_COMMENT=off'
-const EXTRA = {};
-process.argv.forEach((a, i) => {
-  if (a !== '--variant') return;
-  const [name, settings = ''] = process.argv[i + 1].split(':');
-  EXTRA[name] = Object.fromEntries(settings.split(',').filter(Boolean).map((kv) => kv.split('=')));
-});
+const benchDir = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(benchDir, '..');
+const benchRequire = createRequire(path.join(benchDir, 'package.json'));
+const autocannon = benchRequire('autocannon');
+
+const argv = process.argv;
+const opt = (name, d) => (argv.includes(`--${name}`) ? argv[argv.indexOf(`--${name}`) + 1] : d);
+const ROUNDS = Number(opt('rounds', 3));
+const SECONDS = Number(opt('seconds', 5));
+const WARMUP = Number(opt('warmup', 2));
+const CONNECTIONS = Number(opt('connections', 50));
+const ROUTES = opt('routes', '/hello,/db,/fetch,/render').split(',');
+const STARTUP_RUNS = Number(opt('startup-runs', 11));
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const HZ = 100; // USER_HZ on Linux
+
+/** A loopback port nothing listens on: the peers' exporters are pointed there, so nothing leaves the machine. */
+async function closedPort() {
+  const srv = net.createServer();
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = srv.address();
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+const dead = `http://127.0.0.1:${await closedPort()}`;
+
+// Each variant: what is preloaded, and its settings. Every peer is resolved from bench/node_modules.
+const ALL = {
+  none: { preload: null, env: {} },
+  'hatch-agent': {
+    preload: path.join(root, 'dist/src/index.js'),
+    // Every feature on: request IDs, SQL comments, propagation, StatsD (port set below), and the
+    // recent-requests store, which is on when HATCH_TOKEN is set.
+    env: { HATCH_STATSD: 'on', HATCH_TOKEN: 'bench-token-0123456789abcdef' },
+  },
+  otel: {
+    preload: '@opentelemetry/auto-instrumentations-node/register',
+    env: {
+      OTEL_SERVICE_NAME: 'bench',
+      OTEL_TRACES_EXPORTER: 'otlp',
+      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf',
+      OTEL_EXPORTER_OTLP_ENDPOINT: dead,
+      OTEL_METRICS_EXPORTER: 'none',
+      OTEL_LOGS_EXPORTER: 'none',
+      OTEL_LOG_LEVEL: 'none',
+      // Only local detectors: the cloud ones query metadata endpoints off the machine.
+      OTEL_NODE_RESOURCE_DETECTORS: 'env,host,os,process',
+    },
+  },
+  'dd-trace': {
+    preload: 'dd-trace/init',
+    env: {
+      DD_SERVICE: 'bench',
+      DD_TRACE_AGENT_URL: dead,
+      DD_INSTRUMENTATION_TELEMETRY_ENABLED: 'false',
+      DD_REMOTE_CONFIGURATION_ENABLED: 'false',
+      DD_TRACE_STARTUP_LOGS: 'false',
+      DD_PROFILING_ENABLED: 'false',
+      DD_RUNTIME_METRICS_ENABLED: 'false',
+      DD_DOGSTATSD_URL: `udp://127.0.0.1:${dead.split(':').pop()}`,
+    },
+  },
+  elastic: {
+    preload: 'elastic-apm-node/start',
+    env: {
+      ELASTIC_APM_SERVICE_NAME: 'bench',
+      ELASTIC_APM_SERVER_URL: dead,
+      ELASTIC_APM_CENTRAL_CONFIG: 'false',
+      ELASTIC_APM_CLOUD_PROVIDER: 'none',
+      ELASTIC_APM_LOG_LEVEL: 'off',
+      ELASTIC_APM_METRICS_INTERVAL: '0s',
+    },
+  },
+};
+if (argv.includes('--dbm')) ALL['dd-trace+dbm'] = { preload: ALL['dd-trace'].preload, env: { ...ALL['dd-trace'].env, DD_DBM_PROPAGATION_MODE: 'full' } };
+const VARIANTS = argv.includes('--only') ? opt('only', '').split(',') : Object.keys(ALL);
+if (VARIANTS[0] !== 'none') throw new Error('--only must start with none: ratios are against it');
+
+/** The preload's file: hatch-agent from this repository's build, each peer from bench/node_modules. */
+const preloadOf = (variant) => {
+  const p = ALL[variant].preload;
+  return p === null || path.isAbsolute(p) ? p : benchRequire.resolve(p);
+};
 
 function cpuTicks(pid) {
   const st = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
   const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
   return Number(f[11]) + Number(f[12]); // utime + stime
 }
-function peakRss(pid) {
-  const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+function rssMb(pid) {
+  const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) / 1024 : NaN;
 }
 
-async function load(port, route, seconds) {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: CONNECTIONS });
-  const lat = [];
-  let errors = 0;
-  const end = performance.now() + seconds * 1000;
-  const one = () =>
-    new Promise((resolve) => {
-      const t = performance.now();
-      http
-        .get({ host: '127.0.0.1', port, path: route, agent }, (res) => {
-          res.resume();
-          res.on('end', () => {
-            if (res.statusCode !== 200) errors++;
-            lat.push(performance.now() - t);
-            resolve();
-          });
-        })
-        .on('error', () => {
-          errors++;
-          resolve();
-        });
-    });
-  const worker = async () => {
-    while (performance.now() < end) await one();
-  };
-  const t0 = performance.now();
-  await Promise.all(Array.from({ length: CONNECTIONS }, worker));
-  const elapsed = (performance.now() - t0) / 1000;
-  agent.destroy();
-  lat.sort((a, b) => a - b);
-  return { rps: lat.length / elapsed, p50: lat[Math.floor(lat.length * 0.5)], p99: lat[Math.floor(lat.length * 0.99)], n: lat.length, errors };
+// --requests N: each window is a fixed number of responses instead of a fixed time (warm-up: a
+// quarter of it), which on a starved machine still yields a CPU-per-request figure for every route.
+const REQUESTS = Number(opt('requests', 0));
+async function load(port, route, seconds, warmup = false) {
+  const fixed = REQUESTS > 0 ? { amount: warmup ? Math.ceil(REQUESTS / 4) : REQUESTS } : { duration: seconds };
+  const t = performance.now();
+  const r = await autocannon({ url: `http://127.0.0.1:${port}${route}`, connections: CONNECTIONS, pipelining: 1, timeout: 30, ...fixed });
+  r.elapsed = (performance.now() - t) / 1000;
+  return r;
 }
 
 async function startApp(variant, env) {
-  const args = variant === 'none' ? ['bench/app.js'] : ['-r', 'hatch-agent', 'bench/app.js'];
-  const child = spawn(process.execPath, args, { cwd: root, env: { ...process.env, ...env, ...EXTRA[variant] }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const { env: own } = ALL[variant];
+  const preload = preloadOf(variant);
+  const args = preload ? ['-r', preload, path.join(benchDir, 'app.js')] : [path.join(benchDir, 'app.js')];
+  const child = spawn(process.execPath, args, { cwd: benchDir, env: { ...process.env, ...env, ...own }, stdio: ['ignore', 'pipe', 'inherit'] });
   const port = await new Promise((resolve, reject) => {
     let out = '';
     child.stdout.on('data', (d) => {
@@ -99,87 +150,124 @@ const sink = dgram.createSocket('udp4'); // a local StatsD receiver, so the agen
 let received = 0;
 sink.on('message', (m) => (received += m.toString().split('\n').length));
 await new Promise((r) => sink.bind(0, '127.0.0.1', r));
-// The /fetch route's downstream: a plain server in a process of its own, never under the agent.
+// The /fetch route's downstream: a plain server in a process of its own, never under an agent.
 const downstream = spawn(process.execPath, ['-e', "const s = require('http').createServer((q, r) => r.end('downstream')).listen(0, '127.0.0.1', () => console.log(s.address().port))"], { stdio: ['ignore', 'pipe', 'inherit'] });
 const downstreamPort = await new Promise((r) => downstream.stdout.once('data', (d) => r(Number(String(d).trim()))));
 const env = { DATABASE_URL: pg.url, HATCH_STATSD_PORT: String(sink.address().port), DOWNSTREAM_URL: `http://127.0.0.1:${downstreamPort}/` };
 
-const VARIANTS = ['none', 'hatch-agent', ...Object.keys(EXTRA)];
+// Start-up: wall time of `node [-r agent] -e 0`, and the process's own CPU time (user+sys,
+// reported by the child at exit), which a busy shared machine disturbs much less. Interleaved.
+function startup(variant) {
+  const { env: own } = ALL[variant];
+  const preload = preloadOf(variant);
+  const t = performance.now();
+  const r = spawnSync(process.execPath, [...(preload ? ['-r', preload] : []), '-e', "process.on('exit', () => { const u = process.cpuUsage(); process.stdout.write(String(u.user + u.system)); })"], {
+    cwd: benchDir,
+    env: { ...process.env, ...env, ...own },
+    encoding: 'utf8',
+  });
+  if (r.status !== 0) throw new Error(`${variant}: ${r.stderr}`);
+  return { wall: performance.now() - t, cpu: Number(r.stdout) / 1000 };
+}
+const su = Object.fromEntries(VARIANTS.map((v) => [v, []]));
+for (let i = 0; i < STARTUP_RUNS; i++) for (const v of VARIANTS) su[v].push(startup(v));
+
+
+const f0 = (x) => x.toFixed(0);
+const f2 = (x) => x.toFixed(2);
+function writeReport(roundsDone) {
+const rows = [];
+for (const route of ROUTES) {
+  const base = results[route].none;
+  const med = (xs, k) => median(xs.map((x) => x[k]));
+  rows.push(`| \`${route}\` | none | ${f0(med(base, 'rps'))} | 1 | ${f2(med(base, 'p50'))} / ${f2(med(base, 'p99'))} | 1 | ${f0(med(base, 'cpu'))} | 1 | ${f0(med(base, 'rss'))} | 0 |`);
+  for (const variant of VARIANTS.slice(1)) {
+    const ours = results[route][variant];
+    const ratio = (k) => median(ours.map((o, i) => o[k] / base[i][k]));
+    const drss = median(ours.map((o, i) => o.rss - base[i].rss));
+    const name = variant === 'hatch-agent' ? '**hatch-agent**' : variant;
+    const r = ratio('rps');
+    rows.push(`| \`${route}\` | ${name} | ${f0(med(ours, 'rps'))} | ${variant === 'hatch-agent' ? `**${f2(r)}**` : f2(r)} | ${f2(med(ours, 'p50'))} / ${f2(med(ours, 'p99'))} | ${f2(ratio('p99'))}x | ${f0(med(ours, 'cpu'))} | ${f2(ratio('cpu'))}x | ${f0(med(ours, 'rss'))} | ${drss >= 0 ? '+' : ''}${f0(drss)} |`);
+  }
+}
+const sw0 = median(su.none.map((x) => x.wall));
+const sc0 = median(su.none.map((x) => x.cpu));
+const startupRows = VARIANTS.map((v) => {
+  const w = median(su[v].map((x) => x.wall));
+  const c = median(su[v].map((x) => x.cpu));
+  return `| ${v === 'none' ? '`node -e 0`' : `\`node -r ${v === 'hatch-agent' ? 'hatch-agent' : ALL[v].preload} -e 0\``} | ${f0(w)} | ${v === 'none' ? '' : `+${f0(w - sw0)}`} | ${f0(c)} | ${v === 'none' ? '' : `+${f0(c - sc0)}`} |`;
+});
+const versions = ['autocannon', '@opentelemetry/auto-instrumentations-node', 'dd-trace', 'elastic-apm-node', 'pg', 'ejs']
+  .filter((p) => { try { benchRequire.resolve(`${p}/package.json`); return true; } catch { return false; } })
+  .map((p) => `${p} ${JSON.parse(fs.readFileSync(benchRequire.resolve(`${p}/package.json`), 'utf8')).version}`)
+  .join(', ');
+const command = `node bench/overhead.mjs${argv.slice(2).filter((a) => a !== '--no-write').map((a) => ` ${a}`).join('')}`;
+const report = `## Overhead under load: hatch-agent and its peers against the same app without an agent
+
+- date: ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC; machine: ${os.cpus().length} × ${os.cpus()[0].model}, ${f0(os.totalmem() / 2 ** 30)} GiB, shared VM; Node ${process.version}
+- command: \`npm run bench\` = \`npm install --prefix bench && ${command}\`
+- versions: ${versions}
+- app: \`bench/app.js\` (node:http, CommonJS): \`/hello\` text; \`/db\` one \`SELECT 1\` through a pg.Pool of 10 on embedded
+  PostgreSQL; \`/fetch\` global fetch to a plain server in another process; \`/render\` an ejs page of 20 items.
+- hatch-agent: every feature on: request IDs, SQL comments, header propagation, StatsD to a local UDP receiver
+  (${received} lines received), the recent-requests store (HATCH_TOKEN set). Peers: their documented preloads, with
+  their exporters/transports pointed at a closed loopback port (no traffic leaves the machine), default instrumentations.
+- load: autocannon, ${CONNECTIONS} connections, in the orchestrating process on the same 2 cores; per app process and route
+  ${REQUESTS > 0 ? `${Math.ceil(REQUESTS / 4)} warm-up requests not counted, then ${REQUESTS} requests measured (req/s = responses / wall time)` : `${WARMUP} s warm-up not counted, then ${SECONDS} s measured`}; variants interleaved for ${roundsDone} rounds${roundsDone < ROUNDS ? ` (of ${ROUNDS} planned: the run was cut short)` : ''} (order reversed
+  every other round); ratios are medians of per-round ratios to no agent; ${failures} failed/non-2xx responses in all.
+- columns: req/s median; ratio = req/s vs none; p50 / p99 latency ms (medians); p99 ratio; server CPU µs per request
+  (utime+stime of the app process over the measured window / responses); its ratio; peak RSS MB sampled every 250 ms during the
+  measured window (the process has served the routes before it too); RSS delta vs none, MB.
+
+| route | variant | req/s | ratio | p50 / p99 ms | p99 ratio | CPU µs/req | CPU ratio | peak RSS MB | Δ RSS MB |
+|---|---|---|---|---|---|---|---|---|---|
+${rows.join('\n')}
+
+Start-up (medians of ${STARTUP_RUNS}, interleaved; same environment as the load runs):
+
+| command | wall ms | vs none | CPU ms | vs none |
+|---|---|---|---|---|
+${startupRows.join('\n')}
+
+This machine is a 2-core shared VM with heavy CPU steal, and other jobs ran during this benchmark: the same
+no-agent run can differ by tens of percent between rounds, so read req/s ratios together with the CPU µs/req
+column, and distrust any single round.
+`;
+if (!argv.includes('--no-write')) writeSection('overhead', report);
+return report;
+}
+
 const results = {}; // route -> variant -> [{rps,p50,p99,cpu,rss}]
+let failures = 0;
+const t0 = Date.now();
 for (let round = 1; round <= ROUNDS; round++) {
   for (const variant of round % 2 ? VARIANTS : [...VARIANTS].reverse()) {
     const { child, port } = await startApp(variant, env);
     for (const route of ROUTES) {
-      await load(port, route, WARMUP);
+      await load(port, route, WARMUP, true);
       const c0 = cpuTicks(child.pid);
+      let rss = rssMb(child.pid);
+      const sampler = setInterval(() => (rss = Math.max(rss, rssMb(child.pid))), 250);
       const r = await load(port, route, SECONDS);
-      const cpu = ((cpuTicks(child.pid) - c0) / HZ / r.n) * 1e6;
-      const rss = peakRss(child.pid);
-      ((results[route] ??= {})[variant] ??= []).push({ ...r, cpu, rss });
-      process.stderr.write(`round ${round} ${variant.padEnd(11)} ${route.padEnd(6)} ${r.rps.toFixed(0)} req/s p50 ${r.p50.toFixed(2)} p99 ${r.p99.toFixed(2)} ms cpu ${cpu.toFixed(0)} µs/req rss ${rss.toFixed(0)} MB errors ${r.errors}\n`);
+      clearInterval(sampler);
+      rss = Math.max(rss, rssMb(child.pid));
+      const n = r.requests.total;
+      const cpu = ((cpuTicks(child.pid) - c0) / HZ / n) * 1e6;
+      const bad = r.errors + r.timeouts + r.non2xx;
+      failures += bad;
+      const rps = n / (REQUESTS > 0 ? r.elapsed : SECONDS);
+      ((results[route] ??= {})[variant] ??= []).push({ rps, p50: r.latency.p50, p99: r.latency.p99, cpu, rss });
+      process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0)}s] round ${round} ${variant.padEnd(12)} ${route.padEnd(7)} ${rps.toFixed(0)} req/s p50 ${r.latency.p50} p99 ${r.latency.p99} ms cpu ${cpu.toFixed(0)} µs/req rss ${rss.toFixed(0)} MB errors ${bad}\n`);
     }
     child.kill('SIGTERM');
     await new Promise((r) => child.on('exit', r));
   }
+  writeReport(round); // after every round, so a run cut short still leaves its table
 }
-
-// Wall time, and the process's own CPU time (user+sys, reported by the child at exit), which a
-// busy shared machine disturbs much less.
-function startup(args) {
-  const t = performance.now();
-  const r = spawnSync(process.execPath, [...args, '-e', "process.on('exit', () => { const u = process.cpuUsage(); process.stdout.write(String(u.user + u.system)); })"], {
-    cwd: root,
-    env: { ...process.env, HATCH_STATSD: 'on' },
-    encoding: 'utf8',
-  });
-  if (r.status !== 0) throw new Error(String(r.stderr));
-  return { wall: performance.now() - t, cpu: Number(r.stdout) / 1000 };
-}
-const su = { none: [], 'hatch-agent': [] };
-for (let i = 0; i < 21; i++) {
-  su.none.push(startup([]));
-  su['hatch-agent'].push(startup(['-r', 'hatch-agent']));
-}
-
+console.log(writeReport(ROUNDS));
 sink.close();
 downstream.kill();
 await pg.stop();
 
-const rows = [];
-for (const route of ROUTES) {
-  const base = results[route].none;
-  for (const variant of VARIANTS.slice(1)) {
-    const ours = results[route][variant];
-    const ratio = (k) => median(ours.map((o, i) => o[k] / base[i][k]));
-    const name = variant === 'hatch-agent' ? '' : ` (${variant})`;
-    rows.push(
-      `| \`${route}\`${name} | ${median(base.map((x) => x.rps)).toFixed(0)} | ${median(ours.map((x) => x.rps)).toFixed(0)} | **${ratio('rps').toFixed(2)}** | ${median(base.map((x) => x.p99)).toFixed(2)} / ${median(ours.map((x) => x.p99)).toFixed(2)} (${ratio('p99').toFixed(2)}x) | ${median(base.map((x) => x.cpu)).toFixed(0)} / ${median(ours.map((x) => x.cpu)).toFixed(0)} (${ratio('cpu').toFixed(2)}x) | ${median(base.map((x) => x.rss)).toFixed(0)} / ${median(ours.map((x) => x.rss)).toFixed(0)} |`,
-    );
-  }
-}
-const s0 = median(su.none.map((x) => x.wall));
-const s1 = median(su['hatch-agent'].map((x) => x.wall));
-const c0 = median(su.none.map((x) => x.cpu));
-const c1 = median(su['hatch-agent'].map((x) => x.cpu));
-const report = `## Overhead under load: hatch-agent against the same app without it
 
-- date: ${new Date().toISOString().slice(0, 10)}; machine: ${os.cpus().length} × ${os.cpus()[0].model}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB; Node ${process.version}
-- command: \`node bench/overhead.mjs --rounds ${ROUNDS} --seconds ${SECONDS} --connections ${CONNECTIONS}\`
-- app: \`bench/app.js\` (node:http; \`/db\` = one \`SELECT 1\` through a pg.Pool of 10 on embedded PostgreSQL;
-  \`/fetch\` = global fetch to a plain server in another process); agent with every feature on: request IDs,
-  SQL comments, header propagation, StatsD to a local UDP receiver (${received} lines received)
-- load: ${CONNECTIONS} keep-alive connections from a Node client in the same machine, ${WARMUP} s warm-up not counted, ${SECONDS} s measured,
-  variants interleaved for ${ROUNDS} rounds; ratios are medians of per-round ratios
 
-| route | req/s none | req/s agent | ratio | p99 ms none / agent | server CPU µs/req none / agent | peak RSS MB none / agent |
-|---|---|---|---|---|---|---|
-${rows.join('\n')}
-
-Start-up (medians of 21, interleaved): \`node -e 0\` ${s0.toFixed(0)} ms wall / ${c0.toFixed(0)} ms CPU,
-\`node -r hatch-agent -e 0\` ${s1.toFixed(0)} ms wall / ${c1.toFixed(0)} ms CPU (+${(s1 - s0).toFixed(0)} ms wall, +${(c1 - c0).toFixed(0)} ms CPU).
-
-This machine is a shared VM with heavy steal: the same no-agent run can differ 2x between rounds, so
-read the ratios with the CPU-time columns, and distrust a single round.
-`;
-writeSection('overhead', report);
-console.log(report);
