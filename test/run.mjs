@@ -134,9 +134,9 @@ try {
       delete env.HATCH_TEST_PG_LOG;
     }
     // TAP on every Node (24 defaults to another reporter), passed through and counted for the total.
-    // The timeout also bounds each file: the browser test (Chromium start-up) needs more than 3
-    // minutes when the shared VM is loaded.
-    const child = spawn(r.node, ['--test', '--test-reporter=tap', '--test-concurrency=2', '--test-timeout=300000', ...r.list], { cwd: root, env, stdio: ['ignore', 'pipe', 'inherit'] });
+    // The timeout also bounds each file (20 min): the reliability files run 2,000 and 10,000
+    // requests and about 40 agent-fault apps, more than 5 minutes when the shared VM is loaded.
+    const child = spawn(r.node, ['--test', '--test-reporter=tap', '--test-concurrency=2', '--test-timeout=1200000', ...r.list], { cwd: root, env, stdio: ['ignore', 'pipe', 'inherit'] });
     let tail = '';
     child.stdout.on('data', (d) => {
       process.stdout.write(d);
