@@ -76,7 +76,7 @@ const downstream = process.env.DOWNSTREAM;
 const server = http.createServer(async (req, res) => {
   const i = new URL(req.url, 'http://x').searchParams.get('i');
   try {
-    await pool.query("SELECT 'host-${RUN}-" + Number(i) + "' AS h");
+    await pool.query("SELECT '" + process.env.SQL_TAG + "-" + Number(i) + "' AS h"); // the bare twin's own tag
     await (await fetch(downstream + '/rec?expect=host-${RUN}-' + Number(i))).text();
     logger.info({ i: Number(i) }, 'hostile');
     res.end('ok ' + i);
@@ -94,8 +94,8 @@ let bare;
 before(async () => {
   down = await startApp(DOWNSTREAM, { agent: false, timeout: 90000 });
   [app, bare] = await Promise.all([
-    startApp(APP, { timeout: 90000, env: { DOWNSTREAM: down.url } }),
-    startApp(APP, { agent: false, timeout: 90000, env: { DOWNSTREAM: `${down.url}/bare` } }),
+    startApp(APP, { timeout: 90000, env: { DOWNSTREAM: down.url, SQL_TAG: `host-${RUN}` } }),
+    startApp(APP, { agent: false, timeout: 90000, env: { DOWNSTREAM: `${down.url}/bare`, SQL_TAG: `bare-${RUN}` } }),
   ]);
 });
 after(async () => {
