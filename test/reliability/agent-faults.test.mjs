@@ -37,6 +37,9 @@ fs.writeFileSync(path.join(views, 'page.ejs'), '<p><%= v %> <%= x %> <%= n %></p
 const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 2 });
 
 const backend = http.createServer((req, res) => res.end('backend ' + req.url));
+// fetch and undici keep sockets alive between the app's requests; on a loaded machine a gap longer
+// than Node's default 5 s let the backend close one as it was reused (ECONNRESET, either way).
+backend.keepAliveTimeout = 600000;
 const get = (url) => new Promise((ok, ko) => http.get(url, { agent: false }, (res) => { let b = ''; res.setEncoding('utf8'); res.on('data', (d) => (b += d)); res.on('end', () => ok(res.statusCode + ' ' + b)); }).on('error', ko));
 
 async function work(id) {
