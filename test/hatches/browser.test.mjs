@@ -34,10 +34,10 @@ after(async () => {
   if (profile) fs.rmSync(profile, { recursive: true, force: true });
 });
 
-test('the requests page shows the waterfall of a request with its query and its call', { timeout: 120000 }, async (t) => {
+test('the requests page shows the waterfall of a request with its query and its call', { timeout: 600000 }, async (t) => {
   const w = await get(app.url + '/work');
   const id = w.headers['x-request-id'];
-  await until(async () => JSON.parse((await get(`${app.url}/_hatch/requests?format=json`, auth())).body).recent.some((r) => r.id === id && r.path === '/work'), 10000, 'the record');
+  await until(async () => JSON.parse((await get(`${app.url}/_hatch/requests?format=json`, auth())).body).recent.some((r) => r.id === id && r.path === '/work'), 60000, 'the record');
 
   const page = context.pages()[0] ?? (await context.newPage());
   const res = await page.goto(`${app.url}/_hatch/requests`, { waitUntil: 'load' });
