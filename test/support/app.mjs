@@ -40,7 +40,7 @@ function baseEnv(env) {
 }
 
 /** Runs a script to completion: { code, signal, stdout, stderr }. */
-export function runScript(source, { agent = true, env = {}, timeout = 60000, file, ext } = {}) {
+export function runScript(source, { agent = true, env = {}, timeout = 180000, file, ext } = {}) {
   const f = file ?? writeApp(source, ext ?? (String(agent).includes('import') ? '.mjs' : '.js'));
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, nodeArgs(f, agent), { cwd: appDir, env: baseEnv(env) });
