@@ -5,6 +5,7 @@
 // (node --expose-gc, its /_bench/gc route) and reports its heap; the heap must stay within 5 MB of
 // the value after warm-up.
 //   node bench/memory.mjs [--requests 500000] [--batch 50000] [--warmup 20000] [--connections 50] [--no-write]
+import { listeningPort } from './child.mjs';
 import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import * as dgram from 'node:dgram';
@@ -33,15 +34,7 @@ const child = spawn(process.execPath, ['--expose-gc', '-r', path.join(root, 'dis
   env: { ...process.env, DATABASE_URL: pg.url, BENCH_GC_ROUTE: '1', HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(sink.address().port), HATCH_TOKEN: 'bench-token-0123456789abcdef' },
   stdio: ['ignore', 'pipe', 'inherit'],
 });
-const port = await new Promise((resolve, reject) => {
-  let out = '';
-  child.stdout.on('data', (d) => {
-    out += d;
-    const m = /listening (\d+)/.exec(out);
-    if (m) resolve(Number(m[1]));
-  });
-  child.on('exit', (c) => reject(new Error(`app exited ${c}`)));
-});
+const port = await listeningPort(child, 'app');
 const url = `http://127.0.0.1:${port}`;
 const run = (amount) => autocannon({ url: `${url}/db`, connections: CONNECTIONS, amount });
 const gcHeap = async () => (await (await fetch(`${url}/_bench/gc`)).json());

@@ -12,6 +12,7 @@
 // measured window; each as a median of per-round ratios to no agent. Start-up: median wall time of
 // `node -r <agent> -e 0` against `node -e 0`. Writes its section of bench/RESULTS.md.
 // Not part of `npm test`: timings belong here, not in tests.
+import { listeningPort } from './child.mjs';
 import { spawn, spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import * as fs from 'node:fs';
@@ -133,15 +134,7 @@ async function startApp(variant, env) {
   const preload = preloadOf(variant);
   const args = preload ? ['-r', preload, path.join(benchDir, 'app.js')] : [path.join(benchDir, 'app.js')];
   const child = spawn(process.execPath, args, { cwd: benchDir, env: { ...process.env, ...env, ...own }, stdio: ['ignore', 'pipe', 'inherit'] });
-  const port = await new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout.on('data', (d) => {
-      out += d;
-      const m = /listening (\d+)/.exec(out);
-      if (m) resolve(Number(m[1]));
-    });
-    child.on('exit', (c) => reject(new Error(`${variant} exited ${c}`)));
-  });
+  const port = await listeningPort(child, variant);
   return { child, port };
 }
 
