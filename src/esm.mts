@@ -14,7 +14,7 @@
  *
  * A failure here logs one line; the app runs on, instrumented where `require` reaches.
  */
-import { createRequire, register as registerLoader } from 'node:module';
+import { createRequire, isBuiltin, register as registerLoader } from 'node:module';
 import type { ModuleHandler } from './hook.js';
 
 const require = createRequire(import.meta.url);
@@ -57,7 +57,7 @@ function patchNamespace(handler: ModuleHandler, ns: Namespace, name: string, bas
 async function hookImports(): Promise<void> {
   const handler = currentModuleHandler();
   if (handler === undefined) return; // the agent is off, or no patch is enabled
-  const builtins = handler.names.filter((n) => !n.includes('/') && require('node:module').isBuiltin(n));
+  const builtins = handler.names.filter((n) => !n.includes('/') && isBuiltin(n));
   const names = [...handler.names, ...builtins.map((n) => `node:${n}`)];
   const iitm = require('import-in-the-middle') as typeof import('import-in-the-middle');
   const onImport = (ns: Namespace, name: string, baseDir: string | void): void => {
