@@ -26,7 +26,11 @@ const STATS_JS = path.join(path.dirname(createRequire(import.meta.url).resolve('
 
 // Preloaded into the daemon: exit (and remove its temp dir) when our test
 // process is gone (e.g. SIGKILL), since nothing else would ever stop it.
-const ORPHAN_GUARD = `const parent = process.ppid;
+// It also gives the daemon back util.log, which statsd 0.9 calls and Node 23
+// removed (the Node 24 line would otherwise fail to start it).
+const ORPHAN_GUARD = `const util = require('util');
+if (typeof util.log !== 'function') util.log = (msg) => console.log(new Date().toISOString() + ' - ' + msg);
+const parent = process.ppid;
 setInterval(() => {
   if (process.ppid === parent) return;
   require('fs').rmSync(__dirname, { recursive: true, force: true });
