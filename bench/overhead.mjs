@@ -16,13 +16,13 @@ import { listeningPort } from './child.mjs';
 import { spawn, spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as dgram from 'node:dgram';
 import { startPostgres } from '../test/support/postgres.mjs';
 import { writeSection } from './results-file.mjs';
+import { variants, stopApp } from './variants.mjs';
 
 const benchDir = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(benchDir, '..');
@@ -40,64 +40,7 @@ const STARTUP_RUNS = Number(opt('startup-runs', 11));
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const HZ = 100; // USER_HZ on Linux
 
-/** A loopback port nothing listens on: the peers' exporters are pointed there, so nothing leaves the machine. */
-async function closedPort() {
-  const srv = net.createServer();
-  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address();
-  await new Promise((r) => srv.close(r));
-  return port;
-}
-const dead = `http://127.0.0.1:${await closedPort()}`;
-
-// Each variant: what is preloaded, and its settings. Every peer is resolved from bench/node_modules.
-const ALL = {
-  none: { preload: null, env: {} },
-  'hatch-agent': {
-    preload: path.join(root, 'dist/src/index.js'),
-    // Every feature on: request IDs, SQL comments, propagation, StatsD (port set below), and the
-    // recent-requests store, which is on when HATCH_TOKEN is set.
-    env: { HATCH_STATSD: 'on', HATCH_TOKEN: 'bench-token-0123456789abcdef' },
-  },
-  otel: {
-    preload: '@opentelemetry/auto-instrumentations-node/register',
-    env: {
-      OTEL_SERVICE_NAME: 'bench',
-      OTEL_TRACES_EXPORTER: 'otlp',
-      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf',
-      OTEL_EXPORTER_OTLP_ENDPOINT: dead,
-      OTEL_METRICS_EXPORTER: 'none',
-      OTEL_LOGS_EXPORTER: 'none',
-      OTEL_LOG_LEVEL: 'none',
-      // Only local detectors: the cloud ones query metadata endpoints off the machine.
-      OTEL_NODE_RESOURCE_DETECTORS: 'env,host,os,process',
-    },
-  },
-  'dd-trace': {
-    preload: 'dd-trace/init',
-    env: {
-      DD_SERVICE: 'bench',
-      DD_TRACE_AGENT_URL: dead,
-      DD_INSTRUMENTATION_TELEMETRY_ENABLED: 'false',
-      DD_REMOTE_CONFIGURATION_ENABLED: 'false',
-      DD_TRACE_STARTUP_LOGS: 'false',
-      DD_PROFILING_ENABLED: 'false',
-      DD_RUNTIME_METRICS_ENABLED: 'false',
-      DD_DOGSTATSD_URL: `udp://127.0.0.1:${dead.split(':').pop()}`,
-    },
-  },
-  elastic: {
-    preload: 'elastic-apm-node/start',
-    env: {
-      ELASTIC_APM_SERVICE_NAME: 'bench',
-      ELASTIC_APM_SERVER_URL: dead,
-      ELASTIC_APM_CENTRAL_CONFIG: 'false',
-      ELASTIC_APM_CLOUD_PROVIDER: 'none',
-      ELASTIC_APM_LOG_LEVEL: 'off',
-      ELASTIC_APM_METRICS_INTERVAL: '0s',
-    },
-  },
-};
+const ALL = await variants();
 if (argv.includes('--dbm')) ALL['dd-trace+dbm'] = { preload: ALL['dd-trace'].preload, env: { ...ALL['dd-trace'].env, DD_DBM_PROPAGATION_MODE: 'full' } };
 const VARIANTS = argv.includes('--only') ? opt('only', '').split(',') : Object.keys(ALL);
 if (VARIANTS[0] !== 'none') throw new Error('--only must start with none: ratios are against it');
@@ -252,8 +195,7 @@ for (let round = 1; round <= ROUNDS; round++) {
       ((results[route] ??= {})[variant] ??= []).push({ rps, p50: r.latency.p50, p99: r.latency.p99, cpu, rss });
       process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0)}s] round ${round} ${variant.padEnd(12)} ${route.padEnd(7)} ${rps.toFixed(0)} req/s p50 ${r.latency.p50} p99 ${r.latency.p99} ms cpu ${cpu.toFixed(0)} µs/req rss ${rss.toFixed(0)} MB errors ${bad}\n`);
     }
-    child.kill('SIGTERM');
-    await new Promise((r) => child.on('exit', r));
+    await stopApp(child);
   }
   writeReport(round); // after every round, so a run cut short still leaves its table
 }

@@ -1,0 +1,79 @@
+// The agents every overhead benchmark compares, with their settings, shared by bench/overhead.mjs
+// and bench/instructions.mjs. Each peer's preload is resolved from bench/node_modules.
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+/** A loopback port nothing listens on: the peers' exporters are pointed there, so nothing leaves the machine. */
+async function closedPort() {
+  const srv = net.createServer();
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = srv.address();
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+export async function variants() {
+  const dead = `http://127.0.0.1:${await closedPort()}`;
+
+  // Each variant: what is preloaded, and its settings. Every peer is resolved from bench/node_modules.
+  return {
+    none: { preload: null, env: {} },
+    'hatch-agent': {
+      preload: path.join(root, 'dist/src/index.js'),
+      // Every feature on: request IDs, SQL comments, propagation, StatsD (port set below), and the
+      // recent-requests store, which is on when HATCH_TOKEN is set.
+      env: { HATCH_STATSD: 'on', HATCH_TOKEN: 'bench-token-0123456789abcdef' },
+    },
+    otel: {
+      preload: '@opentelemetry/auto-instrumentations-node/register',
+      env: {
+        OTEL_SERVICE_NAME: 'bench',
+        OTEL_TRACES_EXPORTER: 'otlp',
+        OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf',
+        OTEL_EXPORTER_OTLP_ENDPOINT: dead,
+        OTEL_METRICS_EXPORTER: 'none',
+        OTEL_LOGS_EXPORTER: 'none',
+        OTEL_LOG_LEVEL: 'none',
+        // Only local detectors: the cloud ones query metadata endpoints off the machine.
+        OTEL_NODE_RESOURCE_DETECTORS: 'env,host,os,process',
+      },
+    },
+    'dd-trace': {
+      preload: 'dd-trace/init',
+      env: {
+        DD_SERVICE: 'bench',
+        DD_TRACE_AGENT_URL: dead,
+        DD_INSTRUMENTATION_TELEMETRY_ENABLED: 'false',
+        DD_REMOTE_CONFIGURATION_ENABLED: 'false',
+        DD_TRACE_STARTUP_LOGS: 'false',
+        DD_PROFILING_ENABLED: 'false',
+        DD_RUNTIME_METRICS_ENABLED: 'false',
+        DD_DOGSTATSD_URL: `udp://127.0.0.1:${dead.split(':').pop()}`,
+      },
+    },
+    elastic: {
+      preload: 'elastic-apm-node/start',
+      env: {
+        ELASTIC_APM_SERVICE_NAME: 'bench',
+        ELASTIC_APM_SERVER_URL: dead,
+        ELASTIC_APM_CENTRAL_CONFIG: 'false',
+        ELASTIC_APM_CLOUD_PROVIDER: 'none',
+        ELASTIC_APM_LOG_LEVEL: 'off',
+        ELASTIC_APM_METRICS_INTERVAL: '0s',
+      },
+    },
+  };
+}
+
+/** Stops an app: SIGTERM, then SIGKILL after 10 s (OpenTelemetry's register replaces SIGTERM's default exit with an SDK shutdown that leaves the process running). */
+export async function stopApp(child) {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
+  await exited;
+  clearTimeout(t);
+}
