@@ -25,7 +25,6 @@ import { writeSection } from './results-file.mjs';
 import { variants, stopApp } from './variants.mjs';
 
 const benchDir = path.dirname(fileURLToPath(import.meta.url));
-const root = path.resolve(benchDir, '..');
 const benchRequire = createRequire(path.join(benchDir, 'package.json'));
 const autocannon = benchRequire('autocannon');
 
