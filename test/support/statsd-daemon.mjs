@@ -28,7 +28,7 @@ const STATS_JS = path.join(path.dirname(createRequire(import.meta.url).resolve('
 // process is gone (e.g. SIGKILL), since nothing else would ever stop it.
 // It also gives the daemon back util.log, which statsd 0.9 calls and Node 23
 // removed (the Node 24 line would otherwise fail to start it).
-const ORPHAN_GUARD = `const util = require('util');
+const DAEMON_PRELOAD = `const util = require('util');
 if (typeof util.log !== 'function') util.log = (msg) => console.log(new Date().toISOString() + ' - ' + msg);
 const parent = process.ppid;
 setInterval(() => {
@@ -72,13 +72,13 @@ function udpBound(port) {
  */
 export async function startStatsdDaemon({ flushInterval = 3_600_000, dumpMessages = false, config = {} } = {}) {
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'hatch-statsd-'));
-  const guard = path.join(dir, 'orphan-guard.cjs');
-  await fsp.writeFile(guard, ORPHAN_GUARD);
+  const preload = path.join(dir, 'daemon-preload.cjs');
+  await fsp.writeFile(preload, DAEMON_PRELOAD);
   try {
     // Free ports are only free until someone binds them: retry on a clash.
     for (let attempt = 1; ; attempt++) {
       try {
-        return await launch({ dir, guard, flushInterval, dumpMessages, config });
+        return await launch({ dir, preload, flushInterval, dumpMessages, config });
       } catch (e) {
         if (attempt >= 3 || !/EADDRINUSE/.test(e.message)) throw e;
       }
@@ -89,7 +89,7 @@ export async function startStatsdDaemon({ flushInterval = 3_600_000, dumpMessage
   }
 }
 
-async function launch({ dir, guard, flushInterval, dumpMessages, config }) {
+async function launch({ dir, preload, flushInterval, dumpMessages, config }) {
   const port = await freeUdpPort();
   const mgmtPort = await freeTcpPort();
   const conf = {
@@ -105,7 +105,7 @@ async function launch({ dir, guard, flushInterval, dumpMessages, config }) {
   const confFile = path.join(dir, 'config.js');
   await fsp.writeFile(confFile, JSON.stringify(conf, null, 2)); // stats.js evals it as a JS literal
 
-  const child = spawn(process.execPath, ['--require', guard, STATS_JS, confFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--require', preload, STATS_JS, confFile], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   const keep = (b) => { out = (out + b).slice(-20_000); };
   child.stdout.on('data', keep);
