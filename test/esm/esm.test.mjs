@@ -23,6 +23,7 @@ before(async () => {
     seen.push([req.url, req.headers['x-request-id'] ?? null]);
     res.end('down:' + req.url);
   });
+  downstream.keepAliveTimeout = 120000; // no idle-socket race with the app's keep-alive agent on a slow machine
   await new Promise((r) => downstream.listen(0, '127.0.0.1', r));
 });
 after(() => {

@@ -13,6 +13,7 @@ pool.on('error', () => {}); // idle clients lose their server when it stops; the
 const client = process.env.APP_NO_CLIENT ? null : new pg.Client({ connectionString: process.env.DATABASE_URL });
 client?.on('error', () => {});
 const backend = http.createServer((req, res) => res.end('backend ok'));
+backend.keepAliveTimeout = 120000; // no idle-socket race with the keep-alive agent on a slow machine
 (async () => {
   await client?.connect();
   await new Promise((r) => backend.listen(0, '127.0.0.1', r));

@@ -29,6 +29,10 @@ const server = http.createServer(async (req, res) => {
   res.setHeader('content-type', 'application/json');
   res.end(JSON.stringify({ received: raw(req, 'x-request-id'), traceparent: raw(req, 'traceparent'), id: getRequestId() }));
 });
+// A's http.get, http.request and axios share Node's global keep-alive agent. With the server's
+// default 5 s keep-alive, a socket idle for ~5 s (while the test polls the statement log on a slow
+// machine) can be closed by B just as A reuses it: "socket hang up", with or without the agent.
+server.keepAliveTimeout = 120000;
 server.listen(0, '127.0.0.1', () => console.log('listening ' + server.address().port));
 `;
 
