@@ -84,7 +84,9 @@ test('a module outside the supported range, or that cannot be patched, logs one 
   assert.deepEqual(b.stderr.split('\n').filter(Boolean), ['hatch-agent warn: pg@8.5.0 could not be patched (Client.prototype.query not found); left untouched']);
 });
 
-test('the public API is typed and importable from the installed package', () => {
+// The types do not depend on Node's version: under `npm test` tsc runs on the first line only.
+const typesElsewhere = process.env.HATCH_TEST_PRIMARY === '0' && 'tsc runs on the first matrix line';
+test('the public API is typed, as installed from the package', { skip: typesElsewhere }, () => {
   const file = path.join(appDir, 'typed.ts');
   fs.writeFileSync(
     file,
@@ -100,7 +102,9 @@ export { id, n, p };
   const tsc = path.join(root, 'node_modules', '.bin', 'tsc');
   const r = spawnSync(tsc, ['--noEmit', '--strict', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--types', 'node', '--typeRoots', path.join(root, 'node_modules/@types'), file], { cwd: appDir, encoding: 'utf8' });
   assert.equal(r.status, 0, r.stdout + r.stderr);
-  // and the runtime API outside -r: importing the package starts the agent once and works
+});
+
+test('the runtime API outside -r: importing the package starts the agent once and works', () => {
   const s = spawnSync(process.execPath, ['-e', `const { withRequestId, getRequestId } = require('hatch-agent'); console.log(getRequestId(), withRequestId('w-1', () => getRequestId()), withRequestId('bad id */', () => /^[0-9a-f-]{36}$/.test(getRequestId())))`], { cwd: appDir, encoding: 'utf8', env: { ...process.env, HATCH_STATSD: 'off' } });
   assert.equal(s.stdout, 'undefined w-1 true\n', s.stderr);
   assert.match(s.stderr, /withRequestId: the ID is outside the allowlist/);

