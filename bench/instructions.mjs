@@ -1,0 +1,133 @@
+#!/usr/bin/env node
+// The server's CPU cost per request in instructions, counted by valgrind's callgrind: the one
+// overhead figure a shared, stolen-from VM cannot disturb (wall and even CPU time on this machine
+// vary 10-60x between identical windows; see bench/RESULTS.md). For each variant (no agent,
+// hatch-agent, OpenTelemetry, dd-trace, Elastic APM) one app process runs under callgrind with
+// instrumentation off; per route, a warm-up load runs uncounted, then counting is switched on
+// (callgrind_control) for exactly --requests requests and off again. Instructions per request =
+// the counted total / requests; it includes everything the process did meanwhile (V8's JIT and GC
+// threads, the agents' timers and exporters), but not the load generator, which is another process.
+// For a CPU-bound server, its throughput ratio to no agent is about none's count / the variant's.
+// The JIT stays on (--smc-check=all-non-file), so the code measured is the optimised code.
+//   node bench/instructions.mjs [--requests 1000] [--warmup 1500] [--connections 10]
+//                               [--routes /hello,/db,/fetch,/render] [--only none,hatch-agent] [--no-write]
+// Needs valgrind (apt-get install valgrind). Not part of `npm test`.
+import { listeningPort } from './child.mjs';
+import { variants, stopApp } from './variants.mjs';
+import { writeSection } from './results-file.mjs';
+import { startPostgres } from '../test/support/postgres.mjs';
+import { spawn, execFileSync } from 'node:child_process';
+import { createRequire } from 'node:module';
+import * as dgram from 'node:dgram';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const benchDir = path.dirname(fileURLToPath(import.meta.url));
+const benchRequire = createRequire(path.join(benchDir, 'package.json'));
+const autocannon = benchRequire('autocannon');
+const argv = process.argv;
+const opt = (name, d) => (argv.includes(`--${name}`) ? argv[argv.indexOf(`--${name}`) + 1] : d);
+const REQUESTS = Number(opt('requests', 1000));
+const WARMUP = Number(opt('warmup', 1500));
+const CONNECTIONS = Number(opt('connections', 10));
+const ROUTES = opt('routes', '/hello,/db,/fetch,/render').split(',');
+const ALL = await variants();
+const VARIANTS = argv.includes('--only') ? opt('only', '').split(',') : Object.keys(ALL);
+if (VARIANTS[0] !== 'none') throw new Error('--only must start with none: ratios are against it');
+
+const pg = await startPostgres();
+const sink = dgram.createSocket('udp4');
+let received = 0;
+sink.on('message', (m) => (received += m.toString().split('\n').length));
+await new Promise((r) => sink.bind(0, '127.0.0.1', r));
+const downstream = spawn(process.execPath, ['-e', "const s = require('http').createServer((q, r) => r.end('downstream')).listen(0, '127.0.0.1', () => console.log(s.address().port))"], { stdio: ['ignore', 'pipe', 'inherit'] });
+const downstreamPort = await listeningPortPlain(downstream);
+const env = { DATABASE_URL: pg.url, HATCH_STATSD_PORT: String(sink.address().port), DOWNSTREAM_URL: `http://127.0.0.1:${downstreamPort}/` };
+
+function listeningPortPlain(child) {
+  return new Promise((r) => child.stdout.once('data', (d) => r(Number(String(d).trim()))));
+}
+
+let failed = 0;
+const outDir = fs.mkdtempSync(path.join(os.tmpdir(), 'hatch-callgrind-'));
+async function load(port, route, amount) {
+  const r = await autocannon({ url: `http://127.0.0.1:${port}${route}`, connections: CONNECTIONS, amount, timeout: 120 });
+  const bad = r.errors + r.timeouts + r.non2xx;
+  // The switch of instrumentation stalls the process for a moment, and a connection can drop then:
+  // a few failures are tolerated (and counted in the report); the count is per completed response.
+  failed += bad;
+  if (bad > amount / 50) throw new Error(`${route}: ${bad} failed responses (errors ${r.errors}, timeouts ${r.timeouts}, non-2xx ${r.non2xx})`);
+  return r.requests.total;
+}
+const ctl = (pid, ...args) => execFileSync('callgrind_control', [...args, String(pid)], { encoding: 'utf8' });
+
+/** Instructions counted since the last zeroing: dump, then read the newest dump's totals line. */
+function dumpTotal(pid, label) {
+  ctl(pid, '--dump=' + label);
+  const files = fs.readdirSync(outDir).filter((f) => f.startsWith(`cg.${pid}.`)).map((f) => path.join(outDir, f));
+  const newest = files.sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs)[0];
+  const m = /^(?:totals|summary): (\d+)/m.exec(fs.readFileSync(newest, 'utf8'));
+  if (!m) throw new Error(`no totals in ${newest}`);
+  for (const f of files) fs.rmSync(f);
+  return Number(m[1]);
+}
+
+const results = {}; // variant -> route -> instructions per request
+const t0 = Date.now();
+for (const variant of VARIANTS) {
+  const { preload, env: own } = ALL[variant];
+  const file = preload === null || path.isAbsolute(preload) ? preload : benchRequire.resolve(preload);
+  const child = spawn('valgrind', ['--tool=callgrind', '--instr-atstart=no', `--callgrind-out-file=${outDir}/cg.%p`, '--smc-check=all-non-file', process.execPath, ...(file ? ['-r', file] : []), path.join(benchDir, 'app.js')], {
+    cwd: benchDir,
+    env: { ...process.env, ...env, ...own },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr = (stderr + d).slice(-4000)));
+  const port = await listeningPort(child, variant).catch((e) => { throw new Error(`${e.message}\n${stderr}`); });
+  results[variant] = {};
+  for (const route of ROUTES) {
+    await load(port, route, WARMUP);
+    ctl(child.pid, '--zero');
+    ctl(child.pid, '--instr=on');
+    const n = await load(port, route, REQUESTS);
+    ctl(child.pid, '--instr=off');
+    results[variant][route] = dumpTotal(child.pid, route) / n;
+    process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0)}s] ${variant.padEnd(12)} ${route.padEnd(8)} ${(results[variant][route] / 1000).toFixed(0)} k instructions/request\n`);
+  }
+  await stopApp(child);
+}
+sink.close();
+downstream.kill();
+await pg.stop();
+fs.rmSync(outDir, { recursive: true, force: true });
+
+const k = (x) => `${(x / 1000).toFixed(0)} k`;
+const rows = ROUTES.map((route) => {
+  const base = results.none[route];
+  const cells = VARIANTS.map((v) => (v === 'none' ? k(base) : `${k(results[v][route])} (${(results[v][route] / base).toFixed(2)}x → ${(base / results[v][route]).toFixed(2)})`));
+  return `| \`${route}\` | ${cells.join(' | ')} |`;
+});
+const versions = ['@opentelemetry/auto-instrumentations-node', 'dd-trace', 'elastic-apm-node', 'pg', 'ejs']
+  .map((p) => `${p} ${JSON.parse(fs.readFileSync(benchRequire.resolve(`${p}/package.json`), 'utf8')).version}`)
+  .join(', ');
+const command = `node bench/instructions.mjs${argv.slice(2).filter((a) => a !== '--no-write').map((a) => ` ${a}`).join('')}`;
+const report = `## Server CPU per request in instructions (callgrind): hatch-agent and its peers against no agent
+
+- date: ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC; Node ${process.version}; ${os.cpus()[0].model}; versions: ${versions}
+- command: \`${command}\` (valgrind callgrind, JIT on; counting switched on only while the measured requests run)
+- per route and variant: ${WARMUP} warm-up requests not counted, then ${REQUESTS} requests counted, ${CONNECTIONS} connections,
+  one app process per variant; the count covers every thread of the app process and nothing else.
+  hatch-agent with every feature on (request IDs, SQL comments, propagation, StatsD to a local receiver: ${received}
+  lines received, the recent-requests store). Peers as in the load benchmark, exporters at a closed port.
+- failed responses (dropped connections while counting was switched): ${failed}, of ${VARIANTS.length * ROUTES.length * (REQUESTS + WARMUP)}
+- cell: instructions per request (ratio to no agent → the throughput ratio it implies for a CPU-bound server)
+
+| route | ${VARIANTS.join(' | ')} |
+|---|${VARIANTS.map(() => '---').join('|')}|
+${rows.join('\n')}
+`;
+if (!argv.includes('--no-write')) writeSection('instructions', report);
+console.log(report);
