@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // AsyncLocalStorage (what hatch-agent uses) against cls-hooked on the same promise-heavy workload.
-//   node bench/als-vs-cls.mjs [--requests 20000] [--no-write]      (after `npm install --prefix bench`)
+//   node bench/als-vs-cls.mjs [--instructions] [--requests N] [--no-write]   (after `npm install --prefix bench`)
+// --instructions counts instructions per request with valgrind's callgrind (bench/callgrind.mjs)
+// instead of CPU time: the one figure this shared VM cannot disturb (one round: counts repeat).
 // One "request": enter a context holding its ID, then 3 parallel chains of 10 awaited async
 // steps each (every step awaits a resolved promise and a setImmediate-free microtask, and reads
 // the ID back), as a handler fanning out to a few libraries would. 50 requests are in flight at
@@ -9,13 +11,18 @@
 // own request's ID. Reported: ns per request (median of 5 samples) and heap after a forced GC.
 import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
+import * as fs from 'node:fs';
 import * as os from 'node:os';
+import * as cg from './callgrind.mjs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const benchDir = path.dirname(fileURLToPath(import.meta.url));
 const argv = process.argv;
-const REQUESTS = Number(argv.includes('--requests') ? argv[argv.indexOf('--requests') + 1] : 20_000);
+const INSTRUCTIONS = argv.includes('--instructions');
+const REQUESTS = Number(argv.includes('--requests') ? argv[argv.indexOf('--requests') + 1] : INSTRUCTIONS ? 2_000 : 20_000);
+const SAMPLES = INSTRUCTIONS ? 3 : 5;
+const ROUNDS = INSTRUCTIONS ? 1 : 3;
 const STEPS = 10;
 const CHAINS = 3;
 const IN_FLIGHT = 50;
@@ -66,7 +73,12 @@ if (variant) {
   };
   await batch(REQUESTS / 4); // warm-up
   const xs = [];
-  for (let i = 0; i < 5; i++) {
+  const counter = cg.inProcess();
+  for (let i = 0; i < SAMPLES; i++) {
+    if (counter) {
+      xs.push((await counter.count(() => batch(REQUESTS))) / REQUESTS);
+      continue;
+    }
     const c = process.cpuUsage(); // CPU time, not wall time: the machine is a starved shared VM
     await batch(REQUESTS);
     const d = process.cpuUsage(c);
@@ -74,16 +86,20 @@ if (variant) {
   }
   globalThis.gc();
   const heap = process.memoryUsage().heapUsed;
-  process.stdout.write(JSON.stringify({ ns: [...xs].sort((a, b) => a - b)[2], samples: xs, heap, wrong }));
+  process.stdout.write(JSON.stringify({ ns: [...xs].sort((a, b) => a - b)[Math.floor(SAMPLES / 2)], samples: xs, heap, wrong }));
 } else {
   const one = (v) => {
-    const r = spawnSync(process.execPath, ['--expose-gc', fileURLToPath(import.meta.url), ...argv.slice(2)], { env: { ...process.env, HATCH_CTX_VARIANT: v }, encoding: 'utf8' });
+    const dir = INSTRUCTIONS ? cg.outputDir() : null;
+    const args = [process.execPath, '--expose-gc', fileURLToPath(import.meta.url), ...argv.slice(2)];
+    const [cmd, cmdArgs] = dir ? cg.wrap(dir, args) : [args[0], args.slice(1)];
+    const r = spawnSync(cmd, cmdArgs, { env: { ...process.env, HATCH_CTX_VARIANT: v, ...(dir ? { [cg.ENV]: dir } : {}) }, encoding: 'utf8', maxBuffer: 1 << 26 });
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
     if (r.status !== 0) throw new Error(`${v}: ${r.stderr}`);
     return JSON.parse(r.stdout);
   };
   const names = ['none', 'als', 'cls-hooked'];
   const runs = Object.fromEntries(names.map((n) => [n, []]));
-  for (let round = 0; round < 3; round++) for (const n of round % 2 ? [...names].reverse() : names) runs[n].push(one(n));
+  for (let round = 0; round < ROUNDS; round++) for (const n of round % 2 ? [...names].reverse() : names) runs[n].push(one(n));
   const med = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   const base = med(runs.none.map((r) => r.ns));
   const rows = names.map((n) => {
@@ -95,11 +111,11 @@ if (variant) {
   const report = `## AsyncLocalStorage against cls-hooked
 
 - date: ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC; ${os.cpus().length} × ${os.cpus()[0].model}, shared VM; Node ${process.version}
-- command: \`node bench/als-vs-cls.mjs --requests ${REQUESTS}\`
+- command: \`node bench/als-vs-cls.mjs${INSTRUCTIONS ? ' --instructions' : ''} --requests ${REQUESTS}\`${INSTRUCTIONS ? ' (instructions counted by valgrind callgrind, JIT on)' : ''}
 - workload: per request, enter a context, then ${CHAINS} parallel chains of ${STEPS} awaited async steps, each reading the ID back;
-  ${IN_FLIGHT} requests in flight; each variant in its own process, 3 rounds interleaved, median of per-round medians of 5 samples.
+  ${IN_FLIGHT} requests in flight; each variant in its own process, ${ROUNDS} round${ROUNDS > 1 ? 's' : ''} interleaved, median of per-round medians of ${SAMPLES} samples.
 
-| context store | CPU µs per request | vs none | heap after GC, MB | wrong reads |
+| context store | ${INSTRUCTIONS ? 'k instructions' : 'CPU µs'} per request | vs none | heap after GC, MB | wrong reads |
 |---|---|---|---|---|
 ${rows.join('\n')}
 `;

@@ -16,7 +16,8 @@ import { listeningPort } from './child.mjs';
 import { variants, stopApp } from './variants.mjs';
 import { writeSection } from './results-file.mjs';
 import { startPostgres } from '../test/support/postgres.mjs';
-import { spawn, execFileSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import * as cg from './callgrind.mjs';
 import { createRequire } from 'node:module';
 import * as dgram from 'node:dgram';
 import * as fs from 'node:fs';
@@ -51,7 +52,7 @@ function listeningPortPlain(child) {
 }
 
 let failed = 0;
-const outDir = fs.mkdtempSync(path.join(os.tmpdir(), 'hatch-callgrind-'));
+const outDir = cg.outputDir();
 async function load(port, route, amount) {
   const r = await autocannon({ url: `http://127.0.0.1:${port}${route}`, connections: CONNECTIONS, amount, timeout: 120 });
   const bad = r.errors + r.timeouts + r.non2xx;
@@ -61,25 +62,13 @@ async function load(port, route, amount) {
   if (bad > amount / 50) throw new Error(`${route}: ${bad} failed responses (errors ${r.errors}, timeouts ${r.timeouts}, non-2xx ${r.non2xx})`);
   return r.requests.total;
 }
-const ctl = (pid, ...args) => execFileSync('callgrind_control', [...args, String(pid)], { encoding: 'utf8' });
-
-/** Instructions counted since the last zeroing: dump, then read the newest dump's totals line. */
-function dumpTotal(pid, label) {
-  ctl(pid, '--dump=' + label);
-  const files = fs.readdirSync(outDir).filter((f) => f.startsWith(`cg.${pid}.`)).map((f) => path.join(outDir, f));
-  const newest = files.sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs)[0];
-  const m = /^(?:totals|summary): (\d+)/m.exec(fs.readFileSync(newest, 'utf8'));
-  if (!m) throw new Error(`no totals in ${newest}`);
-  for (const f of files) fs.rmSync(f);
-  return Number(m[1]);
-}
-
 const results = {}; // variant -> route -> instructions per request
 const t0 = Date.now();
 for (const variant of VARIANTS) {
   const { preload, env: own } = ALL[variant];
   const file = preload === null || path.isAbsolute(preload) ? preload : benchRequire.resolve(preload);
-  const child = spawn('valgrind', ['--tool=callgrind', '--instr-atstart=no', `--callgrind-out-file=${outDir}/cg.%p`, '--smc-check=all-non-file', process.execPath, ...(file ? ['-r', file] : []), path.join(benchDir, 'app.js')], {
+  const [cmd, args] = cg.wrap(outDir, [process.execPath, ...(file ? ['-r', file] : []), path.join(benchDir, 'app.js')]);
+  const child = spawn(cmd, args, {
     cwd: benchDir,
     env: { ...process.env, ...env, ...own },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -90,11 +79,8 @@ for (const variant of VARIANTS) {
   results[variant] = {};
   for (const route of ROUTES) {
     await load(port, route, WARMUP);
-    ctl(child.pid, '--zero');
-    ctl(child.pid, '--instr=on');
-    const n = await load(port, route, REQUESTS);
-    ctl(child.pid, '--instr=off');
-    results[variant][route] = dumpTotal(child.pid, route) / n;
+    const { instructions, result: n } = await cg.countOutside(outDir, child.pid, () => load(port, route, REQUESTS));
+    results[variant][route] = instructions / n;
     process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0)}s] ${variant.padEnd(12)} ${route.padEnd(8)} ${(results[variant][route] / 1000).toFixed(0)} k instructions/request\n`);
   }
   await stopApp(child);

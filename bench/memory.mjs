@@ -6,6 +6,7 @@
 // the value after warm-up.
 //   node bench/memory.mjs [--requests 500000] [--batch 50000] [--warmup 20000] [--connections 50] [--no-write]
 import { listeningPort } from './child.mjs';
+import { stopApp } from './variants.mjs';
 import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import * as dgram from 'node:dgram';
@@ -85,8 +86,7 @@ while (done < REQUESTS) {
   await write(false); // after every batch, so a run cut short still leaves its series
   process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0)}s] ${done} requests: heap ${(m.heapUsed / 2 ** 20).toFixed(2)} MB rss ${(m.rss / 2 ** 20).toFixed(1)} MB (${r.requests.average.toFixed(0)} req/s)\n`);
 }
-child.kill('SIGTERM');
-await new Promise((r) => child.on('exit', r));
+await stopApp(child);
 sink.close();
 await pg.stop();
 await write(true);

@@ -1,6 +1,8 @@
 #!/usr/bin/env node
-// Per-call cost of hatch-agent's wrappers, in ns per call, with a plain Node benchmark loop.
-//   node bench/wrappers.mjs [--calls 200000] [--no-write]      (after `npm install --prefix bench`)
+// Per-call cost of hatch-agent's wrappers, with a plain Node benchmark loop: in instructions per
+// call counted by valgrind's callgrind (--instructions; the figure this shared VM cannot disturb),
+// or in ns of CPU time per call.
+//   node bench/wrappers.mjs [--instructions] [--calls N] [--no-write]   (after `npm install --prefix bench`)
 // The parent binds a local StatsD receiver and runs the measuring child with the agent preloaded
 // and every feature on. The child measures each wrapped function against the original the
 // wrapper holds (Symbol.for('hatch-agent.original')), first with the sinks subscribed to the
@@ -14,6 +16,8 @@
 //   'close' is let through (setImmediate every 500 calls) so the timing's end is in the loop;
 // - render: ejs.renderFile of a cached template (callback form), and a function from ejs.compile.
 import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as cg from './callgrind.mjs';
 import { createRequire } from 'node:module';
 import * as dgram from 'node:dgram';
 import * as os from 'node:os';
@@ -23,21 +27,28 @@ import { fileURLToPath } from 'node:url';
 const benchDir = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(benchDir, '..');
 const argv = process.argv;
-const CALLS = Number(argv.includes('--calls') ? argv[argv.indexOf('--calls') + 1] : 200_000);
+const INSTRUCTIONS = argv.includes('--instructions');
+const CALLS = Number(argv.includes('--calls') ? argv[argv.indexOf('--calls') + 1] : INSTRUCTIONS ? 20_000 : 200_000);
+const SAMPLES = INSTRUCTIONS ? 3 : 7;
+const UNIT = INSTRUCTIONS ? 'instructions' : 'ns';
 
 if (process.env.HATCH_BENCH_CHILD !== '1') {
   const sink = dgram.createSocket('udp4');
   let lines = 0;
   sink.on('message', (m) => (lines += m.toString().split('\n').length));
   await new Promise((r) => sink.bind(0, '127.0.0.1', r));
-  const child = spawn(process.execPath, ['--expose-gc', '-r', path.join(root, 'dist/src/index.js'), fileURLToPath(import.meta.url), ...argv.slice(2)], {
-    env: { ...process.env, HATCH_BENCH_CHILD: '1', HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(sink.address().port), HATCH_TOKEN: 'bench-token-0123456789abcdef' },
+  const dir = INSTRUCTIONS ? cg.outputDir() : null;
+  const args = [process.execPath, '--expose-gc', '-r', path.join(root, 'dist/src/index.js'), fileURLToPath(import.meta.url), ...argv.slice(2)];
+  const [cmd, cmdArgs] = dir ? cg.wrap(dir, args) : [args[0], args.slice(1)];
+  const child = spawn(cmd, cmdArgs, {
+    env: { ...process.env, HATCH_BENCH_CHILD: '1', HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(sink.address().port), HATCH_TOKEN: 'bench-token-0123456789abcdef', ...(dir ? { [cg.ENV]: dir } : {}) },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let out = '';
   child.stdout.on('data', (d) => (out += d));
   const code = await new Promise((r) => child.on('exit', r));
   sink.close();
+  if (dir) fs.rmSync(dir, { recursive: true, force: true });
   if (code !== 0) throw new Error(`child exited ${code}`);
   const rows = JSON.parse(out);
   const f = (x) => x.toFixed(0);
@@ -45,18 +56,17 @@ if (process.env.HATCH_BENCH_CHILD !== '1') {
   const report = `## Per-call cost of each wrapper
 
 - date: ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC; ${os.cpus().length} × ${os.cpus()[0].model}, shared VM; Node ${process.version}
-- command: \`node bench/wrappers.mjs --calls ${CALLS}\` (plain loop, ${CALLS} calls per sample, median of 7 samples after a warm-up; ns of process CPU time (user+sys) per call)
+- command: \`node bench/wrappers.mjs${INSTRUCTIONS ? ' --instructions' : ''} --calls ${CALLS}\` (plain loop, ${CALLS} calls per sample, median of ${SAMPLES} samples after a warm-up; ${INSTRUCTIONS ? 'instructions the process executed per call, counted by valgrind callgrind with the JIT on' : 'ns of process CPU time (user+sys) per call'})
 - "subscribed": the agent running with every sink (StatsD to a local receiver, ${lines} lines received; flight recorder;
   recent-requests store); "no subscribers": after \`agent.stop()\`, wrappers still in place, nothing listening on the channels.
 - "original" is the function the wrapper holds, called the same way, in the same process; the ns columns include the
   work of the call itself (see the header of bench/wrappers.mjs), so the cost of the wrapper is the difference.
 
-| call | original ns | wrapped ns (subscribed) | wrapper cost | original ns | wrapped ns (no subscribers) | wrapper cost |
+| call | original ${UNIT} | wrapped ${UNIT} (subscribed) | wrapper cost | original ${UNIT} | wrapped ${UNIT} (no subscribers) | wrapper cost |
 |---|---|---|---|---|---|---|
 ${table.join('\n')}
 
-Noise: the machine is a shared 2-core VM; samples of the same loop vary by roughly ±10-20%, so differences
-below ~100 ns are within noise.
+${INSTRUCTIONS ? 'Instruction counts do not depend on the load of the machine; the three samples of a loop differ by the GC and JIT work that falls in them.' : 'Noise: the machine is a shared 2-core VM; samples of the same loop vary by roughly ±10-20%, so differences\nbelow ~100 ns are within noise.'}
 `;
   if (!argv.includes('--no-write')) (await import('./results-file.mjs')).writeSection('wrappers', report);
   console.log(report);
@@ -79,7 +89,9 @@ async function child() {
   const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
   // Each case: setup() -> { run(fn) } where fn is the function under test; async ones await.
+  const counter = cg.inProcess();
   async function sample(loop, n) {
+    if (counter) return (await counter.count(() => loop(n))) / n;
     // CPU time of this process, not wall time: on a starved shared VM wall time mostly measures
     // the time the process was not scheduled.
     const c = process.cpuUsage();
@@ -91,7 +103,7 @@ async function child() {
     await sample(loop, Math.max(1000, CALLS / 4)); // warm-up, not counted
     globalThis.gc();
     const xs = [];
-    for (let i = 0; i < 7; i++) xs.push(await sample(loop, CALLS));
+    for (let i = 0; i < SAMPLES; i++) xs.push(await sample(loop, CALLS));
     return median(xs);
   }
 
@@ -165,7 +177,7 @@ async function child() {
       const o = (await measure(original)) * per;
       const w = (await measure(wrapped)) * per;
       Object.assign(rows[i], phase === 'on' ? { original: o, wrapped: w } : { originalOff: o, wrappedOff: w });
-      process.stderr.write(`${phase} ${cases[i][0]}: original ${o.toFixed(0)} ns, wrapped ${w.toFixed(0)} ns\n`);
+      process.stderr.write(`${phase} ${cases[i][0]}: original ${o.toFixed(0)} ${UNIT}, wrapped ${w.toFixed(0)} ${UNIT}\n`);
     }
   }
   process.stdout.write(JSON.stringify(rows));

@@ -1,0 +1,79 @@
+// Instruction counts from valgrind's callgrind, for the benchmarks: on this shared VM wall and CPU
+// time of the same loop vary 10-60x between windows (bench/RESULTS.md), while the number of
+// instructions a piece of code executes does not depend on what else the machine is doing.
+// - wrap(args): the command line that runs `args` under callgrind with counting off at start and
+//   V8's JIT left on (--smc-check=all-non-file lets valgrind see code V8 writes and rewrites).
+// - inProcess(): in a process started that way, count(fn) returns the instructions the process
+//   executed while fn ran (all its threads), switching counting on and off with callgrind_control.
+//   The process's event loop keeps turning meanwhile (the switch is asynchronous), so what the
+//   switch itself costs is a few hundred thousand instructions: negligible against a loop of
+//   thousands of calls, and the same for both sides of a comparison.
+import { execFile, execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+export const ENV = 'HATCH_BENCH_CALLGRIND_DIR';
+
+export function available() {
+  try {
+    execFileSync('valgrind', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A fresh output directory and the env var that tells the child where its dumps go. */
+export function outputDir() {
+  return fs.mkdtempSync(path.join(os.tmpdir(), 'hatch-callgrind-'));
+}
+
+export function wrap(dir, args) {
+  return ['valgrind', ['--tool=callgrind', '--instr-atstart=no', `--callgrind-out-file=${dir}/cg.%p`, '--smc-check=all-non-file', ...args]];
+}
+
+// Callgrind reads a command only while the process runs code: a process that waits in its event
+// loop for callgrind_control to exit would wait forever, so a timer keeps it ticking meanwhile.
+function ctl(pid, ...args) {
+  const tick = setInterval(() => {}, 20);
+  return new Promise((resolve, reject) =>
+    execFile('callgrind_control', [...args, String(pid)], { encoding: 'utf8', timeout: 120000 }, (err, out) => {
+      clearInterval(tick);
+      if (err) reject(err);
+      else resolve(out);
+    }),
+  );
+}
+
+/** Total instructions in the newest dump of `pid` (the `totals:` line; `summary:` is 0 in part dumps). */
+export function readDump(dir, pid) {
+  const files = fs.readdirSync(dir).filter((f) => f.startsWith(`cg.${pid}.`)).map((f) => path.join(dir, f));
+  if (files.length === 0) throw new Error(`callgrind wrote no dump for ${pid} in ${dir}`);
+  const newest = files.sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs)[0];
+  const m = /^totals: (\d+)/m.exec(fs.readFileSync(newest, 'utf8'));
+  if (!m) throw new Error(`no totals line in ${newest}`);
+  for (const f of files) fs.rmSync(f);
+  return Number(m[1]);
+}
+
+/** Counting around a piece of work, from outside the process (the instructions of process `pid`). */
+export async function countOutside(dir, pid, work) {
+  await ctl(pid, '--zero');
+  await ctl(pid, '--instr=on');
+  let result;
+  try {
+    result = await work();
+  } finally {
+    await ctl(pid, '--instr=off');
+  }
+  await ctl(pid, '--dump=part');
+  return { instructions: readDump(dir, pid), result };
+}
+
+/** Inside a process started by wrap(): count(fn) → instructions while fn ran; null when not under callgrind. */
+export function inProcess() {
+  const dir = process.env[ENV];
+  if (!dir) return null;
+  return { count: async (fn) => (await countOutside(dir, process.pid, fn)).instructions };
+}
