@@ -47,4 +47,7 @@ const server = http.createServer((req, res) => {
   }
   res.end('hello');
 });
+// bench/instructions.mjs runs the app under valgrind, tens of times slower: there an idle client
+// socket must not reach the 5 s keep-alive limit while counting is being switched.
+if (process.env.BENCH_KEEPALIVE_MS) server.keepAliveTimeout = Number(process.env.BENCH_KEEPALIVE_MS);
 server.listen(0, '127.0.0.1', () => console.log(`listening ${server.address().port}`));

@@ -53,22 +53,30 @@ export function readDump(dir, pid) {
   const newest = files.sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs)[0];
   const m = /^totals: (\d+)/m.exec(fs.readFileSync(newest, 'utf8'));
   if (!m) throw new Error(`no totals line in ${newest}`);
+  // HATCH_BENCH_KEEP_DUMPS=dir keeps each dump there, for callgrind_annotate (function names: Node's
+  // C++ and its builtins; JIT-compiled JavaScript shows as bare addresses).
+  const keep = process.env.HATCH_BENCH_KEEP_DUMPS;
+  if (keep) fs.copyFileSync(newest, path.join(keep, `${path.basename(newest)}.${Date.now()}`));
   for (const f of files) fs.rmSync(f);
   return Number(m[1]);
 }
 
 /** Counting around a piece of work, from outside the process (the instructions of process `pid`). */
+/** Also the wall time of the counted window, in seconds (about: the switches take a moment each). */
 export async function countOutside(dir, pid, work) {
   await ctl(pid, '--zero');
   await ctl(pid, '--instr=on');
+  const t0 = performance.now();
   let result;
+  let seconds;
   try {
     result = await work();
   } finally {
+    seconds = (performance.now() - t0) / 1000;
     await ctl(pid, '--instr=off');
   }
   await ctl(pid, '--dump=part');
-  return { instructions: readDump(dir, pid), result };
+  return { instructions: readDump(dir, pid), result, seconds };
 }
 
 /** Inside a process started by wrap(): count(fn) → instructions while fn ran; null when not under callgrind. */

@@ -9,11 +9,11 @@
 // threads, the agents' timers and exporters), but not the load generator, which is another process.
 // For a CPU-bound server, its throughput ratio to no agent is about none's count / the variant's.
 // The JIT stays on (--smc-check=all-non-file), so the code measured is the optimised code.
-//   node bench/instructions.mjs [--requests 1000] [--warmup 1500] [--connections 10]
+//   node bench/instructions.mjs [--requests 150] [--warmup 300] [--connections 2] [--idle 20] [--windows 3]
 //                               [--routes /hello,/db,/fetch,/render] [--only none,hatch-agent] [--no-write]
 // Needs valgrind (apt-get install valgrind). Not part of `npm test`.
 import { listeningPort } from './child.mjs';
-import { variants, stopApp } from './variants.mjs';
+import { variants, stopApp, versionOf } from './variants.mjs';
 import { writeSection } from './results-file.mjs';
 import { startPostgres } from '../test/support/postgres.mjs';
 import { spawn } from 'node:child_process';
@@ -30,10 +30,12 @@ const benchRequire = createRequire(path.join(benchDir, 'package.json'));
 const autocannon = benchRequire('autocannon');
 const argv = process.argv;
 const opt = (name, d) => (argv.includes(`--${name}`) ? argv[argv.indexOf(`--${name}`) + 1] : d);
-const REQUESTS = Number(opt('requests', 1000));
-const WARMUP = Number(opt('warmup', 1500));
-const CONNECTIONS = Number(opt('connections', 10));
+const REQUESTS = Number(opt('requests', 150));
+const WARMUP = Number(opt('warmup', 300));
+const CONNECTIONS = Number(opt('connections', 2));
 const ROUTES = opt('routes', '/hello,/db,/fetch,/render').split(',');
+const IDLE = Number(opt('idle', 20)); // seconds of the idle window
+const WINDOWS = Number(opt('windows', 3)); // counted windows per route (the median is reported)
 const ALL = await variants();
 const VARIANTS = argv.includes('--only') ? opt('only', '').split(',') : Object.keys(ALL);
 if (VARIANTS[0] !== 'none') throw new Error('--only must start with none: ratios are against it');
@@ -43,9 +45,10 @@ const sink = dgram.createSocket('udp4');
 let received = 0;
 sink.on('message', (m) => (received += m.toString().split('\n').length));
 await new Promise((r) => sink.bind(0, '127.0.0.1', r));
-const downstream = spawn(process.execPath, ['-e', "const s = require('http').createServer((q, r) => r.end('downstream')).listen(0, '127.0.0.1', () => console.log(s.address().port))"], { stdio: ['ignore', 'pipe', 'inherit'] });
+const downstream = spawn(process.execPath, ['-e', "const s = require('http').createServer((q, r) => r.end('downstream')); s.keepAliveTimeout = 600000; s.listen(0, '127.0.0.1', () => console.log(s.address().port))"], { stdio: ['ignore', 'pipe', 'inherit'] });
+process.on('exit', () => downstream.kill()); // also when a run fails
 const downstreamPort = await listeningPortPlain(downstream);
-const env = { DATABASE_URL: pg.url, HATCH_STATSD_PORT: String(sink.address().port), DOWNSTREAM_URL: `http://127.0.0.1:${downstreamPort}/` };
+const env = { BENCH_KEEPALIVE_MS: '600000', DATABASE_URL: pg.url, HATCH_STATSD_PORT: String(sink.address().port), DOWNSTREAM_URL: `http://127.0.0.1:${downstreamPort}/` };
 
 function listeningPortPlain(child) {
   return new Promise((r) => child.stdout.once('data', (d) => r(Number(String(d).trim()))));
@@ -62,7 +65,15 @@ async function load(port, route, amount) {
   if (bad > amount / 50) throw new Error(`${route}: ${bad} failed responses (errors ${r.errors}, timeouts ${r.timeouts}, non-2xx ${r.non2xx})`);
   return r.requests.total;
 }
-const results = {}; // variant -> route -> instructions per request
+const results = {}; // variant -> route -> instructions per request, net of time-driven work
+const raw = {}; // variant -> route -> instructions per request as counted
+const idleRate = {}; // variant -> instructions per second with no request
+const spread = {}; // variant -> route -> [lowest, highest] net count of the windows
+// Under valgrind a request takes tens of times longer than natively, so work driven by the clock
+// rather than by requests (an agent's timers: flushes, samplers, the event-loop-delay histogram)
+// would weigh tens of times more per request than it does natively. Each variant's idle rate is
+// measured once, after its first warm-up, and what it predicts for a window's wall time is taken
+// off that window's count; both figures are reported.
 const t0 = Date.now();
 for (const variant of VARIANTS) {
   const { preload, env: own } = ALL[variant];
@@ -77,11 +88,27 @@ for (const variant of VARIANTS) {
   child.stderr.on('data', (d) => (stderr = (stderr + d).slice(-4000)));
   const port = await listeningPort(child, variant).catch((e) => { throw new Error(`${e.message}\n${stderr}`); });
   results[variant] = {};
+  raw[variant] = {};
+  spread[variant] = {};
   for (const route of ROUTES) {
     await load(port, route, WARMUP);
-    const { instructions, result: n } = await cg.countOutside(outDir, child.pid, () => load(port, route, REQUESTS));
-    results[variant][route] = instructions / n;
-    process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0)}s] ${variant.padEnd(12)} ${route.padEnd(8)} ${(results[variant][route] / 1000).toFixed(0)} k instructions/request\n`);
+    if (idleRate[variant] === undefined) {
+      const idle = await cg.countOutside(outDir, child.pid, () => new Promise((r) => setTimeout(r, IDLE * 1000)));
+      idleRate[variant] = idle.instructions / idle.seconds;
+      process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0)}s] ${variant.padEnd(12)} idle     ${(idleRate[variant] / 1000).toFixed(0)} k instructions/s\n`);
+    }
+    const nets = [];
+    const raws = [];
+    for (let w = 0; w < WINDOWS; w++) {
+      const { instructions, result: n, seconds } = await cg.countOutside(outDir, child.pid, () => load(port, route, REQUESTS));
+      raws.push(instructions / n);
+      nets.push(Math.max(0, instructions - idleRate[variant] * seconds) / n);
+      process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0)}s] ${variant.padEnd(12)} ${route.padEnd(8)} ${(nets[w] / 1000).toFixed(0)} k instructions/request net (${(raws[w] / 1000).toFixed(0)} k counted, ${((seconds / n) * 1000).toFixed(0)} ms wall each)\n`);
+    }
+    const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+    raw[variant][route] = median(raws);
+    results[variant][route] = median(nets);
+    spread[variant][route] = [Math.min(...nets), Math.max(...nets)];
   }
   await stopApp(child);
 }
@@ -93,23 +120,28 @@ fs.rmSync(outDir, { recursive: true, force: true });
 const k = (x) => `${(x / 1000).toFixed(0)} k`;
 const rows = ROUTES.map((route) => {
   const base = results.none[route];
-  const cells = VARIANTS.map((v) => (v === 'none' ? k(base) : `${k(results[v][route])} (${(results[v][route] / base).toFixed(2)}x → ${(base / results[v][route]).toFixed(2)})`));
+  const range = (v) => `${k(spread[v][route][0])}-${k(spread[v][route][1])}`;
+  const cells = VARIANTS.map((v) => (v === 'none' ? `${k(base)} [${range(v)}] (${k(raw[v][route])})` : `${k(results[v][route])} [${range(v)}] (${k(raw[v][route])}): ${(results[v][route] / base).toFixed(2)}x → **${(base / results[v][route]).toFixed(2)}**`));
   return `| \`${route}\` | ${cells.join(' | ')} |`;
 });
 const versions = ['@opentelemetry/auto-instrumentations-node', 'dd-trace', 'elastic-apm-node', 'pg', 'ejs']
-  .map((p) => `${p} ${JSON.parse(fs.readFileSync(benchRequire.resolve(`${p}/package.json`), 'utf8')).version}`)
+  .map((p) => `${p} ${versionOf(p)}`)
   .join(', ');
 const command = `node bench/instructions.mjs${argv.slice(2).filter((a) => a !== '--no-write').map((a) => ` ${a}`).join('')}`;
 const report = `## Server CPU per request in instructions (callgrind): hatch-agent and its peers against no agent
 
 - date: ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC; Node ${process.version}; ${os.cpus()[0].model}; versions: ${versions}
 - command: \`${command}\` (valgrind callgrind, JIT on; counting switched on only while the measured requests run)
-- per route and variant: ${WARMUP} warm-up requests not counted, then ${REQUESTS} requests counted, ${CONNECTIONS} connections,
+- per route and variant: ${WARMUP} warm-up requests not counted, then ${WINDOWS} windows of ${REQUESTS} requests counted, ${CONNECTIONS} connections,
   one app process per variant; the count covers every thread of the app process and nothing else.
   hatch-agent with every feature on (request IDs, SQL comments, propagation, StatsD to a local receiver: ${received}
   lines received, the recent-requests store). Peers as in the load benchmark, exporters at a closed port.
 - failed responses (dropped connections while counting was switched): ${failed}, of ${VARIANTS.length * ROUTES.length * (REQUESTS + WARMUP)}
-- cell: instructions per request (ratio to no agent → the throughput ratio it implies for a CPU-bound server)
+- idle (no request, ${IDLE} s, instructions per second): ${VARIANTS.map((v) => `${v} ${k(idleRate[v])}`).join(', ')}; what that rate predicts for each
+  counted window's wall time is taken off its count (under valgrind a request lasts tens of times longer than natively, so
+  timer-driven work would otherwise weigh tens of times more per request)
+- cell: median of the windows' instructions per request net of the idle rate [lowest-highest window] (median as counted):
+  the ratio to no agent → **the throughput ratio it implies for a CPU-bound server**
 
 | route | ${VARIANTS.join(' | ')} |
 |---|${VARIANTS.map(() => '---').join('|')}|

@@ -1,5 +1,6 @@
 // The agents every overhead benchmark compares, with their settings, shared by bench/overhead.mjs
 // and bench/instructions.mjs. Each peer's preload is resolved from bench/node_modules.
+import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -76,4 +77,13 @@ export async function stopApp(child) {
   const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
   await exited;
   clearTimeout(t);
+}
+
+/** The installed version of a bench dependency (read from its folder: not every package exports its package.json). */
+export function versionOf(name) {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(path.dirname(fileURLToPath(import.meta.url)), 'node_modules', name, 'package.json'), 'utf8')).version;
+  } catch {
+    return null;
+  }
 }
