@@ -13,23 +13,18 @@
 //                               [--routes /hello,/db,/fetch,/render] [--only none,hatch-agent] [--no-write]
 // Needs valgrind (apt-get install valgrind). Not part of `npm test`.
 import { listeningPort } from './child.mjs';
-import { variants, stopApp, versionOf } from './variants.mjs';
+import { variants, stopApp, versionOf, benchDir, benchRequire, opt } from './variants.mjs';
 import { writeSection } from './results-file.mjs';
 import { startPostgres } from '../test/support/postgres.mjs';
-import { spawn } from 'node:child_process';
 import * as cg from './callgrind.mjs';
-import { createRequire } from 'node:module';
+import { spawn } from 'node:child_process';
 import * as dgram from 'node:dgram';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 
-const benchDir = path.dirname(fileURLToPath(import.meta.url));
-const benchRequire = createRequire(path.join(benchDir, 'package.json'));
 const autocannon = benchRequire('autocannon');
 const argv = process.argv;
-const opt = (name, d) => (argv.includes(`--${name}`) ? argv[argv.indexOf(`--${name}`) + 1] : d);
 const REQUESTS = Number(opt('requests', 150));
 const WARMUP = Number(opt('warmup', 300));
 const CONNECTIONS = Number(opt('connections', 2));

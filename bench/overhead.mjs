@@ -14,22 +14,16 @@
 // Not part of `npm test`: timings belong here, not in tests.
 import { listeningPort } from './child.mjs';
 import { spawn, spawnSync } from 'node:child_process';
-import { createRequire } from 'node:module';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as dgram from 'node:dgram';
 import { startPostgres } from '../test/support/postgres.mjs';
 import { writeSection } from './results-file.mjs';
-import { variants, stopApp } from './variants.mjs';
+import { variants, stopApp, benchDir, benchRequire, opt } from './variants.mjs';
 
-const benchDir = path.dirname(fileURLToPath(import.meta.url));
-const benchRequire = createRequire(path.join(benchDir, 'package.json'));
 const autocannon = benchRequire('autocannon');
-
 const argv = process.argv;
-const opt = (name, d) => (argv.includes(`--${name}`) ? argv[argv.indexOf(`--${name}`) + 1] : d);
 const ROUNDS = Number(opt('rounds', 3));
 const SECONDS = Number(opt('seconds', 5));
 const WARMUP = Number(opt('warmup', 2));

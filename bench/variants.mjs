@@ -1,11 +1,17 @@
 // The agents every overhead benchmark compares, with their settings, shared by bench/overhead.mjs
 // and bench/instructions.mjs. Each peer's preload is resolved from bench/node_modules.
 import * as fs from 'node:fs';
+import { createRequire } from 'node:module';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const benchDir = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(benchDir, '..');
+/** require() from bench/node_modules: the peers, autocannon, pg and ejs of the benchmarks. */
+export const benchRequire = createRequire(path.join(benchDir, 'package.json'));
+/** `--name value` from the command line, or the default. */
+export const opt = (name, d) => (process.argv.includes(`--${name}`) ? process.argv[process.argv.indexOf(`--${name}`) + 1] : d);
 
 /** A loopback port nothing listens on: the peers' exporters are pointed there, so nothing leaves the machine. */
 async function closedPort() {
@@ -82,7 +88,7 @@ export async function stopApp(child) {
 /** The installed version of a bench dependency (read from its folder: not every package exports its package.json). */
 export function versionOf(name) {
   try {
-    return JSON.parse(fs.readFileSync(path.join(path.dirname(fileURLToPath(import.meta.url)), 'node_modules', name, 'package.json'), 'utf8')).version;
+    return JSON.parse(fs.readFileSync(path.join(benchDir, 'node_modules', name, 'package.json'), 'utf8')).version;
   } catch {
     return null;
   }
