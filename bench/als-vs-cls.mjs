@@ -91,8 +91,8 @@ if (variant) {
   const one = (v) => {
     const dir = INSTRUCTIONS ? cg.outputDir() : null;
     const args = [process.execPath, '--expose-gc', fileURLToPath(import.meta.url), ...argv.slice(2)];
-    const [cmd, cmdArgs] = dir ? cg.wrap(dir, args) : [args[0], args.slice(1)];
-    const r = spawnSync(cmd, cmdArgs, { env: { ...process.env, HATCH_CTX_VARIANT: v, ...(dir ? { [cg.ENV]: dir } : {}) }, encoding: 'utf8', maxBuffer: 1 << 26 });
+    const [cmd, cmdArgs] = cg.wrap(dir, args);
+    const r = spawnSync(cmd, cmdArgs, { env: { ...process.env, HATCH_CTX_VARIANT: v, ...cg.env(dir) }, encoding: 'utf8', maxBuffer: 1 << 26 });
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
     if (r.status !== 0) throw new Error(`${v}: ${r.stderr}`);
     return JSON.parse(r.stdout);

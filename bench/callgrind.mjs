@@ -1,36 +1,34 @@
 // Instruction counts from valgrind's callgrind, for the benchmarks: on this shared VM wall and CPU
 // time of the same loop vary 10-60x between windows (bench/RESULTS.md), while the number of
 // instructions a piece of code executes does not depend on what else the machine is doing.
-// - wrap(args): the command line that runs `args` under callgrind with counting off at start and
+// - wrap(dir, args): the command line that runs `args` under callgrind with counting off at start and
 //   V8's JIT left on (--smc-check=all-non-file lets valgrind see code V8 writes and rewrites).
 // - inProcess(): in a process started that way, count(fn) returns the instructions the process
 //   executed while fn ran (all its threads), switching counting on and off with callgrind_control.
 //   The process's event loop keeps turning meanwhile (the switch is asynchronous), so what the
 //   switch itself costs is a few hundred thousand instructions: negligible against a loop of
 //   thousands of calls, and the same for both sides of a comparison.
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
 export const ENV = 'HATCH_BENCH_CALLGRIND_DIR';
 
-export function available() {
-  try {
-    execFileSync('valgrind', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** A fresh output directory and the env var that tells the child where its dumps go. */
 export function outputDir() {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'hatch-callgrind-'));
 }
 
+/** [command, args] that run `args` under callgrind writing to `dir`; with no dir, `args` as they are. */
 export function wrap(dir, args) {
+  if (!dir) return [args[0], args.slice(1)];
   return ['valgrind', ['--tool=callgrind', '--instr-atstart=no', `--callgrind-out-file=${dir}/cg.%p`, '--smc-check=all-non-file', ...args]];
+}
+
+/** The env a child started by wrap() needs for inProcess() (none without a dir). */
+export function env(dir) {
+  return dir ? { [ENV]: dir } : {};
 }
 
 // Callgrind reads a command only while the process runs code: a process that waits in its event
@@ -61,8 +59,10 @@ export function readDump(dir, pid) {
   return Number(m[1]);
 }
 
-/** Counting around a piece of work, from outside the process (the instructions of process `pid`). */
-/** Also the wall time of the counted window, in seconds (about: the switches take a moment each). */
+/**
+ * Counting around a piece of work, from outside the process: the instructions of process `pid`, and the
+ * wall time of the counted window in seconds (about: the switches take a moment each).
+ */
 export async function countOutside(dir, pid, work) {
   await ctl(pid, '--zero');
   await ctl(pid, '--instr=on');
