@@ -51,15 +51,33 @@ function addHeader(request: UndiciRequest, name: string, value: string): void {
   }
 }
 
+interface Origin {
+  hostname: string;
+  port: string;
+}
+// Parsed once per origin string: an app calls few origins, and a `new URL` per request was the
+// largest cost of this handler. Bounded: past 256 distinct origins the rest are parsed each time.
+const origins = new Map<string, Origin>();
+function originOf(origin: UndiciRequest['origin']): Origin | undefined {
+  if (origin === undefined || origin === null) return undefined;
+  if (typeof origin !== 'string') return { hostname: origin.hostname, port: origin.port || (origin.protocol === 'https:' ? '443' : '80') };
+  let parsed = origins.get(origin);
+  if (parsed === undefined) {
+    const url = new URL(origin);
+    parsed = { hostname: url.hostname, port: url.port || (url.protocol === 'https:' ? '443' : '80') };
+    if (origins.size < 256) origins.set(origin, parsed);
+  }
+  return parsed;
+}
+
 function onCreate(message: unknown): void {
   try {
     fault('undici-create');
     const request = (message as { request: UndiciRequest }).request;
-    const origin = typeof request.origin === 'string' ? new URL(request.origin) : request.origin;
+    const origin = originOf(request.origin);
     const store = storage.getStore();
     if (store !== undefined && origin !== undefined) {
-      const port = origin.port || (origin.protocol === 'https:' ? '443' : '80');
-      const extra = outgoingHeaders(store.id, origin.hostname, port);
+      const extra = outgoingHeaders(store.id, origin.hostname, origin.port);
       if (extra) for (const [name, value] of extra) if (!hasHeader(request.headers, name)) addHeader(request, name, value);
     }
     if (channels.httpClient.hasSubscribers) {
