@@ -2,7 +2,9 @@
 // breakouts, quotes, CR/LF, oversized, non-ASCII, near-valid traceparents), sent as raw bytes on
 // their own TCP connections (node:http would refuse most of them), two values per request.
 // The same requests go to the app without the agent: every status and body must match (the ones
-// Node itself rejects included). With the agent, nothing unvalidated may reach the places an ID is
+// Node itself rejects included). That twin only answers (no query, no call): it is there to show
+// which values Node refuses and what the app answers, and with the same work it was half of the
+// run's time on a slow CI machine. With the agent, nothing unvalidated may reach the places an ID is
 // written to: every SQL comment in PostgreSQL's statement log, every X-Request-ID and traceparent
 // the downstream service receives, the response header and every pino line hold an allowlisted ID
 // or a well-formed traceparent; no value's marker appears anywhere; the app never crashes.
@@ -10,7 +12,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { startApp } from '../support/app.mjs';
-import { readLog } from '../support/pglog.mjs';
+import { readLog, waitForLog } from '../support/pglog.mjs';
 import { DOWNSTREAM, rawRequest, request, pool, ALLOWED_ID, TRACEPARENT, scaled } from './support.mjs';
 
 const RUN = randomBytes(4).toString('hex');
@@ -76,13 +78,15 @@ const downstream = process.env.DOWNSTREAM;
 const server = http.createServer(async (req, res) => {
   const i = new URL(req.url, 'http://x').searchParams.get('i');
   try {
-    await pool.query("SELECT '" + process.env.SQL_TAG + "-" + Number(i) + "' AS h"); // the bare twin's own tag
-    await (await fetch(downstream + '/rec?expect=host-${RUN}-' + Number(i))).text();
+    if (downstream) {
+      await pool.query("SELECT 'host-${RUN}-" + Number(i) + "' AS h");
+      await (await fetch(downstream + '/rec?expect=host-${RUN}-' + Number(i))).text();
+    }
     logger.info({ i: Number(i) }, 'hostile');
     res.end('ok ' + i);
   } catch (err) {
     res.statusCode = 500;
-    res.end('failed ' + i + ': ' + err.message);
+    res.end('failed ' + i + ': ' + err.message + (err.cause ? ' (cause: ' + (err.cause.code ?? '') + ' ' + err.cause.message + ')' : ''));
   }
 });
 server.listen(0, '127.0.0.1', () => console.log('listening ' + server.address().port));
@@ -94,8 +98,8 @@ let bare;
 before(async () => {
   down = await startApp(DOWNSTREAM, { agent: false, timeout: 90000 });
   [app, bare] = await Promise.all([
-    startApp(APP, { timeout: 90000, env: { DOWNSTREAM: down.url, SQL_TAG: `host-${RUN}` } }),
-    startApp(APP, { agent: false, timeout: 90000, env: { DOWNSTREAM: `${down.url}/bare`, SQL_TAG: `bare-${RUN}` } }),
+    startApp(APP, { timeout: 90000, env: { DOWNSTREAM: down.url } }),
+    startApp(APP, { agent: false, timeout: 90000, env: { DOWNSTREAM: '' } }),
   ]);
 });
 after(async () => {
@@ -104,7 +108,7 @@ after(async () => {
   await down?.stop();
 });
 
-test(`${VALUES} hostile X-Request-ID/traceparent values reach no SQL, log line or outgoing header unvalidated`, { timeout: 1200000 }, async () => {
+test(`${VALUES} hostile X-Request-ID/traceparent values reach no SQL, log line or outgoing header unvalidated`, { timeout: 2400000 }, async () => {
   const info = `seed ${SEED} (HATCH_TEST_SEED to replay)`;
   const withAgent = await pool(heads, CONCURRENCY, (h) => rawRequest(app.port, h));
   const without = await pool(heads, CONCURRENCY, (h) => rawRequest(bare.port, h));
@@ -125,12 +129,7 @@ test(`${VALUES} hostile X-Request-ID/traceparent values reach no SQL, log line o
 
   // Every query of this run in the statement log carries exactly one well-formed comment.
   const tag = new RegExp(`host-${RUN}-(\\d+)`);
-  let lines = [];
-  for (const end = Date.now() + 60000; ;) {
-    lines = readLog().split('\n').filter((l) => tag.test(l));
-    if (lines.length >= answered || Date.now() > end) break;
-    await new Promise((r) => setTimeout(r, 200));
-  }
+  const lines = await waitForLog(tag, { count: answered, timeout: 120000 });
   assert.equal(lines.length, answered);
   const exact = new RegExp(`statement: /\\* ([A-Za-z0-9._:-]{1,128}) \\*/ SELECT 'host-${RUN}-(\\d+)' AS h$`);
   for (const line of lines) {
@@ -142,7 +141,6 @@ test(`${VALUES} hostile X-Request-ID/traceparent values reach no SQL, log line o
 
   // Downstream: each call brought the response's ID and, if any, a well-formed traceparent.
   const stats = JSON.parse((await request(`${down.url}/stats`)).body);
-  // (the bare app calls /bare/rec, which records nothing)
   const mine = Object.entries(stats.received).filter(([t]) => tag.test(t));
   assert.equal(mine.length, answered);
   for (const [t, ids] of mine) {

@@ -13,7 +13,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { startApp, UUID } from '../support/app.mjs';
-import { readLog } from '../support/pglog.mjs';
+import { waitForLog } from '../support/pglog.mjs';
 import { DOWNSTREAM, request, pool, ALLOWED_ID, scaled } from './support.mjs';
 
 const RUN = randomBytes(4).toString('hex');
@@ -68,7 +68,8 @@ const server = http.createServer((req, res) => {
   const id = getRequestId();
   handle(t, id).then(
     () => res.end(JSON.stringify({ t, id: getRequestId() })),
-    (err) => { res.statusCode = 500; res.end(String(err)); },
+    // The cause says which part failed (fetch's own message is only 'fetch failed').
+    (err) => { res.statusCode = 500; res.end(String(err) + (err.cause ? ' (cause: ' + (err.cause.code ?? '') + ' ' + err.cause.message + ')' : '')); },
   );
 });
 server.listen(0, '127.0.0.1', () => console.log('listening ' + server.address().port));
@@ -88,7 +89,7 @@ after(async () => {
   await down?.stop();
 });
 
-test(`${TOTAL} requests at ${CONCURRENCY} concurrency: no request ID crosses to another request`, { timeout: 1200000 }, async () => {
+test(`${TOTAL} requests at ${CONCURRENCY} concurrency: no request ID crosses to another request`, { timeout: 2400000 }, async () => {
   const tags = Array.from({ length: TOTAL }, (_, i) => `iso-${RUN}-${i}`);
   // Own IDs for even tags (a mixed-case, dotted form to exercise the allowlist); odd ones get a UUID.
   const sent = (i) => (i % 2 === 0 ? `Req.${RUN}:${i}` : undefined);
@@ -113,12 +114,7 @@ test(`${TOTAL} requests at ${CONCURRENCY} concurrency: no request ID crosses to 
 
   // PostgreSQL's statement log: three queries per request, each commented with its own request's ID.
   const tagged = new RegExp(`SELECT '(iso-${RUN}-\\d+)' AS t, '([abc])' AS l`);
-  let lines = [];
-  for (const end = Date.now() + 60000; ;) {
-    lines = readLog().split('\n').filter((l) => tagged.test(l));
-    if (lines.length >= TOTAL * 3 || Date.now() > end) break;
-    await new Promise((r) => setTimeout(r, 200));
-  }
+  const lines = await waitForLog(tagged, { count: TOTAL * 3, timeout: 120000 });
   assert.equal(lines.length, TOTAL * 3, 'statement log lines');
   const commented = /statement: \/\* (\S+) \*\/ SELECT '(iso-[0-9a-f]+-\d+)' AS t, '([abc])' AS l$/;
   const perTag = new Map();

@@ -35,7 +35,9 @@ const server = http.createServer((req, res) => {
   if (url.pathname === '/hangup') return req.socket.destroy();
   res.end('downstream ' + url.pathname);
 });
-server.keepAliveTimeout = 60000;
+// No server-side idle timeout: the client closes its idle sockets first. With one (even 60 s) a
+// client stalled on a loaded machine could send on a socket the server had just closed.
+server.keepAliveTimeout = 0;
 server.listen(0, '127.0.0.1', () => console.log('listening ' + server.address().port));
 `;
 
