@@ -23,7 +23,9 @@ export function outputDir() {
 /** [command, args] that run `args` under callgrind writing to `dir`; with no dir, `args` as they are. */
 export function wrap(dir, args) {
   if (!dir) return [args[0], args.slice(1)];
-  return ['valgrind', ['--tool=callgrind', '--instr-atstart=no', `--callgrind-out-file=${dir}/cg.%p`, '--smc-check=all-non-file', ...args]];
+  // --separate-threads: a dump per thread, so the main thread (the event loop, what bounds a
+  // server's throughput) is counted apart from V8's compiler and GC helper threads.
+  return ['valgrind', ['--tool=callgrind', '--instr-atstart=no', '--separate-threads=yes', `--callgrind-out-file=${dir}/cg.%p`, '--smc-check=all-non-file', ...args]];
 }
 
 /** The env a child started by wrap() needs for inProcess() (none without a dir). */
@@ -44,24 +46,37 @@ function ctl(pid, ...args) {
   );
 }
 
-/** Total instructions in the newest dump of `pid` (the `totals:` line; `summary:` is 0 in part dumps). */
+/**
+ * Instructions in the newest dump of `pid` (each thread file's `totals:` line; `summary:` is 0 in
+ * part dumps): { total, main }, all threads and the main thread (thread 01) alone.
+ */
 export function readDump(dir, pid) {
-  const files = fs.readdirSync(dir).filter((f) => f.startsWith(`cg.${pid}.`)).map((f) => path.join(dir, f));
+  // With --separate-threads, names are cg.<pid>.<part>-<thread> (cg.<pid>-<thread> for the dump at exit).
+  const files = fs.readdirSync(dir).filter((f) => f.startsWith(`cg.${pid}.`) || f.startsWith(`cg.${pid}-`));
   if (files.length === 0) throw new Error(`callgrind wrote no dump for ${pid} in ${dir}`);
-  const newest = files.sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs)[0];
-  const m = /^totals: (\d+)/m.exec(fs.readFileSync(newest, 'utf8'));
-  if (!m) throw new Error(`no totals line in ${newest}`);
-  // HATCH_BENCH_KEEP_DUMPS=dir keeps each dump there, for callgrind_annotate (function names: Node's
-  // C++ and its builtins; JIT-compiled JavaScript shows as bare addresses).
-  const keep = process.env.HATCH_BENCH_KEEP_DUMPS;
-  if (keep) fs.copyFileSync(newest, path.join(keep, `${path.basename(newest)}.${Date.now()}`));
-  for (const f of files) fs.rmSync(f);
-  return Number(m[1]);
+  const partOf = (f) => Number(/^cg\.\d+\.(\d+)/.exec(f)?.[1] ?? 0);
+  const newest = Math.max(...files.map(partOf));
+  let total = 0;
+  let main = 0;
+  for (const f of files.filter((x) => partOf(x) === newest)) {
+    const file = path.join(dir, f);
+    const m = /^totals: (\d+)/m.exec(fs.readFileSync(file, 'utf8'));
+    if (!m) throw new Error(`no totals line in ${file}`);
+    total += Number(m[1]);
+    if (/-0*1$/.test(f)) main = Number(m[1]);
+    // HATCH_BENCH_KEEP_DUMPS=dir keeps each dump there, for callgrind_annotate (function names: Node's
+    // C++ and its builtins; JIT-compiled JavaScript shows as bare addresses).
+    const keep = process.env.HATCH_BENCH_KEEP_DUMPS;
+    if (keep) fs.copyFileSync(file, path.join(keep, `${f}.${Date.now()}`));
+  }
+  for (const f of files) fs.rmSync(path.join(dir, f));
+  return { total, main };
 }
 
 /**
- * Counting around a piece of work, from outside the process: the instructions of process `pid`, and the
- * wall time of the counted window in seconds (about: the switches take a moment each).
+ * Counting around a piece of work, from outside the process: the instructions of process `pid` (all
+ * threads, and `main`: its main thread alone), and the wall time of the counted window in seconds
+ * (about: the switches take a moment each).
  */
 export async function countOutside(dir, pid, work) {
   await ctl(pid, '--zero');
@@ -76,7 +91,8 @@ export async function countOutside(dir, pid, work) {
     await ctl(pid, '--instr=off');
   }
   await ctl(pid, '--dump=part');
-  return { instructions: readDump(dir, pid), result, seconds };
+  const { total, main } = readDump(dir, pid);
+  return { instructions: total, main, result, seconds };
 }
 
 /** Inside a process started by wrap(): count(fn) → instructions while fn ran; null when not under callgrind. */

@@ -63,6 +63,8 @@ async function load(port, route, amount) {
 const results = {}; // variant -> route -> instructions per request, net of time-driven work
 const raw = {}; // variant -> route -> instructions per request as counted
 const idleRate = {}; // variant -> instructions per second with no request
+const idleMain = {}; // the same, main thread only
+const mainThread = {}; // variant -> route -> main-thread instructions per request, net of its idle rate
 const spread = {}; // variant -> route -> [lowest, highest] net count of the windows
 // Under valgrind a request takes tens of times longer than natively, so work driven by the clock
 // rather than by requests (an agent's timers: flushes, samplers, the event-loop-delay histogram)
@@ -85,25 +87,30 @@ for (const variant of VARIANTS) {
   results[variant] = {};
   raw[variant] = {};
   spread[variant] = {};
+  mainThread[variant] = {};
   for (const route of ROUTES) {
     await load(port, route, WARMUP);
     if (idleRate[variant] === undefined) {
       const idle = await cg.countOutside(outDir, child.pid, () => new Promise((r) => setTimeout(r, IDLE * 1000)));
       idleRate[variant] = idle.instructions / idle.seconds;
+      idleMain[variant] = idle.main / idle.seconds;
       process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0)}s] ${variant.padEnd(12)} idle     ${(idleRate[variant] / 1000).toFixed(0)} k instructions/s\n`);
     }
     const nets = [];
     const raws = [];
+    const mains = [];
     for (let w = 0; w < WINDOWS; w++) {
-      const { instructions, result: n, seconds } = await cg.countOutside(outDir, child.pid, () => load(port, route, REQUESTS));
+      const { instructions, main, result: n, seconds } = await cg.countOutside(outDir, child.pid, () => load(port, route, REQUESTS));
       raws.push(instructions / n);
       nets.push(Math.max(0, instructions - idleRate[variant] * seconds) / n);
-      process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0)}s] ${variant.padEnd(12)} ${route.padEnd(8)} ${(nets[w] / 1000).toFixed(0)} k instructions/request net (${(raws[w] / 1000).toFixed(0)} k counted, ${((seconds / n) * 1000).toFixed(0)} ms wall each)\n`);
+      mains.push(Math.max(0, main - idleMain[variant] * seconds) / n);
+      process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0)}s] ${variant.padEnd(12)} ${route.padEnd(8)} ${(nets[w] / 1000).toFixed(0)} k instructions/request net, main thread ${(mains[w] / 1000).toFixed(0)} k (${(raws[w] / 1000).toFixed(0)} k counted, ${((seconds / n) * 1000).toFixed(0)} ms wall each)\n`);
     }
     const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
     raw[variant][route] = median(raws);
     results[variant][route] = median(nets);
     spread[variant][route] = [Math.min(...nets), Math.max(...nets)];
+    mainThread[variant][route] = median(mains);
   }
   await stopApp(child);
 }
@@ -119,6 +126,10 @@ const rows = ROUTES.map((route) => {
   const cells = VARIANTS.map((v) => (v === 'none' ? `${k(base)} [${range(v)}] (${k(raw[v][route])})` : `${k(results[v][route])} [${range(v)}] (${k(raw[v][route])}): ${(results[v][route] / base).toFixed(2)}x → **${(base / results[v][route]).toFixed(2)}**`));
   return `| \`${route}\` | ${cells.join(' | ')} |`;
 });
+const mainRows = ROUTES.map((route) => {
+  const base = mainThread.none[route];
+  return `| \`${route}\` | ${VARIANTS.map((v) => (v === 'none' ? k(base) : `${k(mainThread[v][route])}: ${(mainThread[v][route] / base).toFixed(2)}x → **${(base / mainThread[v][route]).toFixed(2)}**`)).join(' | ')} |`;
+});
 const versions = ['@opentelemetry/auto-instrumentations-node', 'dd-trace', 'elastic-apm-node', 'pg', 'ejs']
   .map((p) => `${p} ${versionOf(p)}`)
   .join(', ');
@@ -132,7 +143,7 @@ const report = `## Server CPU per request in instructions (callgrind): hatch-age
   hatch-agent with every feature on (request IDs, SQL comments, propagation, StatsD to a local receiver: ${received}
   lines received, the recent-requests store). Peers as in the load benchmark, exporters at a closed port.
 - failed responses (dropped connections while counting was switched): ${failed}, of ${VARIANTS.length * ROUTES.length * (REQUESTS + WARMUP)}
-- idle (no request, ${IDLE} s, instructions per second): ${VARIANTS.map((v) => `${v} ${k(idleRate[v])}`).join(', ')}; what that rate predicts for each
+- idle (no request, ${IDLE} s, instructions per second, all threads / main thread): ${VARIANTS.map((v) => `${v} ${k(idleRate[v])} / ${k(idleMain[v])}`).join(', ')}; what that rate predicts for each
   counted window's wall time is taken off its count (under valgrind a request lasts tens of times longer than natively, so
   timer-driven work would otherwise weigh tens of times more per request)
 - cell: median of the windows' instructions per request net of the idle rate [lowest-highest window] (median as counted):
@@ -141,6 +152,13 @@ const report = `## Server CPU per request in instructions (callgrind): hatch-age
 | route | ${VARIANTS.join(' | ')} |
 |---|${VARIANTS.map(() => '---').join('|')}|
 ${rows.join('\n')}
+
+The main thread alone (the event loop, which bounds a Node server's throughput; V8's compiler and GC
+helper threads left out), median net instructions per request: the ratio to no agent → **implied throughput ratio**
+
+| route | ${VARIANTS.join(' | ')} |
+|---|${VARIANTS.map(() => '---').join('|')}|
+${mainRows.join('\n')}
 `;
 if (!argv.includes('--no-write')) writeSection('instructions', report);
 console.log(report);
