@@ -10,17 +10,15 @@
 // a global async hook that would slow the others down) and checks that every read returned its
 // own request's ID. Reported: ns per request (median of 5 samples) and heap after a forced GC.
 import { spawnSync } from 'node:child_process';
-import { createRequire } from 'node:module';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as cg from './callgrind.mjs';
-import * as path from 'node:path';
+import { benchRequire, opt } from './variants.mjs';
 import { fileURLToPath } from 'node:url';
 
-const benchDir = path.dirname(fileURLToPath(import.meta.url));
 const argv = process.argv;
 const INSTRUCTIONS = argv.includes('--instructions');
-const REQUESTS = Number(argv.includes('--requests') ? argv[argv.indexOf('--requests') + 1] : INSTRUCTIONS ? 2_000 : 20_000);
+const REQUESTS = Number(opt('requests', INSTRUCTIONS ? 2_000 : 20_000));
 const SAMPLES = INSTRUCTIONS ? 3 : 5;
 const ROUNDS = INSTRUCTIONS ? 1 : 3;
 const STEPS = 10;
@@ -29,7 +27,7 @@ const IN_FLIGHT = 50;
 
 const variant = process.env.HATCH_CTX_VARIANT;
 if (variant) {
-  const require = createRequire(path.join(benchDir, 'package.json'));
+  const require = benchRequire;
   let run; // (id, fn) => fn's promise, with id readable through get()
   let get;
   if (variant === 'none') {

@@ -6,18 +6,15 @@
 // the value after warm-up.
 //   node bench/memory.mjs [--requests 500000] [--batch 50000] [--warmup 20000] [--connections 50] [--no-write]
 import { listeningPort } from './child.mjs';
-import { stopApp } from './variants.mjs';
+import { stopApp, benchDir, benchRequire } from './variants.mjs';
 import { spawn } from 'node:child_process';
-import { createRequire } from 'node:module';
 import * as dgram from 'node:dgram';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { startPostgres } from '../test/support/postgres.mjs';
 
-const benchDir = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(benchDir, '..');
-const autocannon = createRequire(path.join(benchDir, 'package.json'))('autocannon');
+const autocannon = benchRequire('autocannon');
 const argv = process.argv;
 const opt = (name, d) => Number(argv.includes(`--${name}`) ? argv[argv.indexOf(`--${name}`) + 1] : d);
 const REQUESTS = opt('requests', 500_000);

@@ -18,17 +18,16 @@
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as cg from './callgrind.mjs';
-import { createRequire } from 'node:module';
+import { benchDir, benchRequire, opt } from './variants.mjs';
 import * as dgram from 'node:dgram';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const benchDir = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(benchDir, '..');
 const argv = process.argv;
 const INSTRUCTIONS = argv.includes('--instructions');
-const CALLS = Number(argv.includes('--calls') ? argv[argv.indexOf('--calls') + 1] : INSTRUCTIONS ? 20_000 : 200_000);
+const CALLS = Number(opt('calls', INSTRUCTIONS ? 20_000 : 200_000));
 const SAMPLES = INSTRUCTIONS ? 3 : 7;
 const UNIT = INSTRUCTIONS ? 'instructions' : 'ns';
 
@@ -75,7 +74,7 @@ ${INSTRUCTIONS ? 'Instruction counts do not depend on the load of the machine; t
 }
 
 async function child() {
-  const require = createRequire(path.join(benchDir, 'package.json'));
+  const require = benchRequire;
   const http = require('node:http');
   const { Duplex } = require('node:stream');
   const pg = require('pg');
