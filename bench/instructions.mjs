@@ -11,6 +11,7 @@
 // The JIT stays on (--smc-check=all-non-file), so the code measured is the optimised code.
 //   node bench/instructions.mjs [--requests 150] [--warmup 300] [--connections 2] [--idle 20] [--windows 3]
 //                               [--routes /hello,/db,/fetch,/render] [--only none,hatch-agent] [--no-write]
+//                               [--node-flags '--no-concurrent-recompilation --single-threaded-gc']
 // Needs valgrind (apt-get install valgrind). Not part of `npm test`.
 import { listeningPort } from './child.mjs';
 import { variants, stopApp, versionOf, benchDir, benchRequire, opt } from './variants.mjs';
@@ -31,6 +32,13 @@ const CONNECTIONS = Number(opt('connections', 2));
 const ROUTES = opt('routes', '/hello,/db,/fetch,/render').split(',');
 const IDLE = Number(opt('idle', 20)); // seconds of the idle window
 const WINDOWS = Number(opt('windows', 3)); // counted windows per route (the median is reported)
+// V8 flags for every variant's app. By default V8 optimises and collects garbage on helper threads,
+// which valgrind runs one at a time with the main thread: how far the JIT has got then depends on
+// thread scheduling, and counts kept falling from window to window (none's /hello, main thread: 209 k,
+// 136 k, 117 k after 1,500 warm-up requests). With both on the main thread, a function is optimised
+// after the same number of calls every run, the warm-up pays for it, and the windows measure the
+// optimised code. --node-flags '' gives V8's defaults back.
+const NODE_FLAGS = opt('node-flags', '--no-concurrent-recompilation --single-threaded-gc').split(' ').filter(Boolean);
 const ALL = await variants();
 const VARIANTS = argv.includes('--only') ? opt('only', '').split(',') : Object.keys(ALL);
 if (VARIANTS[0] !== 'none') throw new Error('--only must start with none: ratios are against it');
@@ -75,7 +83,7 @@ const t0 = Date.now();
 for (const variant of VARIANTS) {
   const { preload, env: own } = ALL[variant];
   const file = preload === null || path.isAbsolute(preload) ? preload : benchRequire.resolve(preload);
-  const [cmd, args] = cg.wrap(outDir, [process.execPath, ...(file ? ['-r', file] : []), path.join(benchDir, 'app.js')]);
+  const [cmd, args] = cg.wrap(outDir, [process.execPath, ...NODE_FLAGS, ...(file ? ['-r', file] : []), path.join(benchDir, 'app.js')]);
   const child = spawn(cmd, args, {
     cwd: benchDir,
     env: { ...process.env, ...env, ...own },
@@ -137,7 +145,8 @@ const command = `node bench/instructions.mjs${argv.slice(2).filter((a) => a !== 
 const report = `## Server CPU per request in instructions (callgrind): hatch-agent and its peers against no agent
 
 - date: ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC; Node ${process.version}; ${os.cpus()[0].model}; versions: ${versions}
-- command: \`${command}\` (valgrind callgrind, JIT on; counting switched on only while the measured requests run)
+- command: \`${command}\` (valgrind callgrind, JIT on; counting switched on only while the measured requests run;
+  node flags for the apps: \`${NODE_FLAGS.join(' ') || '(none)'}\`)
 - per route and variant: ${WARMUP} warm-up requests not counted, then ${WINDOWS} windows of ${REQUESTS} requests counted, ${CONNECTIONS} connections,
   one app process per variant; the count covers every thread of the app process and nothing else.
   hatch-agent with every feature on (request IDs, SQL comments, propagation, StatsD to a local receiver: ${received}
