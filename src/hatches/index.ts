@@ -153,6 +153,19 @@ async function runChecks(deps: HatchDeps): Promise<CheckResult[]> {
       }));
     } else {
       if (pooled.has(instance) || typeof instance.release === 'function' || instance._ending || instance._ended || !instance._connected) continue;
+      // A client runs one query at a time. While the app's query runs, a probe would wait behind it
+      // (failing the check on a long report query), and would put the app's next query behind a
+      // queued one, which pg >= 8.19 answers with a DeprecationWarning on the app's stderr.
+      // So a busy client is reported as connected, and not probed.
+      const queue = instance._queryQueue ?? instance.queryQueue;
+      const queued = Array.isArray(queue) ? queue.length : 0;
+      if (instance.readyForQuery === false || queued > 0) {
+        checks.push(timed(`pg client ${n}${pgTarget(instance)}`, ms, async () => {
+          if (instance._queryable === false) throw new Error('connection lost');
+          return `busy with the app's query${queued ? ` (${queued} queued)` : ''}; connected, not probed`;
+        }));
+        continue;
+      }
       checks.push(timed(`pg client ${n}${pgTarget(instance)}`, ms, async () => {
         await instance.query('SELECT 1');
         return 'SELECT 1 answered';

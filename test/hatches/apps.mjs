@@ -12,6 +12,8 @@ const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 3 })
 pool.on('error', () => {}); // idle clients lose their server when it stops; the app carries on
 const client = process.env.APP_NO_CLIENT ? null : new pg.Client({ connectionString: process.env.DATABASE_URL });
 client?.on('error', () => {});
+let locker = null;
+const waiting = [];
 const backend = http.createServer((req, res) => res.end('backend ok'));
 backend.keepAliveTimeout = 120000; // no idle-socket race with the keep-alive agent on a slow machine
 (async () => {
@@ -33,6 +35,29 @@ backend.keepAliveTimeout = 120000; // no idle-socket race with the keep-alive ag
       if (url.pathname === '/many' && client) {
         for (let i = 0; i < 150; i++) await client.query('SELECT $1::int AS i', [i]);
         return res.end('many');
+      }
+      // A client kept busy: /lock takes an advisory lock in a session of its own, /busy starts a
+      // query on the standalone client that waits for it, /queue adds one more query behind that,
+      // /unlock ends the locking session and answers with what both queries returned.
+      if (url.pathname === '/lock' && client) {
+        locker = new pg.Client({ connectionString: process.env.DATABASE_URL });
+        await locker.connect();
+        await locker.query('SELECT pg_advisory_lock(4242)');
+        return res.end('locked');
+      }
+      if (url.pathname === '/busy' && client) {
+        waiting.push(client.query("SELECT pg_advisory_xact_lock(4242), 'busy' AS q").then((r) => r.rows[0].q, String));
+        return res.end('busy');
+      }
+      if (url.pathname === '/queue' && client) {
+        waiting.push(client.query("SELECT 'queued' AS q").then((r) => r.rows[0].q, String));
+        return res.end('queued');
+      }
+      if (url.pathname === '/unlock' && locker) {
+        await locker.end();
+        locker = null;
+        res.setHeader('content-type', 'application/json');
+        return res.end(JSON.stringify(await Promise.all(waiting.splice(0))));
       }
       if (url.pathname === '/evil') {
         await pool.query("SELECT '<script>alert(1)</script>' AS x");

@@ -66,6 +66,27 @@ test('health: the app\'s pool and client answer SELECT 1, StatsD gets a probe; J
   assert.match(html.body, /class="check" data-check="pg pool 1/);
 });
 
+test('health: a client busy with the app\'s query is reported connected, not probed; nothing queues behind the app', async (t) => {
+  assert.equal((await get(app.url + '/lock')).body, 'locked');
+  t.after(() => get(app.url + '/unlock')); // a failed assertion must not leave the client blocked for later tests
+  assert.equal((await get(app.url + '/busy')).body, 'busy'); // the client now waits on the lock
+  const { status, json: body } = await json('/_hatch/health');
+  assert.equal(status, 200, JSON.stringify(body));
+  const c = body.checks.find((x) => x.name.startsWith('pg client'));
+  assert.equal(c.status, 'pass', JSON.stringify(c));
+  assert.match(c.detail, /^busy with the app's query; connected, not probed$/);
+  // The app queues one more query behind its own; had the health check queued a probe, pg
+  // (>= 8.19) would print a DeprecationWarning here, and the app's queries would wait behind ours.
+  assert.equal((await get(app.url + '/queue')).body, 'queued');
+  const { json: queuedHealth } = await json('/_hatch/health');
+  assert.match(queuedHealth.checks.find((x) => x.name.startsWith('pg client')).detail, /^busy with the app's query \(1 queued\); connected, not probed$/);
+  const done = await get(app.url + '/unlock');
+  assert.deepEqual(JSON.parse(done.body), ['busy', 'queued']);
+  const { json: after } = await json('/_hatch/health');
+  assert.equal(after.checks.find((x) => x.name.startsWith('pg client')).detail, 'SELECT 1 answered');
+  assert.doesNotMatch(app.stderr(), /DeprecationWarning/);
+});
+
 test('error: a test error goes through the error path (counter, stderr with the ID, the record) and answers 500', async () => {
   const r = await json('/_hatch/error?msg=' + encodeURIComponent('is reporting on?\nforged line'));
   assert.equal(r.status, 500);
