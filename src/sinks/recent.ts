@@ -57,15 +57,26 @@ interface Pending {
   errorsAt: number[];
 }
 
+/** A record as kept: the start's wall-clock time is a number, formatted only when someone looks. */
+type Stored = Omit<RequestRecord, 'at'> & { atMs: number };
+
+/** Shared by every request that had no query, call, render or error (most /hello-like requests). */
+const NONE: never[] = Object.freeze([]) as unknown as never[];
+
+function view(r: Stored): RequestRecord {
+  const { atMs, ...rest } = r;
+  return { ...rest, at: new Date(atMs).toISOString() };
+}
+
 function round(ms: number): number {
   return Math.round(ms * 1000) / 1000;
 }
 
 export class RecentRequests {
   private readonly pending = new Map<string, Pending>();
-  private readonly recent: RequestRecord[] = [];
+  private readonly recent: Stored[] = [];
   private next = 0;
-  private readonly slow: RequestRecord[] = [];
+  private readonly slow: Stored[] = [];
   /** Requests whose in-flight events were dropped because MAX_PENDING were in flight. */
   evicted = 0;
   private readonly subscriptions = new Subscriptions('requests store');
@@ -129,10 +140,12 @@ export class RecentRequests {
 
   private file(e: HttpServerEvent): void {
     const p = this.pending.get(e.requestId);
-    const timeline: TimelineEntry[] = [];
-    const errors: string[] = [];
+    let timeline: TimelineEntry[] = NONE;
+    let errors: string[] = NONE;
     let dropped = 0;
     if (p) {
+      timeline = [];
+      errors = [];
       const end = e.start + e.duration;
       const mine = (at: number) => at >= e.start && at <= end;
       const rest: Pending = { timeline: [], starts: [], dropped: 0, errors: [], errorsAt: [] };
@@ -161,15 +174,15 @@ export class RecentRequests {
         this.pending.delete(e.requestId);
       }
     }
-    timeline.sort((a, b) => a.offset - b.offset);
-    const record: RequestRecord = {
+    if (timeline.length > 1) timeline.sort((a, b) => a.offset - b.offset);
+    const record: Stored = {
       id: e.requestId,
       method: e.method,
       route: e.route,
       path: e.path ?? '',
       status: e.statusCode,
       aborted: e.aborted,
-      at: new Date(Date.now() - e.duration).toISOString(),
+      atMs: Date.now() - e.duration,
       duration: round(e.duration),
       timeline,
       dropped,
@@ -195,17 +208,23 @@ export class RecentRequests {
   recentRequests(): RequestRecord[] {
     const n = this.recent.length;
     const out: RequestRecord[] = [];
-    for (let k = 1; k <= n; k++) out.push(this.recent[(this.next - k + n * 2) % n]!);
+    for (let k = 1; k <= n; k++) out.push(view(this.recent[(this.next - k + n * 2) % n]!));
     return out;
   }
 
   /** The slowest requests kept, slowest first. */
   slowest(): RequestRecord[] {
-    return [...this.slow];
+    return this.slow.map(view);
   }
 
   find(id: string): RequestRecord | undefined {
-    return this.recentRequests().find((r) => r.id === id) ?? this.slow.find((r) => r.id === id);
+    const n = this.recent.length;
+    for (let k = 1; k <= n; k++) {
+      const r = this.recent[(this.next - k + n * 2) % n]!; // newest first, as recentRequests()
+      if (r.id === id) return view(r);
+    }
+    const s = this.slow.find((x) => x.id === id);
+    return s && view(s);
   }
 
   get inFlight(): number {

@@ -25,6 +25,26 @@ test('recent keeps the last N newest first; slowest keeps the M slowest, slowest
   assert.equal(store.find('r2').duration, 9); // out of recent, still among the slowest
 });
 
+test('a record says when its request began (ISO 8601); find gives the newest of two with one ID', (t) => {
+  const store = new RecentRequests(5, 5);
+  store.start();
+  t.after(() => store.stop());
+  const before = Date.now();
+  serve('same', 40);
+  serve('other', 1);
+  serve('same', 2);
+  const after = Date.now();
+  const [newest] = store.recentRequests();
+  assert.equal(newest.id, 'same');
+  assert.match(newest.at, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+  const began = Date.parse(newest.at);
+  assert.ok(began >= before - 2 && began <= after - 2, `${newest.at} is not 2 ms before the event`);
+  assert.equal(store.find('same').duration, 2); // the newer one, though the older is slower
+  assert.equal(store.slowest()[0].duration, 40);
+  assert.deepEqual(store.find('other').timeline, []);
+  assert.deepEqual(JSON.parse(JSON.stringify(store.find('other'))).errors, []);
+});
+
 test('a timeline: entries at their offset from the request, capped with a count, SQL cut', (t) => {
   const store = new RecentRequests(10, 10);
   store.start();
