@@ -46,9 +46,51 @@ function ctl(pid, ...args) {
   );
 }
 
+// V8 compiling code: TurboFan and the other tiers, the parser and bytecode generator, their zone
+// memory, code emission and deoptimisation. Which functions V8 optimises, and when, follows call
+// counts, so a server compiles for thousands of requests after it starts (bench/app.js natively:
+// 10-30 TurboFan jobs per 500 /hello requests until about 3,000, and still a few at 5,000); each
+// job costs millions of instructions, which a window of a few hundred requests may or may not hold.
+const COMPILE = /v8::internal::(compiler|maglev|baseline|wasm|interpreter)::|v8::internal::(Compiler|Parser|PreParser|Scanner|Zone|AccountingAllocator|Assembler|TurboAssembler|MacroAssembler|Deoptimizer|OptimizedCompilationJob|TurbofanCompilationJob|OptimizedCompilationInfo|BytecodeGenerator)\b|^Builtins_CompileLazy/;
+
+/**
+ * The instructions of one thread's dump spent in functions whose name matches `re` (self cost,
+ * not inclusive). Cost lines follow `fn=`; the line after `calls=` is the callee's inclusive cost
+ * and is skipped; names are compressed as `(id) name` once and `(id)` after.
+ */
+export function selfCostOf(text, re = COMPILE) {
+  const names = new Map();
+  const name = (ref) => {
+    const m = /^\((\d+)\)(?: (.*))?$/.exec(ref);
+    if (!m) return ref;
+    if (m[2] !== undefined) names.set(m[1], m[2]);
+    return names.get(m[1]) ?? ref;
+  };
+  let matching = false;
+  let skip = false;
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (skip) {
+      skip = false;
+      continue;
+    }
+    const c = line.charCodeAt(0);
+    if ((c >= 48 && c <= 57) || c === 43 || c === 45 || c === 42) {
+      if (matching) {
+        const sp = line.indexOf(' ');
+        if (sp !== -1) sum += Number(line.slice(sp + 1)) || 0;
+      }
+    } else if (line.startsWith('fn=')) matching = re.test(name(line.slice(3)));
+    else if (line.startsWith('cfn=')) name(line.slice(4));
+    else if (line.startsWith('calls=')) skip = true;
+  }
+  return sum;
+}
+
 /**
  * Instructions in the newest dump of `pid` (each thread file's `totals:` line; `summary:` is 0 in
- * part dumps): { total, main }, all threads and the main thread (thread 01) alone.
+ * part dumps): { total, main, mainCompile }, all threads, the main thread (thread 01) alone, and
+ * what the main thread spent compiling (see COMPILE).
  */
 export function readDump(dir, pid) {
   // With --separate-threads, names are cg.<pid>.<part>-<thread> (cg.<pid>-<thread> for the dump at exit).
@@ -58,19 +100,24 @@ export function readDump(dir, pid) {
   const newest = Math.max(...files.map(partOf));
   let total = 0;
   let main = 0;
+  let mainCompile = 0;
   for (const f of files.filter((x) => partOf(x) === newest)) {
     const file = path.join(dir, f);
-    const m = /^totals: (\d+)/m.exec(fs.readFileSync(file, 'utf8'));
+    const text = fs.readFileSync(file, 'utf8');
+    const m = /^totals: (\d+)/m.exec(text);
     if (!m) throw new Error(`no totals line in ${file}`);
     total += Number(m[1]);
-    if (/-0*1$/.test(f)) main = Number(m[1]);
+    if (/-0*1$/.test(f)) {
+      main = Number(m[1]);
+      mainCompile = selfCostOf(text);
+    }
     // HATCH_BENCH_KEEP_DUMPS=dir keeps each dump there, for callgrind_annotate (function names: Node's
     // C++ and its builtins; JIT-compiled JavaScript shows as bare addresses).
     const keep = process.env.HATCH_BENCH_KEEP_DUMPS;
     if (keep) fs.copyFileSync(file, path.join(keep, `${f}.${Date.now()}`));
   }
   for (const f of files) fs.rmSync(path.join(dir, f));
-  return { total, main };
+  return { total, main, mainCompile };
 }
 
 /**
@@ -91,8 +138,8 @@ export async function countOutside(dir, pid, work) {
     await ctl(pid, '--instr=off');
   }
   await ctl(pid, '--dump=part');
-  const { total, main } = readDump(dir, pid);
-  return { instructions: total, main, result, seconds };
+  const { total, main, mainCompile } = readDump(dir, pid);
+  return { instructions: total, main, mainCompile, result, seconds };
 }
 
 /** Inside a process started by wrap(): count(fn) → instructions while fn ran; null when not under callgrind. */
