@@ -206,10 +206,15 @@ export class RecentRequests {
 
   /** The recent requests, newest first. */
   recentRequests(): RequestRecord[] {
-    const n = this.recent.length;
     const out: RequestRecord[] = [];
-    for (let k = 1; k <= n; k++) out.push(view(this.recent[(this.next - k + n * 2) % n]!));
+    for (let k = 1; k <= this.recent.length; k++) out.push(view(this.newest(k)));
     return out;
+  }
+
+  /** The k-th newest kept record (1 = the newest), from the ring. */
+  private newest(k: number): Stored {
+    const n = this.recent.length;
+    return this.recent[(this.next - k + n * 2) % n]!;
   }
 
   /** The slowest requests kept, slowest first. */
@@ -218,9 +223,8 @@ export class RecentRequests {
   }
 
   find(id: string): RequestRecord | undefined {
-    const n = this.recent.length;
-    for (let k = 1; k <= n; k++) {
-      const r = this.recent[(this.next - k + n * 2) % n]!; // newest first, as recentRequests()
+    for (let k = 1; k <= this.recent.length; k++) {
+      const r = this.newest(k); // newest first, as recentRequests()
       if (r.id === id) return view(r);
     }
     const s = this.slow.find((x) => x.id === id);
