@@ -4,10 +4,11 @@
 // vary 10-60x between identical windows; see bench/RESULTS.md). For each variant (no agent,
 // hatch-agent, OpenTelemetry, dd-trace, Elastic APM) one app process runs under callgrind with
 // instrumentation off; per route, a warm-up load runs uncounted, then counting is switched on
-// (callgrind_control) for exactly --requests requests and off again. Instructions per request =
-// the counted total / requests; it includes everything the process did meanwhile (V8's JIT and GC
-// threads, the agents' timers and exporters), but not the load generator, which is another process.
-// For a CPU-bound server, its throughput ratio to no agent is about none's count / the variant's.
+// (callgrind_control) for exactly --requests requests and off again. The count covers the app
+// process only, not the load generator, which is another process. The headline per request is the
+// main thread's count without V8's compilation, net of the idle rate (see below); the all-threads
+// count is reported beside it. For a CPU-bound server, the throughput ratio to no agent is about
+// none's headline count / the variant's.
 // The JIT stays on (--smc-check=all-non-file), so the code measured is the optimised code.
 //   node bench/instructions.mjs [--requests 150] [--warmup 3000] [--connections 2] [--idle 20] [--windows 3]
 //                               [--routes /hello,/db,/fetch,/render] [--only none,hatch-agent] [--no-write]
@@ -30,7 +31,7 @@ const REQUESTS = Number(opt('requests', 150));
 const WARMUP = Number(opt('warmup', 3000)); // V8 still compiles at 3,000 requests, less each time (callgrind.mjs)
 const CONNECTIONS = Number(opt('connections', 2));
 const ROUTES = opt('routes', '/hello,/db,/fetch,/render').split(',');
-const IDLE = Number(opt('idle', 20)); // seconds of the idle window
+const IDLE = Number(opt('idle', 20)); // seconds of idle counting, in 5 windows (the lowest rate is used)
 const WINDOWS = Number(opt('windows', 3)); // counted windows per route (the median is reported)
 // V8 flags for every variant's app. By default V8 optimises and collects garbage on helper threads,
 // which valgrind runs one at a time with the main thread: how far the JIT has got then depends on
@@ -136,8 +137,9 @@ const rows = ROUTES.map((route) => {
   const base = med('none', route, 'steady');
   const cells = VARIANTS.map((v) => {
     const xs = perWindow[v][route].map((w) => w.steady);
-    const cell = `${k(med(v, route, 'steady'))} [${k(Math.min(...xs))}-${k(Math.max(...xs))}]`;
-    return v === 'none' ? cell : `${cell}: ${(med(v, route, 'steady') / base).toFixed(2)}x → **${(base / med(v, route, 'steady')).toFixed(2)}**`;
+    const m = median(xs);
+    const cell = `${k(m)} [${k(Math.min(...xs))}-${k(Math.max(...xs))}]`;
+    return v === 'none' ? cell : `${cell}: ${(m / base).toFixed(2)}x → **${(base / m).toFixed(2)}**`;
   });
   return `| \`${route}\` | ${cells.join(' | ')} |`;
 });

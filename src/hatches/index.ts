@@ -118,6 +118,12 @@ async function timed(name: string, ms: number, fn: () => Promise<string>): Promi
   return { name, status, latencyMs: Math.round((performance.now() - start) * 1000) / 1000, detail };
 }
 
+/** The probe for a pool or an idle client: through the app's own object, no new connection. */
+async function selectOne(instance: { query(text: string): Promise<unknown> }): Promise<string> {
+  await instance.query('SELECT 1');
+  return 'SELECT 1 answered';
+}
+
 function pgTarget(o: any): string {
   if (!o || typeof o !== 'object') return '';
   const host = o.host ?? 'localhost';
@@ -147,29 +153,24 @@ async function runChecks(deps: HatchDeps): Promise<CheckResult[]> {
     if (kind === 'pool') {
       if (instance.ending || instance.ended) continue;
       const opts = instance.options;
-      checks.push(timed(`pg pool ${n}${pgTarget(opts?.host || opts?.database ? opts : parseConn(opts?.connectionString))}`, ms, async () => {
-        await instance.query('SELECT 1');
-        return 'SELECT 1 answered';
-      }));
+      checks.push(timed(`pg pool ${n}${pgTarget(opts?.host || opts?.database ? opts : parseConn(opts?.connectionString))}`, ms, () => selectOne(instance)));
     } else {
       if (pooled.has(instance) || typeof instance.release === 'function' || instance._ending || instance._ended || !instance._connected) continue;
       // A client runs one query at a time. While the app's query runs, a probe would wait behind it
       // (failing the check on a long report query), and would put the app's next query behind a
       // queued one, which pg >= 8.19 answers with a DeprecationWarning on the app's stderr.
       // So a busy client is reported as connected, and not probed.
+      const name = `pg client ${n}${pgTarget(instance)}`;
       const queue = instance._queryQueue ?? instance.queryQueue;
       const queued = Array.isArray(queue) ? queue.length : 0;
       if (instance.readyForQuery === false || queued > 0) {
-        checks.push(timed(`pg client ${n}${pgTarget(instance)}`, ms, async () => {
+        checks.push(timed(name, ms, async () => {
           if (instance._queryable === false) throw new Error('connection lost');
           return `busy with the app's query${queued ? ` (${queued} queued)` : ''}; connected, not probed`;
         }));
-        continue;
+      } else {
+        checks.push(timed(name, ms, () => selectOne(instance)));
       }
-      checks.push(timed(`pg client ${n}${pgTarget(instance)}`, ms, async () => {
-        await instance.query('SELECT 1');
-        return 'SELECT 1 answered';
-      }));
     }
   }
   const statsd = deps.statsd;
