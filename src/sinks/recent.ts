@@ -50,11 +50,12 @@ export interface RequestRecord {
 
 interface Pending {
   timeline: TimelineEntry[];
-  /** performance.now() at which each entry began, and each error was reported */
+  /** performance.now() at which each entry began */
   starts: number[];
   dropped: number;
-  errors: string[];
-  errorsAt: number[];
+  /** Made at the first error only: most requests have none. */
+  errors: string[] | undefined;
+  errorsAt: number[] | undefined;
 }
 
 /** A record as kept: the start's wall-clock time is a number, formatted only when someone looks. */
@@ -66,6 +67,12 @@ const NONE: never[] = Object.freeze([]) as unknown as never[];
 function view(r: Stored): RequestRecord {
   const { atMs, ...rest } = r;
   return { ...rest, at: new Date(atMs).toISOString() };
+}
+
+/** Every time in `at` lies in [from, to]. */
+function within(at: number[], from: number, to: number): boolean {
+  for (let i = 0; i < at.length; i++) if (!(at[i]! >= from && at[i]! <= to)) return false;
+  return true;
 }
 
 function round(ms: number): number {
@@ -101,9 +108,10 @@ export class RecentRequests {
       const e = m as ErrorEvent;
       if (e.requestId === undefined) return;
       const p = this.pendingFor(e.requestId);
-      if (p.errors.length < MAX_ERRORS) {
-        p.errors.push(`${e.kind}: ${e.message ?? ''}`.slice(0, 1000));
-        p.errorsAt.push(performance.now());
+      const errors = (p.errors ??= []);
+      if (errors.length < MAX_ERRORS) {
+        errors.push(`${e.kind}: ${e.message ?? ''}`.slice(0, 1000));
+        (p.errorsAt ??= []).push(performance.now());
       }
     });
     this.subscriptions.on(channels.httpServer, (m) => this.file(m as HttpServerEvent));
@@ -121,7 +129,7 @@ export class RecentRequests {
         this.pending.delete(oldest);
         this.evicted++;
       }
-      p = { timeline: [], starts: [], dropped: 0, errors: [], errorsAt: [] };
+      p = { timeline: [], starts: [], dropped: 0, errors: undefined, errorsAt: undefined };
       this.pending.set(id, p);
     }
     return p;
@@ -144,34 +152,16 @@ export class RecentRequests {
     let errors: string[] = NONE;
     let dropped = 0;
     if (p) {
-      timeline = [];
-      errors = [];
       const end = e.start + e.duration;
-      const mine = (at: number) => at >= e.start && at <= end;
-      const rest: Pending = { timeline: [], starts: [], dropped: 0, errors: [], errorsAt: [] };
-      for (let i = 0; i < p.timeline.length; i++) {
-        const at = p.starts[i]!;
-        if (mine(at)) {
-          p.timeline[i]!.offset = round(at - e.start);
-          timeline.push(p.timeline[i]!);
-        } else {
-          rest.timeline.push(p.timeline[i]!);
-          rest.starts.push(at);
-        }
-      }
-      for (let i = 0; i < p.errors.length; i++) {
-        if (mine(p.errorsAt[i]!)) errors.push(p.errors[i]!);
-        else {
-          rest.errors.push(p.errors[i]!);
-          rest.errorsAt.push(p.errorsAt[i]!);
-        }
-      }
-      if (rest.timeline.length > 0 || rest.errors.length > 0) {
-        rest.dropped = p.dropped; // most likely the outer request's, which files last
-        this.pending.set(e.requestId, rest);
-      } else {
+      if (within(p.starts, e.start, end) && (p.errorsAt === undefined || within(p.errorsAt, e.start, end))) {
+        // The usual case: everything in flight under this ID is this request's. Its arrays become the record's.
+        timeline = p.timeline;
+        errors = p.errors ?? NONE;
         dropped = p.dropped;
+        for (let i = 0; i < timeline.length; i++) timeline[i]!.offset = round(p.starts[i]! - e.start);
         this.pending.delete(e.requestId);
+      } else {
+        ({ timeline, errors, dropped } = this.split(e, p));
       }
     }
     if (timeline.length > 1) timeline.sort((a, b) => a.offset - b.offset);
@@ -202,6 +192,43 @@ export class RecentRequests {
         if (s.length > this.slowMax) s.pop();
       }
     }
+  }
+
+  /**
+   * Two requests in flight under one ID: this one takes the entries that began within its own span
+   * and leaves the rest pending for the other.
+   */
+  private split(e: HttpServerEvent, p: Pending): { timeline: TimelineEntry[]; errors: string[]; dropped: number } {
+    const timeline: TimelineEntry[] = [];
+    const errors: string[] = [];
+    const end = e.start + e.duration;
+    const mine = (at: number) => at >= e.start && at <= end;
+    const rest: Pending = { timeline: [], starts: [], dropped: 0, errors: [], errorsAt: [] };
+    for (let i = 0; i < p.timeline.length; i++) {
+      const at = p.starts[i]!;
+      if (mine(at)) {
+        p.timeline[i]!.offset = round(at - e.start);
+        timeline.push(p.timeline[i]!);
+      } else {
+        rest.timeline.push(p.timeline[i]!);
+        rest.starts.push(at);
+      }
+    }
+    const pe = p.errors ?? [];
+    for (let i = 0; i < pe.length; i++) {
+      if (mine(p.errorsAt![i]!)) errors.push(pe[i]!);
+      else {
+        rest.errors!.push(pe[i]!);
+        rest.errorsAt!.push(p.errorsAt![i]!);
+      }
+    }
+    if (rest.timeline.length > 0 || rest.errors!.length > 0) {
+      rest.dropped = p.dropped; // most likely the outer request's, which files last
+      this.pending.set(e.requestId, rest);
+      return { timeline, errors, dropped: 0 };
+    }
+    this.pending.delete(e.requestId);
+    return { timeline, errors, dropped: p.dropped };
   }
 
   /** The recent requests, newest first. */

@@ -8,7 +8,7 @@ const require = createRequire(import.meta.url);
 const { loadConfig, DEFAULTS } = require('../../dist/src/config.js');
 const { isValidRequestId } = require('../../dist/src/request-id.js');
 const { commentedSql, hasRequestComment, sqlOperation } = require('../../dist/src/sql-comment.js');
-const { Metric, drainLines, packLines } = require('../../dist/src/sinks/statsd.js');
+const { Metric, drainLines, drainPackets } = require('../../dist/src/sinks/statsd.js');
 const { wrap, unwrap, isWrapped } = require('../../dist/src/shim.js');
 const { inRange } = require('../../dist/src/hook.js');
 
@@ -127,14 +127,32 @@ test('metrics: many values are cut into lines and packets that fit 1432 bytes, n
   const d = new Metric('http.server', 'ms', ['method', 'route', 'status_code'], 'hatch.', 'dogstatsd');
   const s = d.series('GET', 'unmatched', 200);
   for (let i = 0; i < 5000; i++) s.values.push(i + 0.5);
-  const lines = drainLines([d], 'dogstatsd');
+  const packets = drainPackets([d], 'dogstatsd');
+  assert.ok(packets.length > 1);
+  for (const p of packets) assert.ok(p.length <= 1432, `packet of ${p.length}`);
+  const lines = packets.flatMap((p) => p.toString('latin1').split('\n'));
   assert.ok(lines.length > 1);
+  for (const l of lines) assert.match(l, /^hatch\.http\.server(:\d+(\.\d+)?)+\|ms\|#method:GET,route:unmatched,status_code:200$/);
   const values = lines.flatMap((l) => l.split('|')[0].split(':').slice(1)).map(Number);
-  assert.equal(values.length, 5000);
-  assert.equal(values[4999], 4999.5);
-  const packets = packLines(lines);
-  for (const p of packets) assert.ok(Buffer.byteLength(p) <= 1432, `packet of ${p.length}`);
-  assert.equal(packets.join('\n').split('\n').length, lines.length);
+  assert.deepEqual(values, Array.from({ length: 5000 }, (_, i) => i + 0.5), 'every value, in order');
+  // One line per value (plain StatsD): packets cut between lines, none over 1432 bytes.
+  const m = new Metric('http.server', 'ms', ['method', 'route', 'status_code'], 'hatch.', 'none');
+  const t = m.series('GET', 'unmatched', 200);
+  for (let i = 0; i < 5000; i++) t.values.push(i / 7);
+  const plain = drainPackets([m], 'none');
+  for (const p of plain) assert.ok(p.length <= 1432, `packet of ${p.length}`);
+  for (const p of plain.slice(0, -1)) assert.ok(p.length > 1380, `a packet cut early: ${p.length} bytes`);
+  const got = plain.flatMap((p) => p.toString('latin1').split('\n'));
+  assert.deepEqual(got, Array.from({ length: 5000 }, (_, i) => `hatch.http.server.GET.unmatched.200:${Math.round((i / 7) * 1000) / 1000}|ms`));
+});
+
+test('metrics: values are printed as String(round(v, 3)) would, written digit by digit', () => {
+  const samples = [0, 0.0004, 0.0005, 0.001, 0.05, 0.1, 0.5, 1, 2.5, 7, 9.999, 9.9995, 10, 12.3456, 99.005, 1234.5678, 52723712, 1e11 + 0.123, 4e12, -1.5, NaN];
+  const m = new Metric('runtime.x', 'ms', [], 'hatch.', 'none');
+  const s = m.series('');
+  s.values.push(...samples);
+  const got = drainLines([m], 'none').map((l) => l.slice('hatch.runtime.x:'.length, -'|ms'.length));
+  assert.deepEqual(got, samples.map((v) => String(Math.round(v * 1000) / 1000)));
 });
 
 test('metrics: unbounded dimension values fold into `other` past the series cap', () => {
