@@ -48,8 +48,11 @@ export function start(): Agent | null {
       statsd = new StatsdSink(config);
       statsd.start();
     }
+    // The ring is read only when the process ends and writes it to HATCH_FLIGHT_RECORDER: without a
+    // file nothing could ever read it, and keeping every event alive for a while is not free (the
+    // young generation copies them, and the ring's stores pay the write barrier).
     let flightRecorder: FlightRecorder | undefined;
-    if (config.flightRecorderSize > 0) {
+    if (config.flightRecorderFile !== undefined && config.flightRecorderSize > 0) {
       flightRecorder = new FlightRecorder(config.flightRecorderSize, config.flightRecorderFile);
       flightRecorder.start();
     }

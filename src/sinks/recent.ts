@@ -172,7 +172,7 @@ export class RecentRequests {
       path: e.path ?? '',
       status: e.statusCode,
       aborted: e.aborted,
-      atMs: Date.now() - e.duration,
+      atMs: this.wallClock(e.start),
       duration: round(e.duration),
       timeline,
       dropped,
@@ -193,6 +193,20 @@ export class RecentRequests {
       }
     }
   }
+
+  /**
+   * The wall-clock time (epoch ms) of a performance.now() value. The offset between the two clocks
+   * is read again at most once a second (NTP moves the wall clock), not once per request.
+   */
+  private wallClock(at: number): number {
+    if (at - this.syncedAt > 1000 || at < this.syncedAt) {
+      this.syncedAt = performance.now();
+      this.offset = Date.now() - this.syncedAt;
+    }
+    return this.offset + at;
+  }
+  private syncedAt = -Infinity;
+  private offset = 0;
 
   /**
    * Two requests in flight under one ID: this one takes the entries that began within its own span

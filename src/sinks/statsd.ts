@@ -31,11 +31,36 @@ const RESOLVE_EVERY_MS = 60_000; // a host name is looked up again this often, s
 
 type Dim = string | number;
 
-class Series {
-  values: number[] = [];
+/**
+ * One series: its counter sum, or the values recorded since the last flush in a Float64Array that
+ * is kept from one interval to the next (grown by doubling, halved when far too big), so recording
+ * allocates nothing in steady state: a plain array emptied at every flush grew again from nothing
+ * each second, and its copies were garbage the young generation had to carry.
+ */
+export class Series {
+  values = new Float64Array(16);
+  count = 0;
   sum = 0;
   bytes: { head: Buffer; tail: Buffer } | undefined;
   constructor(readonly head: string, readonly tail: string) {}
+
+  /** Records one value (false when the series already holds MAX_VALUES this interval). */
+  add(v: number): boolean {
+    if (this.count === this.values.length) {
+      if (this.count >= MAX_VALUES) return false;
+      const bigger = new Float64Array(Math.min(this.values.length * 2, MAX_VALUES));
+      bigger.set(this.values);
+      this.values = bigger;
+    }
+    this.values[this.count++] = v;
+    return true;
+  }
+
+  /** Forgets the interval's values; keeps the storage unless it is four times what was used. */
+  reset(): void {
+    if (this.values.length >= 1024 && this.count * 4 < this.values.length) this.values = new Float64Array(this.values.length / 2);
+    this.count = 0;
+  }
 }
 
 /** Graphite path segment: no dots, slashes or other separators. */
@@ -265,11 +290,12 @@ export function drainPackets(metrics: Metric[], mode: TagMode): Buffer[] {
         continue;
       }
       const vals = s.values;
-      if (vals.length === 0) continue;
+      const count = s.count;
+      if (count === 0) continue;
       const { head, tail } = encoded(s);
       if (mode === 'dogstatsd') {
         let i = 0;
-        while (i < vals.length) {
+        while (i < count) {
           // A new packet when this one cannot take the line's name, one value and its tags.
           if (p.room() < head.length + tail.length + 24) p.cut();
           p.begin();
@@ -277,12 +303,12 @@ export function drainPackets(metrics: Metric[], mode: TagMode): Buffer[] {
           do {
             p.byte(COLON);
             p.number(vals[i++]!);
-          } while (i < vals.length && p.room() > tail.length + 24);
+          } while (i < count && p.room() > tail.length + 24);
           p.bytes(tail);
           p.end();
         }
       } else {
-        for (let i = 0; i < vals.length; i++) {
+        for (let i = 0; i < count; i++) {
           p.begin();
           p.bytes(head);
           p.byte(COLON);
@@ -291,7 +317,7 @@ export function drainPackets(metrics: Metric[], mode: TagMode): Buffer[] {
           p.end();
         }
       }
-      s.values = [];
+      s.reset();
     }
   }
   return p.finish();
@@ -369,7 +395,9 @@ export class StatsdSink {
       const e = m as RuntimeEvent;
       const r = this.runtime;
       for (const [metric, v] of [[r.p50, e.eventLoopDelay.p50], [r.p99, e.eventLoopDelay.p99], [r.max, e.eventLoopDelay.max], [r.heapUsed, e.heapUsed], [r.rss, e.rss], [r.activeHandles, e.activeHandles]] as const) {
-        metric.series('').values = [v]; // a gauge sends its latest value only
+        const g = metric.series('');
+        g.count = 0; // a gauge sends its latest value only
+        g.add(v);
       }
       for (const g of e.gc) this.time(this.gcPause.series(g.kind), g.duration);
     });
@@ -392,9 +420,8 @@ export class StatsdSink {
     this.flush();
   }
 
-  private time(s: { values: number[] }, ms: number): void {
-    if (s.values.length < MAX_VALUES) s.values.push(ms);
-    else this.dropped++;
+  private time(s: Series, ms: number): void {
+    if (!s.add(ms)) this.dropped++;
   }
 
   private readonly onBeforeExit = () => {
@@ -403,7 +430,7 @@ export class StatsdSink {
   private readonly onExit = () => this.flush();
 
   private pending(): boolean {
-    return this.metrics.some((m) => m.all.some((s) => s.values.length > 0 || s.sum !== 0));
+    return this.metrics.some((m) => m.all.some((s) => s.count > 0 || s.sum !== 0));
   }
 
   /** Formats everything recorded so far and hands it to hot-shots. Never throws. */

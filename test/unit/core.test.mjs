@@ -99,8 +99,9 @@ test('SQL operation: first keyword after blanks, comments and parentheses; else 
 
 test('metrics: plain StatsD names are Graphite-safe and in a fixed dimension order', () => {
   const m = new Metric('http.server', 'ms', ['method', 'route', 'status_code'], 'hatch.', 'none');
-  m.series('GET', '/api/users/:id', 200).values.push(12.3456, 7);
-  m.series('POST', 'un.safe name|#', 500).values.push(1);
+  m.series('GET', '/api/users/:id', 200).add(12.3456);
+  m.series('GET', '/api/users/:id', 200).add(7);
+  m.series('POST', 'un.safe name|#', 500).add(1);
   const lines = drainLines([m], 'none');
   assert.deepEqual(lines, [
     'hatch.http.server.GET.api_users_id.200:12.346|ms',
@@ -113,10 +114,10 @@ test('metrics: plain StatsD names are Graphite-safe and in a fixed dimension ord
 
 test('metrics: dogstatsd tags and multi-value lines; telegraf tags', () => {
   const d = new Metric('db.query', 'ms', ['system', 'operation', 'outcome'], 'hatch.', 'dogstatsd');
-  d.series('pg', 'SELECT', 'ok').values.push(1, 2.5, 3);
+  for (const v of [1, 2.5, 3]) d.series('pg', 'SELECT', 'ok').add(v);
   assert.deepEqual(drainLines([d], 'dogstatsd'), ['hatch.db.query:1:2.5:3|ms|#system:pg,operation:SELECT,outcome:ok']);
   const t = new Metric('http.server', 'ms', ['method', 'route', 'status_code'], 'hatch.', 'telegraf');
-  t.series('GET', '/a/:b', 404).values.push(4);
+  t.series('GET', '/a/:b', 404).add(4);
   assert.deepEqual(drainLines([t], 'telegraf'), ['hatch.http.server,method=GET,route=/a/_b,status_code=404:4|ms']);
   const c = new Metric('errors', 'c', ['kind'], 'hatch.', 'dogstatsd');
   c.series('invalid_request_id').sum += 3;
@@ -126,7 +127,7 @@ test('metrics: dogstatsd tags and multi-value lines; telegraf tags', () => {
 test('metrics: many values are cut into lines and packets that fit 1432 bytes, none lost', () => {
   const d = new Metric('http.server', 'ms', ['method', 'route', 'status_code'], 'hatch.', 'dogstatsd');
   const s = d.series('GET', 'unmatched', 200);
-  for (let i = 0; i < 5000; i++) s.values.push(i + 0.5);
+  for (let i = 0; i < 5000; i++) s.add(i + 0.5);
   const packets = drainPackets([d], 'dogstatsd');
   assert.ok(packets.length > 1);
   for (const p of packets) assert.ok(p.length <= 1432, `packet of ${p.length}`);
@@ -138,7 +139,7 @@ test('metrics: many values are cut into lines and packets that fit 1432 bytes, n
   // One line per value (plain StatsD): packets cut between lines, none over 1432 bytes.
   const m = new Metric('http.server', 'ms', ['method', 'route', 'status_code'], 'hatch.', 'none');
   const t = m.series('GET', 'unmatched', 200);
-  for (let i = 0; i < 5000; i++) t.values.push(i / 7);
+  for (let i = 0; i < 5000; i++) t.add(i / 7);
   const plain = drainPackets([m], 'none');
   for (const p of plain) assert.ok(p.length <= 1432, `packet of ${p.length}`);
   for (const p of plain.slice(0, -1)) assert.ok(p.length > 1380, `a packet cut early: ${p.length} bytes`);
@@ -150,14 +151,33 @@ test('metrics: values are printed as String(round(v, 3)) would, written digit by
   const samples = [0, 0.0004, 0.0005, 0.001, 0.05, 0.1, 0.5, 1, 2.5, 7, 9.999, 9.9995, 10, 12.3456, 99.005, 1234.5678, 52723712, 1e11 + 0.123, 4e12, -1.5, NaN];
   const m = new Metric('runtime.x', 'ms', [], 'hatch.', 'none');
   const s = m.series('');
-  s.values.push(...samples);
+  for (const v of samples) s.add(v);
   const got = drainLines([m], 'none').map((l) => l.slice('hatch.runtime.x:'.length, -'|ms'.length));
   assert.deepEqual(got, samples.map((v) => String(Math.round(v * 1000) / 1000)));
 });
 
+test('metrics: a series keeps its storage from one flush to the next, and holds at most 100000 values an interval', () => {
+  const m = new Metric('db.query', 'ms', ['system', 'operation', 'outcome'], 'hatch.', 'none');
+  const s = m.series('pg', 'SELECT', 'ok');
+  for (let i = 0; i < 100; i++) s.add(i);
+  const storage = s.values;
+  assert.equal(drainLines([m], 'none').length, 100);
+  s.add(1.5);
+  s.add(2);
+  assert.equal(s.values, storage, 'no new storage after a flush');
+  assert.deepEqual(drainLines([m], 'none'), ['hatch.db.query.pg.SELECT.ok:1.5|ms', 'hatch.db.query.pg.SELECT.ok:2|ms']);
+  let kept = 0;
+  for (let i = 0; i < 100_005; i++) if (s.add(i)) kept++;
+  assert.equal(kept, 100_000, 'the excess is refused (the sink counts it and warns once)');
+  assert.equal(drainLines([m], 'none').length, 100_000);
+  s.add(3);
+  drainLines([m], 'none');
+  assert.ok(s.values.length < 100_000, 'storage far bigger than an interval needs is halved');
+});
+
 test('metrics: unbounded dimension values fold into `other` past the series cap', () => {
   const m = new Metric('http.server', 'ms', ['method', 'route', 'status_code'], 'hatch.', 'none');
-  for (let i = 0; i < 2500; i++) m.series('GET', `/r${i}`, 200).values.push(1);
+  for (let i = 0; i < 2500; i++) m.series('GET', `/r${i}`, 200).add(1);
   const lines = drainLines([m], 'none');
   assert.equal(lines.length, 2500, 'every value is still sent');
   assert.equal(lines.filter((l) => l.startsWith('hatch.http.server.other.other.other:')).length, 500);
