@@ -72,6 +72,9 @@ export function withRequestId<T>(id: string, fn: () => T): T {
 export function bindContext<F extends (...args: any[]) => any>(fn: F): F {
   const store = storage.getStore();
   return function (this: unknown) {
+    // Called back in the same context (a pool with an idle client answers on nextTick): no run,
+    // which on Node 22+ would build a new context frame (a Map) for nothing.
+    if (storage.getStore() === store) return Reflect.apply(fn, this, arguments);
     return storage.run(store as RequestContext, Reflect.apply, fn, this, arguments);
   } as unknown as F;
 }
