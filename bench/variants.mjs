@@ -34,6 +34,19 @@ export async function variants() {
       // recent-requests store, which is on when HATCH_TOKEN is set.
       env: { HATCH_STATSD: 'on', HATCH_TOKEN: 'bench-token-0123456789abcdef' },
     },
+    // Not in the default set (`--only` names them): what each part of hatch-agent costs.
+    'hatch-agent/core': {
+      extra: true,
+      preload: path.join(root, 'dist/src/index.js'),
+      // Request IDs, SQL comments, propagation and the timings' events, with no sink listening.
+      env: { HATCH_STATSD: 'off' },
+    },
+    'hatch-agent+recorder': {
+      extra: true,
+      preload: path.join(root, 'dist/src/index.js'),
+      // Every feature, and the flight recorder's ring (written when the process ends).
+      env: { HATCH_STATSD: 'on', HATCH_TOKEN: 'bench-token-0123456789abcdef', HATCH_FLIGHT_RECORDER: path.join(benchDir, 'node_modules', '.flight-recorder.jsonl') },
+    },
     otel: {
       preload: '@opentelemetry/auto-instrumentations-node/register',
       env: {

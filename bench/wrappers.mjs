@@ -40,7 +40,7 @@ if (process.env.HATCH_BENCH_CHILD !== '1') {
   const args = [process.execPath, '--expose-gc', '-r', path.join(root, 'dist/src/index.js'), fileURLToPath(import.meta.url), ...argv.slice(2)];
   const [cmd, cmdArgs] = cg.wrap(dir, args);
   const child = spawn(cmd, cmdArgs, {
-    env: { ...process.env, HATCH_BENCH_CHILD: '1', HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(sink.address().port), HATCH_TOKEN: 'bench-token-0123456789abcdef', ...cg.env(dir) },
+    env: { ...process.env, HATCH_BENCH_CHILD: '1', HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(sink.address().port), HATCH_TOKEN: 'bench-token-0123456789abcdef', HATCH_FLIGHT_RECORDER: path.join(os.tmpdir(), `hatch-bench-recorder-${process.pid}.jsonl`), ...cg.env(dir) },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let out = '';

@@ -14,7 +14,7 @@ import { undiciChannels } from '../patches/undici';
 import { configurePropagation } from './propagation';
 import { RecentRequests } from './sinks/recent';
 import { rememberInstances } from './instances';
-import { setHatches } from '../patches/http-server';
+import { setHatches, type HatchHandler } from '../patches/http-server';
 
 export interface Agent {
   readonly config: Config;
@@ -34,10 +34,14 @@ export function start(): Agent | null {
   const holder = globalThis as Holder;
   if (holder[KEY] !== undefined) return holder[KEY];
   // Node 20 also runs `-r` preloads in the module-hooks thread that `--import hatch-agent` starts
-  // (a worker with no parentPort, unlike the app's own workers): no agent there.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const threads = require('node:worker_threads') as typeof import('node:worker_threads');
-  if (!threads.isMainThread && threads.parentPort === null) return (holder[KEY] = null);
+  // (a worker with no parentPort, unlike the app's own workers): no agent there. Loading
+  // node:worker_threads to ask costs 1.5 ms, so it is asked only inside a worker, which Node marks
+  // by replacing process.chdir with a function flagged `disabled` (Node 20 to 24).
+  if ((process.chdir as { disabled?: boolean }).disabled === true) {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const threads = require('node:worker_threads') as typeof import('node:worker_threads');
+    if (!threads.isMainThread && threads.parentPort === null) return (holder[KEY] = null);
+  }
   holder[KEY] = null; // claims the slot before anything can fail or recurse
   try {
     const { config, problems } = loadConfig();
@@ -58,9 +62,14 @@ export function start(): Agent | null {
     }
     // Sampled only for a sink that sends them.
     let runtime: RuntimeMetrics | undefined;
+    let runtimeStart: NodeJS.Timeout | undefined;
     if (statsd && config.runtimeMetricsMs > 0) {
       runtime = new RuntimeMetrics(config.runtimeMetricsMs);
-      runtime.start();
+      // Started on the first turn of the event loop (perf_hooks is a millisecond to load): a script
+      // that ends at once never pays for it, and the first sample is HATCH_RUNTIME_METRICS_MS away.
+      const r = runtime;
+      runtimeStart = setTimeout(() => r.start(), 0);
+      runtimeStart.unref();
     }
     // The hatches (HATCH_TOKEN): their request store, the pg instance registry, their handler.
     let recent: RecentRequests | undefined;
@@ -68,9 +77,18 @@ export function start(): Agent | null {
       recent = new RecentRequests(config.hatchRecentRequests, config.hatchSlowRequests);
       recent.start();
       rememberInstances(true);
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
-      const { createHatches } = require('./hatches/index') as typeof import('./hatches/index');
-      setHatches(createHatches({ config, statsd, recent, patches: outcomes }));
+      // The hatches' code (pages, checks, node:crypto) is loaded by the first request under the
+      // prefix, not at start-up: most processes never serve one.
+      let hatches: HatchHandler | undefined;
+      const deps = { config, statsd, recent, patches: outcomes };
+      setHatches({
+        prefix: config.hatchPrefix,
+        handle(req, res) {
+          // eslint-disable-next-line @typescript-eslint/no-require-imports
+          hatches ??= (require('./hatches/index') as typeof import('./hatches/index')).createHatches(deps);
+          return hatches.handle(req, res);
+        },
+      });
       log.debug(`hatches on under ${config.hatchPrefix}`);
     }
     configurePropagation(config);
@@ -91,6 +109,7 @@ export function start(): Agent | null {
         recent?.stop();
         hooks.unhook();
         if (undici) undiciChannels.unsubscribe();
+        clearTimeout(runtimeStart);
         runtime?.stop();
         flightRecorder?.stop();
         statsd?.stop();

@@ -10,16 +10,12 @@
  * Limitation: the delay histogram's resolution is 20 ms by default in Node; we ask for 10 ms, so
  * delays below that read as about 10 ms.
  */
-import { constants, monitorEventLoopDelay, PerformanceObserver, type IntervalHistogram } from 'node:perf_hooks';
+import type { IntervalHistogram, PerformanceObserver } from 'node:perf_hooks';
 import { channels, type RuntimeEvent } from './bus';
 import { log } from './log';
 
-const GC_KINDS: Record<number, string> = {
-  [constants.NODE_PERFORMANCE_GC_MINOR]: 'minor',
-  [constants.NODE_PERFORMANCE_GC_MAJOR]: 'major',
-  [constants.NODE_PERFORMANCE_GC_INCREMENTAL]: 'incremental',
-  [constants.NODE_PERFORMANCE_GC_WEAKCB]: 'weakcb',
-};
+// perf_hooks.constants.NODE_PERFORMANCE_GC_*: the module itself is loaded in start(), not with the agent.
+const GC_KINDS: Record<number, string> = { 1: 'minor', 4: 'major', 8: 'incremental', 16: 'weakcb' };
 const MAX_GC_PER_SAMPLE = 1000; // a pathological GC storm must not grow this array without bound
 
 export class RuntimeMetrics {
@@ -31,6 +27,8 @@ export class RuntimeMetrics {
   constructor(private readonly everyMs: number) {}
 
   start(): void {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { monitorEventLoopDelay, PerformanceObserver } = require('node:perf_hooks') as typeof import('node:perf_hooks');
     try {
       this.histogram = monitorEventLoopDelay({ resolution: 10 });
       this.histogram.enable();

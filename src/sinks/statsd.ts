@@ -13,7 +13,6 @@
  * Limitations: a series count above MAX_SERIES per metric folds new combinations into `other`;
  * more than MAX_VALUES values of one series in one interval are dropped (and counted).
  */
-import * as dns from 'node:dns';
 import type { Config, TagMode } from '../config';
 import { channels, Subscriptions, type DbQueryEvent, type ErrorEvent, type HttpClientEvent, type HttpServerEvent, type RenderEvent, type RuntimeEvent } from '../bus';
 import { sqlOperation } from '../sql-comment';
@@ -22,6 +21,12 @@ import { log } from '../log';
 /** An IP literal (what HATCH_STATSD_HOST's allowed characters can form): no lookup, no node:net at start-up. */
 function isIp(host: string): boolean {
   return /^\d{1,3}(\.\d{1,3}){3}$/.test(host) || host.includes(':');
+}
+
+/** dns.lookup of every address, with node:dns loaded at the first name to look up (not at start-up). */
+function lookup(host: string, cb: (err: NodeJS.ErrnoException | null, all: Array<{ address: string; family: number }>) => void): void {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  (require('node:dns') as typeof import('node:dns')).lookup(host, { all: true }, cb);
 }
 
 const MAX_PACKET = 1432; // fits one Ethernet-MTU UDP datagram, hot-shots' own recommendation
@@ -460,7 +465,7 @@ export class StatsdSink {
     this.resolving = true;
     const host = this.config.statsdHost;
     // IPv4 first: `localhost` often lists ::1 first, while StatsD daemons mostly listen on IPv4.
-    dns.lookup(host, { all: true }, (err, all) => {
+    lookup(host, (err, all) => {
       this.resolving = false;
       this.resolvedAt = Date.now();
       const address = all?.find((a) => a.family === 4)?.address ?? all?.[0]?.address;
@@ -500,7 +505,7 @@ export class StatsdSink {
       };
       if (this.address !== undefined) return send();
       // Not resolved yet (or it failed): look it up now rather than report a stale failure.
-      dns.lookup(this.config.statsdHost, { all: true }, (err, all) => {
+      lookup(this.config.statsdHost, (err, all) => {
         const address = all?.find((a) => a.family === 4)?.address ?? all?.[0]?.address;
         if (err || address === undefined) return resolve({ ok: false, detail: `${this.config.statsdHost} does not resolve (${err?.code ?? 'no address'})` });
         this.address ??= address;
