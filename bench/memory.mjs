@@ -29,7 +29,7 @@ sink.on('message', (m) => (lines += m.toString().split('\n').length));
 await new Promise((r) => sink.bind(0, '127.0.0.1', r));
 const child = spawn(process.execPath, ['--expose-gc', '-r', path.join(root, 'dist/src/index.js'), path.join(benchDir, 'app.js')], {
   cwd: benchDir,
-  env: { ...process.env, DATABASE_URL: pg.url, BENCH_GC_ROUTE: '1', HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(sink.address().port), HATCH_TOKEN: 'bench-token-0123456789abcdef' },
+  env: { ...process.env, DATABASE_URL: pg.url, BENCH_GC_ROUTE: '1', HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(sink.address().port), HATCH_TOKEN: 'bench-token-0123456789abcdef', HATCH_FLIGHT_RECORDER: path.join(os.tmpdir(), `hatch-bench-memory-${process.pid}.jsonl`) },
   stdio: ['ignore', 'pipe', 'inherit'],
 });
 const port = await listeningPort(child, 'app');

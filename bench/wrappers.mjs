@@ -67,7 +67,8 @@ ${table.join('\n')}
 
 ${INSTRUCTIONS ? 'Instruction counts do not depend on the load of the machine; the three samples of a loop differ by the GC and JIT work that falls in them.' : 'Noise: the machine is a shared 2-core VM; samples of the same loop vary by roughly ±10-20%, so differences\nbelow ~100 ns are within noise.'}
 `;
-  if (!argv.includes('--no-write')) (await import('./results-file.mjs')).writeSection('wrappers', report);
+  // Timed and counted results are kept side by side: each mode has its own section.
+  if (!argv.includes('--no-write')) (await import('./results-file.mjs')).writeSection(INSTRUCTIONS ? 'wrappers-instructions' : 'wrappers', report);
   console.log(report);
 } else {
   await child();

@@ -162,10 +162,17 @@ const SLACK = 2048; // a packet buffer's room past MAX_PACKET: one line is writt
  * `name:value|ms` strings, joining them into packets and encoding those again cost about 1 µs per
  * value, more than recording it.
  */
+// The two packet buffers every flush writes into (a line that does not fit moves to the other):
+// kept, not allocated per packet, so a flush leaves no buffers behind for the GC (hot-shots copies
+// each packet as it is handed over).
+const scratch = [Buffer.allocUnsafeSlow(MAX_PACKET + SLACK), Buffer.allocUnsafeSlow(MAX_PACKET + SLACK)] as const;
+
 class Packer {
-  readonly packets: Buffer[] = [];
-  private buf = Buffer.allocUnsafe(MAX_PACKET + SLACK);
+  private buf: Buffer = scratch[0];
+  private spare: Buffer = scratch[1];
   private len = 0;
+  /** `packet` is a view of a reused buffer: valid only during the call. */
+  constructor(private readonly emit: (packet: Buffer) => void) {}
   /** Where the line being written began (after its newline); 0 for the packet's first line. */
   private lineAt = 0;
 
@@ -178,10 +185,14 @@ class Packer {
   /** Ends the line: if it made the packet too long, the packet is sent without it and it starts the next. */
   end(): void {
     if (this.len <= MAX_PACKET || this.lineAt === 0) return this.maybeFull();
-    const next = Buffer.allocUnsafe(Math.max(MAX_PACKET, this.len - this.lineAt) + SLACK);
-    const n = this.buf.copy(next, 0, this.lineAt, this.len);
-    this.packets.push(this.buf.subarray(0, this.lineAt - 1)); // without the newline
+    const old = this.buf;
+    const size = this.len - this.lineAt;
+    const next = size + SLACK <= this.spare.length ? this.spare : Buffer.allocUnsafe(size + SLACK);
+    const n = old.copy(next, 0, this.lineAt, this.len);
+    this.emit(old.subarray(0, this.lineAt - 1)); // without the newline
     this.buf = next;
+    // The spare is whichever kept buffer is not in use (a grown one is not kept).
+    this.spare = old === scratch[0] || old === scratch[1] ? old : next === scratch[0] ? scratch[1] : scratch[0];
     this.len = n;
     this.lineAt = 0;
     this.maybeFull();
@@ -199,8 +210,7 @@ class Packer {
   /** Ends the packet. */
   cut(): void {
     if (this.len === 0) return;
-    this.packets.push(this.buf.subarray(0, this.len));
-    this.buf = Buffer.allocUnsafe(MAX_PACKET + SLACK);
+    this.emit(this.buf.subarray(0, this.len));
     this.len = 0;
     this.lineAt = 0;
   }
@@ -261,9 +271,8 @@ class Packer {
     this.buf = bigger;
   }
 
-  finish(): Buffer[] {
+  finish(): void {
     this.cut();
-    return this.packets;
   }
 }
 
@@ -278,7 +287,14 @@ function encoded(s: Series): { head: Buffer; tail: Buffer } {
  * `name:v1:v2:…|type|#tags` cut so each fits a packet.
  */
 export function drainPackets(metrics: Metric[], mode: TagMode): Buffer[] {
-  const p = new Packer();
+  const packets: Buffer[] = [];
+  drainTo(metrics, mode, (packet) => packets.push(Buffer.from(packet)));
+  return packets;
+}
+
+/** As drainPackets, handing each datagram to `send` as a view of a reused buffer (copy it or send it at once). */
+export function drainTo(metrics: Metric[], mode: TagMode, send: (packet: Buffer) => void): void {
+  const p = new Packer(send);
   for (const m of metrics) {
     for (const s of m.all) {
       if (m.type === 'c') {
@@ -325,7 +341,7 @@ export function drainPackets(metrics: Metric[], mode: TagMode): Buffer[] {
       s.reset();
     }
   }
-  return p.finish();
+  p.finish();
 }
 
 /** The lines of one flush, as text (for tests and debugging; the sink itself sends drainPackets). */
@@ -445,11 +461,10 @@ export class StatsdSink {
         log.warnOnce('statsd-dropped', `statsd: more than ${MAX_VALUES} values of one series in one flush interval; the excess is dropped`);
         this.dropped = 0;
       }
-      const packets = drainPackets(this.metrics, this.config.statsdTags);
-      if (packets.length === 0) return;
-      const client = this.getClient();
-      if (!client) return; // address not known yet, or lookup failed: these values are dropped
-      for (const packet of packets) client.sendMessage(packet, this.onSent);
+      const client = this.pending() ? this.getClient() : undefined;
+      // Without a client (address not known yet, or the lookup failed) the values are dropped.
+      // hot-shots copies each packet (Buffer.from) before it returns, so the view can be reused.
+      drainTo(this.metrics, this.config.statsdTags, client ? (packet) => client.sendMessage(packet, this.onSent) : () => {});
     } catch (err) {
       log.warnOnce('statsd-flush', `statsd flush failed: ${(err as Error).message}`);
     }
