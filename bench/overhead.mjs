@@ -153,7 +153,8 @@ const versions = ['autocannon', '@opentelemetry/auto-instrumentations-node', 'dd
   .map((p) => `${p} ${JSON.parse(fs.readFileSync(benchRequire.resolve(`${p}/package.json`), 'utf8')).version}`)
   .join(', ');
 const command = `node bench/overhead.mjs${argv.slice(2).filter((a) => a !== '--no-write').map((a) => ` ${a}`).join('')}`;
-const report = `## Overhead under load: hatch-agent and its peers against the same app without an agent${NODE === process.execPath ? '' : ` (Node ${nodeVersion})`}
+const subject = VARIANTS.slice(1).every((v) => v.startsWith('hatch-agent')) ? 'each part of hatch-agent' : 'hatch-agent and its peers';
+const report = `## Overhead under load: ${subject} against the same app without an agent${NODE === process.execPath ? '' : ` (Node ${nodeVersion})`}
 
 - date: ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC; machine: ${os.cpus().length} × ${os.cpus()[0].model}, ${f0(os.totalmem() / 2 ** 30)} GiB, shared VM; the apps on Node ${nodeVersion}
 - command: \`npm run bench\` = \`npm install --prefix bench && ${command}\`

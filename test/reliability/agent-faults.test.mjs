@@ -6,6 +6,9 @@
 // exactly one line about the fault, however many calls hit it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { runScript, writeApp } from '../support/app.mjs';
 
 const DATABASE_URL = process.env.DATABASE_URL;
@@ -148,12 +151,18 @@ const otherStderr = (stderr) => stderr.split('\n').filter((l) => !l.startsWith('
 test('each wrapper that fails on its agent side leaves the app as it is without the agent, with one log line', { timeout: 1800000 }, async (t) => {
   const file = writeApp(APP);
   const env = (part, extra = {}) => ({ DATABASE_URL, PART: part, ...extra });
+  // Something must listen, or the wrappers' publishing side (the close listener, a call's end, a
+  // render's timing) never runs and its fault cannot fire: the flight recorder listens to every
+  // channel and writes only its own file (StatsD is off in test apps).
+  const recorded = fs.mkdtempSync(path.join(os.tmpdir(), 'hatch-faults-recorder-'));
+  t.after(() => fs.rmSync(recorded, { recursive: true, force: true }));
+  const listen = (job) => ({ HATCH_FLIGHT_RECORDER: path.join(recorded, `${job}.jsonl`) });
   // Without the agent (the reference), with it and no fault (control), and each fault: two at a
   // time, since each run is an app start on a shared 2-core VM.
   const jobs = [
     ...PARTS.map((part) => ['base', part, { file, agent: false, env: env(part) }]),
-    ...PARTS.map((part) => ['control', part, { file, env: env(part) }]),
-    ...Object.entries(FAULTS).map(([name, part]) => [name, part, { file, env: env(part, { HATCH_TEST_FAULT: name }) }]),
+    ...PARTS.map((part) => ['control', part, { file, env: env(part, listen(`control-${part}`)) }]),
+    ...Object.entries(FAULTS).map(([name, part]) => [name, part, { file, env: env(part, { HATCH_TEST_FAULT: name, ...listen(name) }) }]),
   ];
   const results = new Map();
   await Promise.all([1, 2].map(async () => {
