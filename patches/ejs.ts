@@ -6,29 +6,36 @@
  * Template names: `filename` relative to the `views`/`root` option or the working folder; a string
  * template without a filename is `inline`.
  */
-import { lastFunction, runRender, templateName, timedTemplate } from '../src/render';
+import { argsOf, lastFunction, runRender, templateName, timedTemplate } from '../src/render';
 import { wrap, unwrap } from '../src/shim';
 import type { PatchDefinition } from '../src/hook';
 
 type Opts = { filename?: unknown; views?: unknown; root?: unknown; client?: unknown; settings?: { views?: unknown } } | undefined;
 
-function roots(opts: Opts): unknown[] {
-  if (opts === null || typeof opts !== 'object') return [];
-  const views = opts.views ?? opts.settings?.views;
-  return [...(Array.isArray(views) ? views : [views]), opts.root];
+/** The folders template names are relative to: each options object's `views` (or Express's settings.views), then its `root`. */
+function roots(...all: Opts[]): unknown[] {
+  const out: unknown[] = [];
+  for (const opts of all) {
+    if (opts === null || typeof opts !== 'object') continue;
+    const views = opts.views ?? opts.settings?.views;
+    if (Array.isArray(views)) for (const v of views) out.push(v);
+    else out.push(views);
+    out.push(opts.root);
+  }
+  return out;
 }
 
 function wrapRender(original: (...args: any[]) => any) {
   return function render(this: unknown, _template: unknown, _data: unknown, opts: Opts) {
-    return runRender('ejs', () => templateName(opts?.filename, roots(opts)), original, this, Array.from(arguments), -1);
+    return runRender('ejs', () => templateName(opts?.filename, roots(opts)), original, this, argsOf(arguments), -1);
   };
 }
 
 function wrapRenderFile(original: (...args: any[]) => any) {
   return function renderFile(this: unknown, file: unknown) {
-    const args = Array.from(arguments);
+    const args = argsOf(arguments);
     // renderFile(path, [data], [opts], [cb]): Express passes its settings (with views) in data.
-    return runRender('ejs', () => templateName(file, [...roots(args[2] as Opts), ...roots(args[1] as Opts)]), original, this, args, lastFunction(args));
+    return runRender('ejs', () => templateName(file, roots(args[2] as Opts, args[1] as Opts)), original, this, args, lastFunction(args));
   };
 }
 

@@ -18,7 +18,7 @@
  */
 import * as path from 'node:path';
 import { setRoute } from '../src/context';
-import { engineName, runRender, templateName } from '../src/render';
+import { argsOf, engineName, runRender, templateName } from '../src/render';
 import { wrap, unwrap } from '../src/shim';
 import { log } from '../src/log';
 import { fault } from '../src/fault';
@@ -111,7 +111,7 @@ function wrapRender(original: (...args: any[]) => any) {
       log.warnOnce('express-render', `express: naming a render's engine failed (${(err as Error).message}); it renders untimed`);
       return original.apply(this, arguments as any);
     }
-    const args = Array.from(arguments);
+    const args = argsOf(arguments);
     const cbIndex = typeof options === 'function' ? 1 : 2;
     return runRender(
       engine,

@@ -26,6 +26,7 @@ import { fault } from '../src/fault';
 import { reportError } from '../src/errors';
 import type { Config } from '../src/config';
 import type { PatchDefinition } from '../src/hook';
+import { now } from '../src/clock';
 
 const CTX = Symbol('hatch-agent.request');
 type Res = http.ServerResponse & { [CTX]?: RequestContext & { method: string; url: string | undefined } };
@@ -70,7 +71,7 @@ function onClose(this: Res): void {
       statusCode: this.statusCode,
       aborted: !this.writableFinished,
       start: ctx.start,
-      duration: performance.now() - ctx.start,
+      duration: now() - ctx.start,
     };
     channels.httpServer.publish(event);
   } catch (err) {
@@ -79,7 +80,7 @@ function onClose(this: Res): void {
 }
 
 function begin(req: http.IncomingMessage, res: Res): RequestContext {
-  const start = performance.now();
+  const start = now();
   fault('http-server');
   const raw = req.headers[headerName];
   let id: string | undefined;

@@ -7,7 +7,7 @@
  * Template names: as given to render (already relative to the loader's search paths), no extension;
  * renderString is `inline` unless given `opts.path`.
  */
-import { lastFunction, runRender, templateName } from '../src/render';
+import { argsOf, lastFunction, runRender, templateName } from '../src/render';
 import { wrap, unwrap } from '../src/shim';
 import type { PatchDefinition } from '../src/hook';
 
@@ -20,14 +20,14 @@ function searchPaths(env: Env): unknown[] {
 
 function wrapRender(original: (...args: any[]) => any) {
   return function render(this: Env, name: unknown) {
-    const args = Array.from(arguments);
+    const args = argsOf(arguments);
     return runRender('nunjucks', () => templateName(name, searchPaths(this)), original, this, args, lastFunction(args));
   };
 }
 
 function wrapRenderString(original: (...args: any[]) => any) {
   return function renderString(this: Env, _src: unknown, _ctx: unknown, opts: { path?: unknown } | undefined) {
-    const args = Array.from(arguments);
+    const args = argsOf(arguments);
     const file = opts !== null && typeof opts === 'object' ? opts.path : undefined;
     return runRender('nunjucks', () => templateName(file, searchPaths(this)), original, this, args, lastFunction(args));
   };

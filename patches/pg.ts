@@ -32,6 +32,7 @@ import { fault } from '../src/fault';
 import { remember } from '../src/instances';
 import type { Config } from '../src/config';
 import type { PatchDefinition } from '../src/hook';
+import { now } from '../src/clock';
 
 let sqlComment = true;
 
@@ -57,7 +58,7 @@ function unshiftPosition(err: any, shift: number): void {
   }
 }
 
-function end(p: Pending, err: unknown, at = performance.now()): void {
+function end(p: Pending, err: unknown, at = now()): void {
   if (p.done) return;
   p.done = true;
   if (err) {
@@ -139,7 +140,7 @@ function instrumentSubmittable(q: any, id: string | undefined, p: Pending): void
       restore();
     };
     return function (this: unknown, err: unknown) {
-      done(err ?? new Error('query failed'), performance.now());
+      done(err ?? new Error('query failed'), now());
       return orig.apply(this, arguments);
     };
   });
@@ -150,7 +151,7 @@ function instrumentSubmittable(q: any, id: string | undefined, p: Pending): void
       restore();
     };
     return function (this: unknown) {
-      const at = performance.now();
+      const at = now();
       try {
         return orig.apply(this, arguments);
       } finally {
@@ -179,7 +180,7 @@ function plan(argc: number, config: any, values: any, callback: any): Plan | und
   fault('pg-query');
 
   const args: unknown[] = argc >= 3 ? [config, values, callback] : argc === 2 ? [config, values] : [config];
-  const pending: Pending = { start: performance.now(), requestId: store?.id, text: '', shift: 0, publish, done: false };
+  const pending: Pending = { start: now(), requestId: store?.id, text: '', shift: 0, publish, done: false };
 
   if (typeof config.submit === 'function') {
     instrumentSubmittable(config, id, pending);

@@ -5,7 +5,7 @@
  * Template names: the file relative to the `basedir` option or the working folder; a string template
  * without a `filename` option is `inline`.
  */
-import { lastFunction, runRender, templateName, timedTemplate } from '../src/render';
+import { argsOf, lastFunction, runRender, templateName, timedTemplate } from '../src/render';
 import { wrap, unwrap } from '../src/shim';
 import type { PatchDefinition } from '../src/hook';
 
@@ -20,14 +20,14 @@ const nameOf = (file: unknown, opts: Opts) => () => templateName(file, roots(opt
 
 function wrapRender(original: (...args: any[]) => any) {
   return function render(this: unknown, _src: unknown, opts: Opts) {
-    const args = Array.from(arguments);
+    const args = argsOf(arguments);
     return runRender('pug', nameOf(typeof opts === 'object' ? opts?.filename : undefined, opts), original, this, args, lastFunction(args));
   };
 }
 
 function wrapRenderFile(original: (...args: any[]) => any) {
   return function renderFile(this: unknown, file: unknown, opts: Opts) {
-    const args = Array.from(arguments);
+    const args = argsOf(arguments);
     return runRender('pug', nameOf(file, typeof opts === 'object' ? opts : undefined), original, this, args, lastFunction(args));
   };
 }

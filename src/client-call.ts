@@ -4,6 +4,7 @@
  */
 import { channels, type HttpClientEvent } from './bus';
 import { log } from './log';
+import { now } from './clock';
 
 export interface ClientCall {
   start: number;
@@ -15,7 +16,7 @@ export interface ClientCall {
 }
 
 export function newCall(requestId: string | undefined, method: string, host: string): ClientCall {
-  return { start: performance.now(), requestId, method, host: host.replace(/^\[|\]$/g, ''), status: 'error' };
+  return { start: now(), requestId, method, host: host.replace(/^\[|\]$/g, ''), status: 'error' };
 }
 
 /** Publishes the call's timing; `failed` when it ended in an error whatever status came before. */
@@ -27,7 +28,7 @@ export function endCall(call: ClientCall, failed: boolean): void {
       host: call.host,
       statusCode: failed ? 'error' : call.status,
       start: call.start,
-      duration: performance.now() - call.start,
+      duration: now() - call.start,
     };
     channels.httpClient.publish(event);
   } catch (err) {

@@ -6,6 +6,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { isValidRequestId, newRequestId } from './request-id';
 import { log } from './log';
 import { channels } from './bus';
+import { now } from './clock';
 
 export interface RequestContext {
   /** Always an allowlisted ID. */
@@ -61,7 +62,7 @@ export function withRequestId<T>(id: string, fn: () => T): T {
     log.warnOnce('withRequestId', `withRequestId: the ID is outside the allowlist [A-Za-z0-9._:-]{1,128}; a new one (${safe}) was used instead`);
     if (channels.error.hasSubscribers) channels.error.publish({ kind: 'invalid_request_id' });
   }
-  return storage.run({ id: safe, start: performance.now(), route: undefined }, fn);
+  return storage.run({ id: safe, start: now(), route: undefined }, fn);
 }
 
 /**

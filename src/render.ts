@@ -16,6 +16,7 @@ import { channels, type RenderEvent } from './bus';
 import { storage, type RequestContext } from './context';
 import { log } from './log';
 import { fault } from './fault';
+import { now } from './clock';
 
 let depth = 0;
 
@@ -30,23 +31,45 @@ const EXTENSION = /\.[A-Za-z0-9]{1,12}$/;
 export function templateName(raw: unknown, roots: readonly unknown[] = []): string {
   if (typeof raw !== 'string' || raw === '') return 'inline';
   // Remembered: the path arithmetic and four regular expressions below cost more than an ejs page
-  // from ejs's cache (measured on the bench app's /render), and an app has few templates.
-  let key = raw;
-  if (path.isAbsolute(raw)) {
-    key += '\0' + process.cwd();
-    for (const root of roots) if (typeof root === 'string') key += '\0' + root;
-  }
-  let name = names.get(key);
-  if (name === undefined) {
-    name = computeName(raw, roots);
+  // from ejs's cache, and an app has few templates. Keyed by the file name itself (an app passes
+  // the same string each time, whose hash V8 keeps), then by the folder and roots it was named
+  // against, compared in place: no key string is built per render.
+  const absolute = path.isAbsolute(raw);
+  const cwd = absolute ? process.cwd() : '';
+  let list = names.get(raw);
+  if (list !== undefined) {
+    for (let i = 0; i < list.length; i++) {
+      const c = list[i]!;
+      if (!absolute || (c.cwd === cwd && sameRoots(c.roots, roots))) return c.name;
+    }
+  } else {
     if (names.size >= MAX_NAMES) names.clear();
-    names.set(key, name);
+    names.set(raw, (list = []));
   }
+  const name = computeName(raw, roots);
+  if (list.length < 8) list.push({ cwd, roots: absolute ? (roots.filter((r) => typeof r === 'string') as string[]) : [], name });
   return name;
 }
 
-const names = new Map<string, string>();
+interface Named {
+  cwd: string;
+  /** The string roots the name was found against, in order (the others play no part). */
+  roots: string[];
+  name: string;
+}
+const names = new Map<string, Named[]>();
 const MAX_NAMES = 1000;
+
+function sameRoots(kept: string[], roots: readonly unknown[]): boolean {
+  let j = 0;
+  for (let i = 0; i < roots.length; i++) {
+    const r = roots[i];
+    if (typeof r !== 'string') continue;
+    if (j >= kept.length || kept[j] !== r) return false;
+    j++;
+  }
+  return j === kept.length;
+}
 
 function computeName(raw: string, roots: readonly unknown[]): string {
   let name = raw;
@@ -94,7 +117,7 @@ function end(r: Render, error: boolean): void {
   r.done = true;
   if (r.store !== undefined && r.store.rendering) r.store.rendering--;
   try {
-    const event: RenderEvent = { requestId: r.requestId, engine: r.engine, template: r.template, error, start: r.start, duration: performance.now() - r.start };
+    const event: RenderEvent = { requestId: r.requestId, engine: r.engine, template: r.template, error, start: r.start, duration: now() - r.start };
     channels.render.publish(event);
   } catch (err) {
     log.warnOnce('render-end', `recording a render failed: ${(err as Error).message}`);
@@ -109,7 +132,10 @@ function isThenable(v: unknown): v is PromiseLike<unknown> {
 function boundCallback(cb: Function, store: RequestContext | undefined, r: Render | undefined): Function {
   return function (this: unknown, err: unknown) {
     if (r !== undefined) end(r, err != null);
-    return store === undefined ? Reflect.apply(cb, this, arguments) : storage.run(store, Reflect.apply, cb, this, arguments);
+    // Called back in its own context (ejs answers a cached template at once): no run, which on
+    // Node 22+ would build a new context frame for nothing.
+    if (store === undefined || storage.getStore() === store) return Reflect.apply(cb, this, arguments);
+    return storage.run(store, Reflect.apply, cb, this, arguments);
   };
 }
 
@@ -135,7 +161,7 @@ export function runRender(
   let r: Render | undefined;
   try {
     fault('render');
-    r = { store, requestId: store?.id, engine, template: template(), start: performance.now(), done: false };
+    r = { store, requestId: store?.id, engine, template: template(), start: now(), done: false };
     if (store !== undefined) store.rendering = 1;
     if (hasCallback) args[cbIndex] = boundCallback(args[cbIndex] as Function, store, r);
   } catch (err) {
@@ -170,6 +196,13 @@ export function runRender(
   return result;
 }
 
+/** The arguments as an array (a plain copy: Array.from goes through the iterator protocol). */
+export function argsOf(a: IArguments): unknown[] {
+  const out = new Array<unknown>(a.length);
+  for (let i = 0; i < a.length; i++) out[i] = a[i];
+  return out;
+}
+
 /** Index of the last function among the arguments (an engine's callback), or -1. */
 export function lastFunction(args: ArrayLike<unknown>): number {
   for (let i = args.length - 1; i >= 0; i--) if (typeof args[i] === 'function') return i;
@@ -182,7 +215,7 @@ export function lastFunction(args: ArrayLike<unknown>): number {
  */
 export function timedTemplate<F extends Function>(fn: F, engine: string, template: () => string): F {
   const wrapper = function (this: unknown) {
-    return runRender(engine, template, fn, this, Array.from(arguments), -1);
+    return runRender(engine, template, fn, this, argsOf(arguments), -1);
   };
   try {
     Object.assign(wrapper, fn);

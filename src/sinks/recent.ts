@@ -14,6 +14,7 @@
  */
 import { channels, Subscriptions, type DbQueryEvent, type ErrorEvent, type HttpClientEvent, type HttpServerEvent, type RenderEvent } from '../bus';
 import { log } from '../log';
+import { now } from '../clock';
 
 export const MAX_ENTRIES = 100;
 export const MAX_SQL = 2000;
@@ -111,7 +112,7 @@ export class RecentRequests {
       const errors = (p.errors ??= []);
       if (errors.length < MAX_ERRORS) {
         errors.push(`${e.kind}: ${e.message ?? ''}`.slice(0, 1000));
-        (p.errorsAt ??= []).push(performance.now());
+        (p.errorsAt ??= []).push(now());
       }
     });
     this.subscriptions.on(channels.httpServer, (m) => this.file(m as HttpServerEvent));
@@ -200,7 +201,7 @@ export class RecentRequests {
    */
   private wallClock(at: number): number {
     if (at - this.syncedAt > 1000 || at < this.syncedAt) {
-      this.syncedAt = performance.now();
+      this.syncedAt = now();
       this.offset = Date.now() - this.syncedAt;
     }
     return this.offset + at;

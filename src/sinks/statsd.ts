@@ -98,6 +98,21 @@ export class Metric {
 
   /** The series for these dimension values (as many as `dims`); allocates only for a new one. */
   series(a: Dim, b?: Dim, c?: Dim): Series {
+    // A server's events mostly repeat the last one's dimensions: no map lookups for those.
+    if (a === this.lastA && b === this.lastB && c === this.lastC && this.last !== undefined) return this.last;
+    const s = this.find(a, b, c);
+    this.lastA = a;
+    this.lastB = b;
+    this.lastC = c;
+    this.last = s;
+    return s;
+  }
+  private lastA: Dim | undefined;
+  private lastB: Dim | undefined;
+  private lastC: Dim | undefined;
+  private last: Series | undefined;
+
+  private find(a: Dim, b?: Dim, c?: Dim): Series {
     const depth = this.dims.length;
     if (depth === 0) return (this.overflow ??= this.make([])); // a dimensionless metric: its one series
     let level: Map<Dim, any> | undefined = this.root;
