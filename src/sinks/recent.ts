@@ -173,7 +173,7 @@ export class RecentRequests {
       path: e.path ?? '',
       status: e.statusCode,
       aborted: e.aborted,
-      atMs: this.wallClock(e.start),
+      atMs: this.wallClock(e.start, e.start + e.duration),
       duration: round(e.duration),
       timeline,
       dropped,
@@ -199,8 +199,10 @@ export class RecentRequests {
    * The wall-clock time (epoch ms) of a performance.now() value. The offset between the two clocks
    * is read again at most once a second (NTP moves the wall clock), not once per request.
    */
-  private wallClock(at: number): number {
-    if (at - this.syncedAt > 1000 || at < this.syncedAt) {
+  private wallClock(at: number, nowish: number): number {
+    // `nowish` (the request's end, about now) decides: a request that began before the last reading
+    // of the clocks is the common case under load, and must not cause another.
+    if (nowish - this.syncedAt > 1000 || nowish < this.syncedAt - 1000) {
       this.syncedAt = now();
       this.offset = Date.now() - this.syncedAt;
     }
