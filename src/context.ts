@@ -73,9 +73,16 @@ export function withRequestId<T>(id: string, fn: () => T): T {
 export function bindContext<F extends (...args: any[]) => any>(fn: F): F {
   const store = storage.getStore();
   return function (this: unknown) {
-    // Called back in the same context (a pool with an idle client answers on nextTick): no run,
-    // which on Node 22+ would build a new context frame (a Map) for nothing.
-    if (storage.getStore() === store) return Reflect.apply(fn, this, arguments);
-    return storage.run(store as RequestContext, Reflect.apply, fn, this, arguments);
+    return callIn(store, fn, this, arguments);
   } as unknown as F;
+}
+
+/**
+ * Calls fn in `store`'s context. Called back in that same context already (a pool with an idle
+ * client answers on nextTick, ejs answers a cached template at once), it is called directly: a run
+ * would, on Node 22+, build a new context frame (a Map) for nothing.
+ */
+export function callIn(store: RequestContext | undefined, fn: Function, self: unknown, args: ArrayLike<unknown>): any {
+  if (storage.getStore() === store) return Reflect.apply(fn, self, args);
+  return storage.run(store as RequestContext, Reflect.apply, fn, self, args);
 }

@@ -49,7 +49,8 @@ export function randomUuid(): string {
 const SPANS = 128; // per batch: a 2 KiB string
 let spans = '';
 let nextSpan = SPANS;
-const ZERO_SPAN = '0000000000000000';
+/** The span id W3C trace context forbids. */
+export const ZERO_SPAN = '0000000000000000';
 
 /** 16 random lower-case hex digits, never all zero (W3C trace context forbids an all-zero span id). */
 export function randomSpanId(): string {

@@ -13,7 +13,7 @@
  */
 import * as path from 'node:path';
 import { channels, type RenderEvent } from './bus';
-import { storage, type RequestContext } from './context';
+import { callIn, storage, type RequestContext } from './context';
 import { log } from './log';
 import { fault } from './fault';
 import { now } from './clock';
@@ -132,10 +132,7 @@ function isThenable(v: unknown): v is PromiseLike<unknown> {
 function boundCallback(cb: Function, store: RequestContext | undefined, r: Render | undefined): Function {
   return function (this: unknown, err: unknown) {
     if (r !== undefined) end(r, err != null);
-    // Called back in its own context (ejs answers a cached template at once): no run, which on
-    // Node 22+ would build a new context frame for nothing.
-    if (store === undefined || storage.getStore() === store) return Reflect.apply(cb, this, arguments);
-    return storage.run(store, Reflect.apply, cb, this, arguments);
+    return store === undefined ? Reflect.apply(cb, this, arguments) : callIn(store, cb, this, arguments);
   };
 }
 

@@ -46,8 +46,13 @@ export class Series {
   values = new Float64Array(16);
   count = 0;
   sum = 0;
-  bytes: { head: Buffer; tail: Buffer } | undefined;
-  constructor(readonly head: string, readonly tail: string) {}
+  /** The line's name and its suffix (`|ms`, tags), as the bytes a flush writes. */
+  readonly head: Buffer;
+  readonly tail: Buffer;
+  constructor(head: string, tail: string) {
+    this.head = Buffer.from(head, 'latin1');
+    this.tail = Buffer.from(tail, 'latin1');
+  }
 
   /** Records one value (false when the series already holds MAX_VALUES this interval). */
   add(v: number): boolean {
@@ -171,25 +176,25 @@ const COLON = 58;
 const NEWLINE = 10;
 const SLACK = 2048; // a packet buffer's room past MAX_PACKET: one line is written before it is known to fit
 
+// The two packet buffers every flush writes into (a line that does not fit moves to the other):
+// kept, not allocated per packet, so a flush leaves no buffers behind for the GC (hot-shots copies
+// each packet as it is handed over).
+const scratch = [Buffer.allocUnsafeSlow(MAX_PACKET + SLACK), Buffer.allocUnsafeSlow(MAX_PACKET + SLACK)] as const;
+
 /**
  * Writes the flush's lines straight into datagram buffers: no string per value. A flush formats
  * every value recorded in the interval (tens of thousands a second on a busy server), and building
  * `name:value|ms` strings, joining them into packets and encoding those again cost about 1 µs per
  * value, more than recording it.
  */
-// The two packet buffers every flush writes into (a line that does not fit moves to the other):
-// kept, not allocated per packet, so a flush leaves no buffers behind for the GC (hot-shots copies
-// each packet as it is handed over).
-const scratch = [Buffer.allocUnsafeSlow(MAX_PACKET + SLACK), Buffer.allocUnsafeSlow(MAX_PACKET + SLACK)] as const;
-
 class Packer {
   private buf: Buffer = scratch[0];
   private spare: Buffer = scratch[1];
   private len = 0;
-  /** `packet` is a view of a reused buffer: valid only during the call. */
-  constructor(private readonly emit: (packet: Buffer) => void) {}
   /** Where the line being written began (after its newline); 0 for the packet's first line. */
   private lineAt = 0;
+  /** `packet` is a view of a reused buffer: valid only during the call. */
+  constructor(private readonly emit: (packet: Buffer) => void) {}
 
   /** Starts a line (after a newline, unless it is the packet's first). */
   begin(): void {
@@ -222,7 +227,7 @@ class Packer {
     return MAX_PACKET - this.len;
   }
 
-  /** Ends the packet. */
+  /** Ends the packet (and, at the end of a flush, the last one). */
   cut(): void {
     if (this.len === 0) return;
     this.emit(this.buf.subarray(0, this.len));
@@ -285,15 +290,6 @@ class Packer {
     this.buf.copy(bigger, 0, 0, this.len);
     this.buf = bigger;
   }
-
-  finish(): void {
-    this.cut();
-  }
-}
-
-/** The bytes of a series' name and suffix, encoded once per series. */
-function encoded(s: Series): { head: Buffer; tail: Buffer } {
-  return (s.bytes ??= { head: Buffer.from(s.head, 'latin1'), tail: Buffer.from(s.tail, 'latin1') });
 }
 
 /**
@@ -314,7 +310,7 @@ export function drainTo(metrics: Metric[], mode: TagMode, send: (packet: Buffer)
     for (const s of m.all) {
       if (m.type === 'c') {
         if (s.sum !== 0) {
-          const { head, tail } = encoded(s);
+          const { head, tail } = s;
           p.begin();
           p.bytes(head);
           p.byte(COLON);
@@ -328,7 +324,7 @@ export function drainTo(metrics: Metric[], mode: TagMode, send: (packet: Buffer)
       const vals = s.values;
       const count = s.count;
       if (count === 0) continue;
-      const { head, tail } = encoded(s);
+      const { head, tail } = s;
       if (mode === 'dogstatsd') {
         let i = 0;
         while (i < count) {
@@ -356,10 +352,10 @@ export function drainTo(metrics: Metric[], mode: TagMode, send: (packet: Buffer)
       s.reset();
     }
   }
-  p.finish();
+  p.cut();
 }
 
-/** The lines of one flush, as text (for tests and debugging; the sink itself sends drainPackets). */
+/** The lines of one flush, as text (for tests and debugging; the sink itself sends with drainTo). */
 export function drainLines(metrics: Metric[], mode: TagMode): string[] {
   return drainPackets(metrics, mode).flatMap((b) => b.toString('latin1').split('\n'));
 }
@@ -476,10 +472,14 @@ export class StatsdSink {
         log.warnOnce('statsd-dropped', `statsd: more than ${MAX_VALUES} values of one series in one flush interval; the excess is dropped`);
         this.dropped = 0;
       }
-      const client = this.pending() ? this.getClient() : undefined;
-      // Without a client (address not known yet, or the lookup failed) the values are dropped.
-      // hot-shots copies each packet (Buffer.from) before it returns, so the view can be reused.
-      drainTo(this.metrics, this.config.statsdTags, client ? (packet) => client.sendMessage(packet, this.onSent) : () => {});
+      // The client is asked for at the first packet (an idle interval has none). Without one (address
+      // not known yet, or the lookup failed) the values are dropped. hot-shots copies each packet
+      // (Buffer.from) before sendMessage returns, so the view can be reused.
+      let client: HotShotsLike | undefined | null = null;
+      drainTo(this.metrics, this.config.statsdTags, (packet) => {
+        if (client === null) client = this.getClient();
+        client?.sendMessage(packet, this.onSent);
+      });
     } catch (err) {
       log.warnOnce('statsd-flush', `statsd flush failed: ${(err as Error).message}`);
     }
