@@ -43,6 +43,8 @@ const SECTION = opt('section', NODE === process.execPath ? 'overhead' : `overhea
 
 const ALL = await variants();
 if (argv.includes('--dbm')) ALL['dd-trace+dbm'] = { preload: ALL['dd-trace'].preload, env: { ...ALL['dd-trace'].env, DD_DBM_PROPAGATION_MODE: 'full' } };
+/** hatch-agent and its parts (printed in bold), as against the peers. */
+const isOurs = (variant) => variant.startsWith('hatch-agent');
 const VARIANTS = argv.includes('--only') ? opt('only', '').split(',') : Object.keys(ALL).filter((v) => !ALL[v].extra);
 if (VARIANTS[0] !== 'none') throw new Error('--only must start with none: ratios are against it');
 
@@ -134,11 +136,11 @@ for (const route of ROUTES) {
     const ours = results[route][variant];
     const ratio = (k) => median(ours.map((o, i) => o[k] / base[i][k]));
     const drss = median(ours.map((o, i) => o.rss - base[i].rss));
-    const name = variant.startsWith('hatch-agent') ? `**${variant}**` : variant;
+    const name = isOurs(variant) ? `**${variant}**` : variant;
     const r = ratio('rps');
     const each = ours.map((o, i) => o.rps / base[i].rps);
     const spread = each.length > 1 ? ` [${f2(Math.min(...each))}-${f2(Math.max(...each))}]` : '';
-    rows.push(`| \`${route}\` | ${name} | ${f0(med(ours, 'rps'))} | ${variant.startsWith('hatch-agent') ? `**${f2(r)}**` : f2(r)}${spread} | ${f2(med(ours, 'p50'))} / ${f2(med(ours, 'p99'))} | ${f2(ratio('p99'))}x | ${f0(med(ours, 'cpu'))} | ${f2(ratio('cpu'))}x | ${f0(med(ours, 'rss'))} | ${drss >= 0 ? '+' : ''}${f0(drss)} |`);
+    rows.push(`| \`${route}\` | ${name} | ${f0(med(ours, 'rps'))} | ${isOurs(variant) ? `**${f2(r)}**` : f2(r)}${spread} | ${f2(med(ours, 'p50'))} / ${f2(med(ours, 'p99'))} | ${f2(ratio('p99'))}x | ${f0(med(ours, 'cpu'))} | ${f2(ratio('cpu'))}x | ${f0(med(ours, 'rss'))} | ${drss >= 0 ? '+' : ''}${f0(drss)} |`);
   }
 }
 const sw0 = median(su.none.map((x) => x.wall));
@@ -146,14 +148,14 @@ const sc0 = median(su.none.map((x) => x.cpu));
 const startupRows = VARIANTS.map((v) => {
   const w = median(su[v].map((x) => x.wall));
   const c = median(su[v].map((x) => x.cpu));
-  return `| ${v === 'none' ? '`node -e 0`' : `\`node -r ${v.startsWith('hatch-agent') ? v : ALL[v].preload} -e 0\``} | ${f0(w)} | ${v === 'none' ? '' : `+${f0(w - sw0)}`} | ${f0(c)} | ${v === 'none' ? '' : `+${f0(c - sc0)}`} |`;
+  return `| ${v === 'none' ? '`node -e 0`' : `\`node -r ${isOurs(v) ? v : ALL[v].preload} -e 0\``} | ${f0(w)} | ${v === 'none' ? '' : `+${f0(w - sw0)}`} | ${f0(c)} | ${v === 'none' ? '' : `+${f0(c - sc0)}`} |`;
 });
 const versions = ['autocannon', '@opentelemetry/auto-instrumentations-node', 'dd-trace', 'elastic-apm-node', 'pg', 'ejs']
   .filter((p) => { try { benchRequire.resolve(`${p}/package.json`); return true; } catch { return false; } })
   .map((p) => `${p} ${JSON.parse(fs.readFileSync(benchRequire.resolve(`${p}/package.json`), 'utf8')).version}`)
   .join(', ');
 const command = `node bench/overhead.mjs${argv.slice(2).filter((a) => a !== '--no-write').map((a) => ` ${a}`).join('')}`;
-const subject = VARIANTS.slice(1).every((v) => v.startsWith('hatch-agent')) ? 'each part of hatch-agent' : 'hatch-agent and its peers';
+const subject = VARIANTS.slice(1).every(isOurs) ? 'each part of hatch-agent' : 'hatch-agent and its peers';
 const report = `## Overhead under load: ${subject} against the same app without an agent${NODE === process.execPath ? '' : ` (Node ${nodeVersion})`}
 
 - date: ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC; machine: ${os.cpus().length} × ${os.cpus()[0].model}, ${f0(os.totalmem() / 2 ** 30)} GiB, shared VM; the apps on Node ${nodeVersion}

@@ -25,28 +25,19 @@ async function closedPort() {
 export async function variants() {
   const dead = `http://127.0.0.1:${await closedPort()}`;
 
+  const agent = path.join(root, 'dist/src/index.js');
+  // Every feature on: request IDs, SQL comments, propagation, StatsD (port set below), and the
+  // recent-requests store, which is on when HATCH_TOKEN is set.
+  const everything = { HATCH_STATSD: 'on', HATCH_TOKEN: 'bench-token-0123456789abcdef' };
   // Each variant: what is preloaded, and its settings. Every peer is resolved from bench/node_modules.
   return {
     none: { preload: null, env: {} },
-    'hatch-agent': {
-      preload: path.join(root, 'dist/src/index.js'),
-      // Every feature on: request IDs, SQL comments, propagation, StatsD (port set below), and the
-      // recent-requests store, which is on when HATCH_TOKEN is set.
-      env: { HATCH_STATSD: 'on', HATCH_TOKEN: 'bench-token-0123456789abcdef' },
-    },
+    'hatch-agent': { preload: agent, env: everything },
     // Not in the default set (`--only` names them): what each part of hatch-agent costs.
-    'hatch-agent/core': {
-      extra: true,
-      preload: path.join(root, 'dist/src/index.js'),
-      // Request IDs, SQL comments, propagation and the timings' events, with no sink listening.
-      env: { HATCH_STATSD: 'off' },
-    },
-    'hatch-agent+recorder': {
-      extra: true,
-      preload: path.join(root, 'dist/src/index.js'),
-      // Every feature, and the flight recorder's ring (written when the process ends).
-      env: { HATCH_STATSD: 'on', HATCH_TOKEN: 'bench-token-0123456789abcdef', HATCH_FLIGHT_RECORDER: path.join(benchDir, 'node_modules', '.flight-recorder.jsonl') },
-    },
+    // Request IDs, SQL comments, propagation and the timings' events, with no sink listening.
+    'hatch-agent/core': { extra: true, preload: agent, env: { HATCH_STATSD: 'off' } },
+    // Every feature, and the flight recorder's ring (written when the process ends).
+    'hatch-agent+recorder': { extra: true, preload: agent, env: { ...everything, HATCH_FLIGHT_RECORDER: path.join(benchDir, 'node_modules', '.flight-recorder.jsonl') } },
     otel: {
       preload: '@opentelemetry/auto-instrumentations-node/register',
       env: {
