@@ -184,3 +184,63 @@ s.listen(0, '127.0.0.1', () => console.log('listening ' + s.address().port));`,
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('the echoed ID acts as a header the app can read, replace and remove, and is never doubled', async () => {
+  const echo = await startApp(`
+const http = require('node:http');
+const { getRequestId } = require('hatch-agent');
+const cases = {
+  plain: (req, res) => res.end(getRequestId()),
+  set: (req, res) => { res.setHeader('X-Request-Id', 'app-set'); res.end(); },
+  removed: (req, res) => { res.removeHeader('X-REQUEST-ID'); res.end(JSON.stringify({ has: res.hasHeader('x-request-id'), get: res.getHeader('x-request-id') ?? null })); },
+  'head-object': (req, res) => { res.writeHead(200, { 'content-type': 'text/plain', 'X-Request-ID': 'app-object' }); res.end(); },
+  'head-other': (req, res) => { res.writeHead(201, { 'content-type': 'text/plain' }); res.end(getRequestId()); },
+  'head-flat': (req, res) => { res.writeHead(200, ['X-Request-Id', 'app-flat', 'a', 'b']); res.end(); },
+  'head-pairs': (req, res) => { res.writeHead(200, [['a', 'b'], ['x-request-id', 'app-pairs']]); res.end(); },
+  'after-set': (req, res) => { res.setHeader('content-type', 'text/plain'); res.writeHead(200, { 'x-request-id': 'app-after-set' }); res.end(); },
+  read: (req, res) => {
+    res.setHeader('a', '1');
+    res.end(JSON.stringify({ id: getRequestId(), get: res.getHeader('X-Request-ID'), has: res.hasHeader('x-request-id'),
+      all: res.getHeaders(), names: res.getHeaderNames(), raw: res.getRawHeaderNames() }));
+  },
+};
+const s = http.createServer((req, res) => cases[req.url.slice(1)](req, res));
+s.listen(0, '127.0.0.1', () => console.log('listening ' + s.address().port));`);
+  const http = await import('node:http');
+  const fetchRaw = (name) => new Promise((resolve, reject) => {
+    http.get(`${echo.url}/${name}`, { agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => (body += d));
+      // Every X-Request-ID line as sent, however spelled (res.headers would join duplicates).
+      res.on('end', () => resolve({ status: res.statusCode, ids: res.rawHeaders.filter((_, i, a) => i % 2 === 1 && a[i - 1].toLowerCase() === 'x-request-id'), body }));
+    }).on('error', reject);
+  });
+  try {
+    const plain = await fetchRaw('plain');
+    assert.equal(plain.ids.length, 1);
+    assert.match(plain.ids[0], UUID);
+    assert.equal(plain.body, plain.ids[0]);
+    assert.deepEqual((await fetchRaw('set')).ids, ['app-set']);
+    const removed = await fetchRaw('removed');
+    assert.deepEqual(removed.ids, []);
+    assert.deepEqual(JSON.parse(removed.body), { has: false, get: null });
+    assert.deepEqual((await fetchRaw('head-object')).ids, ['app-object']);
+    const other = await fetchRaw('head-other');
+    assert.equal(other.status, 201);
+    assert.deepEqual(other.ids, [other.body]);
+    assert.deepEqual((await fetchRaw('head-flat')).ids, ['app-flat']);
+    assert.deepEqual((await fetchRaw('head-pairs')).ids, ['app-pairs']);
+    assert.deepEqual((await fetchRaw('after-set')).ids, ['app-after-set']);
+    const read = await fetchRaw('read');
+    const seen = JSON.parse(read.body);
+    assert.deepEqual(read.ids, [seen.id]);
+    assert.equal(seen.get, seen.id);
+    assert.equal(seen.has, true);
+    assert.deepEqual(seen.all, { a: '1', 'x-request-id': seen.id });
+    assert.deepEqual(seen.names.sort(), ['a', 'x-request-id']);
+    assert.deepEqual(seen.raw.sort(), ['a', 'x-request-id']);
+  } finally {
+    await echo.stop();
+  }
+});

@@ -134,7 +134,7 @@ async function serve() {
 // Every fault point in src and patches (src/fault.ts lists them), with the slice of the app that
 // reaches it. Every slice runs the core (http server and client, fetch, undici, pg).
 const FAULTS = {
-  'http-server': 'core', 'http-server-close': 'core', 'http-client': 'core', 'http-client-emit': 'core',
+  'http-server': 'core', 'http-server-close': 'core', 'http-server-echo': 'core', 'http-client': 'core', 'http-client-emit': 'core',
   'pg-query': 'core', 'pg-connect': 'core', 'pg-pool-connect': 'core', 'pg-cursor': 'core',
   'undici-create': 'core', 'undici-headers': 'core', 'undici-end': 'core',
   'express-use': 'express', 'express-handle': 'express', 'express-route': 'express', 'express-render': 'express',
