@@ -24,8 +24,8 @@ const CONNECTIONS = opt('connections', 50);
 
 const pg = await startPostgres();
 const sink = dgram.createSocket('udp4');
-let lines = 0;
-sink.on('message', (m) => (lines += m.toString().split('\n').length));
+let values = 0;
+sink.on('message', (m) => (values += m.toString().split(':').length - 1)); // values: plain StatsD lines are name:v1|ms:v2|ms
 await new Promise((r) => sink.bind(0, '127.0.0.1', r));
 const child = spawn(process.execPath, ['--expose-gc', '-r', path.join(root, 'dist/src/index.js'), path.join(benchDir, 'app.js')], {
   cwd: benchDir,
@@ -45,7 +45,7 @@ function report(finished) {
 
 - date: ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC; ${os.cpus().length} × ${os.cpus()[0].model}, shared VM; Node ${process.version}
 - command: \`node bench/memory.mjs --requests ${REQUESTS} --batch ${BATCH} --warmup ${WARMUP} --connections ${CONNECTIONS}\`
-- app: bench/app.js under \`node --expose-gc -r hatch-agent\`, every feature on (StatsD: ${lines} lines received; flight
+- app: bench/app.js under \`node --expose-gc -r hatch-agent\`, every feature on (StatsD: ${values} values received; flight
   recorder; recent-requests store); load: autocannon, ${CONNECTIONS} connections, ${WARMUP} warm-up requests, then batches of ${BATCH};
   after each batch the app runs \`gc()\` twice and reports \`process.memoryUsage()\`. ${failed} failed/non-2xx responses;
   mean ${(rpsSum / Math.max(1, series.length - 1)).toFixed(0)} req/s; ${((Date.now() - t0) / 60000).toFixed(1)} min.

@@ -99,7 +99,7 @@ async function startApp(variant, env) {
 const pg = await startPostgres();
 const sink = dgram.createSocket('udp4'); // a local StatsD receiver, so the agent's sends are real
 let received = 0;
-sink.on('message', (m) => (received += m.toString().split('\n').length));
+sink.on('message', (m) => (received += m.toString().split(':').length - 1)); // values: plain StatsD lines are name:v1|ms:v2|ms
 await new Promise((r) => sink.bind(0, '127.0.0.1', r));
 // The /fetch route's downstream: a plain server in a process of its own, never under an agent.
 const downstream = spawn(process.execPath, ['-e', "const s = require('http').createServer((q, r) => r.end('downstream')).listen(0, '127.0.0.1', () => console.log(s.address().port))"], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -164,7 +164,7 @@ const report = `## Overhead under load: ${subject} against the same app without 
 - app: \`bench/app.js\` (node:http, CommonJS): \`/hello\` text; \`/db\` one \`SELECT 1\` through a pg.Pool of 10 on embedded
   PostgreSQL; \`/fetch\` global fetch to a plain server in another process; \`/render\` an ejs page of 20 items.
 - hatch-agent: every feature on: request IDs, SQL comments, header propagation, StatsD to a local UDP receiver
-  (${received} lines received), the recent-requests store (HATCH_TOKEN set). Peers: their documented preloads, with
+  (${received} values received), the recent-requests store (HATCH_TOKEN set). Peers: their documented preloads, with
   their exporters/transports pointed at a closed loopback port (no traffic leaves the machine), default instrumentations.
 - load: autocannon, ${CONNECTIONS} connections, in the orchestrating process on the same 2 cores; per app process and route
   ${REQUESTS > 0 ? `${Math.ceil(REQUESTS / 4)} warm-up requests not counted, then ${REQUESTS} requests measured (req/s = responses / wall time)` : `${WARMUP} s warm-up not counted, then ${SECONDS} s measured`}; variants interleaved for ${roundsDone} rounds${roundsDone < ROUNDS ? ` (of ${ROUNDS} planned: the run was cut short)` : ''} (order reversed

@@ -294,8 +294,8 @@ class Packer {
 
 /**
  * Formats and empties every series into datagrams of at most MAX_PACKET bytes, lines joined by
- * newlines: one `name:value|type` line per value, or (dogstatsd) multi-value lines
- * `name:v1:v2:…|type|#tags` cut so each fits a packet.
+ * newlines: a counter's `name:sum|c`, and multi-value lines for timings, `name:v1|ms:v2|ms:…` or
+ * (dogstatsd) `name:v1:v2:…|ms|#tags`, cut so each fits a packet.
  */
 export function drainPackets(metrics: Metric[], mode: TagMode): Buffer[] {
   const packets: Buffer[] = [];
@@ -325,29 +325,24 @@ export function drainTo(metrics: Metric[], mode: TagMode, send: (packet: Buffer)
       const count = s.count;
       if (count === 0) continue;
       const { head, tail } = s;
-      if (mode === 'dogstatsd') {
-        let i = 0;
-        while (i < count) {
-          // A new packet when this one cannot take the line's name, one value and its tags.
-          if (p.room() < head.length + tail.length + 24) p.cut();
-          p.begin();
-          p.bytes(head);
-          do {
-            p.byte(COLON);
-            p.number(vals[i++]!);
-          } while (i < count && p.room() > tail.length + 24);
-          p.bytes(tail);
-          p.end();
-        }
-      } else {
-        for (let i = 0; i < count; i++) {
-          p.begin();
-          p.bytes(head);
+      // Several values to a line, cut so each line fits its packet: dogstatsd's `name:v1:v2|ms|#tags`,
+      // or `name:v1|ms:v2|ms` (the Etsy daemon, Telegraf and statsd_exporter split a line at each
+      // `:`). The name is written once per line, not once per value: five times fewer bytes and
+      // datagrams for a request's timing, which cost the sender about 0.4 us per /hello request.
+      const eachValue = mode !== 'dogstatsd';
+      let i = 0;
+      while (i < count) {
+        // A new packet when this one cannot take the line's name, one value and its suffix.
+        if (p.room() < head.length + tail.length + 24) p.cut();
+        p.begin();
+        p.bytes(head);
+        do {
           p.byte(COLON);
-          p.number(vals[i]!);
-          p.bytes(tail);
-          p.end();
-        }
+          p.number(vals[i++]!);
+          if (eachValue) p.bytes(tail);
+        } while (i < count && p.room() > tail.length + 24);
+        if (!eachValue) p.bytes(tail);
+        p.end();
       }
       s.reset();
     }

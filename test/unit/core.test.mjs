@@ -10,6 +10,9 @@ const { isValidRequestId } = require('../../dist/src/request-id.js');
 const { commentedSql, hasRequestComment, sqlOperation } = require('../../dist/src/sql-comment.js');
 const { Metric, drainLines, drainPackets } = require('../../dist/src/sinks/statsd.js');
 const { wrap, unwrap, isWrapped } = require('../../dist/src/shim.js');
+
+/** Every value of plain StatsD lines (`name:v1|ms:v2|ms`), in order. */
+const valuesOf = (lines) => lines.flatMap((l) => l.split(':').slice(1).map((v) => Number(v.split('|')[0])));
 const { inRange } = require('../../dist/src/hook.js');
 
 test('config: defaults with an empty environment, no problems', () => {
@@ -103,12 +106,9 @@ test('metrics: plain StatsD names are Graphite-safe and in a fixed dimension ord
   m.series('GET', '/api/users/:id', 200).add(7);
   m.series('POST', 'un.safe name|#', 500).add(1);
   const lines = drainLines([m], 'none');
-  assert.deepEqual(lines, [
-    'hatch.http.server.GET.api_users_id.200:12.346|ms',
-    'hatch.http.server.GET.api_users_id.200:7|ms',
-    'hatch.http.server.POST.un_safe_name_.500:1|ms',
-  ]);
-  for (const l of lines) assert.match(l, /^[A-Za-z0-9_.-]+:[0-9.]+\|ms$/);
+  // One line per series: its name once, then each value with its type (`name:v1|ms:v2|ms`).
+  assert.deepEqual(lines, ['hatch.http.server.GET.api_users_id.200:12.346|ms:7|ms', 'hatch.http.server.POST.un_safe_name_.500:1|ms']);
+  for (const l of lines) assert.match(l, /^[A-Za-z0-9_.-]+(:[0-9.]+\|ms)+$/);
   assert.deepEqual(drainLines([m], 'none'), [], 'a flush empties the series');
 });
 
@@ -118,7 +118,8 @@ test('metrics: dogstatsd tags and multi-value lines; telegraf tags', () => {
   assert.deepEqual(drainLines([d], 'dogstatsd'), ['hatch.db.query:1:2.5:3|ms|#system:pg,operation:SELECT,outcome:ok']);
   const t = new Metric('http.server', 'ms', ['method', 'route', 'status_code'], 'hatch.', 'telegraf');
   t.series('GET', '/a/:b', 404).add(4);
-  assert.deepEqual(drainLines([t], 'telegraf'), ['hatch.http.server,method=GET,route=/a/_b,status_code=404:4|ms']);
+  t.series('GET', '/a/:b', 404).add(5.5);
+  assert.deepEqual(drainLines([t], 'telegraf'), ['hatch.http.server,method=GET,route=/a/_b,status_code=404:4|ms:5.5|ms']);
   const c = new Metric('errors', 'c', ['kind'], 'hatch.', 'dogstatsd');
   c.series('invalid_request_id').sum += 3;
   assert.deepEqual(drainLines([c], 'dogstatsd'), ['hatch.errors:3|c|#kind:invalid_request_id']);
@@ -136,15 +137,17 @@ test('metrics: many values are cut into lines and packets that fit 1432 bytes, n
   for (const l of lines) assert.match(l, /^hatch\.http\.server(:\d+(\.\d+)?)+\|ms\|#method:GET,route:unmatched,status_code:200$/);
   const values = lines.flatMap((l) => l.split('|')[0].split(':').slice(1)).map(Number);
   assert.deepEqual(values, Array.from({ length: 5000 }, (_, i) => i + 0.5), 'every value, in order');
-  // One line per value (plain StatsD): packets cut between lines, none over 1432 bytes.
+  // Plain StatsD: `name:v1|ms:v2|ms…` lines, packets full but none over 1432 bytes.
   const m = new Metric('http.server', 'ms', ['method', 'route', 'status_code'], 'hatch.', 'none');
   const t = m.series('GET', 'unmatched', 200);
   for (let i = 0; i < 5000; i++) t.add(i / 7);
   const plain = drainPackets([m], 'none');
   for (const p of plain) assert.ok(p.length <= 1432, `packet of ${p.length}`);
-  for (const p of plain.slice(0, -1)) assert.ok(p.length > 1380, `a packet cut early: ${p.length} bytes`);
+  for (const p of plain.slice(0, -1)) assert.ok(p.length > 1400, `a packet cut early: ${p.length} bytes`);
   const got = plain.flatMap((p) => p.toString('latin1').split('\n'));
-  assert.deepEqual(got, Array.from({ length: 5000 }, (_, i) => `hatch.http.server.GET.unmatched.200:${Math.round((i / 7) * 1000) / 1000}|ms`));
+  for (const l of got) assert.match(l, /^hatch\.http\.server\.GET\.unmatched\.200(:\d+(\.\d+)?\|ms)+$/);
+  assert.deepEqual(valuesOf(got), Array.from({ length: 5000 }, (_, i) => Math.round((i / 7) * 1000) / 1000), 'every value, in order');
+  assert.ok(plain.length <= 60, `${plain.length} packets for 5000 values: the name is written once a line`);
 });
 
 test('metrics: values are printed as String(round(v, 3)) would, written digit by digit', () => {
@@ -152,7 +155,9 @@ test('metrics: values are printed as String(round(v, 3)) would, written digit by
   const m = new Metric('runtime.x', 'ms', [], 'hatch.', 'none');
   const s = m.series('');
   for (const v of samples) s.add(v);
-  const got = drainLines([m], 'none').map((l) => l.slice('hatch.runtime.x:'.length, -'|ms'.length));
+  const [line, ...more] = drainLines([m], 'none');
+  assert.deepEqual(more, []);
+  const got = line.slice('hatch.runtime.x:'.length, -'|ms'.length).split('|ms:');
   assert.deepEqual(got, samples.map((v) => String(Math.round(v * 1000) / 1000)));
 });
 
@@ -161,15 +166,15 @@ test('metrics: a series keeps its storage from one flush to the next, and holds 
   const s = m.series('pg', 'SELECT', 'ok');
   for (let i = 0; i < 100; i++) s.add(i);
   const storage = s.values;
-  assert.equal(drainLines([m], 'none').length, 100);
+  assert.equal(valuesOf(drainLines([m], 'none')).length, 100);
   s.add(1.5);
   s.add(2);
   assert.equal(s.values, storage, 'no new storage after a flush');
-  assert.deepEqual(drainLines([m], 'none'), ['hatch.db.query.pg.SELECT.ok:1.5|ms', 'hatch.db.query.pg.SELECT.ok:2|ms']);
+  assert.deepEqual(drainLines([m], 'none'), ['hatch.db.query.pg.SELECT.ok:1.5|ms:2|ms']);
   let kept = 0;
   for (let i = 0; i < 100_005; i++) if (s.add(i)) kept++;
   assert.equal(kept, 100_000, 'the excess is refused (the sink counts it and warns once)');
-  assert.equal(drainLines([m], 'none').length, 100_000);
+  assert.equal(valuesOf(drainLines([m], 'none')).length, 100_000);
   s.add(3);
   drainLines([m], 'none');
   assert.ok(s.values.length < 100_000, 'storage far bigger than an interval needs is halved');
@@ -179,8 +184,8 @@ test('metrics: unbounded dimension values fold into `other` past the series cap'
   const m = new Metric('http.server', 'ms', ['method', 'route', 'status_code'], 'hatch.', 'none');
   for (let i = 0; i < 2500; i++) m.series('GET', `/r${i}`, 200).add(1);
   const lines = drainLines([m], 'none');
-  assert.equal(lines.length, 2500, 'every value is still sent');
-  assert.equal(lines.filter((l) => l.startsWith('hatch.http.server.other.other.other:')).length, 500);
+  assert.equal(valuesOf(lines).length, 2500, 'every value is still sent');
+  assert.equal(valuesOf(lines.filter((l) => l.startsWith('hatch.http.server.other.other.other:'))).length, 500);
 });
 
 test('wrap: idempotent, keeps name and length, unwrap restores', () => {
