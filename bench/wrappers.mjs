@@ -51,7 +51,9 @@ if (process.env.HATCH_BENCH_CHILD !== '1') {
   if (code !== 0) throw new Error(`child exited ${code}`);
   const rows = JSON.parse(out);
   const f = (x) => x.toFixed(0);
-  const table = rows.map((r) => `| ${r.name} | ${f(r.original)} | ${f(r.wrapped)} | **+${f(r.wrapped - r.original)}** | ${f(r.originalOff)} | ${f(r.wrappedOff)} | **+${f(r.wrappedOff - r.originalOff)}** |`);
+  // A difference below the noise can come out negative: printed with its own sign, not as "+-".
+  const d = (x) => (x < 0 ? `-${f(-x)}` : `+${f(x)}`);
+  const table = rows.map((r) => `| ${r.name} | ${f(r.original)} | ${f(r.wrapped)} | **${d(r.wrapped - r.original)}** | ${f(r.originalOff)} | ${f(r.wrappedOff)} | **${d(r.wrappedOff - r.originalOff)}** |`);
   const report = `## Per-call cost of each wrapper
 
 - date: ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC; ${os.cpus().length} × ${os.cpus()[0].model}, shared VM; Node ${process.version}
