@@ -17,7 +17,7 @@ import type * as http from 'node:http';
 import { storage } from '../src/context';
 import { channels } from '../src/bus';
 import { newCall, endCall, type ClientCall } from '../src/client-call';
-import { outgoingHeaders } from '../src/propagation';
+import { outgoingHeaders, hasHeaderNamed } from '../src/propagation';
 import { wrap, unwrap } from '../src/shim';
 import { log } from '../src/log';
 import { fault } from '../src/fault';
@@ -45,21 +45,10 @@ function target(args: unknown[], defaultPort: string): { index: number; insert: 
   return { index: optsIndex, insert: !!url && !hasOpts, hostname, port, method };
 }
 
-function hasHeader(headers: unknown, name: string): boolean {
-  if (Array.isArray(headers)) {
-    for (let i = 0; i < headers.length; i += 2) if (String(headers[i]).toLowerCase() === name) return true;
-    return false;
-  }
-  if (headers !== null && typeof headers === 'object') {
-    for (const k of Object.keys(headers)) if (k.toLowerCase() === name) return true;
-  }
-  return false;
-}
-
 /** A copy of the options with the extra headers, keeping the caller's object as it was. */
 function withHeaders(opts: any, extra: Array<[string, string]>): any {
   const headers = opts?.headers;
-  const missing = extra.filter(([name]) => !hasHeader(headers, name));
+  const missing = extra.filter(([name]) => !hasHeaderNamed(headers, name));
   if (missing.length === 0) return opts;
   let next: unknown;
   if (Array.isArray(headers)) next = [...headers, ...missing.flat()];

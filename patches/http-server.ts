@@ -25,7 +25,7 @@
 import type * as http from 'node:http';
 import { storage, finalRoute, type RequestContext } from '../src/context';
 import { isValidRequestId, newRequestId } from '../src/request-id';
-import { traceIdOf, traceparentEnabled } from '../src/propagation';
+import { traceIdOf, traceparentEnabled, hasHeaderNamed } from '../src/propagation';
 import { channels, type HttpServerEvent } from '../src/bus';
 import { wrap, unwrap } from '../src/shim';
 import { log } from '../src/log';
@@ -177,14 +177,14 @@ function isIdHeader(name: unknown): boolean {
 function namesIdHeader(headers: unknown): boolean {
   if (headers === null || typeof headers !== 'object') return false;
   if (Array.isArray(headers)) {
-    // writeHead's two array forms: [[name, value], ...] and [name, value, name, value, ...].
+    // writeHead also takes [[name, value], ...] (the flat form is hasHeaderNamed's).
     if (headers.length > 0 && Array.isArray(headers[0])) return headers.some((pair: unknown[]) => isIdHeader(pair[0]));
-    for (let i = 0; i < headers.length; i += 2) if (isIdHeader(headers[i])) return true;
-    return false;
+  } else {
+    if ((headers as Record<string, unknown>)[headerName] !== undefined) return true;
+    // Node's own store (null prototype) has lower-case names; an object given to writeHead may not.
+    if (Object.getPrototypeOf(headers) === null) return false;
   }
-  if ((headers as Record<string, unknown>)[headerName] !== undefined) return true;
-  // Node's own store (null prototype) has lower-case names; an object given to writeHead may not.
-  return Object.getPrototypeOf(headers) !== null && Object.keys(headers).some(isIdHeader);
+  return hasHeaderNamed(headers, headerName);
 }
 
 /** The request whose ID is still to be echoed on this response, if any. */
@@ -197,8 +197,8 @@ type Fn = (...args: any[]) => any;
 const RESPONSE_WRAPPERS: Record<string, (original: Fn) => Fn> = {
   _storeHeader: (original) =>
     function _storeHeader(this: Res, firstLine: string, headers: unknown) {
-      const ctx = this[CTX];
-      if (ctx !== undefined && ctx.echo) {
+      const ctx = echoing(this);
+      if (ctx !== undefined) {
         try {
           fault('http-server-echo');
           // Right after the status line, where setHeader's first header would have been.
@@ -251,18 +251,20 @@ const RESPONSE_WRAPPERS: Record<string, (original: Fn) => Fn> = {
 /** How many server patches (http, https) use the response wrappers: 0 means setHeader is used. */
 let echoes = 0;
 
-function installEcho(): void {
+/** Installs the wrappers (or counts one more user of them); false when they cannot be installed. */
+function installEcho(): boolean {
   // https servers answer with http's ServerResponse too, so both patches share these wrappers.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const proto = (require('node:http') as typeof http).ServerResponse.prototype as unknown as Record<string, unknown>;
   if (echoes === 0) {
     if (typeof proto._storeHeader !== 'function') {
       log.debug('http server: no ServerResponse._storeHeader; the request ID is echoed with setHeader');
-      return;
+      return false;
     }
     for (const [name, makeWrapper] of Object.entries(RESPONSE_WRAPPERS)) wrap(proto, name, makeWrapper);
   }
   echoes++;
+  return true;
 }
 
 function uninstallEcho(): void {
@@ -281,11 +283,7 @@ function serverDefinition(module: 'http' | 'https'): PatchDefinition<typeof http
     patch(exports, config: Config) {
       headerName = config.requestIdHeader;
       wrap(exports.Server.prototype, 'emit', wrapEmit);
-      if (!echoInstalled) {
-        const before = echoes;
-        installEcho();
-        echoInstalled = echoes > before;
-      }
+      if (!echoInstalled) echoInstalled = installEcho();
       if (process.listeners('uncaughtExceptionMonitor').indexOf(onUncaught) === -1) process.on('uncaughtExceptionMonitor', onUncaught);
     },
     unpatch(exports) {

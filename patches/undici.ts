@@ -18,7 +18,7 @@ import * as dc from 'node:diagnostics_channel';
 import { storage } from '../src/context';
 import { channels } from '../src/bus';
 import { newCall, endCall, type ClientCall } from '../src/client-call';
-import { outgoingHeaders } from '../src/propagation';
+import { outgoingHeaders, hasHeaderNamed } from '../src/propagation';
 import { log } from '../src/log';
 import { fault } from '../src/fault';
 
@@ -38,10 +38,7 @@ function hasHeader(headers: unknown, name: string): boolean {
     const lower = headers.toLowerCase();
     return lower.startsWith(name + ':') || lower.includes('\n' + name + ':');
   }
-  if (Array.isArray(headers)) {
-    for (let i = 0; i < headers.length; i += 2) if (String(headers[i]).toLowerCase() === name) return true;
-  }
-  return false;
+  return Array.isArray(headers) && hasHeaderNamed(headers, name);
 }
 
 function addHeader(request: UndiciRequest, name: string, value: string): void {

@@ -46,6 +46,22 @@ export function traceparentFor(id: string): string | undefined {
   return `00-${trace}-${randomSpanId()}-01`;
 }
 
+/**
+ * Whether a header list already names `name` (lower-case), in any case: a flat
+ * [name, value, name, value, …] array or an object's own keys. The one check every patch uses
+ * before adding a header, so the app's own header always wins and none is doubled.
+ */
+export function hasHeaderNamed(headers: unknown, name: string): boolean {
+  if (Array.isArray(headers)) {
+    for (let i = 0; i < headers.length; i += 2) if (String(headers[i]).toLowerCase() === name) return true;
+    return false;
+  }
+  if (headers !== null && typeof headers === 'object') {
+    for (const k of Object.keys(headers)) if (k.toLowerCase() === name) return true;
+  }
+  return false;
+}
+
 let allowed: (hostname: string, port: string) => boolean = () => true;
 let withTraceparent = true;
 let idHeader = 'x-request-id';
