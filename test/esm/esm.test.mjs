@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import * as http from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { startApp, runScript, get } from '../support/app.mjs';
-import { udpListener } from '../support/udp.mjs';
+import { udpListener, statsdValues } from '../support/udp.mjs';
 import { readLog, waitForLog } from '../support/pglog.mjs';
 
 const WAIT = 60_000;
@@ -33,10 +33,7 @@ after(() => {
 
 /** Values in the dogstatsd lines of `metric` whose tags include every one of `tags`. */
 function values(lines, metric, ...tags) {
-  return lines
-    .filter((l) => l.startsWith(`hatch.${metric}:`))
-    .filter((l) => tags.every((t) => l.split('|#')[1]?.split(',').includes(t)))
-    .reduce((n, l) => n + l.split('|')[0].split(':').length - 1, 0);
+  return statsdValues(lines.filter((l) => l.startsWith(`hatch.${metric}:`) && tags.every((t) => l.split('|#')[1]?.split(',').includes(t)))).length;
 }
 
 const APP = `

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { startApp, runScript, get, appDir } from '../support/app.mjs';
-import { udpListener } from '../support/udp.mjs';
+import { udpListener, statsdValues } from '../support/udp.mjs';
 
 const version = (m) => JSON.parse(fs.readFileSync(path.join(appDir, 'node_modules', m, 'package.json'), 'utf8')).version;
 const versions = ['express', 'ejs', 'pug', 'handlebars', 'nunjucks'].map((m) => `${m}@${version(m)}`).join(' ');
@@ -101,8 +101,8 @@ function timings(lines, metric) {
   const out = new Map();
   for (const l of lines) {
     if (!l.startsWith(`hatch.${metric}:`)) continue;
-    const [head, , tags] = l.split('|');
-    out.set(tags, (out.get(tags) ?? 0) + head.split(':').length - 1);
+    const tags = l.split('|')[2];
+    out.set(tags, (out.get(tags) ?? 0) + statsdValues([l]).length);
   }
   return out;
 }

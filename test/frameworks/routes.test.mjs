@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { startApp, get, appDir } from '../support/app.mjs';
-import { udpListener } from '../support/udp.mjs';
+import { udpListener, statsdValues } from '../support/udp.mjs';
 
 const version = (m) => JSON.parse(fs.readFileSync(path.join(appDir, 'node_modules', m, 'package.json'), 'utf8')).version;
 
@@ -129,7 +129,7 @@ for (const c of CASES) {
       const seen = await run(app, c.requests);
       assert.deepEqual(seen, plain, 'the app answers exactly as without the agent');
       const expected = c.requests.map(([, route, status]) => `route:${route},status_code:${status}`);
-      const count = (ls, tags) => ls.filter((l) => l.startsWith('hatch.http.server:') && l.endsWith(`|#method:GET,${tags}`)).reduce((n, l) => n + l.split('|')[0].split(':').length - 1, 0);
+      const count = (ls, tags) => statsdValues(ls.filter((l) => l.startsWith('hatch.http.server:') && l.endsWith(`|#method:GET,${tags}`))).length;
       const lines = await udp.waitFor((ls) => expected.every((tags) => count(ls, tags) >= expected.filter((t) => t === tags).length), WAIT);
       const server = lines.filter((l) => l.startsWith('hatch.http.server:'));
       for (const tags of new Set(expected)) {

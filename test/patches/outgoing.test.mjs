@@ -8,11 +8,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { appDir, startApp, runScript, get, UUID } from '../support/app.mjs';
-import { udpListener } from '../support/udp.mjs';
+import { udpListener, statsdValues } from '../support/udp.mjs';
 import { waitForLog } from '../support/pglog.mjs';
 
 /** How many values StatsD lines carry: a line holds every value of its series in one flush (`name:v1|ms:v2|ms`). */
-const values = (ls) => ls.reduce((n, l) => n + l.split(':').length - 1, 0);
+const values = (ls) => statsdValues(ls).length;
 
 const run = randomBytes(4).toString('hex');
 const DATABASE_URL = process.env.DATABASE_URL;

@@ -76,3 +76,8 @@ export async function closedUdpPort() {
   await new Promise((r) => sock.close(r));
   return port;
 }
+
+/** The values StatsD lines carry, in order: `name:v1|ms:v2|ms…`, or (dogstatsd) `name:v1:v2|ms|#tags`. */
+export function statsdValues(lines) {
+  return lines.flatMap((l) => l.split('|#')[0].split(':').slice(1).map((v) => Number(v.split('|')[0])));
+}

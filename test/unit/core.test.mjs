@@ -3,6 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
+import { statsdValues as valuesOf } from '../support/udp.mjs';
 
 const require = createRequire(import.meta.url);
 const { loadConfig, DEFAULTS } = require('../../dist/src/config.js');
@@ -11,8 +12,6 @@ const { commentedSql, hasRequestComment, sqlOperation } = require('../../dist/sr
 const { Metric, drainLines, drainPackets } = require('../../dist/src/sinks/statsd.js');
 const { wrap, unwrap, isWrapped } = require('../../dist/src/shim.js');
 
-/** Every value of plain StatsD lines (`name:v1|ms:v2|ms`), in order. */
-const valuesOf = (lines) => lines.flatMap((l) => l.split(':').slice(1).map((v) => Number(v.split('|')[0])));
 const { inRange } = require('../../dist/src/hook.js');
 
 test('config: defaults with an empty environment, no problems', () => {
