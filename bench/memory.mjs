@@ -6,7 +6,7 @@
 // the value after warm-up.
 //   node bench/memory.mjs [--requests 500000] [--batch 50000] [--warmup 20000] [--connections 50] [--no-write]
 import { listeningPort } from './child.mjs';
-import { stopApp, benchDir, benchRequire } from './variants.mjs';
+import { stopApp, benchDir, benchRequire, statsdValueCount } from './variants.mjs';
 import { spawn } from 'node:child_process';
 import * as dgram from 'node:dgram';
 import * as os from 'node:os';
@@ -25,7 +25,7 @@ const CONNECTIONS = opt('connections', 50);
 const pg = await startPostgres();
 const sink = dgram.createSocket('udp4');
 let values = 0;
-sink.on('message', (m) => (values += m.toString().split(':').length - 1)); // values: plain StatsD lines are name:v1|ms:v2|ms
+sink.on('message', (m) => (values += statsdValueCount(m)));
 await new Promise((r) => sink.bind(0, '127.0.0.1', r));
 const child = spawn(process.execPath, ['--expose-gc', '-r', path.join(root, 'dist/src/index.js'), path.join(benchDir, 'app.js')], {
   cwd: benchDir,

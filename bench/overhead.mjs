@@ -24,7 +24,7 @@ import * as path from 'node:path';
 import * as dgram from 'node:dgram';
 import { startPostgres } from '../test/support/postgres.mjs';
 import { writeSection } from './results-file.mjs';
-import { variants, stopApp, benchDir, benchRequire, opt } from './variants.mjs';
+import { variants, stopApp, benchDir, benchRequire, opt, statsdValueCount } from './variants.mjs';
 
 const autocannon = benchRequire('autocannon');
 const argv = process.argv;
@@ -99,7 +99,7 @@ async function startApp(variant, env) {
 const pg = await startPostgres();
 const sink = dgram.createSocket('udp4'); // a local StatsD receiver, so the agent's sends are real
 let received = 0;
-sink.on('message', (m) => (received += m.toString().split(':').length - 1)); // values: plain StatsD lines are name:v1|ms:v2|ms
+sink.on('message', (m) => (received += statsdValueCount(m)));
 await new Promise((r) => sink.bind(0, '127.0.0.1', r));
 // The /fetch route's downstream: a plain server in a process of its own, never under an agent.
 const downstream = spawn(process.execPath, ['-e', "const s = require('http').createServer((q, r) => r.end('downstream')).listen(0, '127.0.0.1', () => console.log(s.address().port))"], { stdio: ['ignore', 'pipe', 'inherit'] });

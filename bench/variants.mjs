@@ -10,6 +10,8 @@ export const benchDir = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(benchDir, '..');
 /** require() from bench/node_modules: the peers, autocannon, pg and ejs of the benchmarks. */
 export const benchRequire = createRequire(path.join(benchDir, 'package.json'));
+/** How many values a StatsD datagram carries: plain StatsD lines are `name:v1|ms:v2|ms…`, one `:` per value. */
+export const statsdValueCount = (packet) => packet.toString().split(':').length - 1;
 /** `--name value` from the command line, or the default. */
 export const opt = (name, d) => (process.argv.includes(`--${name}`) ? process.argv[process.argv.indexOf(`--${name}`) + 1] : d);
 

@@ -18,7 +18,7 @@
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as cg from './callgrind.mjs';
-import { benchDir, benchRequire, opt } from './variants.mjs';
+import { benchDir, benchRequire, opt, statsdValueCount } from './variants.mjs';
 import * as dgram from 'node:dgram';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -33,8 +33,8 @@ const UNIT = INSTRUCTIONS ? 'instructions' : 'ns';
 
 if (process.env.HATCH_BENCH_CHILD !== '1') {
   const sink = dgram.createSocket('udp4');
-  let lines = 0;
-  sink.on('message', (m) => (lines += m.toString().split(':').length - 1)); // values: plain StatsD lines are name:v1|ms:v2|ms
+  let values = 0;
+  sink.on('message', (m) => (values += statsdValueCount(m)));
   await new Promise((r) => sink.bind(0, '127.0.0.1', r));
   const dir = INSTRUCTIONS ? cg.outputDir() : null;
   const args = [process.execPath, '--expose-gc', '-r', path.join(root, 'dist/src/index.js'), fileURLToPath(import.meta.url), ...argv.slice(2)];
@@ -58,7 +58,7 @@ if (process.env.HATCH_BENCH_CHILD !== '1') {
 
 - date: ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC; ${os.cpus().length} × ${os.cpus()[0].model}, shared VM; Node ${process.version}
 - command: \`node bench/wrappers.mjs${INSTRUCTIONS ? ' --instructions' : ''} --calls ${CALLS}\` (plain loop, ${CALLS} calls per sample, median of ${SAMPLES} samples after a warm-up; ${INSTRUCTIONS ? 'instructions the process executed per call, counted by valgrind callgrind with the JIT on' : 'ns of process CPU time (user+sys) per call'})
-- "subscribed": the agent running with every sink (StatsD to a local receiver, ${lines} values received; flight recorder;
+- "subscribed": the agent running with every sink (StatsD to a local receiver, ${values} values received; flight recorder;
   recent-requests store); "no subscribers": after \`agent.stop()\`, wrappers still in place, nothing listening on the channels.
 - "original" is the function the wrapper holds, called the same way, in the same process; the ns columns include the
   work of the call itself (see the header of bench/wrappers.mjs), so the cost of the wrapper is the difference.
