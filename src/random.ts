@@ -10,10 +10,24 @@
  * node:crypto is loaded at the first identifier, not at start-up (it is a tenth of `node -e 0`).
  */
 let crypto: typeof import('node:crypto') | undefined;
+// One randomFillSync call costs about 1.2 us whatever its size up to 4 KiB (16 KiB: 3.6 us), and
+// in a busy server it measured 0.3 us per request when it fetched one batch's 1 KiB at a time: the
+// random bytes come from one kept 16 KiB pool instead, read a batch at a time.
+const POOL = 16384;
+let pool: Buffer | undefined;
+let poolAt = POOL;
+
+/** n (at most POOL) fresh random bytes, as a view of the pool valid until the next call. */
 function randomBytes(n: number): Buffer {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  crypto ??= require('node:crypto') as typeof import('node:crypto');
-  return crypto.randomFillSync(Buffer.allocUnsafe(n));
+  if (poolAt + n > POOL || pool === undefined) {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    crypto ??= require('node:crypto') as typeof import('node:crypto');
+    pool = crypto.randomFillSync(pool ?? Buffer.allocUnsafeSlow(POOL));
+    poolAt = 0;
+  }
+  const view = pool.subarray(poolAt, poolAt + n);
+  poolAt += n;
+  return view;
 }
 
 const HEX = Buffer.from('0123456789abcdef', 'latin1');

@@ -13,6 +13,7 @@ const { Metric, drainLines, drainPackets } = require('../../dist/src/sinks/stats
 const { wrap, unwrap, isWrapped } = require('../../dist/src/shim.js');
 
 const { inRange } = require('../../dist/src/hook.js');
+const { randomUuid, randomSpanId } = require('../../dist/src/random.js');
 
 test('config: defaults with an empty environment, no problems', () => {
   const { config, problems } = loadConfig({});
@@ -225,4 +226,25 @@ test('version ranges', () => {
   assert.equal(inRange('9.0.0', ['8.0.0', '9.0.0']), false);
   assert.equal(inRange('7.18.2', ['8.0.0', '9.0.0']), false);
   assert.equal(inRange('garbage', ['8.0.0', '9.0.0']), false);
+});
+
+test('random IDs: valid v4 UUIDs and span ids, never repeated across batches and refills of the random pool', () => {
+  // 20,000 UUIDs (320 KiB of random bytes) and 20,000 span ids (160 KiB) go through the 16 KiB pool many times over.
+  const uuids = new Set();
+  const spans = new Set();
+  const digits = new Array(16).fill(0);
+  for (let i = 0; i < 20_000; i++) {
+    const u = randomUuid();
+    assert.match(u, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    uuids.add(u);
+    const s = randomSpanId();
+    assert.match(s, /^[0-9a-f]{16}$/);
+    assert.notEqual(s, '0000000000000000');
+    spans.add(s);
+    for (const ch of s) digits[parseInt(ch, 16)]++;
+  }
+  assert.equal(uuids.size, 20_000);
+  assert.equal(spans.size, 20_000);
+  // 320,000 hex digits: each of the 16 is expected 20,000 times (a standard deviation of ~137).
+  for (const n of digits) assert.ok(n > 19_000 && n < 21_000, `hex digit counts ${digits}`);
 });
