@@ -24,7 +24,7 @@
  * Client.prototype.connect is wrapped only to remember each client (weakly) for the health hatch.
  */
 import { storage, bindContext } from '../src/context';
-import { commentedSql } from '../src/sql-comment';
+import { commentedSql, sqlOperation } from '../src/sql-comment';
 import { channels, type DbQueryEvent } from '../src/bus';
 import { wrap, unwrap } from '../src/shim';
 import { log } from '../src/log';
@@ -40,6 +40,8 @@ interface Pending {
   start: number;
   requestId: string | undefined;
   text: string;
+  /** The app's own text (without our comment): its operation is found without skipping the comment. */
+  sql: string;
   /** Characters of comment prepended to the text (0 when none). */
   shift: number;
   publish: boolean;
@@ -70,7 +72,7 @@ function end(p: Pending, err: unknown, at = now()): void {
   }
   if (!p.publish) return;
   try {
-    const event: DbQueryEvent = { requestId: p.requestId, system: 'pg', text: p.text, error: !!err, start: p.start, duration: at - p.start };
+    const event: DbQueryEvent = { requestId: p.requestId, system: 'pg', text: p.text, operation: sqlOperation(p.sql), error: !!err, start: p.start, duration: at - p.start };
     channels.dbQuery.publish(event);
   } catch (e) {
     log.warnOnce('pg-end', `pg: recording a query failed: ${(e as Error).message}`);
@@ -107,7 +109,7 @@ function instrumentSubmittable(q: any, id: string | undefined, p: Pending): void
   // Where the text lives: pg.Query and pg-cursor hold it, pg-query-stream holds a cursor.
   const holder = typeof q.text === 'string' ? q : q.cursor && typeof q.cursor.text === 'string' ? q.cursor : undefined;
   if (holder) {
-    p.text = holder.text;
+    p.text = p.sql = holder.text;
     const desc = Object.getOwnPropertyDescriptor(holder, 'text');
     const text = id !== undefined && !q.name && !holder.name && desc && desc.writable ? commentedSql(holder.text, id) : undefined;
     if (text !== undefined) {
@@ -180,7 +182,7 @@ function plan(argc: number, config: any, values: any, callback: any): Plan | und
   fault('pg-query');
 
   const args: unknown[] = argc >= 3 ? [config, values, callback] : argc === 2 ? [config, values] : [config];
-  const pending: Pending = { start: now(), requestId: store?.id, text: '', shift: 0, publish, done: false };
+  const pending: Pending = { start: now(), requestId: store?.id, text: '', sql: '', shift: 0, publish, done: false };
 
   if (typeof config.submit === 'function') {
     instrumentSubmittable(config, id, pending);
@@ -193,6 +195,7 @@ function plan(argc: number, config: any, values: any, callback: any): Plan | und
   let derived: any;
   if (typeof config === 'string') {
     const text = id !== undefined ? commentedSql(config, id) : undefined;
+    pending.sql = config;
     pending.text = text ?? config;
     if (text !== undefined) {
       args[0] = text;
@@ -201,7 +204,8 @@ function plan(argc: number, config: any, values: any, callback: any): Plan | und
   } else if (typeof config === 'object') {
     const original = config.text;
     const text = id !== undefined && typeof original === 'string' && !config.name ? commentedSql(original, id) : undefined;
-    pending.text = text ?? (typeof original === 'string' ? original : '');
+    pending.sql = typeof original === 'string' ? original : '';
+    pending.text = text ?? pending.sql;
     if (text !== undefined) {
       pending.shift = text.length - original.length;
       derived = Object.create(config);

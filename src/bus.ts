@@ -26,6 +26,8 @@ export interface DbQueryEvent {
   system: 'pg';
   /** The SQL text as sent (with its comment), or '' when it could not be read. */
   text: string;
+  /** The statement's first keyword (SELECT, INSERT, …) or OTHER (src/sql-comment.ts sqlOperation). */
+  operation: string;
   error: boolean;
   /** performance.now() when the query was issued */
   start: number;

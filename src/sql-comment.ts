@@ -17,13 +17,17 @@ export function commentedSql(text: string, id: string): string | undefined {
   return '/* ' + id + ' */ ' + text;
 }
 
-const OPERATIONS = new Set([
+const OPERATIONS = [
   'SELECT', 'INSERT', 'UPDATE', 'DELETE', 'MERGE', 'WITH', 'VALUES', 'TABLE', 'BEGIN', 'START', 'COMMIT',
   'ROLLBACK', 'SAVEPOINT', 'RELEASE', 'CREATE', 'ALTER', 'DROP', 'TRUNCATE', 'COPY', 'CALL', 'DO', 'SET',
   'RESET', 'SHOW', 'EXPLAIN', 'VACUUM', 'ANALYZE', 'LISTEN', 'NOTIFY', 'UNLISTEN', 'PREPARE', 'EXECUTE',
   'DEALLOCATE', 'DECLARE', 'FETCH', 'CLOSE', 'MOVE', 'GRANT', 'REVOKE', 'LOCK', 'REFRESH', 'DISCARD',
   'REINDEX', 'CLUSTER', 'COMMENT',
-]);
+];
+/** The keywords by length, so a word is compared in place with a few of them: no string is made per query. */
+const BY_LENGTH: string[][] = [];
+for (const k of OPERATIONS) (BY_LENGTH[k.length] ??= []).push(k);
+const LONGEST = Math.max(...OPERATIONS.map((k) => k.length));
 
 /**
  * The statement's first keyword (SELECT, INSERT, …) or OTHER: a bounded metric dimension.
@@ -49,11 +53,18 @@ export function sqlOperation(text: string): string {
     }
   }
   let j = i;
-  while (j < n && j - i < 12) {
+  while (j < n && j - i <= LONGEST) {
     const ch = text.charCodeAt(j) | 32; // ASCII lower-case
     if (ch < 97 || ch > 122) break;
     j++;
   }
-  const word = text.slice(i, j).toUpperCase();
-  return OPERATIONS.has(word) ? word : 'OTHER';
+  const candidates = BY_LENGTH[j - i];
+  if (candidates === undefined) return 'OTHER';
+  next: for (const k of candidates) {
+    for (let c = 0; c < k.length; c++) {
+      if ((text.charCodeAt(i + c) & ~32) !== k.charCodeAt(c)) continue next; // a letter, upper-cased
+    }
+    return k;
+  }
+  return 'OTHER';
 }

@@ -405,7 +405,8 @@ export class StatsdSink {
     });
     this.subscriptions.on(channels.dbQuery, (m) => {
       const e = m as DbQueryEvent;
-      this.time(this.dbQuery.series(e.system, sqlOperation(e.text), e.error ? 'error' : 'ok'), e.duration);
+      // operation: found by the publisher on the app's own text; from the text sent for a publisher without it
+      this.time(this.dbQuery.series(e.system, e.operation ?? sqlOperation(e.text), e.error ? 'error' : 'ok'), e.duration);
     });
     this.subscriptions.on(channels.httpClient, (m) => {
       const e = m as HttpClientEvent;

@@ -191,6 +191,9 @@ const Cursor = require('pg-cursor');
 const QueryStream = require('pg-query-stream');
 const agent = process.env.USE_AGENT ? require('hatch-agent') : null;
 const within = agent ? (fn) => agent.withRequestId('forms-${run}', fn) : (fn) => fn();
+// With the agent, what each query's event said (printed on a second line, apart from the results).
+const events = [];
+if (agent) require('node:diagnostics_channel').subscribe('hatch:db.query', (e) => events.push({ text: e.text, operation: e.operation, error: e.error }));
 const out = [];
 const rec = (label, v) => out.push([label, v]);
 const errOf = (e) => ({ name: e.name, code: e.code, message: e.message, position: e.position, isError: e instanceof Error });
@@ -249,7 +252,7 @@ within(async () => {
   await new Promise((r) => (cbDone = r));
   await client.end();
   await pool.end();
-}).then(() => console.log(JSON.stringify(out)), (e) => { console.error('FAILED', e); process.exit(3); });
+}).then(() => { console.log(JSON.stringify(out)); if (agent) console.log(JSON.stringify(events)); }, (e) => { console.error('FAILED', e); process.exit(3); });
 `;
 
 test('every query form behaves exactly as without the agent', async () => {
@@ -262,9 +265,20 @@ test('every query form behaves exactly as without the agent', async () => {
   const norm = (s) => s.replace(/\(node:\d+\)/g, '(node:PID)');
   assert.equal(norm(withAgent.stderr), norm(plain.stderr), 'the agent logs nothing at the default level');
   const a = JSON.parse(plain.stdout);
-  const b = JSON.parse(withAgent.stdout);
-  assert.deepEqual(b, a);
+  const [results, events] = withAgent.stdout.trim().split('\n').map((l) => JSON.parse(l));
+  assert.deepEqual(results, a);
   assert.ok(a.length >= 25);
+  // Each event names its statement's operation, found on the app's text whatever the form
+  // (text, config, named, getter, stream, cursor, Submittable); the misspelt one is OTHER.
+  assert.ok(events.length >= 25, JSON.stringify(events));
+  for (const e of events) {
+    const sql = e.text.replace(/^\/\* [^*]+ \*\/ /, '');
+    assert.equal(e.operation, /^SELECT\b/i.test(sql) ? 'SELECT' : 'OTHER', JSON.stringify(e));
+  }
+  for (const t of ['SELECT 11 AS sub', 'generate_series(1, 3)', 'generate_series(1, 4)', 'SELECT 9 AS getter', 'forms-named']) {
+    assert.ok(events.some((e) => e.text.includes(t.replace('forms-named', 'SELECT $1::int * 10')) && e.operation === 'SELECT'), t);
+  }
+  assert.deepEqual(events.filter((e) => e.text.endsWith('SELEC 1')).map((e) => [e.operation, e.error]), [['OTHER', true]]);
   // And the agent did comment the run that had it (not the one without).
   const lines = await waitForLog("'forms-a' AS t", { count: 2 });
   assert.equal(lines.filter((l) => l.includes(`/* forms-${run} */ SELECT 1 AS one`)).length, 1, lines.join('\n'));

@@ -96,6 +96,14 @@ test('SQL operation: first keyword after blanks, comments and parentheses; else 
     '': 'OTHER',
     '/* unterminated': 'OTHER',
     '1234': 'OTHER',
+    'SELECTED 1': 'OTHER',
+    'selectx': 'OTHER',
+    'DeLeTe from t': 'DELETE',
+    'deallocate all': 'DEALLOCATE',
+    'deallocatex': 'OTHER',
+    'do $$ begin end $$': 'DO',
+    'select1': 'SELECT',
+    'ÉSELECT': 'OTHER',
   };
   for (const [sql, op] of Object.entries(cases)) assert.equal(sqlOperation(sql), op, sql);
 });
