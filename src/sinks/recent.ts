@@ -50,9 +50,8 @@ export interface RequestRecord {
 }
 
 interface Pending {
+  /** Until the request is filed, each entry's `offset` holds the performance.now() at which it began. */
   timeline: TimelineEntry[];
-  /** performance.now() at which each entry began */
-  starts: number[];
   dropped: number;
   /** Made at the first error only: most requests have none. */
   errors: string[] | undefined;
@@ -76,6 +75,12 @@ function within(at: number[], from: number, to: number): boolean {
   return true;
 }
 
+/** Every pending entry began in [from, to]. */
+function allWithin(timeline: TimelineEntry[], from: number, to: number): boolean {
+  for (let i = 0; i < timeline.length; i++) if (!(timeline[i]!.offset >= from && timeline[i]!.offset <= to)) return false;
+  return true;
+}
+
 function round(ms: number): number {
   return Math.round(ms * 1000) / 1000;
 }
@@ -95,20 +100,20 @@ export class RecentRequests {
     this.subscriptions.on(channels.dbQuery, (m) => {
       const e = m as DbQueryEvent;
       const text = e.text.length > MAX_SQL ? e.text.slice(0, MAX_SQL) + '…' : e.text;
-      this.add(e.requestId, e.start, { kind: 'query', label: text, offset: 0, duration: round(e.duration), outcome: e.error ? 'error' : 'ok', error: e.error });
+      this.add(e.requestId, { kind: 'query', label: text, offset: e.start, duration: round(e.duration), outcome: e.error ? 'error' : 'ok', error: e.error });
     });
     this.subscriptions.on(channels.httpClient, (m) => {
       const e = m as HttpClientEvent;
-      this.add(e.requestId, e.start, { kind: 'call', label: `${e.method} ${e.host}`, offset: 0, duration: round(e.duration), outcome: String(e.statusCode), error: e.statusCode === 'error' });
+      this.add(e.requestId, { kind: 'call', label: `${e.method} ${e.host}`, offset: e.start, duration: round(e.duration), outcome: String(e.statusCode), error: e.statusCode === 'error' });
     });
     this.subscriptions.on(channels.render, (m) => {
       const e = m as RenderEvent;
-      this.add(e.requestId, e.start, { kind: 'render', label: `${e.engine} ${e.template}`, offset: 0, duration: round(e.duration), outcome: e.error ? 'error' : 'ok', error: e.error });
+      this.add(e.requestId, { kind: 'render', label: `${e.engine} ${e.template}`, offset: e.start, duration: round(e.duration), outcome: e.error ? 'error' : 'ok', error: e.error });
     });
     this.subscriptions.on(channels.error, (m) => {
       const e = m as ErrorEvent;
       if (e.requestId === undefined) return;
-      const p = this.pendingFor(e.requestId);
+      const p = this.pendingFor(e.requestId, undefined);
       const errors = (p.errors ??= []);
       if (errors.length < MAX_ERRORS) {
         errors.push(`${e.kind}: ${e.message ?? ''}`.slice(0, 1000));
@@ -122,7 +127,8 @@ export class RecentRequests {
     this.subscriptions.clear();
   }
 
-  private pendingFor(id: string): Pending {
+  /** The request's pending record; a new one starts with `first` as its only entry (if given). */
+  private pendingFor(id: string, first: TimelineEntry | undefined): Pending {
     let p = this.pending.get(id);
     if (p === undefined) {
       if (this.pending.size >= MAX_PENDING) {
@@ -130,21 +136,17 @@ export class RecentRequests {
         this.pending.delete(oldest);
         this.evicted++;
       }
-      p = { timeline: [], starts: [], dropped: 0, errors: undefined, errorsAt: undefined };
+      p = { timeline: first === undefined ? [] : [first], dropped: 0, errors: undefined, errorsAt: undefined };
       this.pending.set(id, p);
+    } else if (first !== undefined) {
+      if (p.timeline.length < MAX_ENTRIES) p.timeline.push(first);
+      else p.dropped++;
     }
     return p;
   }
 
-  private add(id: string | undefined, start: number, entry: TimelineEntry): void {
-    if (id === undefined) return;
-    const p = this.pendingFor(id);
-    if (p.timeline.length >= MAX_ENTRIES) {
-      p.dropped++;
-      return;
-    }
-    p.timeline.push(entry);
-    p.starts.push(start);
+  private add(id: string | undefined, entry: TimelineEntry): void {
+    if (id !== undefined) this.pendingFor(id, entry);
   }
 
   private file(e: HttpServerEvent): void {
@@ -154,12 +156,12 @@ export class RecentRequests {
     let dropped = 0;
     if (p) {
       const end = e.start + e.duration;
-      if (within(p.starts, e.start, end) && (p.errorsAt === undefined || within(p.errorsAt, e.start, end))) {
+      if (allWithin(p.timeline, e.start, end) && (p.errorsAt === undefined || within(p.errorsAt, e.start, end))) {
         // The usual case: everything in flight under this ID is this request's. Its arrays become the record's.
         timeline = p.timeline;
         errors = p.errors ?? NONE;
         dropped = p.dropped;
-        for (let i = 0; i < timeline.length; i++) timeline[i]!.offset = round(p.starts[i]! - e.start);
+        for (let i = 0; i < timeline.length; i++) timeline[i]!.offset = round(timeline[i]!.offset - e.start);
         this.pending.delete(e.requestId);
       } else {
         ({ timeline, errors, dropped } = this.split(e, p));
@@ -220,15 +222,15 @@ export class RecentRequests {
     const errors: string[] = [];
     const end = e.start + e.duration;
     const mine = (at: number) => at >= e.start && at <= end;
-    const rest: Pending = { timeline: [], starts: [], dropped: 0, errors: [], errorsAt: [] };
+    const rest: Pending = { timeline: [], dropped: 0, errors: [], errorsAt: [] };
     for (let i = 0; i < p.timeline.length; i++) {
-      const at = p.starts[i]!;
+      const entry = p.timeline[i]!;
+      const at = entry.offset; // still the time it began
       if (mine(at)) {
-        p.timeline[i]!.offset = round(at - e.start);
-        timeline.push(p.timeline[i]!);
+        entry.offset = round(at - e.start);
+        timeline.push(entry);
       } else {
-        rest.timeline.push(p.timeline[i]!);
-        rest.starts.push(at);
+        rest.timeline.push(entry);
       }
     }
     const pe = p.errors ?? [];
