@@ -1,6 +1,7 @@
 /**
- * Random identifiers for the request path, made in batches: one crypto.randomFillSync per batch,
- * formatted once into one flat string that each identifier is sliced from. node:crypto's
+ * Random identifiers for the request path, made in batches: each batch's bytes come from a 16 KiB
+ * pool of crypto.randomFillSync output (every byte used once), formatted once into one flat string
+ * that each identifier is sliced from. node:crypto's
  * randomUUID also draws from a cached batch, but it builds each UUID from 20 string pieces: a rope
  * that every later use (the header's validation, the socket write, a Map key) has to flatten, and
  * the incoming-request path paid for it on every request. A slice of a flat string is flat.
