@@ -37,9 +37,15 @@ const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a
 /** A traceparent for an outgoing call from the request `id`, when the ID can be a trace-id. */
 export function traceparentFor(id: string): string | undefined {
   let trace: string;
-  if (id.length === 32 && HEX32.test(id)) trace = id.toLowerCase();
-  else if (id.length === 36 && UUID.test(id)) trace = id.replace(/-/g, '').toLowerCase();
-  else return undefined;
+  if (id.length === 36 && UUID.test(id)) {
+    // The dashes cut out with slices: a global replace cost twice as much, per outgoing call.
+    trace = id.slice(0, 8) + id.slice(9, 13) + id.slice(14, 18) + id.slice(19, 23) + id.slice(24);
+  } else if (id.length === 32 && HEX32.test(id)) {
+    trace = id;
+  } else {
+    return undefined;
+  }
+  trace = trace.toLowerCase();
   if (trace === ZERO_TRACE) return undefined;
   // From a batch: a require() and randomBytes(8) per outgoing call (a Buffer and its backing store
   // each time) were about a tenth of a /fetch request's CPU.

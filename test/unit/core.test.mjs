@@ -14,6 +14,7 @@ const { wrap, unwrap, isWrapped } = require('../../dist/src/shim.js');
 
 const { inRange } = require('../../dist/src/hook.js');
 const { randomUuid, randomSpanId } = require('../../dist/src/random.js');
+const { traceparentFor } = require('../../dist/src/propagation.js');
 
 test('config: defaults with an empty environment, no problems', () => {
   const { config, problems } = loadConfig({});
@@ -255,4 +256,25 @@ test('random IDs: valid v4 UUIDs and span ids, never repeated across batches and
   assert.equal(spans.size, 20_000);
   // 320,000 hex digits: each of the 16 is expected 20,000 times (a standard deviation of ~137).
   for (const n of digits) assert.ok(n > 19_000 && n < 21_000, `hex digit counts ${digits}`);
+});
+
+test('traceparent from a request ID: a UUID or 32 hex digits becomes the trace-id, lower-cased; anything else gives none', () => {
+  const tp = (id) => {
+    const v = traceparentFor(id);
+    if (v !== undefined) assert.match(v, /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
+    return v?.slice(3, 35);
+  };
+  assert.equal(tp('0f8c1a2b-3c4d-4e5f-8a9b-0123456789ab'), '0f8c1a2b3c4d4e5f8a9b0123456789ab');
+  assert.equal(tp('0F8C1A2B-3C4D-4E5F-8A9B-0123456789AB'), '0f8c1a2b3c4d4e5f8a9b0123456789ab');
+  assert.equal(tp('ABCDEF0123456789abcdef0123456789'), 'abcdef0123456789abcdef0123456789');
+  const id = randomUuid();
+  assert.equal(tp(id), id.replace(/-/g, ''));
+  for (const bad of [
+    '00000000-0000-0000-0000-000000000000', // the all-zero trace-id is invalid
+    '0'.repeat(32),
+    '0f8c1a2b3c4d-4e5f-8a9b-0123456789ab-', // 36 characters, dashes misplaced
+    '0f8c1a2b-3c4d-4e5f-8a9b-0123456789ag', // not hex
+    'req-1',
+    'abcdef0123456789abcdef012345678', // 31
+  ]) assert.equal(traceparentFor(bad), undefined, bad);
 });
