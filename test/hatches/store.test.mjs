@@ -24,6 +24,10 @@ test('recent keeps the last N newest first; slowest keeps the M slowest, slowest
   assert.deepEqual(store.slowest().map((r) => [r.id, r.duration]), [['r2', 9], ['r4', 7]]);
   assert.equal(store.find('r0'), undefined); // 5 ms: pushed out of both
   assert.equal(store.find('r2').duration, 9); // out of recent, still among the slowest
+  // Three more fast ones take every slot of the ring again: the slowest keep their own records.
+  [0.5, 0.25, 0.125].forEach((d, i) => serve(`f${i}`, d));
+  assert.deepEqual(store.recentRequests().map((r) => [r.id, r.path, r.duration]), [['f2', '/f2', 0.125], ['f1', '/f1', 0.25], ['f0', '/f0', 0.5]]);
+  assert.deepEqual(store.slowest().map((r) => [r.id, r.path, r.duration]), [['r2', '/r2', 9], ['r4', '/r4', 7]]);
 });
 
 test('a record says when its request began (ISO 8601); find gives the newest of two with one ID', (t) => {
