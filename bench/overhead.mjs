@@ -16,15 +16,13 @@
 // keeps whole milliseconds, too coarse for a 0.3 ms response. Start-up: median wall time of
 // `node -r <agent> -e 0` against `node -e 0`. Writes its section of bench/RESULTS.md.
 // Not part of `npm test`: timings belong here, not in tests.
-import { listeningPort } from './child.mjs';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
-import * as path from 'node:path';
 import * as dgram from 'node:dgram';
 import { startPostgres } from '../test/support/postgres.mjs';
 import { writeSection } from './results-file.mjs';
-import { variants, stopApp, benchDir, benchRequire, opt, statsdValueCount } from './variants.mjs';
+import { variants, stopApp, startApp, startDownstream, preloadFile, rssMb, benchDir, benchRequire, opt, statsdValueCount } from './variants.mjs';
 
 const autocannon = benchRequire('autocannon');
 const argv = process.argv;
@@ -48,20 +46,10 @@ const isOurs = (variant) => variant.startsWith('hatch-agent');
 const VARIANTS = argv.includes('--only') ? opt('only', '').split(',') : Object.keys(ALL).filter((v) => !ALL[v].extra);
 if (VARIANTS[0] !== 'none') throw new Error('--only must start with none: ratios are against it');
 
-/** The preload's file: hatch-agent from this repository's build, each peer from bench/node_modules. */
-const preloadOf = (variant) => {
-  const p = ALL[variant].preload;
-  return p === null || path.isAbsolute(p) ? p : benchRequire.resolve(p);
-};
-
 function cpuTicks(pid) {
   const st = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
   const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
   return Number(f[11]) + Number(f[12]); // utime + stime
-}
-function rssMb(pid) {
-  const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : NaN;
 }
 
 // --requests N: each window is a fixed number of responses instead of a fixed time (warm-up: a
@@ -87,30 +75,20 @@ function load(port, route, seconds, warmup = false) {
   });
 }
 
-async function startApp(variant, env) {
-  const { env: own } = ALL[variant];
-  const preload = preloadOf(variant);
-  const args = preload ? ['-r', preload, path.join(benchDir, 'app.js')] : [path.join(benchDir, 'app.js')];
-  const child = spawn(NODE, args, { cwd: benchDir, env: { ...process.env, ...env, ...own }, stdio: ['ignore', 'pipe', 'inherit'] });
-  const port = await listeningPort(child, variant);
-  return { child, port };
-}
 
 const pg = await startPostgres();
 const sink = dgram.createSocket('udp4'); // a local StatsD receiver, so the agent's sends are real
 let received = 0;
 sink.on('message', (m) => (received += statsdValueCount(m)));
 await new Promise((r) => sink.bind(0, '127.0.0.1', r));
-// The /fetch route's downstream: a plain server in a process of its own, never under an agent.
-const downstream = spawn(process.execPath, ['-e', "const s = require('http').createServer((q, r) => r.end('downstream')).listen(0, '127.0.0.1', () => console.log(s.address().port))"], { stdio: ['ignore', 'pipe', 'inherit'] });
-const downstreamPort = await new Promise((r) => downstream.stdout.once('data', (d) => r(Number(String(d).trim()))));
-const env = { DATABASE_URL: pg.url, HATCH_STATSD_PORT: String(sink.address().port), DOWNSTREAM_URL: `http://127.0.0.1:${downstreamPort}/` };
+const downstream = await startDownstream();
+const env = { DATABASE_URL: pg.url, HATCH_STATSD_PORT: String(sink.address().port), DOWNSTREAM_URL: downstream.url };
 
 // Start-up: wall time of `node [-r agent] -e 0`, and the process's own CPU time (user+sys,
 // reported by the child at exit), which a busy shared machine disturbs much less. Interleaved.
 function startup(variant) {
   const { env: own } = ALL[variant];
-  const preload = preloadOf(variant);
+  const preload = preloadFile(ALL[variant].preload);
   const t = performance.now();
   const r = spawnSync(NODE, [...(preload ? ['-r', preload] : []), '-e', "process.on('exit', () => { const u = process.cpuUsage(); process.stdout.write(String(u.user + u.system)); })"], {
     cwd: benchDir,
@@ -197,7 +175,7 @@ let failures = 0;
 const t0 = Date.now();
 for (let round = 1; round <= ROUNDS; round++) {
   for (const variant of round % 2 ? VARIANTS : [...VARIANTS].reverse()) {
-    const { child, port } = await startApp(variant, env);
+    const { child, port } = await startApp(NODE, variant, ALL[variant], env);
     for (const route of ROUTES) {
       await load(port, route, WARMUP, true);
       const c0 = cpuTicks(child.pid);
@@ -220,7 +198,7 @@ for (let round = 1; round <= ROUNDS; round++) {
 }
 console.log(writeReport(ROUNDS));
 sink.close();
-downstream.kill();
+downstream.child.kill();
 await pg.stop();
 
 

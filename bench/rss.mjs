@@ -11,15 +11,12 @@
 //   node bench/rss.mjs [--seconds 60] [--rounds 2] [--routes /hello,/db] [--only none,hatch-agent]
 //                      [--connections 50] [--node /path/to/node] [--no-write]
 // Not part of `npm test`.
-import { listeningPort } from './child.mjs';
-import { variants, stopApp, benchDir, benchRequire, statsdValueCount, opt } from './variants.mjs';
+import { variants, stopApp, startApp, startDownstream, rssMb, benchRequire, statsdValueCount, opt } from './variants.mjs';
 import { writeSection } from './results-file.mjs';
 import { startPostgres } from '../test/support/postgres.mjs';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import * as dgram from 'node:dgram';
-import * as fs from 'node:fs';
 import * as os from 'node:os';
-import * as path from 'node:path';
 
 const autocannon = benchRequire('autocannon');
 const argv = process.argv;
@@ -35,27 +32,17 @@ if (VARIANTS[0] !== 'none') throw new Error('--only must start with none: deltas
 // The points in time reported (seconds into the load), within --seconds.
 const AT = [5, 15, 30, 60, 120, 300].filter((s) => s < SECONDS).concat([SECONDS]);
 
-function rssMb(pid) {
-  const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : NaN;
-}
-
 const pg = await startPostgres();
 const sink = dgram.createSocket('udp4');
 let received = 0;
 sink.on('message', (m) => (received += statsdValueCount(m)));
 await new Promise((r) => sink.bind(0, '127.0.0.1', r));
-const downstream = spawn(process.execPath, ['-e', "const s = require('http').createServer((q, r) => r.end('downstream')).listen(0, '127.0.0.1', () => console.log(s.address().port))"], { stdio: ['ignore', 'pipe', 'inherit'] });
-process.on('exit', () => downstream.kill());
-const downstreamPort = await new Promise((r) => downstream.stdout.once('data', (d) => r(Number(String(d).trim()))));
-const env = { DATABASE_URL: pg.url, HATCH_STATSD_PORT: String(sink.address().port), DOWNSTREAM_URL: `http://127.0.0.1:${downstreamPort}/` };
+const downstream = await startDownstream();
+const env = { DATABASE_URL: pg.url, HATCH_STATSD_PORT: String(sink.address().port), DOWNSTREAM_URL: downstream.url };
 
 /** One process, one route: RSS (MB) at each point of AT and the peak, and the requests served. */
 async function measure(variant, route) {
-  const { preload, env: own } = ALL[variant];
-  const file = preload === null ? null : path.isAbsolute(preload) ? preload : benchRequire.resolve(preload);
-  const child = spawn(NODE, [...(file ? ['-r', file] : []), path.join(benchDir, 'app.js')], { cwd: benchDir, env: { ...process.env, ...env, ...own }, stdio: ['ignore', 'pipe', 'inherit'] });
-  const port = await listeningPort(child, variant);
+  const { child, port } = await startApp(NODE, variant, ALL[variant], env);
   const at = [];
   let peak = 0;
   const t0 = Date.now();
@@ -85,7 +72,7 @@ for (let round = 1; round <= ROUNDS; round++) {
 }
 await pg.stop();
 sink.close();
-downstream.kill(); // its stdout pipe would keep this process alive
+downstream.child.kill(); // its stdout pipe would keep this process alive
 
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -104,7 +91,7 @@ for (const route of ROUTES) {
     });
     const peak = median(own.map((m) => m.peak));
     const peakCell = v === 'none' ? peak.toFixed(0) : `${peak.toFixed(0)} (${sign(peak - median(base.map((m) => m.peak)))})`;
-    rows.push(`| \`${route}\` | ${v === 'none' ? v : `**${v}**`} | ${cells.join(' | ')} | ${peakCell} |`);
+    rows.push(`| \`${route}\` | ${v.startsWith('hatch-agent') ? `**${v}**` : v} | ${cells.join(' | ')} | ${peakCell} |`);
   }
 }
 const failed = Object.values(results).flatMap((byV) => Object.values(byV).flat()).reduce((n, m) => n + m.failed, 0);

@@ -1,10 +1,14 @@
-// The agents every overhead benchmark compares, with their settings, shared by bench/overhead.mjs
-// and bench/instructions.mjs. Each peer's preload is resolved from bench/node_modules.
+// The agents every overhead benchmark compares, with their settings, shared by bench/overhead.mjs,
+// bench/rss.mjs and bench/instructions.mjs, and what those scripts share to run the app under each
+// (its start and stop, the /fetch route's downstream, RSS). Each peer's preload is resolved from
+// bench/node_modules.
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { listeningPort } from './child.mjs';
 
 export const benchDir = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(benchDir, '..');
@@ -79,6 +83,32 @@ export async function variants() {
       },
     },
   };
+}
+
+/** The preload's file (null: none): hatch-agent from this repository's build, each peer from bench/node_modules. */
+export const preloadFile = (preload) => (preload === null || path.isAbsolute(preload) ? preload : benchRequire.resolve(preload));
+
+/** bench/app.js under `node` with a variant's preload and settings; resolves once it listens. */
+export async function startApp(node, name, variant, env) {
+  const preload = preloadFile(variant.preload);
+  const args = preload ? ['-r', preload, path.join(benchDir, 'app.js')] : [path.join(benchDir, 'app.js')];
+  const child = spawn(node, args, { cwd: benchDir, env: { ...process.env, ...env, ...variant.env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await listeningPort(child, name);
+  return { child, port };
+}
+
+/** The /fetch route's downstream: a plain server in a process of its own, never under an agent (killed when this process exits). */
+export async function startDownstream() {
+  const child = spawn(process.execPath, ['-e', "const s = require('http').createServer((q, r) => r.end('downstream')).listen(0, '127.0.0.1', () => console.log(s.address().port))"], { stdio: ['ignore', 'pipe', 'inherit'] });
+  process.on('exit', () => child.kill());
+  const port = await new Promise((r) => child.stdout.once('data', (d) => r(Number(String(d).trim()))));
+  return { child, url: `http://127.0.0.1:${port}/` };
+}
+
+/** A process's resident set size (VmRSS), MB. */
+export function rssMb(pid) {
+  const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
 }
 
 /** Stops an app: SIGTERM, then SIGKILL after 10 s (OpenTelemetry's register replaces SIGTERM's default exit with an SDK shutdown that leaves the process running). */
