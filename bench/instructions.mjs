@@ -15,7 +15,7 @@
 //                               [--node-flags '--no-concurrent-recompilation --single-threaded-gc']
 // Needs valgrind (apt-get install valgrind). Not part of `npm test`.
 import { listeningPort } from './child.mjs';
-import { variants, stopApp, versionOf, benchDir, benchRequire, opt } from './variants.mjs';
+import { variants, stopApp, versionOf, median, benchDir, benchRequire, opt } from './variants.mjs';
 import { writeSection } from './results-file.mjs';
 import { startPostgres } from '../test/support/postgres.mjs';
 import * as cg from './callgrind.mjs';
@@ -131,7 +131,6 @@ await pg.stop();
 fs.rmSync(outDir, { recursive: true, force: true });
 
 const k = (x) => `${(x / 1000).toFixed(0)} k`;
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const med = (v, route, key) => median(perWindow[v][route].map((w) => w[key]));
 const rows = ROUTES.map((route) => {
   const base = med('none', route, 'steady');

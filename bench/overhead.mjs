@@ -22,7 +22,7 @@ import * as os from 'node:os';
 import * as dgram from 'node:dgram';
 import { startPostgres } from '../test/support/postgres.mjs';
 import { writeSection } from './results-file.mjs';
-import { variants, stopApp, startApp, startDownstream, preloadFile, rssMb, benchDir, benchRequire, opt, statsdValueCount } from './variants.mjs';
+import { variants, stopApp, startApp, startDownstream, preloadFile, rssMb, median, benchDir, benchRequire, opt, statsdValueCount } from './variants.mjs';
 
 const autocannon = benchRequire('autocannon');
 const argv = process.argv;
@@ -32,7 +32,6 @@ const WARMUP = Number(opt('warmup', 2));
 const CONNECTIONS = Number(opt('connections', 50));
 const ROUTES = opt('routes', '/hello,/db,/fetch,/render').split(',');
 const STARTUP_RUNS = Number(opt('startup-runs', 11));
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const HZ = 100; // USER_HZ on Linux
 // The Node that runs the apps (and start-up); this script itself runs on the one that started it.
 const NODE = opt('node', process.execPath);
@@ -74,7 +73,6 @@ function load(port, route, seconds, warmup = false) {
     });
   });
 }
-
 
 const pg = await startPostgres();
 const sink = dgram.createSocket('udp4'); // a local StatsD receiver, so the agent's sends are real

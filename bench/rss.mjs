@@ -11,7 +11,7 @@
 //   node bench/rss.mjs [--seconds 60] [--rounds 2] [--routes /hello,/db] [--only none,hatch-agent]
 //                      [--connections 50] [--node /path/to/node] [--no-write]
 // Not part of `npm test`.
-import { variants, stopApp, startApp, startDownstream, rssMb, benchRequire, statsdValueCount, opt } from './variants.mjs';
+import { variants, stopApp, startApp, startDownstream, rssMb, median, benchRequire, statsdValueCount, opt } from './variants.mjs';
 import { writeSection } from './results-file.mjs';
 import { startPostgres } from '../test/support/postgres.mjs';
 import { spawnSync } from 'node:child_process';
@@ -74,11 +74,6 @@ await pg.stop();
 sink.close();
 downstream.child.kill(); // its stdout pipe would keep this process alive
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 const sign = (x) => (x >= 0 ? '+' : '') + x.toFixed(0);
 const rows = [];
 for (const route of ROUTES) {

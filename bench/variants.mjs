@@ -105,6 +105,13 @@ export async function startDownstream() {
   return { child, url: `http://127.0.0.1:${port}/` };
 }
 
+/** The median of some numbers (of the two middle ones, their mean). */
+export function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
 /** A process's resident set size (VmRSS), MB. */
 export function rssMb(pid) {
   const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
