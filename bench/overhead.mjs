@@ -19,6 +19,7 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
+import * as path from 'node:path';
 import * as dgram from 'node:dgram';
 import { startPostgres } from '../test/support/postgres.mjs';
 import { writeSection } from './results-file.mjs';
@@ -124,7 +125,8 @@ const sc0 = median(su.none.map((x) => x.cpu));
 const startupRows = VARIANTS.map((v) => {
   const w = median(su[v].map((x) => x.wall));
   const c = median(su[v].map((x) => x.cpu));
-  return `| ${v === 'none' ? '`node -e 0`' : `\`node -r ${isOurs(v) ? v : ALL[v].preload} -e 0\``} | ${f0(w)} | ${v === 'none' ? '' : `+${f0(w - sw0)}`} | ${f0(c)} | ${v === 'none' ? '' : `+${f0(c - sc0)}`} |`;
+  const shown = isOurs(v) || v === 'none' ? v : path.isAbsolute(ALL[v].preload) ? path.relative(process.cwd(), ALL[v].preload) : ALL[v].preload;
+  return `| ${v === 'none' ? '`node -e 0`' : `\`node -r ${shown} -e 0\``} | ${f0(w)} | ${v === 'none' ? '' : `+${f0(w - sw0)}`} | ${f0(c)} | ${v === 'none' ? '' : `+${f0(c - sc0)}`} |`;
 });
 const versions = ['autocannon', '@opentelemetry/auto-instrumentations-node', 'dd-trace', 'elastic-apm-node', 'pg', 'ejs']
   .filter((p) => { try { benchRequire.resolve(`${p}/package.json`); return true; } catch { return false; } })
@@ -142,6 +144,8 @@ const report = `## Overhead under load: ${subject} against the same app without 
 - hatch-agent: every feature on: request IDs, SQL comments, header propagation, StatsD to a local UDP receiver
   (${received} values received), the recent-requests store (HATCH_TOKEN set). Peers: their documented preloads, with
   their exporters/transports pointed at a closed loopback port (no traffic leaves the machine), default instrumentations.
+  \`als-floor\` (bench/floor.js): only AsyncLocalStorage.run around each request, the least any agent that carries a
+  request ID through async context pays.
 - load: autocannon, ${CONNECTIONS} connections, in the orchestrating process on the same 2 cores; per app process and route
   ${REQUESTS > 0 ? `${Math.ceil(REQUESTS / 4)} warm-up requests not counted, then ${REQUESTS} requests measured (req/s = responses / wall time)` : `${WARMUP} s warm-up not counted, then ${SECONDS} s measured`}; variants interleaved for ${roundsDone} rounds${roundsDone < ROUNDS ? ` (of ${ROUNDS} planned: the run was cut short)` : ''} (order reversed
   every other round); ratios are medians of per-round ratios to no agent; ${failures} failed/non-2xx responses in all.

@@ -38,6 +38,9 @@ export async function variants() {
   // Each variant: what is preloaded, and its settings. Every peer is resolved from bench/node_modules.
   return {
     none: { preload: null, env: {} },
+    // The floor: AsyncLocalStorage.run per request and nothing else (bench/floor.js), what any agent
+    // that carries a request ID through async context pays before doing anything of its own.
+    'als-floor': { preload: path.join(benchDir, 'floor.js'), env: {} },
     'hatch-agent': { preload: agent, env: everything },
     // Not in the default set (`--only` names them): what each part of hatch-agent costs.
     // Request IDs, SQL comments, propagation and the timings' events, with no sink listening.
