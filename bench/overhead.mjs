@@ -45,6 +45,7 @@ const nodeVersion = spawnSync(NODE, ['--version'], { encoding: 'utf8' }).stdout.
 // response pays more for waking it: a difference in the app's speed shows up magnified.
 const PIN = argv.includes('--pin');
 const APP_CPU = os.cpus().length - 1; // not availableParallelism(): under taskset that counts only the allowed CPUs
+if (PIN && APP_CPU < 1) throw new Error('--pin needs at least 2 CPUs: one for the app, one for everything else');
 const OTHER_CPUS = APP_CPU === 1 ? '0' : `0-${APP_CPU - 1}`;
 if (PIN && process.env.BENCH_PINNED !== '1') {
   const r = spawnSync('taskset', ['-c', OTHER_CPUS, process.execPath, ...process.execArgv, ...argv.slice(1)], { stdio: 'inherit', env: { ...process.env, BENCH_PINNED: '1' } });
