@@ -36,9 +36,6 @@ const CONNECTIONS = Number(opt('connections', 50));
 const ROUTES = opt('routes', '/hello,/db,/fetch,/render').split(',');
 const STARTUP_RUNS = Number(opt('startup-runs', 11));
 const HZ = 100; // USER_HZ on Linux
-// The Node that runs the apps (and start-up); this script itself runs on the one that started it.
-const NODE = opt('node', process.execPath);
-const nodeVersion = spawnSync(NODE, ['--version'], { encoding: 'utf8' }).stdout.trim();
 // --pin: the app gets the last CPU to itself, and this script (the load client), PostgreSQL and the
 // /fetch downstream share the others (taskset, from util-linux): on 2 cores, one each. Unpinned, the
 // client and the app compete for both, and a slower app lets the client sleep more often, so every
@@ -51,6 +48,9 @@ if (PIN && process.env.BENCH_PINNED !== '1') {
   const r = spawnSync('taskset', ['-c', OTHER_CPUS, process.execPath, ...process.execArgv, ...argv.slice(1)], { stdio: 'inherit', env: { ...process.env, BENCH_PINNED: '1' } });
   process.exit(r.status ?? 1);
 }
+// The Node that runs the apps (and start-up); this script itself runs on the one that started it.
+const NODE = opt('node', process.execPath);
+const nodeVersion = spawnSync(NODE, ['--version'], { encoding: 'utf8' }).stdout.trim();
 const SECTION = opt('section', (NODE === process.execPath ? 'overhead' : `overhead-node${nodeVersion.slice(1).split('.')[0]}`) + (PIN ? '-pinned' : ''));
 
 const ALL = await variants();
