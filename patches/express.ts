@@ -22,7 +22,7 @@ import { argsOf, engineName, runRender, templateName } from '../src/render';
 import { wrap, unwrap } from '../src/shim';
 import { log } from '../src/log';
 import { fault } from '../src/fault';
-import type { PatchDefinition } from '../src/hook';
+import type { PatchDefinition } from '../src/registry';
 
 const MOUNT = Symbol('hatch-agent.mount');
 const MOUNTS = Symbol('hatch-agent.mounts');

@@ -10,7 +10,7 @@ import * as dc from 'node:diagnostics_channel';
 import { setRoute } from '../src/context';
 import { log } from '../src/log';
 import { fault } from '../src/fault';
-import type { PatchDefinition } from '../src/hook';
+import type { PatchDefinition } from '../src/registry';
 
 const init = dc.channel('fastify.initialization');
 

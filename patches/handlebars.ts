@@ -8,7 +8,7 @@
  */
 import { templateName, timedTemplate } from '../src/render';
 import { wrap, unwrap } from '../src/shim';
-import type { PatchDefinition } from '../src/hook';
+import type { PatchDefinition } from '../src/registry';
 
 function wrapCompile(original: (...args: any[]) => any) {
   return function compile(this: unknown, _input: unknown, options: { srcName?: unknown } | undefined) {

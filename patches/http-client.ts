@@ -21,7 +21,7 @@ import { outgoingHeaders, hasHeaderNamed } from '../src/propagation';
 import { wrap, unwrap } from '../src/shim';
 import { log } from '../src/log';
 import { fault } from '../src/fault';
-import type { PatchDefinition } from '../src/hook';
+import type { PatchDefinition } from '../src/registry';
 
 const CALL = Symbol('hatch-agent.client-call');
 

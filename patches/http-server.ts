@@ -14,9 +14,9 @@
  *   (a future Node), the ID is set with setHeader as before.
  * - The request is timed from the emit to the response's 'close' (which follows 'finish', or comes
  *   alone when the client aborts), with one shared listener: no closure per request.
- * - With the hatches on (HATCH_TOKEN), a request under their prefix is offered to them first,
- *   inside its request context; they serve it only with a valid token, and otherwise the app's
- *   handler gets it untouched. Without hatches the only cost is one `undefined` check.
+ * - A pre-handler (src/pre-handler.ts; the hatches plug in there) is offered a request under its
+ *   prefix first, inside the request's context; when it declines, the app's handler gets the request
+ *   untouched. With none plugged in the only cost is one `undefined` check.
  * - An error the app's handler throws synchronously is reported (hatch:error) from an
  *   'uncaughtExceptionMonitor' listener, not caught and rethrown: a rethrow would make Node's crash
  *   output point at the agent's `throw` line instead of the app's (found by test/reliability).
@@ -32,8 +32,9 @@ import { log } from '../src/log';
 import { fault } from '../src/fault';
 import { reportError } from '../src/errors';
 import type { Config } from '../src/config';
-import type { PatchDefinition } from '../src/hook';
+import type { PatchDefinition } from '../src/registry';
 import { now } from '../src/clock';
+import { preHandler, type PreHandler } from '../src/pre-handler';
 
 const CTX = Symbol('hatch-agent.request');
 /** `echo`: the ID header is still to be written (the app has not removed it). */
@@ -42,17 +43,6 @@ type Res = http.ServerResponse & { [CTX]?: Ctx };
 
 let headerName = 'x-request-id';
 
-/** What the hatches (src/hatches) give this patch: their prefix and a handler that says whether it served. */
-export interface HatchHandler {
-  prefix: string;
-  /** Serves the request and returns true, or returns false (and touches nothing) to let the app have it. */
-  handle(req: http.IncomingMessage, res: http.ServerResponse): boolean;
-}
-let hatches: HatchHandler | undefined;
-
-export function setHatches(h: HatchHandler | undefined): void {
-  hatches = h;
-}
 
 /** The prefix itself, or the prefix followed by `/` or `?`: `/_hatchery` is the app's. */
 function underPrefix(url: string | undefined, prefix: string): boolean {
@@ -137,12 +127,12 @@ function callEmit(original: Function, server: unknown, event: string, req: unkno
   }
 }
 
-function hatchOrEmit(original: Function, server: unknown, event: string, req: http.IncomingMessage, res: Res): unknown {
+function preHandleOrEmit(pre: PreHandler, original: Function, server: unknown, event: string, req: http.IncomingMessage, res: Res): unknown {
   let served = false;
   try {
-    served = hatches !== undefined && hatches.handle(req, res);
+    served = pre.handle(req, res);
   } catch (err) {
-    log.warnOnce('hatch-handle', `hatches: handling a request failed: ${(err as Error).message}`);
+    log.warnOnce('pre-handler', `http server: the pre-handler failed: ${(err as Error).message}`);
   }
   return served ? true : callEmit(original, server, event, req, res);
 }
@@ -159,8 +149,9 @@ function wrapEmit(original: (...args: any[]) => boolean) {
       log.warnOnce('http-begin', `http server: could not start a request context: ${(err as Error).message}`);
       return original.apply(this, arguments as any);
     }
-    if (hatches !== undefined && event === 'request' && underPrefix(req.url, hatches.prefix)) {
-      return storage.run(ctx, hatchOrEmit, original, this, event, req, res);
+    const pre = preHandler();
+    if (pre !== undefined && event === 'request' && underPrefix(req.url, pre.prefix)) {
+      return storage.run(ctx, preHandleOrEmit, pre, original, this, event, req, res);
     }
     return storage.run(ctx, callEmit, original, this, event, req, res);
   };

@@ -1,5 +1,5 @@
 /** Every patch the agent knows, in the order they are declared to require-in-the-middle. */
-import type { PatchDefinition } from '../src/hook';
+import type { PatchDefinition } from '../src/registry';
 import { httpServer, httpsServer } from './http-server';
 import { httpClient, httpsClient } from './http-client';
 import { pg } from './pg';

@@ -9,7 +9,7 @@ import { storage } from '../src/context';
 import { wrap, unwrap } from '../src/shim';
 import { log } from '../src/log';
 import { fault } from '../src/fault';
-import type { PatchDefinition } from '../src/hook';
+import type { PatchDefinition } from '../src/registry';
 
 function wrapCreateContext(original: (...args: any[]) => any) {
   return function createContext(this: unknown) {

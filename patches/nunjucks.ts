@@ -9,7 +9,7 @@
  */
 import { argsOf, lastFunction, runRender, templateName } from '../src/render';
 import { wrap, unwrap } from '../src/shim';
-import type { PatchDefinition } from '../src/hook';
+import type { PatchDefinition } from '../src/registry';
 
 type Env = { loaders?: Array<{ searchPaths?: unknown[] }> };
 

@@ -8,7 +8,7 @@ import { bindContext } from '../src/context';
 import { wrap, unwrap } from '../src/shim';
 import { log } from '../src/log';
 import { fault } from '../src/fault';
-import type { PatchDefinition } from '../src/hook';
+import type { PatchDefinition } from '../src/registry';
 
 function bindLast(original: (...args: any[]) => any) {
   return function (this: unknown) {

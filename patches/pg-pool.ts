@@ -10,7 +10,7 @@ import { remember } from '../src/instances';
 import { wrap, unwrap } from '../src/shim';
 import { log } from '../src/log';
 import { fault } from '../src/fault';
-import type { PatchDefinition } from '../src/hook';
+import type { PatchDefinition } from '../src/registry';
 
 function wrapConnect(original: (...args: any[]) => any) {
   return function connect(this: unknown, cb?: unknown) {

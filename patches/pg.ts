@@ -31,7 +31,7 @@ import { log } from '../src/log';
 import { fault } from '../src/fault';
 import { remember } from '../src/instances';
 import type { Config } from '../src/config';
-import type { PatchDefinition } from '../src/hook';
+import type { PatchDefinition } from '../src/registry';
 import { now } from '../src/clock';
 
 let sqlComment = true;

@@ -14,7 +14,7 @@ import { storage } from '../src/context';
 import { wrap, unwrap } from '../src/shim';
 import { log } from '../src/log';
 import { fault } from '../src/fault';
-import type { PatchDefinition } from '../src/hook';
+import type { PatchDefinition } from '../src/registry';
 
 /** The object holding asJson: the prototype every pino logger inherits from. */
 function loggerPrototype(pino: any): { proto: object; asJson: symbol; chindings: symbol | undefined } {

@@ -7,7 +7,7 @@
  */
 import { argsOf, lastFunction, runRender, templateName, timedTemplate } from '../src/render';
 import { wrap, unwrap } from '../src/shim';
-import type { PatchDefinition } from '../src/hook';
+import type { PatchDefinition } from '../src/registry';
 
 type Opts = { filename?: unknown; basedir?: unknown; settings?: { views?: unknown } } | undefined;
 

@@ -15,7 +15,7 @@ import { storage } from '../src/context';
 import { wrap, unwrap } from '../src/shim';
 import { log } from '../src/log';
 import { fault } from '../src/fault';
-import type { PatchDefinition } from '../src/hook';
+import type { PatchDefinition } from '../src/registry';
 
 /** winston 3.0 does not export Logger; every created logger's class extends it. */
 function loggerPrototype(winston: any): object {

@@ -69,6 +69,21 @@ export const DEFAULTS: Config = {
   hatchSlowRequests: 50,
 };
 
+let active: Config = DEFAULTS;
+
+/**
+ * The configuration the agent started with (DEFAULTS until it starts): the one place patches and
+ * sinks read a setting from, at the time they need it, instead of keeping a copy of their own.
+ */
+export function activeConfig(): Config {
+  return active;
+}
+
+/** Set once by src/register.ts, after loadConfig. */
+export function setActiveConfig(c: Config): void {
+  active = c;
+}
+
 /** The shortest HATCH_TOKEN accepted: shorter ones are guessable and leave the hatches off. */
 export const MIN_TOKEN_LENGTH = 24;
 

@@ -15,11 +15,11 @@
  * A failure here logs one line; the app runs on, instrumented where `require` reaches.
  */
 import { createRequire, isBuiltin, register as registerLoader } from 'node:module';
-import type { ModuleHandler } from './hook.js';
+import type { ModuleHandler } from './registry.js';
 
 const require = createRequire(import.meta.url);
 const api = require('./index.js') as typeof import('./index.js');
-const { currentModuleHandler } = require('./hook.js') as typeof import('./hook.js');
+const { currentModuleHandler } = require('./registry.js') as typeof import('./registry.js');
 const { log } = require('./log.js') as typeof import('./log.js');
 
 const KEY = Symbol.for('hatch-agent.esm');

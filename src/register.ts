@@ -3,10 +3,10 @@
  * sinks, hook the patches. Once per process, however many times or copies it is loaded; a failure
  * here logs one line and leaves the app running without the agent.
  */
-import { loadConfig, type Config } from './config';
+import { loadConfig, setActiveConfig, type Config } from './config';
 import { log, setLogLevel } from './log';
 import { StatsdSink } from './sinks/statsd';
-import { installHooks, disabled, outcomes, type PatchOutcome } from './hook';
+import { installHooks, disabled, outcomes, type PatchOutcome } from './registry';
 import { ALL_PATCHES, LOG_PATCHES } from '../patches/index';
 import { FlightRecorder } from './sinks/flight-recorder';
 import { RuntimeMetrics } from './runtime-metrics';
@@ -14,7 +14,7 @@ import { undiciChannels } from '../patches/undici';
 import { configurePropagation } from './propagation';
 import { RecentRequests } from './sinks/recent';
 import { rememberInstances } from './instances';
-import { setHatches, type HatchHandler } from '../patches/http-server';
+import { setPreHandler, type PreHandler } from './pre-handler';
 
 export interface Agent {
   readonly config: Config;
@@ -45,6 +45,7 @@ export function start(): Agent | null {
   holder[KEY] = null; // claims the slot before anything can fail or recurse
   try {
     const { config, problems } = loadConfig();
+    setActiveConfig(config);
     setLogLevel(config.log);
     for (const p of problems) log.warn(p);
     let statsd: StatsdSink | undefined;
@@ -79,9 +80,9 @@ export function start(): Agent | null {
       rememberInstances(true);
       // The hatches' code (pages, checks, node:crypto) is loaded by the first request under the
       // prefix, not at start-up: most processes never serve one.
-      let hatches: HatchHandler | undefined;
+      let hatches: PreHandler | undefined;
       const deps = { config, statsd, recent, patches: outcomes };
-      setHatches({
+      setPreHandler({
         prefix: config.hatchPrefix,
         handle(req, res) {
           // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -104,7 +105,7 @@ export function start(): Agent | null {
       flightRecorder,
       recent,
       stop() {
-        setHatches(undefined);
+        setPreHandler(undefined);
         rememberInstances(false);
         recent?.stop();
         hooks.unhook();

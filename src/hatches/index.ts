@@ -15,10 +15,10 @@ import type * as http from 'node:http';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Config } from '../config';
-import type { PatchOutcome } from '../hook';
+import type { PatchOutcome } from '../registry';
 import type { StatsdSink } from '../sinks/statsd';
 import type { RecentRequests } from '../sinks/recent';
-import type { HatchHandler } from '../../patches/http-server';
+import type { PreHandler } from '../pre-handler';
 import { storage } from '../context';
 import { channels } from '../bus';
 import { log } from '../log';
@@ -223,7 +223,7 @@ function send(req: http.IncomingMessage, res: http.ServerResponse, reply: Reply,
   res.end(req.method === 'HEAD' ? undefined : body);
 }
 
-export function createHatches(deps: HatchDeps): HatchHandler {
+export function createHatches(deps: HatchDeps): PreHandler {
   const { config } = deps;
   const prefix = config.hatchPrefix;
   // eslint-disable-next-line @typescript-eslint/no-require-imports
