@@ -192,7 +192,7 @@ function explain(what, text, { port, base }) {
   if (/could not (create|map anonymous) shared memory|shmget/i.test(text)) return `${what} could not get shared memory: free memory, or raise the system's shared memory limits`;
   const lines = text.split('\n').map((l) => l.trim()).filter(Boolean);
   const key = lines.filter((l) => /FATAL|PANIC|ERROR|error:|could not/i.test(l)).pop() ?? lines.pop() ?? 'no output';
-  return `${what} failed: ${key.replace(/^\S+ \S+ \S+ \[\d+\] /, '')}`;
+  return `${what} failed: ${key.replace(/^\S+ \S+ \S+ \[\d+\]\s*/, '').replace(/\s+/g, ' ')}`;
 }
 
 /** A spawn failure (the binary itself could not be run) in one line. */
