@@ -22,7 +22,13 @@ let context;
 let profile;
 after(async () => {
   await context?.close().catch(() => {});
-  if (demo && demo.exitCode === null && demo.signalCode === null) demo.kill('SIGKILL');
+  // A failed assertion leaves the demo serving: Ctrl-C lets it stop PostgreSQL and remove its temp folder.
+  if (demo && demo.exitCode === null && demo.signalCode === null) {
+    demo.kill('SIGINT');
+    const timer = setTimeout(() => demo.kill('SIGKILL'), 20000);
+    await new Promise((r) => demo.once('close', r));
+    clearTimeout(timer);
+  }
   if (profile) fs.rmSync(profile, { recursive: true, force: true });
 });
 
