@@ -52,8 +52,9 @@ const NEWEST = { express: '^5', fastify: '^5', koa: '^3', '@koa/router': '^15', 
 // pg-pool 3.1.1 is the lowest pg 8.0.3 accepts, pg-cursor 2.0.0 the lowest the cursor patch declares
 // (pg-query-stream 4 brings its own newer pg-cursor, and both are patched).
 const OLDEST = { express: '4.16.0', fastify: '4.0.0', koa: '2.0.0', '@koa/router': '10.0.0', ejs: '3.0.1', pug: '3.0.0', handlebars: '4.0.0', nunjucks: '3.0.0' };
-// setup/: the demo from a fresh clone and in Chromium (the demo runs on the machine's own Node).
-const ONCE = /(^|\/)(reliability\/|setup\/|hatches\/browser\.test\.mjs$)/;
+// setup/: the demo from a fresh clone and in Chromium (the demo runs on the machine's own Node);
+// sinks/graphite: StatsD into carbon, which does not depend on the app's Node either.
+const ONCE = /(^|\/)(reliability\/|setup\/|hatches\/browser\.test\.mjs$|sinks\/graphite\.test\.mjs$)/;
 const MATRIX = [
   { name: 'node20-newest', node: 'self', pg: installed, undici: '^7', frameworks: NEWEST, pino: '^10', winston: '^3', files: 'all' },
   { name: 'node20-oldest', node: 'self', pg: '8.0.3', undici: '^6', undici5: '^5', frameworks: OLDEST, pino: '8.0.0', winston: '3.0.0', pinned: { 'pg-pool': '3.1.1', 'pg-cursor': '2.0.0' }, files: /(^|\/)(pg[^/]*|outgoing|routes|render|logging|esm)\.test\.mjs$/ },
