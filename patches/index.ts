@@ -1,6 +1,6 @@
 /** Every patch the agent knows, in the order they are declared to require-in-the-middle. */
 import type { PatchDefinition } from '../src/registry';
-import { httpServer, httpsServer } from './http-server';
+import { httpServer, httpsServer } from './http-server/index';
 import { httpClient, httpsClient } from './http-client';
 import { pg } from './pg';
 import { pgPool } from './pg-pool';
