@@ -12,7 +12,7 @@ const { commentedSql, hasRequestComment, sqlOperation } = require('../../dist/sr
 const { Metric, drainLines, drainPackets } = require('../../dist/src/sinks/statsd.js');
 const { wrap, unwrap, isWrapped } = require('../../dist/src/shim.js');
 
-const { inRange } = require('../../dist/src/hook.js');
+const { inRange } = require('../../dist/src/registry.js');
 const { randomUuid, randomSpanId } = require('../../dist/src/random.js');
 const { traceparentFor } = require('../../dist/src/propagation.js');
 
