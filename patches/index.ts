@@ -2,9 +2,7 @@
 import type { PatchDefinition } from '../src/registry';
 import { httpServer, httpsServer } from './http-server';
 import { httpClient, httpsClient } from './http-client';
-import { pg } from './pg';
-import { pgPool } from './pg-pool';
-import { pgCursor } from './pg-cursor';
+import { pg, pgPool, pgCursor } from './pg/index';
 import { express } from './express';
 import { fastify } from './fastify';
 import { koa } from './koa';

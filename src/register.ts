@@ -5,7 +5,7 @@
  */
 import { loadConfig, setActiveConfig, type Config } from './config';
 import { log, setLogLevel } from './log';
-import { StatsdSink } from './sinks/statsd';
+import { StatsdSink } from './sinks/statsd/sink';
 import { installHooks, disabled, outcomes, type PatchOutcome } from './registry';
 import { ALL_PATCHES, LOG_PATCHES } from '../patches/index';
 import { FlightRecorder } from './sinks/flight-recorder';
@@ -72,7 +72,8 @@ export function start(): Agent | null {
       runtimeStart = setTimeout(() => r.start(), 0);
       runtimeStart.unref();
     }
-    // The hatches (HATCH_TOKEN): their request store, the pg instance registry, their handler.
+    // The hatches (HATCH_TOKEN): their request store, the registry of the instances patches announce,
+    // their handler.
     let recent: RecentRequests | undefined;
     if (config.hatchToken !== undefined) {
       recent = new RecentRequests(config.hatchRecentRequests, config.hatchSlowRequests);
@@ -81,7 +82,7 @@ export function start(): Agent | null {
       // The hatches' code (pages, checks, node:crypto) is loaded by the first request under the
       // prefix, not at start-up: most processes never serve one.
       let hatches: PreHandler | undefined;
-      const deps = { config, statsd, recent, patches: outcomes };
+      const deps = { config, statsd: statsd?.transport, recent, patches: outcomes };
       setPreHandler({
         prefix: config.hatchPrefix,
         handle(req, res) {

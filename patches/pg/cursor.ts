@@ -4,11 +4,11 @@
  * query stream pushes from it) would run outside the request that opened the cursor.
  * Timing and the SQL comment of cursors are done by the pg patch (a cursor is a Submittable).
  */
-import { bindContext } from '../src/context';
-import { wrap, unwrap } from '../src/shim';
-import { log } from '../src/log';
-import { fault } from '../src/fault';
-import type { PatchDefinition } from '../src/registry';
+import { bindContext } from '../../src/context';
+import { wrap, unwrap } from '../../src/shim';
+import { log } from '../../src/log';
+import { fault } from '../../src/fault';
+import type { PatchDefinition } from '../../src/registry';
 
 function bindLast(original: (...args: any[]) => any) {
   return function (this: unknown) {
