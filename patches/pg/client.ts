@@ -30,7 +30,7 @@ import { wrap, unwrap } from '../../src/shim';
 import { log } from '../../src/log';
 import { fault } from '../../src/fault';
 import { activeConfig } from '../../src/config';
-import type { PatchDefinition } from '../../src/registry';
+import type { PatchCode } from './index';
 import { end, wrapCallback, type Pending } from './pending';
 import { instrumentSubmittable } from './submittable';
 import { announceClient } from './probe';
@@ -182,10 +182,8 @@ function wrapConnect(original: (...args: any[]) => any) {
   };
 }
 
-export const pg: PatchDefinition = {
-  module: 'pg',
-  feature: 'pg',
-  versions: ['8.0.3', '9.0.0'],
+/** pg's patch code; its definition (module, versions) is in ./index.ts. */
+export const clientPatch: PatchCode = {
   patch(exports: any) {
     if (!wrap(exports.Client.prototype, 'query', wrapQuery)) throw new Error('Client.prototype.query not found');
     wrap(exports.Client.prototype, 'connect', wrapConnect);

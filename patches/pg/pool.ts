@@ -9,7 +9,7 @@ import { bindContext } from '../../src/context';
 import { wrap, unwrap } from '../../src/shim';
 import { log } from '../../src/log';
 import { fault } from '../../src/fault';
-import type { PatchDefinition } from '../../src/registry';
+import type { PatchCode } from './index';
 import { announcePool } from './probe';
 
 function wrapConnect(original: (...args: any[]) => any) {
@@ -29,10 +29,8 @@ function wrapConnect(original: (...args: any[]) => any) {
   };
 }
 
-export const pgPool: PatchDefinition = {
-  module: 'pg-pool',
-  feature: 'pg',
-  versions: ['3.1.1', '4.0.0'],
+/** pg-pool's patch code; its definition (module, versions) is in ./index.ts. */
+export const poolPatch: PatchCode = {
   patch(Pool: any) {
     if (!wrap(Pool.prototype, 'connect', wrapConnect)) throw new Error('Pool.prototype.connect not found');
   },

@@ -14,8 +14,10 @@ import type { Config } from '../../config';
 import { channels, Subscriptions, type DbQueryEvent, type ErrorEvent, type HttpClientEvent, type HttpServerEvent, type RenderEvent, type RuntimeEvent } from '../../bus';
 import { log } from '../../log';
 import { Metric, MAX_VALUES, type Series } from './series';
-import { drainTo } from './packer';
+import type * as Packer from './packer';
 import { StatsdTransport } from './transport';
+
+let packer: typeof Packer | undefined;
 
 export class StatsdSink {
   readonly httpServer: Metric;
@@ -125,6 +127,9 @@ export class StatsdSink {
       // The transport is asked at the first packet (an idle interval has none). Without an address
       // (not known yet, or the lookup failed) the values are dropped.
       let send: ((packet: Buffer) => void) | undefined | null = null;
+      // Loaded at the first flush (a second after start, or at exit), not at start-up.
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const { drainTo } = (packer ??= require('./packer') as typeof Packer);
       drainTo(this.metrics, this.config.statsdTags, (packet) => {
         if (send === null) send = this.transport.sender();
         send?.(packet);
