@@ -6,9 +6,7 @@ import type { Definition, PatchDefinition, SubscriberDefinition } from '../src/r
 import { httpServer, httpsServer } from './http-server/index';
 import { httpClient, httpsClient } from './http-client';
 import { undici } from './undici';
-import { pg } from './pg';
-import { pgPool } from './pg-pool';
-import { pgCursor } from './pg-cursor';
+import { pg, pgPool, pgCursor } from './pg/index';
 import { express } from './express';
 import { fastify } from './fastify';
 import { koa } from './koa';

@@ -13,7 +13,7 @@
  */
 import { loadConfig, setActiveConfig, type Config } from './config';
 import { log, setLogLevel } from './log';
-import { StatsdSink } from './sinks/statsd';
+import { StatsdSink } from './sinks/statsd/sink';
 import { enable, outcomes, type PatchOutcome } from './registry';
 import { definitions } from '../patches/index';
 import { FlightRecorder } from './sinks/flight-recorder';
@@ -96,7 +96,8 @@ function run(config: Config): Run {
         r.stop();
       });
     }
-    // The hatches (HATCH_TOKEN): their request store, the pg instance registry, their handler.
+    // The hatches (HATCH_TOKEN): their request store, the registry of the instances patches announce,
+    // their handler.
     let recent: RecentRequests | undefined;
     if (config.hatchToken !== undefined) {
       recent = new RecentRequests(config.hatchRecentRequests, config.hatchSlowRequests);
@@ -105,7 +106,7 @@ function run(config: Config): Run {
       // The hatches' code (pages, checks, node:crypto) is loaded by the first request under the
       // prefix, not at start-up: most processes never serve one.
       let hatches: PreHandler | undefined;
-      const deps = { config, statsd, recent, patches: outcomes };
+      const deps = { config, statsd: statsd?.transport, recent, patches: outcomes };
       setPreHandler({
         prefix: config.hatchPrefix,
         handle(req, res) {
