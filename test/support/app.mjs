@@ -1,7 +1,7 @@
 // Apps as users run them: a script written into the fixture app folder (where `npm test` installed
 // the packed agent next to pg), started with `node -r hatch-agent` or, for comparison, without it.
 // The folder is HATCH_TEST_APP_DIR, which `npm test` sets. A file run as `node --test <file>` uses
-// the matrix line an earlier `npm test` left in node_modules/.cache/hatch-test (the first line run
+// the matrix line an earlier `npm test` left in its cache (test/support/cache.mjs; the first line run
 // by this same Node, or the first of HATCH_TEST_LINES), provided its agent was built from the
 // sources as they are now; otherwise it says in one line what to run first.
 import { spawn } from 'node:child_process';

@@ -1,18 +1,22 @@
 // Where `npm test` keeps what it can reuse between runs, and how it tells whether it still may:
-// node_modules/.cache/hatch-test/ in this checkout holds one install folder per matrix line
+// a folder in the system's temporary folder, named after this checkout's path
+// (/tmp/hatch-test-cache-<hash>), holds one install folder per matrix line
 // (lines/<name>/, with the stamp .hatch-test.json saying what was installed), the packed agent,
 // and an initialised PostgreSQL data dir (pg/). test/run.mjs fills it; test/support/app.mjs reads
 // it when a test file runs without the harness (`node --test <file>`).
+// It is outside the checkout on purpose: an app folder inside it would find the checkout's own
+// node_modules (and tsconfig.json) when it looks up the tree, which a user's app never does.
 // Limitations: one run at a time uses the cache (a lock file with the run's pid; a second run at
 // the same time installs into a temporary folder, as a fresh machine would). Delete the folder
-// (`rm -rf node_modules/.cache/hatch-test`) to start from nothing; a fresh clone has none.
+// to start from nothing; a fresh clone (or a rebooted machine) has none.
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-export const cacheDir = path.join(root, 'node_modules/.cache/hatch-test');
+export const cacheDir = path.join(os.tmpdir(), `hatch-test-cache-${createHash('sha256').update(root).digest('hex').slice(0, 12)}`);
 export const linesDir = path.join(cacheDir, 'lines');
 export const pgDir = path.join(cacheDir, 'pg');
 /** The matrix lines' names in the order of MATRIX (test/run.mjs writes it): the first is the default. */
