@@ -89,13 +89,14 @@ function begin(req: http.IncomingMessage, res: Res): Ctx {
   const idHeaderPending = !res.headersSent;
   if (idHeaderPending && !responseWrappersInstalled()) res.setHeader(header, id);
   // Every field a request's context gets is set here, so each has one shape (the Koa patch fills
-  // routeSource and routeResolver later).
+  // routeSource and routeResolver later; the Express patch reads req when the request ends).
   const ctx: Ctx = {
     id,
     start,
     route: undefined,
     routeSource: undefined,
     routeResolver: undefined,
+    req,
     method: req.method ?? 'OTHER',
     url: req.url,
     idHeaderPending,
