@@ -1,20 +1,26 @@
 /**
  * Express 4 and 5: the matched route template, and `res.render`/`app.render` timing.
  *
- * Routes: a router's `use(path, …)` tags the layers it adds with their path template. When such a
- * layer runs, its template is pushed on a per-request stack, and popped when it calls `next` (Express
- * restores req.baseUrl at the same point). When a route dispatches, the stack plus the route's own
- * path is the template: `app.use('/api', r1); r1.use('/users', r2); r2.get('/:id')` → `/api/users/:id`.
- * Requests no route took (404s, static files) stay `unmatched`. Express's own objects are reached
- * through its exports (`express.Router`, `express.Route`) and a throwaway router made at patch time
- * (for the Layer prototype), so no internal file is required by path.
+ * Routes: nothing runs on the request's path, so no agent frame sits between Express and the app's
+ * handlers (a per-request wrapper of Layer.handle_request and Route.dispatch put two there, and pushed
+ * the app's own frames out of Node's 10-frame stacks). Instead, when the app declares them, a
+ * router's `route(path)` records on the Route the router it belongs to, and `use(path, …)` records on
+ * each router or app it mounts where it is mounted (the parent router, the path, the layer). When the
+ * request ends (src/context.ts finalRoute), the route Express matched last (`req.route`) is joined
+ * with the mounts above its router: `app.use('/api', r1); r1.use('/users', r2); r2.get('/:id')` →
+ * `/api/users/:id`. An app's router is found through `req.app` and its parents, and a sub-app
+ * mounted with `app.use(path, subApp)` through the `mountpath` and `parent` Express sets. A router
+ * mounted at several places is named by the mount whose layer matches `req.baseUrl`.
+ * Requests no route took (404s, static files) stay `unmatched`. Express's objects are reached
+ * through its exports (`express.Router`, `express.application`), so no internal file is required by path.
  *
  * Render: `express.application.render` (which `res.render` calls) is timed from call to its callback,
  * with the engine named by the view's extension or the `view engine` setting, and the template
  * relative to the `views` folder. The engine's own render runs nested inside and is not counted again.
  *
- * Limitations: a route reached through an error-handling mount (`handle_error`) gets no mount prefix;
- * a path given as a RegExp or an array is shown as written (`/^\/a/`, `/a,/b`).
+ * Limitations: a path given as a RegExp or an array is shown as written (`/^\/a/`, `/a,/b`); a
+ * sub-app's route whose handler called `next()` out of the sub-app (the parent answering) lacks the
+ * sub-app's mount, since `req.app` is the parent again by then.
  */
 import * as path from 'node:path';
 import { addRouteReader, removeRouteReader } from '../src/context';

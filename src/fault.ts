@@ -5,7 +5,7 @@
  * survives its own failure (the app's call completes as without the agent, and one line is logged).
  *
  * Names: http-server, http-server-close, http-server-echo, http-client, http-client-emit, pg-query, pg-connect,
- * pg-pool-connect, pg-cursor, express-use, express-handle, express-route, express-render, fastify,
+ * pg-pool-connect, pg-cursor, express-use, express-read, express-route, express-render, fastify,
  * koa, render (any template engine's timing, ejs/pug/handlebars/nunjucks), pino, winston,
  * undici-create, undici-headers, undici-end.
  *

@@ -137,7 +137,7 @@ const FAULTS = {
   'http-server': 'core', 'http-server-close': 'core', 'http-server-echo': 'core', 'http-client': 'core', 'http-client-emit': 'core',
   'pg-query': 'core', 'pg-connect': 'core', 'pg-pool-connect': 'core', 'pg-cursor': 'core',
   'undici-create': 'core', 'undici-headers': 'core', 'undici-end': 'core',
-  'express-use': 'express', 'express-handle': 'express', 'express-route': 'express', 'express-render': 'express',
+  'express-use': 'express', 'express-read': 'express', 'express-route': 'express', 'express-render': 'express',
   fastify: 'fastify', koa: 'koa', render: 'engines', pino: 'logs', winston: 'logs',
 };
 // HATCH_TEST_FAULTS=a,b runs only those (a quick check of one wrapper); all by default.
