@@ -115,7 +115,8 @@ async function stacks(file, agent) {
 }
 
 // Frames of the server below the framework: Node's own, and the http-server patch's emit wrapper.
-const SERVER_FRAME = /^\s+at .*(\(node:(_http_server|events|async_hooks|domain)[:)]|node_modules\/hatch-agent\/dist\/patches\/http-server\/)/;
+// AsyncLocalStorage.run is node:async_hooks on Node 20 and 22, node:internal/async_local_storage/* on 24.
+const SERVER_FRAME = /^\s+at .*(\(node:(_http_server|events|async_hooks|domain|internal\/async_local_storage\/[a-z_]+)[:)]|node_modules\/hatch-agent\/dist\/patches\/http-server\/)/;
 const CASES = ['sync', 'mw', 'async'];
 const appFrames = (stack) => stack.split('\n').filter((l) => !SERVER_FRAME.test(l));
 
