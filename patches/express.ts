@@ -1,34 +1,58 @@
 /**
  * Express 4 and 5: the matched route template, and `res.render`/`app.render` timing.
  *
- * Routes: a router's `use(path, …)` tags the layers it adds with their path template. When such a
- * layer runs, its template is pushed on a per-request stack, and popped when it calls `next` (Express
- * restores req.baseUrl at the same point). When a route dispatches, the stack plus the route's own
- * path is the template: `app.use('/api', r1); r1.use('/users', r2); r2.get('/:id')` → `/api/users/:id`.
- * Requests no route took (404s, static files) stay `unmatched`. Express's own objects are reached
- * through its exports (`express.Router`, `express.Route`) and a throwaway router made at patch time
- * (for the Layer prototype), so no internal file is required by path.
+ * Routes: nothing runs on the request's path, so no agent frame sits between Express and the app's
+ * handlers (a per-request wrapper of Layer.handle_request and Route.dispatch put two there, and pushed
+ * the app's own frames out of Node's 10-frame stacks). Instead, when the app declares them, a
+ * router's `route(path)` records on the Route the router it belongs to, and `use(path, …)` records on
+ * each router or app it mounts where it is mounted (the parent router, the path, the layer). When the
+ * request ends (src/context.ts finalRoute), the route Express matched last (`req.route`) is joined
+ * with the mounts above its router: `app.use('/api', r1); r1.use('/users', r2); r2.get('/:id')` →
+ * `/api/users/:id`. An app's router is found through `req.app` and its parents, and a sub-app
+ * mounted with `app.use(path, subApp)` through the `mountpath` and `parent` Express sets. A router
+ * mounted at several places is named by the mount whose layer matches `req.baseUrl`.
+ * Requests no route took (404s, static files) stay `unmatched`. Express's objects are reached
+ * through its exports (`express.Router`, `express.application`), so no internal file is required by path.
  *
  * Render: `express.application.render` (which `res.render` calls) is timed from call to its callback,
  * with the engine named by the view's extension or the `view engine` setting, and the template
  * relative to the `views` folder. The engine's own render runs nested inside and is not counted again.
  *
- * Limitations: a route reached through an error-handling mount (`handle_error`) gets no mount prefix;
- * a path given as a RegExp or an array is shown as written (`/^\/a/`, `/a,/b`).
+ * Limitations: a path given as a RegExp or an array is shown as written (`/^\/a/`, `/a,/b`); a
+ * sub-app's route whose handler called `next()` out of the sub-app (the parent answering) lacks the
+ * sub-app's mount, since `req.app` is the parent again by then.
  */
 import * as path from 'node:path';
-import { setRoute } from '../src/context';
+import { addRouteReader, removeRouteReader } from '../src/context';
 import { argsOf, engineName, runRender, templateName } from '../src/render';
 import { wrap, unwrap } from '../src/shim';
 import { log } from '../src/log';
 import { fault } from '../src/fault';
 import type { PatchDefinition } from '../src/registry';
 
-const MOUNT = Symbol('hatch-agent.mount');
+const OWNER = Symbol('hatch-agent.owner');
 const MOUNTS = Symbol('hatch-agent.mounts');
 
-type Layer = { [MOUNT]?: string };
-type Req = { [MOUNTS]?: string[] };
+/** Where a router (or an app, used as a router's handler) is mounted: the router that holds the layer. */
+interface Mount {
+  parent: object;
+  template: string;
+  layer: { match?(path: string): unknown; path?: unknown } | undefined;
+}
+type Mountable = { [MOUNTS]?: Mount[] };
+type RouteObj = { path?: unknown; [OWNER]?: object };
+interface App {
+  parent?: App;
+  mountpath?: unknown;
+  _router?: object;
+  router?: object;
+  [MOUNTS]?: Mount[];
+}
+interface Req {
+  route?: RouteObj;
+  app?: App;
+  baseUrl?: unknown;
+}
 
 function pathText(p: unknown): string {
   if (typeof p === 'string') return p;
@@ -44,60 +68,147 @@ export function joinRoute(mounts: readonly string[] | undefined, route: string):
   return out.replace(/\/{2,}/g, '/');
 }
 
+// Registration time: `use` records, on each function it mounts (a router, an app, a middleware), the
+// router it was mounted on and the path; `route` records the router a route belongs to.
 function wrapUse(original: (...args: any[]) => any) {
-  return function use(this: { stack?: Layer[] }, first: unknown) {
+  return function use(this: { stack?: Array<{ handle?: unknown }> }, first: unknown) {
     const before = Array.isArray(this?.stack) ? this.stack.length : -1;
     const result = original.apply(this, arguments as any);
     try {
       fault('express-use');
-      // Only `use(path, …)` with a path other than '/' adds a mount template.
-      if (before >= 0 && typeof first !== 'function' && !(Array.isArray(first) && typeof first[0] === 'function')) {
-        const template = pathText(first);
-        if (template !== '/' && template !== '') {
-          for (let i = before; i < this.stack!.length; i++) this.stack![i]![MOUNT] = template;
+      if (before >= 0) {
+        const pathless = typeof first === 'function' || (Array.isArray(first) && typeof first[0] === 'function');
+        const template = pathless ? '/' : pathText(first);
+        for (let i = before; i < this.stack!.length; i++) {
+          const layer = this.stack![i]!;
+          const handle: unknown = layer.handle;
+          // Routers and apps only (both have `handle`): a plain middleware is never a route's parent.
+          if (typeof handle !== 'function' || typeof (handle as unknown as { handle?: unknown }).handle !== 'function') continue;
+          ((handle as Mountable)[MOUNTS] ??= []).push({ parent: this, template, layer: layer as Mount['layer'] });
         }
       }
     } catch (err) {
-      log.warnOnce('express-use', `express: tagging a mount failed: ${(err as Error).message}`);
+      log.warnOnce('express-use', `express: recording a mount failed: ${(err as Error).message}`);
     }
     return result;
   };
 }
 
-function wrapHandle(original: (...args: any[]) => any) {
-  return function handle(this: Layer, req: Req, res: unknown, next: unknown) {
-    const mount = this[MOUNT];
-    if (mount === undefined || typeof next !== 'function' || req === null || typeof req !== 'object') {
-      return original.apply(this, arguments as any);
-    }
-    let wrappedNext: Function;
+function wrapRoute(original: (...args: any[]) => any) {
+  return function route(this: object) {
+    const result = original.apply(this, arguments as any);
     try {
-      fault('express-handle');
-      const stack = req[MOUNTS] ?? (req[MOUNTS] = []);
-      const depth = stack.length;
-      stack.push(mount);
-      wrappedNext = function (this: unknown) {
-        stack.length = depth;
-        return (next as Function).apply(this, arguments);
-      };
+      fault('express-route');
+      if (result !== null && typeof result === 'object') (result as RouteObj)[OWNER] = this;
     } catch (err) {
-      log.warnOnce('express-handle', `express: tracking a mount failed (${(err as Error).message}); the route may lack its prefix`);
-      return original.apply(this, arguments as any);
+      log.warnOnce('express-route', `express: recording a route failed: ${(err as Error).message}`);
     }
-    return original.call(this, req, res, wrappedNext);
+    return result;
   };
 }
 
-function wrapDispatch(original: (...args: any[]) => any) {
-  return function dispatch(this: { path?: unknown }, req: Req) {
-    try {
-      fault('express-route');
-      setRoute(joinRoute(req?.[MOUNTS], pathText(this.path)));
-    } catch (err) {
-      log.warnOnce('express-route', `express: naming a route failed: ${(err as Error).message}`);
+/** Express 4 keeps an app's router in `_router` (its `router` getter throws); Express 5 in `router`. */
+let express4 = false;
+function appRouter(app: App): object | undefined {
+  return express4 ? app._router : app.router;
+}
+
+const MAX_DEPTH = 16;
+
+/** Where a router is mounted: as a handler of other routers' `use`, and, for an app's router, where the app is. */
+function mountsOf(router: object, req: Req): Mount[] | undefined {
+  let list = (router as Mountable)[MOUNTS];
+  let app = req.app;
+  for (let n = 0; app !== undefined && app !== null && n < MAX_DEPTH; n++, app = app.parent) {
+    if (appRouter(app) !== router) continue;
+    const own = app[MOUNTS];
+    if (own !== undefined) list = list === undefined ? own : list.concat(own);
+    // app.use(path, subApp) mounts a wrapper function, not the app; Express records the mount itself.
+    const parent = app.parent;
+    const parentRouter = parent !== undefined && parent !== null ? appRouter(parent) : undefined;
+    if (parentRouter !== undefined) {
+      const mount: Mount = { parent: parentRouter, template: pathText(app.mountpath), layer: undefined };
+      list = list === undefined ? [mount] : list.concat(mount);
     }
-    return original.apply(this, arguments as any);
-  };
+    break;
+  }
+  return list;
+}
+
+/** Every chain of mounts from the route's router up to a root, leaf first (bounded). */
+function chains(router: object, req: Req, depth: number, acc: Mount[], out: Mount[][]): void {
+  const mounts = depth < MAX_DEPTH ? mountsOf(router, req) : undefined;
+  if (mounts === undefined || mounts.length === 0) {
+    out.push(acc.slice());
+    return;
+  }
+  for (const m of mounts) {
+    if (out.length >= MAX_DEPTH) return;
+    acc.push(m);
+    chains(m.parent, req, depth + 1, acc, out);
+    acc.pop();
+  }
+}
+
+/** How much of `path` a mount layer matches (Express 4 returns a boolean and sets layer.path; 5 returns it). */
+function matchedLength(layer: NonNullable<Mount['layer']>, path: string): number {
+  if (typeof layer.match !== 'function') return 0;
+  const m = layer.match(path) as boolean | { path?: unknown };
+  if (m === false || m === null || m === undefined) return -1;
+  const matched = typeof m === 'object' ? m.path : layer.path;
+  return typeof matched === 'string' ? matched.length : 0;
+}
+
+/** Whether the request's concrete base URL went through this chain (leaf first). */
+function tookChain(chain: Mount[], baseUrl: string): boolean {
+  let rest = baseUrl;
+  for (let i = chain.length - 1; i >= 0; i--) {
+    const layer = chain[i]!.layer;
+    if (layer === undefined) continue;
+    const n = matchedLength(layer, rest === '' ? '/' : rest);
+    if (n < 0) return false;
+    rest = rest.slice(n);
+  }
+  return true;
+}
+
+/**
+ * Read when the request ends: the route Express matched last (`req.route`), joined with the
+ * templates of the mounts above its router. A router mounted at one place (the usual case) gives
+ * one chain; mounted at several, the chain whose layers match `req.baseUrl` is taken.
+ */
+export function expressRoute(source: object): string | undefined {
+  const req = source as Req;
+  const route = req.route;
+  if (route === undefined || route === null || typeof route !== 'object') return undefined;
+  const own = pathText(route.path);
+  const router = route[OWNER];
+  if (router === undefined) return own;
+  const out: Mount[][] = [];
+  chains(router, req, 0, [], out);
+  let chain = out[0]!;
+  if (out.length > 1) {
+    const baseUrl = typeof req.baseUrl === 'string' ? req.baseUrl : '';
+    for (const c of out) {
+      if (tookChain(c, baseUrl)) {
+        chain = c;
+        break;
+      }
+    }
+  }
+  const templates: string[] = [];
+  for (let i = chain.length - 1; i >= 0; i--) templates.push(chain[i]!.template);
+  return joinRoute(templates, own);
+}
+
+function readRoute(source: object): string | undefined {
+  try {
+    fault('express-read');
+    return expressRoute(source);
+  } catch (err) {
+    log.warnOnce('express-read', `express: reading the route failed: ${(err as Error).message}`);
+    return undefined;
+  }
 }
 
 function wrapRender(original: (...args: any[]) => any) {
@@ -145,33 +256,26 @@ function routerProto(express: Express): object {
   return typeof express.Router.prototype?.use === 'function' ? express.Router.prototype : express.Router;
 }
 
-let layerProto: object | undefined;
-let handleName: 'handle_request' | 'handleRequest' | undefined;
-
 export const express: PatchDefinition<Express> = {
   module: 'express',
   feature: 'express',
   versions: ['4.16.0', '6.0.0'],
   patch(exports) {
-    // A throwaway router shows the Layer prototype and its method name (4: handle_request, 5: handleRequest).
-    const probe = exports.Router();
-    probe.use('/probe', () => {});
-    const proto = Object.getPrototypeOf(probe.stack[0]) as object;
-    const name = typeof (proto as any).handle_request === 'function' ? 'handle_request' : 'handleRequest';
-    if (typeof (proto as any)[name] !== 'function' || typeof (exports.Route.prototype as any).dispatch !== 'function') {
-      throw new Error('Layer.handle_request/handleRequest or Route.dispatch not found');
+    const proto = routerProto(exports);
+    if (typeof (proto as any).route !== 'function' || typeof (proto as any).use !== 'function') {
+      throw new Error('Router.prototype.route or use not found');
     }
-    layerProto = proto;
-    handleName = name;
-    wrap(routerProto(exports), 'use', wrapUse);
-    wrap(proto, name, wrapHandle);
-    wrap(exports.Route.prototype, 'dispatch', wrapDispatch);
+    express4 = typeof (exports.application as any).lazyrouter === 'function';
+    wrap(proto, 'use', wrapUse);
+    wrap(proto, 'route', wrapRoute);
     wrap(exports.application, 'render', wrapRender);
+    addRouteReader(readRoute);
   },
   unpatch(exports) {
-    unwrap(routerProto(exports), 'use');
-    if (layerProto && handleName) unwrap(layerProto, handleName);
-    unwrap(exports.Route.prototype, 'dispatch');
+    const proto = routerProto(exports);
+    unwrap(proto, 'use');
+    unwrap(proto, 'route');
     unwrap(exports.application, 'render');
+    removeRouteReader(readRoute);
   },
 };

@@ -1,14 +1,19 @@
 /**
  * Fastify 4 and 5: the matched route template. Fastify publishes every new instance on the
  * `fastify.initialization` diagnostics channel; the agent subscribes (once fastify is loaded, in
- * range) and adds one `onRequest` hook to the root instance, which names the route from
+ * range) and adds one `onResponse` hook to the root instance, which names the route from
  * `request.routeOptions.url` (`request.routerPath` on early 4.x releases that lack routeOptions).
  * Requests no route took (Fastify's 404 handler) stay `unmatched`.
+ * `onResponse`, not `onRequest`: Fastify runs it once the response has finished, off the handler's
+ * path. A hook before the handler changes how Fastify calls the handler, and puts Fastify's hook
+ * runner and the agent's hook in the stack of every error the handler throws. The route is read at
+ * the response's 'finish', before the request is recorded at its 'close'.
  * A patch, not a subscriber (src/registry.ts), although it wraps nothing: its subscription must wait
  * for fastify to be required, so that fastify's version is known and checked against the range
  * (an unsupported fastify is left alone and reported like any module), and it is undone by unpatch.
- * Limitation: an instance created before the agent starts (impossible with `-r`), or while it is
- * stopped, is not seen.
+ * Limitations: an instance created before the agent starts (impossible with `-r`), or while it is
+ * stopped, is not seen; a request whose client went away before its response finished is `unmatched`
+ * (Fastify runs no onResponse hook for it).
  */
 import * as dc from 'node:diagnostics_channel';
 import { setRoute } from '../src/context';
@@ -24,7 +29,7 @@ interface FastifyRequest {
   is404?: boolean;
 }
 
-function onRequest(request: FastifyRequest, _reply: unknown, done: () => void): void {
+function onResponse(request: FastifyRequest, _reply: unknown, done: () => void): void {
   try {
     fault('fastify');
     const options = request.routeOptions;
@@ -40,7 +45,7 @@ function onRequest(request: FastifyRequest, _reply: unknown, done: () => void): 
 function onInit(message: unknown): void {
   try {
     const instance = (message as { fastify?: { addHook?: Function } }).fastify;
-    if (typeof instance?.addHook === 'function') instance.addHook('onRequest', onRequest);
+    if (typeof instance?.addHook === 'function') instance.addHook('onResponse', onResponse);
   } catch (err) {
     log.warnOnce('fastify-init', `fastify: adding the route hook failed: ${(err as Error).message}`);
   }

@@ -22,6 +22,8 @@ export interface RequestContext {
    */
   routeSource?: object | undefined;
   routeResolver?: ((source: object) => string | undefined) | undefined;
+  /** The incoming request (node:http's IncomingMessage), for the route readers when the request ends. */
+  req?: object | undefined;
   /** Renders in flight for this request (1 or 0): a render started meanwhile is part of that page. */
   rendering?: number;
 }
@@ -34,6 +36,25 @@ export function setRoute(template: string): void {
   if (store !== undefined) store.route = template.length > MAX_ROUTE ? template.slice(0, MAX_ROUTE) : template;
 }
 
+/**
+ * Framework patches that name the route from the request object itself when it ends (Express:
+ * `req.route`), so that nothing of theirs runs on the request's path (and no agent frame lands in
+ * the app's stack traces). Each returns undefined for a request it did not route.
+ */
+type RouteReader = (req: object) => string | undefined;
+const routeReaders: RouteReader[] = [];
+export function addRouteReader(reader: RouteReader): void {
+  if (!routeReaders.includes(reader)) routeReaders.push(reader);
+}
+export function removeRouteReader(reader: RouteReader): void {
+  const i = routeReaders.indexOf(reader);
+  if (i !== -1) routeReaders.splice(i, 1);
+}
+
+function bounded(route: string): string {
+  return route.length > MAX_ROUTE ? route.slice(0, MAX_ROUTE) : route;
+}
+
 /** The route a request ends with: a framework's template, or `unmatched`. */
 export function finalRoute(ctx: RequestContext): string {
   if (ctx.route !== undefined) return ctx.route;
@@ -41,7 +62,14 @@ export function finalRoute(ctx: RequestContext): string {
   const resolve = ctx.routeResolver;
   if (source !== undefined && resolve !== undefined) {
     const late = resolve(source);
-    if (typeof late === 'string' && late !== '') return late.length > MAX_ROUTE ? late.slice(0, MAX_ROUTE) : late;
+    if (typeof late === 'string' && late !== '') return bounded(late);
+  }
+  const req = ctx.req;
+  if (req !== undefined) {
+    for (let i = 0; i < routeReaders.length; i++) {
+      const late = routeReaders[i]!(req);
+      if (typeof late === 'string' && late !== '') return bounded(late);
+    }
   }
   return 'unmatched';
 }

@@ -16,7 +16,7 @@ export const FAULT_POINTS = [
   'http-client', 'http-client-emit', // patches/http-client.ts
   'pg-query', 'pg-connect', 'pg-pool-connect', 'pg-cursor', // patches/pg.ts, pg-pool.ts, pg-cursor.ts
   'undici-create', 'undici-headers', 'undici-end', // patches/undici.ts
-  'express-use', 'express-handle', 'express-route', 'express-render', // patches/express.ts
+  'express-use', 'express-read', 'express-route', 'express-render', // patches/express.ts
   'fastify', 'koa', // patches/fastify.ts, koa.ts
   'render', // src/render.ts: any template engine's timing (ejs, pug, handlebars, nunjucks)
   'pino', 'winston', // patches/pino.ts, winston.ts

@@ -52,8 +52,8 @@ function pathOf(url: string | undefined): string {
 }
 
 function onClose(this: Res): void {
+  const ctx = this[CTX];
   try {
-    const ctx = this[CTX];
     if (!ctx || !channels.httpServer.hasSubscribers) return;
     fault('http-server-close');
     const event: HttpServerEvent = {
@@ -69,6 +69,9 @@ function onClose(this: Res): void {
     channels.httpServer.publish(event);
   } catch (err) {
     log.warnOnce('http-close', `http server: recording a request failed: ${(err as Error).message}`);
+  } finally {
+    // A timer or socket the request left behind keeps its context: not the request with it.
+    if (ctx) ctx.req = undefined;
   }
 }
 
@@ -89,13 +92,14 @@ function begin(req: http.IncomingMessage, res: Res): Ctx {
   const idHeaderPending = !res.headersSent;
   if (idHeaderPending && !responseWrappersInstalled()) res.setHeader(header, id);
   // Every field a request's context gets is set here, so each has one shape (the Koa patch fills
-  // routeSource and routeResolver later).
+  // routeSource and routeResolver later; the Express patch reads req when the request ends).
   const ctx: Ctx = {
     id,
     start,
     route: undefined,
     routeSource: undefined,
     routeResolver: undefined,
+    req,
     method: req.method ?? 'OTHER',
     url: req.url,
     idHeaderPending,

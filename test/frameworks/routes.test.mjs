@@ -32,6 +32,11 @@ app.use('/api', api);
 const tenant = express();
 tenant.get('/items/:itemId', (req, res) => res.send('item ' + req.params.itemId));
 app.use('/t/:tenant', tenant);
+// One router mounted at two places: the request's own mount names it.
+const shared = express.Router();
+shared.get('/:key', (req, res) => res.send('shared ' + req.params.key));
+app.use('/one', shared);
+app.use('/two/:n', shared);
 app.use('/static', express.static(path.join(__dirname, 'public')));
 app.get('/', (req, res) => res.send('home'));
 const server = app.listen(0, '127.0.0.1', () => console.log('listening ' + server.address().port));
@@ -71,6 +76,8 @@ const CASES = [
       ['/api/users/564738/orders/102938', '/api/users/:userId/orders/:orderId', 200],
       ['/api/health', '/api/health', 200],
       ['/t/847561/items/918273', '/t/:tenant/items/:itemId', 200],
+      ['/one/918273', '/one/:key', 200],
+      ['/two/564738/102938', '/two/:n/:key', 200],
       ['/', '/', 200],
       ['/static/site.css', 'unmatched', 200],
       ['/nothing/918273', 'unmatched', 404],

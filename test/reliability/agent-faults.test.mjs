@@ -138,7 +138,7 @@ async function serve() {
 // client, fetch, undici, pg); a point reached only by another slice names it below.
 const { FAULT_POINTS } = createRequire(import.meta.url)(path.resolve(appDir, 'node_modules/hatch-agent/dist/src/fault.js'));
 const SLICE = {
-  'express-use': 'express', 'express-handle': 'express', 'express-route': 'express', 'express-render': 'express',
+  'express-use': 'express', 'express-read': 'express', 'express-route': 'express', 'express-render': 'express',
   fastify: 'fastify', koa: 'koa', render: 'engines', pino: 'logs', winston: 'logs',
 };
 const FAULTS = Object.fromEntries(FAULT_POINTS.map((name) => [name, SLICE[name] ?? 'core']));
