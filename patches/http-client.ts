@@ -12,6 +12,8 @@
  *   'error' listener would swallow errors the app does not handle).
  * The timing runs from the call to the request's 'close'; no response by then means `error`
  * (refused, DNS failure, timeout, abort). Errors reach the app exactly as without the agent.
+ * The http and https definitions share the one emit wrapper, counted: it is removed when the last
+ * of them is unpatched, so unpatching one leaves the other timing its requests.
  */
 import type * as http from 'node:http';
 import { storage } from '../src/context';
@@ -108,7 +110,19 @@ function wrapEmit(original: (...args: any[]) => boolean) {
   };
 }
 
+/** How many client definitions use the ClientRequest.prototype.emit wrapper: removed with the last. */
+let emitUsers = 0;
+
+function clientRequestPrototype(): object {
+  // Both modules create http.ClientRequest; an https-only app never requires http itself.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (require('node:http') as typeof http).ClientRequest.prototype;
+}
+
 function clientDefinition(module: 'http' | 'https', defaultPort: string): PatchDefinition<typeof http> {
+  // Whether this definition counts among the emit wrapper's users (its unpatch also runs after a
+  // patch that threw halfway).
+  let holdsEmit = false;
   return {
     module,
     feature: 'http-client',
@@ -116,15 +130,18 @@ function clientDefinition(module: 'http' | 'https', defaultPort: string): PatchD
     patch(exports) {
       wrap(exports, 'request', wrapRequest(defaultPort));
       wrap(exports, 'get', wrapRequest(defaultPort));
-      // Both modules create http.ClientRequest; an https-only app never requires http itself.
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
-      const ClientRequest = module === 'http' ? exports.ClientRequest : (require('node:http') as typeof http).ClientRequest;
-      wrap(ClientRequest.prototype, 'emit', wrapEmit);
+      if (!holdsEmit) {
+        holdsEmit = true;
+        if (emitUsers++ === 0) wrap(clientRequestPrototype(), 'emit', wrapEmit);
+      }
     },
     unpatch(exports) {
       unwrap(exports, 'request');
       unwrap(exports, 'get');
-      if (module === 'http') unwrap(exports.ClientRequest.prototype, 'emit');
+      if (holdsEmit) {
+        holdsEmit = false;
+        if (--emitUsers === 0) unwrap(clientRequestPrototype(), 'emit');
+      }
     },
   };
 }

@@ -12,7 +12,7 @@
  * A call's state lives on undici's request object, under a symbol of ours, so a response never
  * consumed leaks nothing: it goes with the request. (A WeakMap keyed by the requests cost /fetch
  * about 3% of its CPU: every scavenge has to walk a WeakMap's churning entries.)
- * Supported: undici 5.x to 8.x (bundled or installed).
+ * Supported: undici 5.x to 8.x (bundled or installed). HATCH_DISABLE takes `undici` or `fetch`.
  */
 import * as dc from 'node:diagnostics_channel';
 import { storage } from '../src/context';
@@ -21,6 +21,7 @@ import { newCall, endCall, type ClientCall } from '../src/client-call';
 import { outgoingHeaders, hasHeaderNamed } from '../src/propagation';
 import { log } from '../src/log';
 import { fault } from '../src/fault';
+import type { SubscriberDefinition } from '../src/registry';
 
 interface UndiciRequest {
   origin?: string | URL;
@@ -126,12 +127,17 @@ const SUBSCRIPTIONS: Array<[string, (m: unknown) => void]> = [
   ['undici:request:error', onError],
 ];
 
-export const undiciChannels = {
-  /** HATCH_DISABLE takes either name. */
-  names: ['undici', 'fetch'] as const,
+/**
+ * A subscriber, not a patch: global fetch is undici bundled in Node, which no `require` ever hands
+ * the registry, and the channels are the same for the bundled and the installed undici.
+ */
+export const undici: SubscriberDefinition = {
+  kind: 'channels',
+  feature: 'undici',
+  aliases: ['fetch'],
+  channels: SUBSCRIPTIONS.map(([name]) => name),
   subscribe(): void {
     for (const [name, fn] of SUBSCRIPTIONS) dc.subscribe(name, fn);
-    log.debug('undici and fetch: subscribed to undici:request:* channels');
   },
   unsubscribe(): void {
     for (const [name, fn] of SUBSCRIPTIONS) dc.unsubscribe(name, fn);

@@ -4,6 +4,7 @@
  */
 import * as dc from 'node:diagnostics_channel';
 import { log } from './log';
+import type { ResourceKind } from './instances';
 
 export interface HttpServerEvent {
   requestId: string;
@@ -83,6 +84,15 @@ export interface ErrorEvent {
   message?: string;
 }
 
+/**
+ * An instance the app created (a pg Pool at its first connect, a pg Client at its connect), announced
+ * by its library's patch for src/instances.ts, with what the patch knows about its kind.
+ */
+export interface InstanceEvent {
+  of: ResourceKind;
+  instance: object;
+}
+
 // Held here so the channel objects (weakly held by Node) live as long as the agent.
 export const channels = {
   httpServer: dc.channel('hatch:http.server'),
@@ -91,6 +101,7 @@ export const channels = {
   render: dc.channel('hatch:render'),
   error: dc.channel('hatch:error'),
   runtime: dc.channel('hatch:runtime'),
+  instance: dc.channel('hatch:instance'),
 };
 
 type Channel = { subscribe(fn: (m: unknown) => void): void; unsubscribe(fn: (m: unknown) => void): void };

@@ -16,10 +16,12 @@ export interface RequestContext {
   /** Route template; set by framework patches, `unmatched` until then. */
   route: string | undefined;
   /**
-   * A framework object whose `_matchedRoute` names the route once routing is done (Koa's context,
-   * where @koa/router writes it); read when the request ends, so no closure per request.
+   * For a framework that names the route only once routing is done (Koa with @koa/router): its
+   * object, and the framework patch's function that reads the route from it when the request ends.
+   * A module-level function and the framework's own object: nothing is allocated per request.
    */
-  routeSource?: { _matchedRoute?: unknown } | undefined;
+  routeSource?: object | undefined;
+  routeResolver?: ((source: object) => string | undefined) | undefined;
   /** Renders in flight for this request (1 or 0): a render started meanwhile is part of that page. */
   rendering?: number;
 }
@@ -35,9 +37,12 @@ export function setRoute(template: string): void {
 /** The route a request ends with: a framework's template, or `unmatched`. */
 export function finalRoute(ctx: RequestContext): string {
   if (ctx.route !== undefined) return ctx.route;
-  const late = ctx.routeSource?._matchedRoute;
-  if (typeof late === 'string' && late !== '') return late.length > MAX_ROUTE ? late.slice(0, MAX_ROUTE) : late;
-  if (late instanceof RegExp) return String(late).slice(0, MAX_ROUTE);
+  const source = ctx.routeSource;
+  const resolve = ctx.routeResolver;
+  if (source !== undefined && resolve !== undefined) {
+    const late = resolve(source);
+    if (typeof late === 'string' && late !== '') return late.length > MAX_ROUTE ? late.slice(0, MAX_ROUTE) : late;
+  }
   return 'unmatched';
 }
 

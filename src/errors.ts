@@ -2,7 +2,8 @@
  * One path for errors the agent sees inside a request: published on `hatch:error` (the StatsD sink
  * counts it as errors{kind}, the requests hatch files it in the request's record) and logged on
  * stderr with the request's ID. The http server patch sends errors thrown synchronously by the app's
- * handler through it (then rethrows them unchanged); the error hatch sends its test error the same way.
+ * handler through it, from an `uncaughtExceptionMonitor` listener: the error is never caught, it goes
+ * on to Node unchanged. The error hatch sends its test error the same way.
  */
 import { storage } from './context';
 import { channels, type ErrorEvent } from './bus';

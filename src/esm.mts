@@ -2,11 +2,17 @@
  * `node --import hatch-agent app.mjs`: the agent for ES-module apps.
  *
  * It starts the agent exactly as `-r` does (the CommonJS entry; once per process, however often
- * and by whichever flag it is loaded), then hooks `import` too: import-in-the-middle's loader,
- * registered through `module.register` (or in-thread through `module.registerHooks` where the
- * Node version supports it), wraps only the modules our patches name, and hands each one's
- * exports to the same patcher require-in-the-middle uses. A module reached by both `require` and
- * `import` has one exports object, and it is patched once.
+ * and by whichever flag it is loaded), then hooks `import` too: import-in-the-middle's loader
+ * wraps only the modules our patches name, and hands each one's exports to the same patcher
+ * require-in-the-middle uses. A module reached by both `require` and `import` has one exports
+ * object, and it is patched once.
+ *
+ * The loader runs in-thread through `module.registerHooks` wherever import-in-the-middle says the
+ * Node version supports it (22.22.3+, 24.11.1+, 25.1+, every 26): Node 26 deprecates
+ * `module.register` (DEP0205, a DeprecationWarning on the app's stderr when called), so there it
+ * is never called. Older Node (20, earlier 22 and 24) gets the loader thread through
+ * `module.register`, read from the module namespace only then, so a Node that removes it does
+ * not fail this file's import.
  *
  * For a CommonJS package imported from ESM the patch applies to `module.exports` (the namespace's
  * `default`); functions the patch replaced there are then copied onto the namespace, so a named
@@ -14,9 +20,10 @@
  *
  * A failure here logs one line; the app runs on, instrumented where `require` reaches.
  */
-import { createRequire, isBuiltin, register as registerLoader } from 'node:module';
+import * as nodeModule from 'node:module';
 import type { ModuleHandler } from './registry.js';
 
+const { createRequire, isBuiltin } = nodeModule;
 const require = createRequire(import.meta.url);
 const api = require('./index.js') as typeof import('./index.js');
 const { currentModuleHandler } = require('./registry.js') as typeof import('./registry.js');
@@ -69,12 +76,14 @@ async function hookImports(): Promise<void> {
   };
   const sync = await import('import-in-the-middle/register-hooks.mjs').catch(() => undefined);
   if (sync !== undefined && sync.supportsSyncHooks()) {
-    // In-thread hooks (Node >= 22.22.3, 24.11.1): no loader thread, no message round trip.
+    // In-thread hooks: no loader thread, no message round trip, and no module.register (DEP0205).
     sync.register({ include: names });
     new iitm.Hook(names, onImport);
     log.debug('ES-module imports hooked (in-thread module hooks)');
     return;
   }
+  const registerLoader = (nodeModule as { register?: typeof nodeModule.register }).register;
+  if (typeof registerLoader !== 'function') throw new Error('this Node has neither in-thread module hooks nor module.register');
   const { registerOptions, waitForAllMessagesAcknowledged } = iitm.createAddHookMessageChannel();
   registerLoader('import-in-the-middle/hook.mjs', import.meta.url, registerOptions);
   new iitm.Hook(names, onImport);
@@ -93,3 +102,5 @@ if (holder[KEY] === undefined) {
 
 export const getRequestId = api.getRequestId;
 export const withRequestId = api.withRequestId;
+export const stop = api.stop;
+export const start = api.start;

@@ -3,9 +3,11 @@
  * HATCH_PROPAGATE_HOSTS) and a W3C `traceparent` whose trace-id is the request ID when the ID is
  * 32 hex digits (a UUID, dashes removed, qualifies), so services traced by OpenTelemetry or
  * Datadog join the same trace. Incoming, a valid traceparent's trace-id becomes the request ID
- * when there is no usable X-Request-ID.
+ * when there is no usable X-Request-ID. Settings (HATCH_REQUEST_ID_HEADER, HATCH_PROPAGATE_HOSTS,
+ * HATCH_TRACEPARENT) are read from the active configuration when a call needs them.
  */
 import { randomSpanId, ZERO_SPAN } from './random';
+import { activeConfig, type Config } from './config';
 
 /** Host patterns: `api.example.com`, `*.internal` (any subdomain), `host:8080` (that port only). */
 export function hostMatcher(patterns: string[] | undefined): (hostname: string, port: string) => boolean {
@@ -68,18 +70,21 @@ export function hasHeaderNamed(headers: unknown, name: string): boolean {
   return false;
 }
 
-let allowed: (hostname: string, port: string) => boolean = () => true;
-let withTraceparent = true;
-let idHeader = 'x-request-id';
-
-export function configurePropagation(config: { propagateHosts: string[] | undefined; traceparent: boolean; requestIdHeader: string }): void {
-  allowed = hostMatcher(config.propagateHosts);
-  withTraceparent = config.traceparent;
-  idHeader = config.requestIdHeader;
+// The host matcher is derived from the active configuration once per configuration object, not per
+// outgoing call: the configuration is replaced only when the agent starts.
+let matcherOf: Config | undefined;
+let matcher: (hostname: string, port: string) => boolean = () => true;
+function allowed(config: Config): (hostname: string, port: string) => boolean {
+  if (matcherOf !== config) {
+    matcher = hostMatcher(config.propagateHosts);
+    matcherOf = config;
+  }
+  return matcher;
 }
 
+/** Whether an incoming traceparent's trace-id may become the request ID (HATCH_TRACEPARENT). */
 export function traceparentEnabled(): boolean {
-  return withTraceparent;
+  return activeConfig().traceparent;
 }
 
 /**
@@ -87,9 +92,10 @@ export function traceparentEnabled(): boolean {
  * or undefined when the host is outside the allowlist.
  */
 export function outgoingHeaders(id: string, hostname: string, port: string): Array<[string, string]> | undefined {
-  if (!allowed(hostname, port)) return undefined;
-  const out: Array<[string, string]> = [[idHeader, id]];
-  if (withTraceparent) {
+  const config = activeConfig();
+  if (!allowed(config)(hostname, port)) return undefined;
+  const out: Array<[string, string]> = [[config.requestIdHeader, id]];
+  if (config.traceparent) {
     const tp = traceparentFor(id);
     if (tp !== undefined) out.push(['traceparent', tp]);
   }

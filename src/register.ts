@@ -1,36 +1,141 @@
 /**
  * What `node -r hatch-agent` (and `--import hatch-agent`) runs: read the configuration, start the
- * sinks, hook the patches. Once per process, however many times or copies it is loaded; a failure
- * here logs one line and leaves the app running without the agent.
+ * sinks, enable the patches and subscribers (src/registry.ts). Once per process, however many times
+ * or copies it is loaded; a failure here logs one line and leaves the app running without the agent.
+ *
+ * `stop()` undoes all of it: patches unpatched, subscribers unsubscribed, sinks flushed and stopped,
+ * the pre-handler unplugged. `start()` after a stop does it again with the same configuration
+ * (read once, its problems told once). The agent lives in a global slot, so every copy of the
+ * package loaded in the process finds the same agent and stops or starts that one.
+ *
+ * Names: "hatch" is the product (its channels `hatch:*`, its settings `HATCH_*`); "the hatches" are
+ * its token-protected maintenance URLs under HATCH_PREFIX (src/hatches/).
  */
 import { loadConfig, setActiveConfig, type Config } from './config';
 import { log, setLogLevel } from './log';
-import { StatsdSink } from './sinks/statsd';
-import { installHooks, disabled, outcomes, type PatchOutcome } from './registry';
-import { ALL_PATCHES, LOG_PATCHES } from '../patches/index';
+import { StatsdSink } from './sinks/statsd/sink';
+import { enable, outcomes, type PatchOutcome } from './registry';
+import { definitions } from '../patches/index';
 import { FlightRecorder } from './sinks/flight-recorder';
 import { RuntimeMetrics } from './runtime-metrics';
-import { undiciChannels } from '../patches/undici';
-import { configurePropagation } from './propagation';
 import { RecentRequests } from './sinks/recent';
 import { rememberInstances } from './instances';
 import { setPreHandler, type PreHandler } from './pre-handler';
 
 export interface Agent {
   readonly config: Config;
+  /** The outcome of every patch and subscriber of the current run (empty while stopped). */
   readonly patches: PatchOutcome[];
+  /** The sinks of the current run; undefined while stopped. */
   readonly statsd: StatsdSink | undefined;
   readonly flightRecorder: FlightRecorder | undefined;
   /** The requests hatch's store; only with the hatches on. */
   readonly recent: RecentRequests | undefined;
-  /** Unhooks and flushes; patches already applied stay (they fall through without subscribers). */
+  readonly running: boolean;
+  /** Undoes the start exactly: unpatches, unsubscribes, flushes and stops the sinks. Never throws. */
+  stop(): void;
+  /** After a stop: starts again, with the same configuration; false when that failed. Never throws. */
+  start(): boolean;
+}
+
+interface Run {
+  statsd: StatsdSink | undefined;
+  flightRecorder: FlightRecorder | undefined;
+  recent: RecentRequests | undefined;
   stop(): void;
 }
 
 const KEY = Symbol.for('hatch-agent.agent');
 type Holder = { [KEY]?: Agent | null };
 
-export function start(): Agent | null {
+/** The sinks, the hatches and the instrumentation, started; a failure halfway undoes what started. */
+function run(config: Config): Run {
+  // What stop undoes, newest first.
+  const undo: Array<() => void> = [];
+  const stop = () => {
+    for (const u of undo.reverse()) {
+      try {
+        u();
+      } catch (err) {
+        log.warnOnce('stop', `stopping failed in part (${(err as Error).message})`);
+      }
+    }
+    undo.length = 0;
+  };
+  try {
+    let statsd: StatsdSink | undefined;
+    if (config.statsd) {
+      statsd = new StatsdSink(config);
+      statsd.start();
+      const s = statsd;
+      undo.push(() => s.stop());
+    }
+    // The ring is read only when the process ends and writes it to HATCH_FLIGHT_RECORDER: without a
+    // file nothing could ever read it, and keeping every event alive for a while is not free (the
+    // young generation copies them, and the ring's stores pay the write barrier).
+    let flightRecorder: FlightRecorder | undefined;
+    if (config.flightRecorderFile !== undefined && config.flightRecorderSize > 0) {
+      flightRecorder = new FlightRecorder(config.flightRecorderSize, config.flightRecorderFile);
+      flightRecorder.start();
+      const f = flightRecorder;
+      undo.push(() => f.stop());
+    }
+    // Sampled only for a sink that sends them.
+    let runtime: RuntimeMetrics | undefined;
+    let runtimeStart: NodeJS.Timeout | undefined;
+    if (statsd && config.runtimeMetricsMs > 0) {
+      runtime = new RuntimeMetrics(config.runtimeMetricsMs);
+      // Started on the first turn of the event loop (perf_hooks is a millisecond to load): a script
+      // that ends at once never pays for it, and the first sample is HATCH_RUNTIME_METRICS_MS away.
+      const r = runtime;
+      runtimeStart = setTimeout(() => r.start(), 0);
+      runtimeStart.unref();
+      const t = runtimeStart;
+      undo.push(() => {
+        clearTimeout(t);
+        r.stop();
+      });
+    }
+    // The hatches (HATCH_TOKEN): their request store, the registry of the instances patches announce,
+    // their handler.
+    let recent: RecentRequests | undefined;
+    if (config.hatchToken !== undefined) {
+      recent = new RecentRequests(config.hatchRecentRequests, config.hatchSlowRequests);
+      recent.start();
+      rememberInstances(true);
+      // The hatches' code (pages, checks, node:crypto) is loaded by the first request under the
+      // prefix, not at start-up: most processes never serve one.
+      let hatches: PreHandler | undefined;
+      const deps = { config, statsd: statsd?.transport, recent, patches: outcomes };
+      setPreHandler({
+        prefix: config.hatchPrefix,
+        handle(req, res) {
+          // eslint-disable-next-line @typescript-eslint/no-require-imports
+          hatches ??= (require('./hatches/index') as typeof import('./hatches/index')).createHatches(deps);
+          return hatches.handle(req, res);
+        },
+      });
+      log.debug(`hatches on under ${config.hatchPrefix}`);
+    }
+    if (recent !== undefined) {
+      const r = recent;
+      undo.push(() => {
+        setPreHandler(undefined);
+        rememberInstances(false);
+        r.stop();
+      });
+    }
+    const instrumentation = enable(definitions(config.logInjection), config);
+    undo.push(() => instrumentation.disable());
+    return { statsd, flightRecorder, recent, stop };
+  } catch (err) {
+    stop();
+    throw err;
+  }
+}
+
+/** What loading the package runs: starts the agent, once per process (a stop does not undo "once"). */
+export function boot(): Agent | null {
   const holder = globalThis as Holder;
   if (holder[KEY] !== undefined) return holder[KEY];
   // Node 20 also runs `-r` preloads in the module-hooks thread that `--import hatch-agent` starts
@@ -48,72 +153,39 @@ export function start(): Agent | null {
     setActiveConfig(config);
     setLogLevel(config.log);
     for (const p of problems) log.warn(p);
-    let statsd: StatsdSink | undefined;
-    if (config.statsd) {
-      statsd = new StatsdSink(config);
-      statsd.start();
-    }
-    // The ring is read only when the process ends and writes it to HATCH_FLIGHT_RECORDER: without a
-    // file nothing could ever read it, and keeping every event alive for a while is not free (the
-    // young generation copies them, and the ring's stores pay the write barrier).
-    let flightRecorder: FlightRecorder | undefined;
-    if (config.flightRecorderFile !== undefined && config.flightRecorderSize > 0) {
-      flightRecorder = new FlightRecorder(config.flightRecorderSize, config.flightRecorderFile);
-      flightRecorder.start();
-    }
-    // Sampled only for a sink that sends them.
-    let runtime: RuntimeMetrics | undefined;
-    let runtimeStart: NodeJS.Timeout | undefined;
-    if (statsd && config.runtimeMetricsMs > 0) {
-      runtime = new RuntimeMetrics(config.runtimeMetricsMs);
-      // Started on the first turn of the event loop (perf_hooks is a millisecond to load): a script
-      // that ends at once never pays for it, and the first sample is HATCH_RUNTIME_METRICS_MS away.
-      const r = runtime;
-      runtimeStart = setTimeout(() => r.start(), 0);
-      runtimeStart.unref();
-    }
-    // The hatches (HATCH_TOKEN): their request store, the pg instance registry, their handler.
-    let recent: RecentRequests | undefined;
-    if (config.hatchToken !== undefined) {
-      recent = new RecentRequests(config.hatchRecentRequests, config.hatchSlowRequests);
-      recent.start();
-      rememberInstances(true);
-      // The hatches' code (pages, checks, node:crypto) is loaded by the first request under the
-      // prefix, not at start-up: most processes never serve one.
-      let hatches: PreHandler | undefined;
-      const deps = { config, statsd, recent, patches: outcomes };
-      setPreHandler({
-        prefix: config.hatchPrefix,
-        handle(req, res) {
-          // eslint-disable-next-line @typescript-eslint/no-require-imports
-          hatches ??= (require('./hatches/index') as typeof import('./hatches/index')).createHatches(deps);
-          return hatches.handle(req, res);
-        },
-      });
-      log.debug(`hatches on under ${config.hatchPrefix}`);
-    }
-    configurePropagation(config);
-    const patches = config.logInjection ? ALL_PATCHES : ALL_PATCHES.filter((p) => !LOG_PATCHES.includes(p));
-    const hooks = installHooks(patches, config, undiciChannels.names);
-    // fetch and undici publish on diagnostics channels: subscribing costs nothing until they run.
-    const undici = !disabled(config, undiciChannels.names);
-    if (undici) undiciChannels.subscribe();
+    let current: Run | undefined = run(config);
     const agent: Agent = {
       config,
       patches: outcomes,
-      statsd,
-      flightRecorder,
-      recent,
+      get statsd() {
+        return current?.statsd;
+      },
+      get flightRecorder() {
+        return current?.flightRecorder;
+      },
+      get recent() {
+        return current?.recent;
+      },
+      get running() {
+        return current !== undefined;
+      },
       stop() {
-        setPreHandler(undefined);
-        rememberInstances(false);
-        recent?.stop();
-        hooks.unhook();
-        if (undici) undiciChannels.unsubscribe();
-        clearTimeout(runtimeStart);
-        runtime?.stop();
-        flightRecorder?.stop();
-        statsd?.stop();
+        const r = current;
+        current = undefined;
+        if (r === undefined) return;
+        r.stop();
+        log.debug('stopped');
+      },
+      start() {
+        if (current !== undefined) return true;
+        try {
+          current = run(config);
+          log.debug('started again');
+          return true;
+        } catch (err) {
+          log.warn(`could not start again (${(err as Error).message}); the app runs without the agent`);
+          return false;
+        }
       },
     };
     holder[KEY] = agent;
@@ -125,6 +197,13 @@ export function start(): Agent | null {
   }
 }
 
-export function agent(): Agent | null {
-  return (globalThis as Holder)[KEY] ?? null;
+/** Stops the process's agent (whichever copy of the package started it); see Agent.stop. */
+export function stop(): void {
+  (globalThis as Holder)[KEY]?.stop();
+}
+
+/** Starts the process's agent again after stop(); true when it runs. */
+export function start(): boolean {
+  const agent = (globalThis as Holder)[KEY];
+  return agent != null && agent.start();
 }

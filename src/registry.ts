@@ -1,36 +1,77 @@
 /**
- * The patch registry: declarative patches, applied lazily when the app first requires their module
- * (require-in-the-middle), each only inside its declared version range. A module outside the range,
- * or whose patch throws, is left untouched and logged once. The outcome of every patch is kept for
- * the hatches (`/_hatch/config`).
+ * The registry: every instrumentation the agent declares, of two kinds, applied and withdrawn here.
+ * - A patch (`PatchDefinition`) waits for its module: it is applied when the app first requires (or
+ *   imports) the module, through require-in-the-middle (src/esm.mts hands over imports), and only
+ *   inside its declared version range. A module outside the range, or whose patch throws, is left
+ *   untouched and logged once.
+ * - A subscriber (`SubscriberDefinition`) listens on diagnostics channels that a library publishes on
+ *   its own, whether or not the app ever requires it (Node's fetch is undici bundled in Node):
+ *   subscribed at start.
+ * Both are named by HATCH_DISABLE the same way, and their outcomes are kept for `/_hatch/config`.
+ *
+ * Stop is exact: `enable` returns a handle whose `disable()` unpatches every applied patch, newest
+ * first, unsubscribes the subscribers, and unhooks. The registry keeps every module it was handed,
+ * patched or not, so a later `enable` patches them again at once: require-in-the-middle only sees a
+ * module when it is required, and an app requires its modules once, at the top.
+ * Limitation: a module first required while the agent is stopped is patched only if the app requires
+ * it again after the restart.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { log } from './log';
+import { loadRequireInTheMiddle } from './require-hook';
 import type { Config } from './config';
 
 /** [lowest supported, first unsupported), as major.minor.patch. */
 export type VersionRange = readonly [string, string];
 
 export interface PatchDefinition<T = any> {
+  kind?: 'module';
   /** The module name as required (`pg`, `http`). */
   module: string;
   /** The name HATCH_DISABLE uses; several modules may share one (`pg` covers pg-pool, pg-cursor). */
   feature: string;
   versions: VersionRange;
+  /**
+   * `config` is the active configuration (src/config.ts `activeConfig()`); read settings from there
+   * when they are needed, not into a copy of the patch's own.
+   */
   patch(exports: T, config: Config): void;
+  /** Undoes `patch` exactly; also called after a `patch` that threw halfway. */
   unpatch(exports: T): void;
 }
 
+export interface SubscriberDefinition {
+  kind: 'channels';
+  /** The name HATCH_DISABLE uses, and the outcome's `module`. */
+  feature: string;
+  /** Other names HATCH_DISABLE takes for it (`fetch` for undici). */
+  aliases: readonly string[];
+  /** The channels it listens on, as shown in the outcome. */
+  channels: readonly string[];
+  subscribe(): void;
+  unsubscribe(): void;
+}
+
+export type Definition = PatchDefinition | SubscriberDefinition;
+
 export interface PatchOutcome {
+  /** The module patched, or a subscriber's feature. */
   module: string;
   version: string | undefined;
-  status: 'patched' | 'unsupported' | 'failed' | 'disabled';
+  status: 'patched' | 'subscribed' | 'unsupported' | 'failed' | 'disabled';
   detail?: string;
 }
 
+/**
+ * The outcomes of the current run (cleared by a stop, filled again by the next start), one array for
+ * the process: the hatches hold it.
+ */
 export const outcomes: PatchOutcome[] = [];
-const applied = new WeakMap<PatchDefinition, WeakMap<object, PatchOutcome>>();
+
+function isSubscriber(def: Definition): def is SubscriberDefinition {
+  return def.kind === 'channels';
+}
 
 function parts(v: string): number[] {
   const m = /^v?(\d+)\.(\d+)\.(\d+)/.exec(v);
@@ -59,10 +100,18 @@ function moduleVersion(name: string, basedir: string | undefined): string | unde
   }
 }
 
+// Per definition, the outcome for each exports object it was applied to in this run: the same
+// exports reached twice (by require and by import, or by two copies of the agent's hooks) are
+// patched once. Replaced at stop, so the next start applies again.
+let applied = new WeakMap<PatchDefinition, WeakMap<object, PatchOutcome>>();
+/** What stop unpatches, in the order the patches were applied. */
+let patchedNow: Array<{ def: PatchDefinition; exports: unknown }> = [];
+/** Every module handed to the registry (once per exports object), kept for the next start. */
+const seen: Array<{ name: string; exports: unknown; version: string | undefined }> = [];
+const seenExports = new WeakSet<object>();
+
 /** Applies one definition to a loaded module's exports; never throws. */
-export function applyPatch(def: PatchDefinition, moduleExports: unknown, version: string | undefined, config: Config): PatchOutcome {
-  // The same exports reached twice (by require and by import, or by two copies of the agent's hooks)
-  // are patched once.
+function applyPatch(def: PatchDefinition, moduleExports: unknown, version: string | undefined, config: Config): PatchOutcome {
   const key = Object(moduleExports) as object;
   let done = applied.get(def);
   if (done === undefined) applied.set(def, (done = new WeakMap()));
@@ -72,11 +121,13 @@ export function applyPatch(def: PatchDefinition, moduleExports: unknown, version
   let outcome: PatchOutcome;
   if (version === undefined || !inRange(version, def.versions)) {
     outcome = { module: def.module, version, status: 'unsupported', detail: `supported: ${describeRange(def.versions)}` };
-    log.warn(`${label} is outside the supported range ${describeRange(def.versions)}; left untouched`);
+    // Once per process: a restart meets the same module again.
+    log.warnOnce(`range-${label}`, `${label} is outside the supported range ${describeRange(def.versions)}; left untouched`);
   } else {
     try {
       def.patch(moduleExports, config);
       outcome = { module: def.module, version, status: 'patched', detail: def.feature };
+      patchedNow.push({ def, exports: moduleExports });
       // `http@20.20.2 patched`; the feature is named where one module carries several patches.
       log.debug(`${label} patched${def.module.startsWith(def.feature) ? '' : ` (${def.feature})`}`);
     } catch (err) {
@@ -86,7 +137,7 @@ export function applyPatch(def: PatchDefinition, moduleExports: unknown, version
         // the unpatch of a half-applied patch is best effort
       }
       outcome = { module: def.module, version, status: 'failed', detail: (err as Error).message };
-      log.warn(`${label} could not be patched (${(err as Error).message}); left untouched`);
+      log.warnOnce(`failed-${label}-${def.feature}`, `${label} could not be patched (${(err as Error).message}); left untouched`);
     }
   }
   outcomes.push(outcome);
@@ -99,76 +150,8 @@ export function disabled(config: Config, names: readonly string[]): boolean {
   return names.some((n) => config.disable.includes(n));
 }
 
-/**
- * Hooks the definitions' modules. `otherNames` are the HATCH_DISABLE names of instrumentation that
- * is not a module patch (channel subscribers), so that they are not reported as unknown.
- */
-export function installHooks(defs: PatchDefinition[], config: Config, otherNames: readonly string[] = []): { unhook(): void } {
-  const enabled: PatchDefinition[] = [];
-  for (const def of defs) {
-    if (disabled(config, [def.feature, def.module])) {
-      outcomes.push({ module: def.module, version: undefined, status: 'disabled', detail: 'HATCH_DISABLE' });
-      log.debug(`${def.module} disabled by HATCH_DISABLE`);
-    } else {
-      enabled.push(def);
-    }
-  }
-  const known = new Set([...defs.flatMap((d) => [d.feature, d.module]), ...otherNames]);
-  for (const name of config.disable) {
-    if (!known.has(name)) log.warn(`HATCH_DISABLE names "${name}", which is no patch; known: ${[...known].join(',')}`);
-  }
-  if (enabled.length === 0) return { unhook() {} };
-
-  const byModule = new Map<string, PatchDefinition[]>();
-  for (const d of enabled) byModule.set(d.module, [...(byModule.get(d.module) ?? []), d]);
-  const onModule = (moduleExports: unknown, name: string, basedir: string | undefined): void => {
-    try {
-      const version = moduleVersion(name, basedir);
-      for (const def of byModule.get(name.startsWith('node:') ? name.slice(5) : name) ?? []) {
-        applyPatch(def, moduleExports, version, config);
-      }
-    } catch (err) {
-      log.warnOnce(`hook-${name}`, `${name}: patching failed (${(err as Error).message}); left untouched`);
-    }
-  };
-  moduleHandler = { names: [...byModule.keys()], onModule };
-  const { Hook } = loadRequireInTheMiddle();
-  const hook = new Hook([...byModule.keys()], { internals: false }, (moduleExports, name, basedir) => {
-    onModule(moduleExports, name, basedir);
-    return moduleExports;
-  });
-  return {
-    unhook() {
-      moduleHandler = undefined;
-      hook.unhook();
-    },
-  };
-}
-
-/**
- * require-in-the-middle, without the `debug` package it loads for its own debug lines: `debug`
- * (with tty and supports-color) was 5 of the 6 ms that loading the hook took, a fifth of the agent's
- * start-up. Only the require that require-in-the-middle's own file makes is answered, with a
- * silent logger, and nothing is put in the module cache: the app's `require('debug')` is untouched.
- * With DEBUG set (someone wants debug lines) it is loaded as it is.
- */
-function loadRequireInTheMiddle(): typeof import('require-in-the-middle') {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  if (process.env.DEBUG) return require('require-in-the-middle') as typeof import('require-in-the-middle');
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const Module = require('node:module') as { _load: (request: string, parent: { filename?: string } | undefined, isMain: boolean) => unknown };
-  const load = Module._load;
-  const silent = () => Object.assign(() => {}, { enabled: false });
-  Module._load = function (this: unknown, request: string, parent: { filename?: string } | undefined) {
-    if (request === 'debug' && typeof parent?.filename === 'string' && /[\\/]require-in-the-middle[\\/]index\.js$/.test(parent.filename)) return silent;
-    return Reflect.apply(load, this, arguments);
-  } as typeof Module._load;
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    return require('require-in-the-middle') as typeof import('require-in-the-middle');
-  } finally {
-    Module._load = load;
-  }
+function namesOf(def: Definition): string[] {
+  return isSubscriber(def) ? [def.feature, ...def.aliases] : [def.feature, def.module];
 }
 
 /** What the ES-module entry (src/esm.mts) hooks: the enabled patches' module names, and their patcher. */
@@ -178,6 +161,121 @@ export interface ModuleHandler {
   onModule(moduleExports: unknown, name: string, basedir: string | undefined): void;
 }
 let moduleHandler: ModuleHandler | undefined;
+/** The handler while the agent runs; undefined before it starts and while it is stopped. */
 export function currentModuleHandler(): ModuleHandler | undefined {
-  return moduleHandler;
+  return running ? moduleHandler : undefined;
+}
+
+/** The patches by module name, while the agent runs; undefined while it is stopped. */
+let byModule: Map<string, PatchDefinition[]> | undefined;
+let running = false;
+let runConfig: Config | undefined;
+
+/**
+ * The one patcher both hooks call. While stopped, the module is only remembered: the next start
+ * patches it. The handler object lives as long as the process, because src/esm.mts keeps it.
+ */
+function onModule(moduleExports: unknown, name: string, basedir: string | undefined): void {
+  try {
+    const bare = name.startsWith('node:') ? name.slice(5) : name;
+    const key = Object(moduleExports) as object;
+    const version = moduleVersion(name, basedir);
+    if (!seenExports.has(key)) {
+      seenExports.add(key);
+      seen.push({ name: bare, exports: moduleExports, version });
+    }
+    if (!running || byModule === undefined || runConfig === undefined) return;
+    for (const def of byModule.get(bare) ?? []) applyPatch(def, moduleExports, version, runConfig);
+  } catch (err) {
+    log.warnOnce(`hook-${name}`, `${name}: patching failed (${(err as Error).message}); left untouched`);
+  }
+}
+
+export interface Enabled {
+  /** Unpatches everything applied (newest first), unsubscribes, unhooks; never throws. */
+  disable(): void;
+}
+
+/**
+ * Enables the definitions not named by HATCH_DISABLE: subscribes the subscribers, patches the
+ * modules already seen (after a stop), and hooks the rest. Never throws for one definition's sake.
+ */
+export function enable(defs: readonly Definition[], config: Config): Enabled {
+  const patches: PatchDefinition[] = [];
+  const subscribers: SubscriberDefinition[] = [];
+  for (const def of defs) {
+    const name = isSubscriber(def) ? def.feature : def.module;
+    if (disabled(config, namesOf(def))) {
+      outcomes.push({ module: name, version: undefined, status: 'disabled', detail: 'HATCH_DISABLE' });
+      log.debug(`${name} disabled by HATCH_DISABLE`);
+    } else if (isSubscriber(def)) {
+      subscribers.push(def);
+    } else {
+      patches.push(def);
+    }
+  }
+  const known = new Set(defs.flatMap(namesOf));
+  for (const name of config.disable) {
+    // Once per process: a restart reads the same HATCH_DISABLE.
+    if (!known.has(name)) log.warnOnce(`disable-${name}`, `HATCH_DISABLE names "${name}", which is no patch; known: ${[...known].join(',')}`);
+  }
+
+  const subscribed: SubscriberDefinition[] = [];
+  for (const s of subscribers) {
+    try {
+      s.subscribe();
+      subscribed.push(s);
+      outcomes.push({ module: s.feature, version: undefined, status: 'subscribed', detail: s.channels.join(',') });
+      log.debug(`${s.feature}: subscribed to ${s.channels.join(', ')}`);
+    } catch (err) {
+      outcomes.push({ module: s.feature, version: undefined, status: 'failed', detail: (err as Error).message });
+      log.warnOnce(`subscribe-${s.feature}`, `${s.feature}: subscribing failed (${(err as Error).message}); left out`);
+    }
+  }
+
+  byModule = new Map();
+  for (const d of patches) byModule.set(d.module, [...(byModule.get(d.module) ?? []), d]);
+  runConfig = config;
+  running = true;
+  // Modules seen in an earlier run: require-in-the-middle will not be handed them again.
+  for (const m of seen) for (const def of byModule.get(m.name) ?? []) applyPatch(def, m.exports, m.version, config);
+
+  let hook: { unhook(): void } | undefined;
+  if (byModule.size > 0) {
+    moduleHandler ??= { names: [...byModule.keys()], onModule };
+    const { Hook } = loadRequireInTheMiddle();
+    hook = new Hook([...byModule.keys()], { internals: false }, (moduleExports, name, basedir) => {
+      onModule(moduleExports, name, basedir);
+      return moduleExports;
+    });
+  }
+  return {
+    disable() {
+      running = false;
+      byModule = undefined;
+      runConfig = undefined;
+      try {
+        hook?.unhook();
+      } catch (err) {
+        log.warnOnce('unhook', `unhooking require failed: ${(err as Error).message}`);
+      }
+      for (const { def, exports } of patchedNow.reverse()) {
+        try {
+          def.unpatch(exports);
+        } catch (err) {
+          log.warnOnce(`unpatch-${def.module}-${def.feature}`, `${def.module}: unpatching failed (${(err as Error).message})`);
+        }
+      }
+      for (const s of subscribed.reverse()) {
+        try {
+          s.unsubscribe();
+        } catch (err) {
+          log.warnOnce(`unsubscribe-${s.feature}`, `${s.feature}: unsubscribing failed (${(err as Error).message})`);
+        }
+      }
+      patchedNow = [];
+      applied = new WeakMap();
+      outcomes.length = 0;
+    },
+  };
 }

@@ -90,13 +90,17 @@ test('the public API is typed, as installed from the package', { skip: typesElse
   const file = path.join(appDir, 'typed.ts');
   fs.writeFileSync(
     file,
-    `import { getRequestId, withRequestId } from 'hatch-agent';
+    `import { getRequestId, withRequestId, stop, start } from 'hatch-agent';
 const id: string | undefined = getRequestId();
+const stopped: void = stop();
+const running: boolean = start();
+// @ts-expect-error start takes no configuration
+start({});
 const n: number = withRequestId('job-1', () => 42);
 const p: Promise<string> = withRequestId('job-2', async () => 'x');
 // @ts-expect-error the ID must be a string
 withRequestId(42, () => 0);
-export { id, n, p };
+export { id, n, p, stopped, running };
 `,
   );
   const tsc = path.join(root, 'node_modules', '.bin', 'tsc');

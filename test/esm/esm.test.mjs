@@ -2,12 +2,17 @@
 // Everything is reached with `import` (express, pg, the template engines, node:http's named
 // `request`, undici, global fetch), and the app is checked against the same app run without the
 // agent. Then: a module reached by both `require` and `import`, and the agent loaded by both flags
-// or twice, is patched once (one SQL comment, one timing per query, one "patched" line).
+// or twice, is patched once (one SQL comment, one timing per query, one "patched" line). The hooks
+// are in-thread (module.registerHooks) wherever import-in-the-middle supports them, and always on
+// Node >= 26, where module.register is deprecated (DEP0205).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as http from 'node:http';
 import { randomBytes } from 'node:crypto';
-import { startApp, runScript, get } from '../support/app.mjs';
+import { createRequire } from 'node:module';
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { startApp, runScript, get, appDir } from '../support/app.mjs';
 import { udpListener, statsdValues } from '../support/udp.mjs';
 import { readLog, waitForLog } from '../support/pglog.mjs';
 
@@ -137,6 +142,13 @@ test('an ES-module app under --import is instrumented as -r instruments its Comm
     for (const mod of ['express', 'pg', 'ejs', 'pug', 'handlebars', 'nunjucks']) {
       assert.match(app.stderr(), new RegExp(`hatch-agent debug: ${mod}@\\S+ patched`), app.stderr());
     }
+    // Which hooks: in-thread where the installed import-in-the-middle says this Node supports them.
+    const agentRequire = createRequire(path.join(appDir, 'node_modules/hatch-agent/package.json'));
+    const { supportsSyncHooks } = await import(pathToFileURL(agentRequire.resolve('import-in-the-middle/supports-sync-hooks.mjs')).href);
+    const inThread = supportsSyncHooks();
+    if (Number(process.versions.node.split('.')[0]) >= 26) assert.ok(inThread, 'Node >= 26 must not take the deprecated module.register path');
+    assert.match(app.stderr(), inThread ? /debug: ES-module imports hooked \(in-thread module hooks\)/ : /debug: ES-module imports hooked \(module hooks thread\)/, app.stderr());
+    assert.doesNotMatch(app.stderr(), /Warning/, app.stderr());
   } finally {
     await app.stop();
   }

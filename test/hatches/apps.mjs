@@ -13,6 +13,7 @@ pool.on('error', () => {}); // idle clients lose their server when it stops; the
 const client = process.env.APP_NO_CLIENT ? null : new pg.Client({ connectionString: process.env.DATABASE_URL });
 client?.on('error', () => {});
 let locker = null;
+let second = null;
 const waiting = [];
 const backend = http.createServer((req, res) => res.end('backend ok'));
 backend.keepAliveTimeout = 120000; // no idle-socket race with the keep-alive agent on a slow machine
@@ -58,6 +59,17 @@ backend.keepAliveTimeout = 120000; // no idle-socket race with the keep-alive ag
         locker = null;
         res.setHeader('content-type', 'application/json');
         return res.end(JSON.stringify(await Promise.all(waiting.splice(0))));
+      }
+      // A second pool, made from options (not a connection string), then ended by the app.
+      if (url.pathname === '/second-pool') {
+        const u = new URL(process.env.DATABASE_URL);
+        second = new pg.Pool({ host: u.hostname, port: Number(u.port), database: u.pathname.slice(1), user: decodeURIComponent(u.username), password: decodeURIComponent(u.password), max: 1 });
+        await second.query('SELECT 2');
+        return res.end('second');
+      }
+      if (url.pathname === '/end-second-pool' && second) {
+        await second.end();
+        return res.end('ended');
       }
       if (url.pathname === '/evil') {
         await pool.query("SELECT '<script>alert(1)</script>' AS x");

@@ -86,6 +86,19 @@ test('health: a client busy with the app\'s query is reported connected, not pro
   assert.doesNotMatch(app.stderr(), /DeprecationWarning/);
 });
 
+test('health: a pool the app ended is no longer checked, the others still are', async () => {
+  await get(app.url + '/work');
+  assert.equal((await get(app.url + '/second-pool')).body, 'second');
+  const pools = async () => (await json('/_hatch/health')).json.checks.filter((c) => c.name.startsWith('pg pool'));
+  const u = new URL(process.env.DATABASE_URL);
+  const target = `${u.hostname}:${u.port || 5432}/${u.pathname.slice(1)}`; // from the connection string (pool 1) and from options (pool 2)
+  const before = await pools();
+  assert.deepEqual(before.map((c) => [c.name, c.status]), [[`pg pool 1 (${target})`, 'pass'], [`pg pool 2 (${target})`, 'pass']]);
+  assert.equal((await get(app.url + '/end-second-pool')).body, 'ended');
+  const after = await pools();
+  assert.deepEqual(after.map((c) => [c.name, c.status]), [[`pg pool 1 (${target})`, 'pass']]);
+});
+
 test('error: a test error goes through the error path (counter, stderr with the ID, the record) and answers 500', async () => {
   const r = await json('/_hatch/error?msg=' + encodeURIComponent('is reporting on?\nforged line'));
   assert.equal(r.status, 500);

@@ -8,7 +8,7 @@ const require = createRequire(import.meta.url);
 const { RecentRequests, MAX_ENTRIES, MAX_SQL, MAX_PENDING } = require('../../dist/src/sinks/recent.js');
 const { channels } = require('../../dist/src/bus.js');
 const { escapeHtml, waterfall } = require('../../dist/src/hatches/pages.js');
-const { redactEnv } = require('../../dist/src/hatches/index.js');
+const { redactEnv } = require('../../dist/src/hatches/redact.js');
 
 // As the http server patch publishes it: `start` is performance.now() when the request began.
 function serve(id, duration, start = performance.now() - duration) {

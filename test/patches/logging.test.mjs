@@ -83,7 +83,11 @@ test(`the app's own fields, mixin and format are kept, and its own requestId win
   assert.ok(winstonLines.every((r) => r.formatted === true), 'the winston format ran on every line');
   const err = winstonLines.find((r) => r.tag === 'r1' && r.level === 'error');
   assert.equal(err.requestId, 'id-r1');
-  for (const r of lines.filter((r) => /own requestId/.test(r.msg ?? r.message))) assert.equal(r.requestId, 'app-own');
+  // Each request writes one pino and one winston line with its own requestId: four in all.
+  const own = lines.filter((r) => /own requestId/.test(r.msg ?? r.message));
+  assert.equal(own.filter(isPino).length, 2, JSON.stringify(own));
+  assert.equal(own.filter((r) => !isPino(r)).length, 2, JSON.stringify(own));
+  for (const r of own) assert.equal(r.requestId, 'app-own', JSON.stringify(r));
 });
 
 test(`apart from requestId the lines are those written without the agent (${versions})`, async () => {

@@ -3,9 +3,10 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
 import { startApp, runScript, get, UUID } from '../support/app.mjs';
 import { udpListener } from '../support/udp.mjs';
-import { waitForLog, readLog } from '../support/pglog.mjs';
+import { waitForLog, logFile } from '../support/pglog.mjs';
 
 const run = randomBytes(4).toString('hex'); // keeps this run's statements apart in a shared log
 const DATABASE_URL = process.env.DATABASE_URL;
@@ -81,6 +82,26 @@ after(async () => {
 });
 
 const commentOf = (line) => /\/\* ([^*]+) \*\/ /.exec(line)?.[1];
+const logSize = () => fs.statSync(logFile).size;
+/** The whole lines the statement log got after byte `from`, once `enough(lines)` says so. */
+async function logLinesSince(from, enough, timeout = 10000) {
+  const until = Date.now() + timeout;
+  for (;;) {
+    const fd = fs.openSync(logFile, 'r');
+    let text;
+    try {
+      const buf = Buffer.alloc(Math.max(0, fs.fstatSync(fd).size - from));
+      fs.readSync(fd, buf, 0, buf.length, from);
+      text = buf.toString('utf8');
+    } finally {
+      fs.closeSync(fd);
+    }
+    const lines = text.slice(0, text.lastIndexOf('\n') + 1).split('\n').slice(0, -1);
+    if (enough(lines)) return lines;
+    if (Date.now() > until) throw new Error(`statement log after byte ${from}: not there within ${timeout} ms; last lines:\n${lines.slice(-20).join('\n')}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
 
 test('the ID in the response header is on the exact statement in the PostgreSQL log', async () => {
   const marker = `single-${run}`;
@@ -118,14 +139,22 @@ test('200 concurrent requests through a pool of 3: every logged statement carrie
 });
 
 test('named prepared statements from many requests keep their text and work every time', async () => {
-  const rs = await Promise.all(Array.from({ length: 12 }, (_, i) => get(`${app.url}/named?m=${i}`)));
+  // Only this test's statements: the log from its start on, the statement named after this file's
+  // run, and the parameters its requests sent (a base no other test uses).
+  const from = logSize();
+  const base = 700000 + Math.floor(Math.random() * 100000);
+  const rs = await Promise.all(Array.from({ length: 12 }, (_, i) => get(`${app.url}/named?m=${base + i}`)));
   rs.forEach((r, i) => {
     assert.equal(r.status, 200, r.body);
-    assert.equal(JSON.parse(r.body).n, i);
+    assert.equal(JSON.parse(r.body).n, base + i);
   });
-  const log = readLog().split('\n').filter((l) => l.includes(`named-${run}`) || l.includes('SELECT $1::int AS n'));
-  assert.ok(log.length > 0);
-  for (const l of log) assert.equal(commentOf(l), undefined, `a named statement was changed: ${l}`);
+  // Each execution is logged as `execute <name>: <text>` with its parameters on the next line.
+  const executed = (ls) => ls.flatMap((l, i) => (l.includes(` execute named-${run}: `) ? [[l, /DETAIL: {2}Parameters: \$1 = '(\d+)'/i.exec(ls[i + 1] ?? '')?.[1]]] : []));
+  const lines = await logLinesSince(from, (ls) => executed(ls).filter(([, v]) => v !== undefined).length >= 12);
+  const runs = executed(lines);
+  assert.deepEqual(runs.map(([, v]) => Number(v)).sort((a, b) => a - b), rs.map((_, i) => base + i), 'one execution per request, with its own parameter');
+  for (const [l] of runs) assert.ok(l.endsWith(`execute named-${run}: SELECT $1::int AS n`), `a named statement was changed: ${l}`);
+  for (const l of lines.filter((x) => x.includes(`named-${run}`))) assert.equal(commentOf(l), undefined, `a named statement was changed: ${l}`);
 });
 
 test('a reused query object is left as it was, and each use carries its own ID', async () => {

@@ -1,5 +1,6 @@
 // The agent's own failures stay the agent's: with HATCH_TEST_FAULT=<name> (src/fault.ts) the
-// agent-side part of one wrapper throws on every call. For each name, one app that goes through
+// agent-side part of one wrapper throws on every call. For each name in src/fault.ts's
+// FAULT_POINTS (read from the installed package), one app that goes through
 // every patched module (http server and client, fetch, undici, pg pool/client/cursor, Express with
 // a mounted router and res.render, Fastify, Koa, ejs, pug, handlebars, nunjucks, pino, winston)
 // must print exactly what it prints without the agent, exit the same, and the agent must say
@@ -9,7 +10,8 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { runScript, writeApp } from '../support/app.mjs';
+import { createRequire } from 'node:module';
+import { runScript, writeApp, appDir } from '../support/app.mjs';
 
 const DATABASE_URL = process.env.DATABASE_URL;
 
@@ -131,15 +133,19 @@ async function serve() {
 })().catch((e) => { console.error('APP FAILED', e); process.exit(3); });
 `;
 
-// Every fault point in src and patches (src/fault.ts lists them), with the slice of the app that
-// reaches it. Every slice runs the core (http server and client, fetch, undici, pg).
-const FAULTS = {
-  'http-server': 'core', 'http-server-close': 'core', 'http-server-echo': 'core', 'http-client': 'core', 'http-client-emit': 'core',
-  'pg-query': 'core', 'pg-connect': 'core', 'pg-pool-connect': 'core', 'pg-cursor': 'core',
-  'undici-create': 'core', 'undici-headers': 'core', 'undici-end': 'core',
+// Every fault point, from the list the installed agent exports (src/fault.ts), so a point added
+// there is tested here without an edit. Every slice of the app runs the core (http server and
+// client, fetch, undici, pg); a point reached only by another slice names it below.
+const { FAULT_POINTS } = createRequire(import.meta.url)(path.resolve(appDir, 'node_modules/hatch-agent/dist/src/fault.js'));
+const SLICE = {
   'express-use': 'express', 'express-handle': 'express', 'express-route': 'express', 'express-render': 'express',
   fastify: 'fastify', koa: 'koa', render: 'engines', pino: 'logs', winston: 'logs',
 };
+const FAULTS = Object.fromEntries(FAULT_POINTS.map((name) => [name, SLICE[name] ?? 'core']));
+test('the fault list is there, and every slice named here is for a point in it', () => {
+  assert.ok(Array.isArray(FAULT_POINTS) && FAULT_POINTS.length > 0, 'hatch-agent/dist/src/fault.js exports FAULT_POINTS');
+  assert.deepEqual(Object.keys(SLICE).filter((n) => !FAULT_POINTS.includes(n)), [], 'SLICE names points src/fault.ts no longer has');
+});
 // HATCH_TEST_FAULTS=a,b runs only those (a quick check of one wrapper); all by default.
 const only = process.env.HATCH_TEST_FAULTS?.split(',').filter((n) => n in FAULTS);
 if (only?.length) for (const n of Object.keys(FAULTS)) if (!only.includes(n)) delete FAULTS[n];
@@ -197,7 +203,9 @@ test('each wrapper that fails on its agent side leaves the app as it is without 
       assert.deepEqual(JSON.parse(r.stdout), expected);
       assert.equal(r.stdout, base.stdout);
       const lines = agentLines(r.stderr);
-      // The fault fired (its message is in the line) and was reported once, not once per call.
+      // The fault fired (its message is in the line), so the point is reached, and it was reported
+      // once, not once per call.
+      assert.notEqual(lines.length, 0, `nothing reached fault('${name}') in the ${part} slice: no call site uses the name, or the point needs another slice (SLICE above)`);
       assert.equal(lines.length, 1, `agent lines:\n${lines.join('\n')}`);
       assert.match(lines[0], new RegExp(`^hatch-agent warn: .*hatch-agent test fault: ${name}\\b`));
       assert.equal(otherStderr(r.stderr), otherStderr(base.stderr));

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startApp, runScript, get } from '../support/app.mjs';
-import { udpListener, closedUdpPort } from '../support/udp.mjs';
+import { udpListener, closedUdpPort, statsdValues } from '../support/udp.mjs';
 import { startStatsdDaemon } from '../support/statsd-daemon.mjs';
 
 const DATABASE_URL = process.env.DATABASE_URL;
@@ -155,8 +155,12 @@ server.listen(0, '127.0.0.1', () => {
       { env: { HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(udp.port), HATCH_STATSD_FLUSH_MS: '60000' } },
     );
     assert.equal(r.code, 0, r.stderr);
-    const lines = await udp.waitFor((ls) => ls.some((l) => l.startsWith('hatch.http.server.GET.unmatched.200:')), 3000);
-    assert.ok(lines.length >= 1);
+    await udp.waitFor((ls) => ls.some((l) => l.startsWith('hatch.http.server.GET.unmatched.200:')), 3000);
+    // The app has exited, so all it sent is on its way: what arrives in a moment is all there is.
+    await new Promise((r) => setTimeout(r, 200));
+    const values = statsdValues(udp.lines.filter((l) => l.startsWith('hatch.http.server.GET.unmatched.200:')));
+    assert.equal(values.length, 1, `one timing for the one request: ${udp.lines.join(' ')}`);
+    assert.ok(Number.isFinite(values[0]) && values[0] >= 0, `a duration in ms: ${values[0]}`);
   } finally {
     udp.close();
   }

@@ -1,12 +1,31 @@
 // Apps as users run them: a script written into the fixture app folder (where `npm test` installed
 // the packed agent next to pg), started with `node -r hatch-agent` or, for comparison, without it.
+// The folder is HATCH_TEST_APP_DIR, which `npm test` sets. A file run as `node --test <file>` uses
+// the matrix line an earlier `npm test` left in its cache (test/support/cache.mjs; the first line run
+// by this same Node, or the first of HATCH_TEST_LINES), provided its agent was built from the
+// sources as they are now; otherwise it says in one line what to run first.
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { linesDir, orderFile, readStamp, sourceHash } from './cache.mjs';
 
-export const appDir = process.env.HATCH_TEST_APP_DIR;
-if (!appDir) throw new Error('HATCH_TEST_APP_DIR is not set: run the tests with `npm test`');
+export const appDir = process.env.HATCH_TEST_APP_DIR || cachedLine();
+
+function cachedLine() {
+  const first = 'run `npm test -- <this file>` first: it installs the packed agent and starts PostgreSQL (test/README.md)';
+  let names = [];
+  try { names = JSON.parse(fs.readFileSync(orderFile, 'utf8')); } catch {}
+  const wanted = process.env.HATCH_TEST_LINES?.split(',')[0];
+  if (wanted) names = names.includes(wanted) ? [wanted] : [];
+  const real = (p) => { try { return fs.realpathSync(p); } catch { return p; } };
+  const node = real(process.execPath);
+  const line = names.map((name) => ({ name, dir: path.join(linesDir, name) })).map((l) => ({ ...l, stamp: readStamp(l.dir) }))
+    .find((l) => l.stamp && real(l.stamp.node) === node);
+  if (!line) throw new Error(`HATCH_TEST_APP_DIR is not set and no installed matrix line${wanted ? ` ${wanted}` : ''} runs on ${node}: ${first}`);
+  if (line.stamp.sources !== sourceHash()) throw new Error(`the agent installed in ${line.dir} was built from other sources than src/ and patches/ hold now: ${first}`);
+  return line.dir;
+}
 
 /** Writes `source` to a new file in the fixture folder and returns its path. */
 export function writeApp(source, ext = '.js') {

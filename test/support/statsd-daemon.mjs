@@ -11,6 +11,12 @@
 //
 // Its key sanitiser rewrites names (spaces -> _, / -> -, drops chars outside
 // [A-Za-z0-9_.;=-]), and tags (|#k:v) become part of the key as ;k=v.
+//
+// With `graphite: { host, port }` it flushes through its own graphite backend instead of the
+// console one, to a carbon line receiver (see carbon.mjs), under the backend's default names
+// (legacyNamespace: stats.timers.<name>.mean, stats_counts.<name>, ...): no `graphite` naming
+// settings are written, so the names are what a default statsd install produces. Its debug
+// switch is on then, so a refused carbon connection shows in output().
 import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import dgram from 'node:dgram';
@@ -67,10 +73,12 @@ function udpBound(port) {
 }
 
 /**
- * @param {{ flushInterval?: number, dumpMessages?: boolean, config?: object }} [opts]
+ * @param {{ flushInterval?: number, dumpMessages?: boolean, graphite?: { host: string, port: number }, config?: object }} [opts]
+ *   graphite: flush to this carbon line receiver with the daemon's graphite backend.
  *   config: extra daemon settings merged into the generated config file.
  */
-export async function startStatsdDaemon({ flushInterval = 3_600_000, dumpMessages = false, config = {} } = {}) {
+export async function startStatsdDaemon({ flushInterval = 3_600_000, dumpMessages = false, graphite, config = {} } = {}) {
+  if (graphite) config = { backends: ['./backends/graphite'], graphiteHost: graphite.host, graphitePort: graphite.port, debug: true, ...config };
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'hatch-statsd-'));
   const preload = path.join(dir, 'daemon-preload.cjs');
   await fsp.writeFile(preload, DAEMON_PRELOAD);

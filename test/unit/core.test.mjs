@@ -9,10 +9,11 @@ const require = createRequire(import.meta.url);
 const { loadConfig, DEFAULTS } = require('../../dist/src/config.js');
 const { isValidRequestId } = require('../../dist/src/request-id.js');
 const { commentedSql, hasRequestComment, sqlOperation } = require('../../dist/src/sql-comment.js');
-const { Metric, drainLines, drainPackets } = require('../../dist/src/sinks/statsd.js');
+const { Metric } = require('../../dist/src/sinks/statsd/series.js');
+const { drainLines, drainPackets } = require('../../dist/src/sinks/statsd/packer.js');
 const { wrap, unwrap, isWrapped } = require('../../dist/src/shim.js');
 
-const { inRange } = require('../../dist/src/hook.js');
+const { inRange } = require('../../dist/src/registry.js');
 const { randomUuid, randomSpanId } = require('../../dist/src/random.js');
 const { traceparentFor } = require('../../dist/src/propagation.js');
 

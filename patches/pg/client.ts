@@ -13,156 +13,28 @@
  * - the caller's config object is never mutated or cloned: pg gets an object that inherits from it
  *   (`Object.create`), with its own `text`, so getters, frozen objects and reuse keep working, and
  *   pg's own writes (`callback`, `values`) land on our object, not the caller's;
- * - a Submittable is never cloned (it would lose its prototype): its text is swapped in only for
- *   the synchronous `submit` call that sends it, then put back.
+ * - a Submittable is never cloned (it would lose its prototype): see ./submittable.ts.
  * What pg itself writes on a config object (8.0.x sets `values`/`callback` on the caller's object;
  * later versions clone it) is replayed onto the caller's object, so the app sees what it saw without
- * the agent. A server error's `position` (a character offset into the text sent) is shifted back
- * by the comment's length, so it points into the app's own SQL.
+ * the agent. A server error's `position` is shifted back past the comment (./pending.ts).
  * Callbacks run in the request context of the code that issued the query, not the socket's.
  * The promise form returns pg's promise chained once (same value, same error object).
- * Client.prototype.connect is wrapped only to remember each client (weakly) for the health hatch.
+ * Whether to comment is read from activeConfig() (HATCH_SQL_COMMENT) at each query.
+ * Client.prototype.connect is wrapped only to announce each client on `hatch:instance` (./probe.ts),
+ * which costs one `hasSubscribers` check when nobody listens.
  */
-import { storage, bindContext } from '../src/context';
-import { commentedSql, sqlOperation } from '../src/sql-comment';
-import { channels, type DbQueryEvent } from '../src/bus';
-import { wrap, unwrap } from '../src/shim';
-import { log } from '../src/log';
-import { fault } from '../src/fault';
-import { remember } from '../src/instances';
-import type { Config } from '../src/config';
-import type { PatchDefinition } from '../src/registry';
-import { now } from '../src/clock';
-
-let sqlComment = true;
-
-interface Pending {
-  start: number;
-  requestId: string | undefined;
-  text: string;
-  /** The app's own text (without our comment): its operation is found without skipping the comment. */
-  sql: string;
-  /** Characters of comment prepended to the text (0 when none). */
-  shift: number;
-  publish: boolean;
-  done: boolean;
-}
-
-const shifted = new WeakSet<object>();
-
-/** Points a server error's `position` back into the app's own text. */
-function unshiftPosition(err: any, shift: number): void {
-  if (shift === 0 || err === null || typeof err !== 'object' || shifted.has(err)) return;
-  const pos = err.position;
-  if (typeof pos === 'string' && /^\d+$/.test(pos) && Number(pos) > shift) {
-    shifted.add(err);
-    err.position = String(Number(pos) - shift);
-  }
-}
-
-function end(p: Pending, err: unknown, at = now()): void {
-  if (p.done) return;
-  p.done = true;
-  if (err) {
-    try {
-      unshiftPosition(err, p.shift);
-    } catch {
-      // a frozen or exotic error object stays as it is
-    }
-  }
-  if (!p.publish) return;
-  try {
-    const event: DbQueryEvent = { requestId: p.requestId, system: 'pg', text: p.text, operation: sqlOperation(p.sql), error: !!err, start: p.start, duration: at - p.start };
-    channels.dbQuery.publish(event);
-  } catch (e) {
-    log.warnOnce('pg-end', `pg: recording a query failed: ${(e as Error).message}`);
-  }
-}
-
-/** The callback, timed, and run in the caller's request context. */
-function wrapCallback(cb: Function, p: Pending): Function {
-  const bound = bindContext(cb as (...a: any[]) => any);
-  return function (this: unknown, err: unknown) {
-    end(p, err);
-    return bound.apply(this, arguments as any);
-  };
-}
-
-function hasOwn(o: object, k: string): boolean {
-  return Object.prototype.hasOwnProperty.call(o, k);
-}
-
-/** Temporarily replaces o[k] on the instance; `restore` puts the instance back as it was. */
-function override(o: any, k: string, make: (orig: Function, restore: () => void) => Function): boolean {
-  const orig = o[k];
-  if (typeof orig !== 'function') return false;
-  const own = hasOwn(o, k);
-  const restore = () => {
-    if (own) o[k] = orig;
-    else delete o[k];
-  };
-  o[k] = make(orig, restore);
-  return true;
-}
-
-function instrumentSubmittable(q: any, id: string | undefined, p: Pending): void {
-  // Where the text lives: pg.Query and pg-cursor hold it, pg-query-stream holds a cursor.
-  const holder = typeof q.text === 'string' ? q : q.cursor && typeof q.cursor.text === 'string' ? q.cursor : undefined;
-  if (holder) {
-    p.text = p.sql = holder.text;
-    const desc = Object.getOwnPropertyDescriptor(holder, 'text');
-    const text = id !== undefined && !q.name && !holder.name && desc && desc.writable ? commentedSql(holder.text, id) : undefined;
-    if (text !== undefined) {
-      p.text = text;
-      p.shift = text.length - holder.text.length;
-      override(q, 'submit', (submit, restore) =>
-        function (this: unknown) {
-          restore();
-          const saved = holder.text;
-          holder.text = text;
-          try {
-            return submit.apply(this, arguments);
-          } finally {
-            holder.text = saved;
-          }
-        },
-      );
-    }
-  }
-  if (!p.publish && p.shift === 0) return;
-  let restoreAll = () => {};
-  const done = (err: unknown, at: number) => {
-    end(p, err, at);
-    restoreAll();
-  };
-  const a = override(q, 'handleError', (orig, restore) => {
-    const prev = restoreAll;
-    restoreAll = () => {
-      prev();
-      restore();
-    };
-    return function (this: unknown, err: unknown) {
-      done(err ?? new Error('query failed'), now());
-      return orig.apply(this, arguments);
-    };
-  });
-  const b = override(q, 'handleReadyForQuery', (orig, restore) => {
-    const prev = restoreAll;
-    restoreAll = () => {
-      prev();
-      restore();
-    };
-    return function (this: unknown) {
-      const at = now();
-      try {
-        return orig.apply(this, arguments);
-      } finally {
-        done(null, at); // a no-op when orig reported an error through handleError
-      }
-    };
-  });
-  if (!a || !b) restoreAll();
-}
+import { storage, bindContext } from '../../src/context';
+import { commentedSql } from '../../src/sql-comment';
+import { channels } from '../../src/bus';
+import { wrap, unwrap } from '../../src/shim';
+import { log } from '../../src/log';
+import { fault } from '../../src/fault';
+import { activeConfig } from '../../src/config';
+import type { PatchCode } from './index';
+import { end, wrapCallback, type Pending } from './pending';
+import { instrumentSubmittable } from './submittable';
+import { announceClient } from './probe';
+import { now } from '../../src/clock';
 
 interface Plan {
   args: unknown[];
@@ -177,7 +49,7 @@ interface Plan {
 function plan(argc: number, config: any, values: any, callback: any): Plan | undefined {
   const store = storage.getStore();
   const publish = channels.dbQuery.hasSubscribers;
-  const id = sqlComment ? store?.id : undefined;
+  const id = store !== undefined && activeConfig().sqlComment ? store.id : undefined;
   if ((id === undefined && !publish) || config == null) return undefined;
   fault('pg-query');
 
@@ -302,20 +174,17 @@ function wrapConnect(original: (...args: any[]) => any) {
   return function connect(this: unknown) {
     try {
       fault('pg-connect');
-      remember('client', this as object);
+      announceClient(this as object);
     } catch (err) {
-      log.warnOnce('pg-remember', `pg: remembering a client for the health hatch failed: ${(err as Error).message}`);
+      log.warnOnce('pg-announce', `pg: announcing a client on hatch:instance failed: ${(err as Error).message}`);
     }
     return original.apply(this, arguments as any);
   };
 }
 
-export const pg: PatchDefinition = {
-  module: 'pg',
-  feature: 'pg',
-  versions: ['8.0.3', '9.0.0'],
-  patch(exports: any, config: Config) {
-    sqlComment = config.sqlComment;
+/** pg's patch code; its definition (module, versions) is in ./index.ts. */
+export const clientPatch: PatchCode = {
+  patch(exports: any) {
     if (!wrap(exports.Client.prototype, 'query', wrapQuery)) throw new Error('Client.prototype.query not found');
     wrap(exports.Client.prototype, 'connect', wrapConnect);
   },

@@ -4,11 +4,11 @@
  * query stream pushes from it) would run outside the request that opened the cursor.
  * Timing and the SQL comment of cursors are done by the pg patch (a cursor is a Submittable).
  */
-import { bindContext } from '../src/context';
-import { wrap, unwrap } from '../src/shim';
-import { log } from '../src/log';
-import { fault } from '../src/fault';
-import type { PatchDefinition } from '../src/registry';
+import { bindContext } from '../../src/context';
+import { wrap, unwrap } from '../../src/shim';
+import { log } from '../../src/log';
+import { fault } from '../../src/fault';
+import type { PatchCode } from './index';
 
 function bindLast(original: (...args: any[]) => any) {
   return function (this: unknown) {
@@ -29,10 +29,8 @@ function bindLast(original: (...args: any[]) => any) {
   };
 }
 
-export const pgCursor: PatchDefinition = {
-  module: 'pg-cursor',
-  feature: 'pg',
-  versions: ['2.0.0', '3.0.0'],
+/** pg-cursor's patch code; its definition (module, versions) is in ./index.ts. */
+export const cursorPatch: PatchCode = {
   patch(Cursor: any) {
     if (!wrap(Cursor.prototype, 'read', bindLast)) throw new Error('Cursor.prototype.read not found');
     wrap(Cursor.prototype, 'close', bindLast);

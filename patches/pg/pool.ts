@@ -3,24 +3,24 @@
  * A pool.query() that waits for a connection is resumed by whichever request releases one; without
  * this, its query would run (and be commented) in the releasing request's context.
  * The promise form needs nothing: an awaited promise resumes in the awaiting context.
- * Each pool is remembered (weakly) at its first connect, for the health hatch.
+ * Each pool is announced on `hatch:instance` at its connects (./probe.ts; the registry keeps the first).
  */
-import { bindContext } from '../src/context';
-import { remember } from '../src/instances';
-import { wrap, unwrap } from '../src/shim';
-import { log } from '../src/log';
-import { fault } from '../src/fault';
-import type { PatchDefinition } from '../src/registry';
+import { bindContext } from '../../src/context';
+import { wrap, unwrap } from '../../src/shim';
+import { log } from '../../src/log';
+import { fault } from '../../src/fault';
+import type { PatchCode } from './index';
+import { announcePool } from './probe';
 
 function wrapConnect(original: (...args: any[]) => any) {
   return function connect(this: unknown, cb?: unknown) {
     let bound: unknown;
     try {
       fault('pg-pool-connect');
-      remember('pool', this as object);
+      announcePool(this as object);
       if (typeof cb === 'function') bound = bindContext(cb as (...a: any[]) => any);
     } catch (err) {
-      // The pool still connects; only the callback's context (or the health hatch's view) is lost.
+      // The pool still connects; only the callback's context (or the pool's announcement) is lost.
       log.warnOnce('pg-pool-connect', `pg-pool: instrumenting connect failed (${(err as Error).message}); it runs uninstrumented`);
       bound = undefined;
     }
@@ -29,10 +29,8 @@ function wrapConnect(original: (...args: any[]) => any) {
   };
 }
 
-export const pgPool: PatchDefinition = {
-  module: 'pg-pool',
-  feature: 'pg',
-  versions: ['3.1.1', '4.0.0'],
+/** pg-pool's patch code; its definition (module, versions) is in ./index.ts. */
+export const poolPatch: PatchCode = {
   patch(Pool: any) {
     if (!wrap(Pool.prototype, 'connect', wrapConnect)) throw new Error('Pool.prototype.connect not found');
   },

@@ -1,0 +1,64 @@
+/**
+ * One pg query in flight: when it started, the text sent and the app's own, the length of the
+ * comment prepended, and its end, published once on `hatch:db.query` (src/bus.ts), whichever of
+ * pg's paths (callback, promise, Submittable) reports it first. At its end a server error's
+ * `position` (a character offset into the text sent) is shifted back by the comment's length, so
+ * it points into the app's own SQL.
+ */
+import { bindContext } from '../../src/context';
+import { sqlOperation } from '../../src/sql-comment';
+import { channels, type DbQueryEvent } from '../../src/bus';
+import { log } from '../../src/log';
+import { now } from '../../src/clock';
+
+export interface Pending {
+  start: number;
+  requestId: string | undefined;
+  text: string;
+  /** The app's own text (without our comment): its operation is found without skipping the comment. */
+  sql: string;
+  /** Characters of comment prepended to the text (0 when none). */
+  shift: number;
+  publish: boolean;
+  done: boolean;
+}
+
+const shifted = new WeakSet<object>();
+
+/** Points a server error's `position` back into the app's own text. */
+function unshiftPosition(err: any, shift: number): void {
+  if (shift === 0 || err === null || typeof err !== 'object' || shifted.has(err)) return;
+  const pos = err.position;
+  if (typeof pos === 'string' && /^\d+$/.test(pos) && Number(pos) > shift) {
+    shifted.add(err);
+    err.position = String(Number(pos) - shift);
+  }
+}
+
+export function end(p: Pending, err: unknown, at = now()): void {
+  if (p.done) return;
+  p.done = true;
+  if (err) {
+    try {
+      unshiftPosition(err, p.shift);
+    } catch {
+      // a frozen or exotic error object stays as it is
+    }
+  }
+  if (!p.publish) return;
+  try {
+    const event: DbQueryEvent = { requestId: p.requestId, system: 'pg', text: p.text, operation: sqlOperation(p.sql), error: !!err, start: p.start, duration: at - p.start };
+    channels.dbQuery.publish(event);
+  } catch (e) {
+    log.warnOnce('pg-end', `pg: recording a query failed: ${(e as Error).message}`);
+  }
+}
+
+/** The callback, timed, and run in the caller's request context. */
+export function wrapCallback(cb: Function, p: Pending): Function {
+  const bound = bindContext(cb as (...a: any[]) => any);
+  return function (this: unknown, err: unknown) {
+    end(p, err);
+    return bound.apply(this, arguments as any);
+  };
+}

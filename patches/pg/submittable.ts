@@ -1,0 +1,86 @@
+/**
+ * A pg Submittable (pg.Query, pg-cursor, pg-query-stream): timed and commented without cloning it
+ * (a clone would lose its prototype) and without leaving a trace on it. Its text is swapped in
+ * only for the synchronous `submit` call that sends it, then put back; its `handleError` and
+ * `handleReadyForQuery` are overridden on the instance until the query ends, then restored.
+ * Named statements and non-writable texts keep their text (pg rejects a reused name with other text).
+ */
+import { commentedSql } from '../../src/sql-comment';
+import { now } from '../../src/clock';
+import { end, type Pending } from './pending';
+
+function hasOwn(o: object, k: string): boolean {
+  return Object.prototype.hasOwnProperty.call(o, k);
+}
+
+/** Temporarily replaces o[k] on the instance; `restore` puts the instance back as it was. */
+function override(o: any, k: string, make: (orig: Function, restore: () => void) => Function): boolean {
+  const orig = o[k];
+  if (typeof orig !== 'function') return false;
+  const own = hasOwn(o, k);
+  const restore = () => {
+    if (own) o[k] = orig;
+    else delete o[k];
+  };
+  o[k] = make(orig, restore);
+  return true;
+}
+
+export function instrumentSubmittable(q: any, id: string | undefined, p: Pending): void {
+  // Where the text lives: pg.Query and pg-cursor hold it, pg-query-stream holds a cursor.
+  const holder = typeof q.text === 'string' ? q : q.cursor && typeof q.cursor.text === 'string' ? q.cursor : undefined;
+  if (holder) {
+    p.text = p.sql = holder.text;
+    const desc = Object.getOwnPropertyDescriptor(holder, 'text');
+    const text = id !== undefined && !q.name && !holder.name && desc && desc.writable ? commentedSql(holder.text, id) : undefined;
+    if (text !== undefined) {
+      p.text = text;
+      p.shift = text.length - holder.text.length;
+      override(q, 'submit', (submit, restore) =>
+        function (this: unknown) {
+          restore();
+          const saved = holder.text;
+          holder.text = text;
+          try {
+            return submit.apply(this, arguments);
+          } finally {
+            holder.text = saved;
+          }
+        },
+      );
+    }
+  }
+  if (!p.publish && p.shift === 0) return;
+  let restoreAll = () => {};
+  const done = (err: unknown, at: number) => {
+    end(p, err, at);
+    restoreAll();
+  };
+  const a = override(q, 'handleError', (orig, restore) => {
+    const prev = restoreAll;
+    restoreAll = () => {
+      prev();
+      restore();
+    };
+    return function (this: unknown, err: unknown) {
+      done(err ?? new Error('query failed'), now());
+      return orig.apply(this, arguments);
+    };
+  });
+  const b = override(q, 'handleReadyForQuery', (orig, restore) => {
+    const prev = restoreAll;
+    restoreAll = () => {
+      prev();
+      restore();
+    };
+    return function (this: unknown) {
+      const at = now();
+      try {
+        return orig.apply(this, arguments);
+      } finally {
+        done(null, at); // a no-op when orig reported an error through handleError
+      }
+    };
+  });
+  if (!a || !b) restoreAll();
+}

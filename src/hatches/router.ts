@@ -1,0 +1,79 @@
+/**
+ * The hatches' one table: each hatch's path as the index shows it, what it does, the sub-path it
+ * answers and its handler. The index page and the 404's list are made from the same table, so a
+ * hatch listed is a hatch served. Sub-paths are what follows HATCH_PREFIX; `/` is the index too.
+ */
+import { indexHtml, jsonPage, type HatchInfo } from './pages';
+import { healthHatch } from './health';
+import { errorHatch } from './error';
+import { statsdHatch } from './statsd';
+import { configHatch } from './config';
+import { requestHatch, requestsHatch } from './requests';
+import type { HatchDeps, Reply } from './reply';
+
+export interface HatchRequest {
+  deps: HatchDeps;
+  prefix: string;
+  query: URLSearchParams;
+  /** For a route ending in `*`: the sub-path after it. */
+  rest: string;
+}
+
+interface Hatch extends HatchInfo {
+  /** The sub-path served: exact, or (ending in `*`) every sub-path that starts with what precedes it. */
+  route: string;
+  serve(r: HatchRequest): Reply | Promise<Reply>;
+}
+
+const HATCHES: Hatch[] = [
+  { path: '', route: '', description: 'this index: every hatch and what it does', serve: (r) => index(r.prefix) },
+  {
+    path: '/health',
+    route: '/health',
+    description: 'live checks, each with its own timeout and latency: every pg Pool and Client the app uses answers SELECT 1 (through its own pool or client), StatsD gets a probe, each HATCH_HEALTH_URLS URL answers below 500; 200 when all pass, 503 naming the failing checks',
+    serve: (r) => healthHatch(r.deps, true),
+  },
+  {
+    path: '/error?msg=…',
+    route: '/error',
+    description: 'raises a test error inside this request, through the path app errors take (hatch:error, errors counter, stderr with the request ID, the request record); answers 500',
+    serve: (r) => errorHatch(r.query),
+  },
+  { path: '/statsd?msg=…', route: '/statsd', description: 'sends a test counter to StatsD and answers with the exact line sent', serve: (r) => statsdHatch(r.deps, r.query) },
+  {
+    path: '/config',
+    route: '/config',
+    description: 'effective configuration, agent and Node versions, every patch with the module version it patched (or why not); secrets redacted',
+    serve: (r) => configHatch(r.deps),
+  },
+  {
+    path: '/requests',
+    route: '/requests',
+    description: 'recent and slowest requests, each with its timeline of queries, outgoing calls and renders (a waterfall in HTML; ?format=json for scripts)',
+    serve: (r) => requestsHatch(r.deps, r.prefix),
+  },
+  { path: '/requests/<id>', route: '/requests/*', description: 'one request of the requests hatch', serve: (r) => requestHatch(r.deps, r.prefix, r.rest) },
+];
+
+function index(prefix: string): Reply {
+  const list = HATCHES.map((h) => ({ path: prefix + h.path, description: h.description }));
+  return { status: 200, json: { hatches: list }, html: indexHtml(list) };
+}
+
+function notFound(prefix: string): Reply {
+  const json = { error: 'no such hatch', hatches: HATCHES.map((h) => prefix + h.path) };
+  return { status: 404, json, html: jsonPage('no such hatch', json) };
+}
+
+/** The reply of the hatch at `sub` (the path after the prefix), or the 404 listing every hatch. */
+export async function route(sub: string, query: URLSearchParams, deps: HatchDeps): Promise<Reply> {
+  const prefix = deps.config.hatchPrefix;
+  const path = sub === '/' ? '' : sub;
+  for (const h of HATCHES) {
+    const below = h.route.endsWith('*') ? h.route.slice(0, -1) : undefined;
+    if (below !== undefined ? path.startsWith(below) : path === h.route) {
+      return h.serve({ deps, prefix, query, rest: below !== undefined ? path.slice(below.length) : '' });
+    }
+  }
+  return notFound(prefix);
+}
