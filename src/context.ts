@@ -103,7 +103,7 @@ export function withRequestId<T>(id: string, fn: () => T): T {
  * callback), it sees the store of the code that created it, not of whatever resumed it.
  * Lighter than AsyncResource.bind (no async resource per call); `this` and arguments pass through.
  */
-export function bindContext<F extends (...args: any[]) => any>(fn: F): F {
+export function bindContext<F extends (...args: never[]) => unknown>(fn: F): F {
   const store = storage.getStore();
   return function (this: unknown) {
     return callIn(store, fn, this, arguments);
@@ -111,11 +111,17 @@ export function bindContext<F extends (...args: any[]) => any>(fn: F): F {
 }
 
 /**
+ * Any function, as Reflect.apply takes it: callers hand over callbacks of every shape (src/render.ts
+ * holds them as `Function`), and callIn only forwards `this` and the arguments.
+ */
+type Callable = Parameters<typeof Reflect.apply>[0];
+
+/**
  * Calls fn in `store`'s context. Called back in that same context already (a pool with an idle
  * client answers on nextTick, ejs answers a cached template at once), it is called directly: a run
  * would, on Node 22+, build a new context frame (a Map) for nothing.
  */
-export function callIn(store: RequestContext | undefined, fn: Function, self: unknown, args: ArrayLike<unknown>): any {
+export function callIn(store: RequestContext | undefined, fn: Callable, self: unknown, args: ArrayLike<unknown>): unknown {
   if (storage.getStore() === store) return Reflect.apply(fn, self, args);
   return storage.run(store as RequestContext, Reflect.apply, fn, self, args);
 }

@@ -17,9 +17,10 @@ import { channels, type InstanceEvent } from './bus';
  * What a patch knows about one kind of object its library makes. One object per kind, shared by all
  * its instances, holding none of them: the registry holds the instances, weakly. Every method gets
  * the instance, may read the library's private fields (it lives in the library's patch folder), and
- * must never throw into the app (the registry still guards every call).
+ * must never throw into the app (the registry still guards every call). The registry holds kinds of
+ * every T as `ResourceKind` (of `object`): its methods take the instance it was announced with.
  */
-export interface ResourceKind<T extends object = any> {
+export interface ResourceKind<T extends object = object> {
   /** The library's family, the first word of a check's name: `pg`, later `redis`, `smtp`, `bullmq`. */
   readonly system: string;
   /** `pool`, `client`, later `transport`, `queue`: instances are numbered per system and kind. */

@@ -21,7 +21,7 @@ let poolAt = POOL;
 /** n (at most POOL) fresh random bytes, as a view of the pool valid until the next call. */
 function randomBytes(n: number): Buffer {
   if (poolAt + n > POOL || pool === undefined) {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    // Loaded at the first identifier, not at start-up (see above).
     crypto ??= require('node:crypto') as typeof import('node:crypto');
     pool = crypto.randomFillSync(pool ?? Buffer.allocUnsafeSlow(POOL));
     poolAt = 0;

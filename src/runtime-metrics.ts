@@ -27,7 +27,7 @@ export class RuntimeMetrics {
   constructor(private readonly everyMs: number) {}
 
   start(): void {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    // node:perf_hooks is loaded when runtime metrics start, not at every agent start-up.
     const { monitorEventLoopDelay, PerformanceObserver } = require('node:perf_hooks') as typeof import('node:perf_hooks');
     try {
       this.histogram = monitorEventLoopDelay({ resolution: 10 });

@@ -30,23 +30,30 @@ import { wrap, unwrap } from '../../src/shim';
 import { log } from '../../src/log';
 import { fault } from '../../src/fault';
 import { activeConfig } from '../../src/config';
+import type * as Pg from 'pg';
 import type { PatchCode } from './index';
-import { end, wrapCallback, type Pending } from './pending';
+import { end, wrapCallback, type Fn, type Pending } from './pending';
 import { instrumentSubmittable } from './submittable';
 import { announceClient } from './probe';
 import { now } from '../../src/clock';
+
+/**
+ * A query config object as the app hands it over: pg's QueryConfig (with the callback pg also reads
+ * from it), unchecked, since a JavaScript app may put anything there; every field is tested before use.
+ */
+type QueryObject = { [K in keyof Pg.QueryConfig | 'callback']?: unknown };
 
 interface Plan {
   args: unknown[];
   pending: Pending;
   promise: boolean;
   /** The object handed to pg in place of the caller's config, if any. */
-  derived?: any;
+  derived?: Record<string, unknown>;
   /** The caller's callback and the wrapper that replaced it. */
-  callbacks?: [Function, Function];
+  callbacks?: [Fn, Fn];
 }
 
-function plan(argc: number, config: any, values: any, callback: any): Plan | undefined {
+function plan(argc: number, config: unknown, values: unknown, callback: unknown): Plan | undefined {
   const store = storage.getStore();
   const publish = channels.dbQuery.hasSubscribers;
   const id = store !== undefined && activeConfig().sqlComment ? store.id : undefined;
@@ -56,15 +63,15 @@ function plan(argc: number, config: any, values: any, callback: any): Plan | und
   const args: unknown[] = argc >= 3 ? [config, values, callback] : argc === 2 ? [config, values] : [config];
   const pending: Pending = { start: now(), requestId: store?.id, text: '', sql: '', shift: 0, publish, done: false };
 
-  if (typeof config.submit === 'function') {
-    instrumentSubmittable(config, id, pending);
+  if (typeof (config as Partial<Pg.Submittable>).submit === 'function') {
+    instrumentSubmittable(config as Pg.Submittable, id, pending);
     // pg sets these as the Submittable's callback when it has none: run them in our context.
-    if (typeof values === 'function') args[1] = bindContext(values);
-    else if (typeof callback === 'function') args[2] = bindContext(callback);
+    if (typeof values === 'function') args[1] = bindContext(values as Fn);
+    else if (typeof callback === 'function') args[2] = bindContext(callback as Fn);
     return { args, pending, promise: false };
   }
 
-  let derived: any;
+  let derived: Record<string, unknown> | undefined;
   if (typeof config === 'string') {
     const text = id !== undefined ? commentedSql(config, id) : undefined;
     pending.sql = config;
@@ -74,13 +81,13 @@ function plan(argc: number, config: any, values: any, callback: any): Plan | und
       pending.shift = text.length - config.length;
     }
   } else if (typeof config === 'object') {
-    const original = config.text;
-    const text = id !== undefined && typeof original === 'string' && !config.name ? commentedSql(original, id) : undefined;
+    const original = (config as QueryObject).text;
+    const text = id !== undefined && typeof original === 'string' && !(config as QueryObject).name ? commentedSql(original, id) : undefined;
     pending.sql = typeof original === 'string' ? original : '';
     pending.text = text ?? pending.sql;
     if (text !== undefined) {
-      pending.shift = text.length - original.length;
-      derived = Object.create(config);
+      pending.shift = text.length - (original as string).length;
+      derived = Object.create(config) as Record<string, unknown>;
       Object.defineProperty(derived, 'text', { value: text, writable: true, enumerable: true, configurable: true });
     }
   } else {
@@ -89,16 +96,16 @@ function plan(argc: number, config: any, values: any, callback: any): Plan | und
 
   // Mirror pg's own precedence: callback argument, then values-as-callback, then config.callback.
   let promise = false;
-  let callbacks: [Function, Function] | undefined;
+  let callbacks: [Fn, Fn] | undefined;
   if (callback) {
-    if (typeof callback === 'function') args[2] = (callbacks = [callback, wrapCallback(callback, pending)])[1];
+    if (typeof callback === 'function') args[2] = (callbacks = [callback as Fn, wrapCallback(callback as Fn, pending)])[1];
   } else if (typeof values === 'function') {
-    args[1] = (callbacks = [values, wrapCallback(values, pending)])[1];
-  } else if (typeof config === 'object' && config.callback) {
-    if (typeof config.callback === 'function') {
-      derived ??= Object.create(config);
+    args[1] = (callbacks = [values as Fn, wrapCallback(values as Fn, pending)])[1];
+  } else if (typeof config === 'object' && (config as QueryObject).callback) {
+    if (typeof (config as QueryObject).callback === 'function') {
+      derived ??= Object.create(config) as Record<string, unknown>;
       Object.defineProperty(derived, 'callback', {
-        value: wrapCallback(config.callback, pending),
+        value: wrapCallback((config as QueryObject).callback as Fn, pending),
         writable: true,
         enumerable: true,
         configurable: true,
@@ -115,7 +122,7 @@ function plan(argc: number, config: any, values: any, callback: any): Plan | und
  * Replays onto the caller's config what pg wrote on the object we handed it (pg 8.0.x sets
  * `values` and `callback`), with the caller's own callback in place of our wrapper.
  */
-function replayWrites(config: any, derived: any, callbacks: [Function, Function] | undefined): void {
+function replayWrites(config: Record<string, unknown>, derived: Record<string, unknown>, callbacks: [Fn, Fn] | undefined): void {
   for (const key of Object.keys(derived)) {
     if (key === 'text' || (key === 'callback' && !callbacks)) continue;
     let value = derived[key];
@@ -128,8 +135,8 @@ function replayWrites(config: any, derived: any, callbacks: [Function, Function]
   }
 }
 
-function wrapQuery(original: (...args: any[]) => any) {
-  return function query(this: unknown, config: any, values?: any, callback?: any) {
+function wrapQuery(original: Fn) {
+  return function query(this: unknown, config: unknown, values?: unknown, callback?: unknown) {
     let p: Plan | undefined;
     try {
       p = plan(arguments.length, config, values, callback);
@@ -137,9 +144,9 @@ function wrapQuery(original: (...args: any[]) => any) {
       log.warnOnce('pg-plan', `pg: instrumenting a query failed (${(err as Error).message}); it runs uninstrumented`);
       p = undefined;
     }
-    if (p === undefined) return original.apply(this, arguments as any);
+    if (p === undefined) return original.apply(this, arguments as unknown as unknown[]);
     const pending = p.pending;
-    let ret: any;
+    let ret: unknown;
     try {
       ret = original.apply(this, p.args);
     } catch (err) {
@@ -148,14 +155,14 @@ function wrapQuery(original: (...args: any[]) => any) {
     } finally {
       if (p.derived !== undefined) {
         try {
-          replayWrites(config, p.derived, p.callbacks);
+          replayWrites(config as Record<string, unknown>, p.derived, p.callbacks);
         } catch (err) {
           log.warnOnce('pg-replay', `pg: replaying pg's writes on a query config failed: ${(err as Error).message}`);
         }
       }
     }
-    if (p.promise && ret !== null && typeof ret === 'object' && typeof ret.then === 'function') {
-      return ret.then(
+    if (p.promise && ret !== null && typeof ret === 'object' && typeof (ret as PromiseLike<unknown>).then === 'function') {
+      return (ret as PromiseLike<unknown>).then(
         (res: unknown) => {
           end(pending, null);
           return res;
@@ -170,7 +177,7 @@ function wrapQuery(original: (...args: any[]) => any) {
   };
 }
 
-function wrapConnect(original: (...args: any[]) => any) {
+function wrapConnect(original: Fn) {
   return function connect(this: unknown) {
     try {
       fault('pg-connect');
@@ -178,17 +185,17 @@ function wrapConnect(original: (...args: any[]) => any) {
     } catch (err) {
       log.warnOnce('pg-announce', `pg: announcing a client on hatch:instance failed: ${(err as Error).message}`);
     }
-    return original.apply(this, arguments as any);
+    return original.apply(this, arguments as unknown as unknown[]);
   };
 }
 
 /** pg's patch code; its definition (module, versions) is in ./index.ts. */
-export const clientPatch: PatchCode = {
-  patch(exports: any) {
+export const clientPatch: PatchCode<typeof Pg> = {
+  patch(exports) {
     if (!wrap(exports.Client.prototype, 'query', wrapQuery)) throw new Error('Client.prototype.query not found');
     wrap(exports.Client.prototype, 'connect', wrapConnect);
   },
-  unpatch(exports: any) {
+  unpatch(exports) {
     unwrap(exports.Client.prototype, 'query');
     unwrap(exports.Client.prototype, 'connect');
   },

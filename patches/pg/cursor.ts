@@ -8,9 +8,11 @@ import { bindContext } from '../../src/context';
 import { wrap, unwrap } from '../../src/shim';
 import { log } from '../../src/log';
 import { fault } from '../../src/fault';
+import type PgCursor from 'pg-cursor';
 import type { PatchCode } from './index';
+import type { Fn } from './pending';
 
-function bindLast(original: (...args: any[]) => any) {
+function bindLast(original: Fn) {
   return function (this: unknown) {
     const last = arguments.length - 1;
     if (last >= 0 && typeof arguments[last] === 'function') {
@@ -18,24 +20,24 @@ function bindLast(original: (...args: any[]) => any) {
       try {
         fault('pg-cursor');
         args = Array.prototype.slice.call(arguments);
-        args[last] = bindContext(args[last] as (...a: any[]) => any);
+        args[last] = bindContext(args[last] as Fn);
       } catch (err) {
         log.warnOnce('pg-cursor', `pg-cursor: binding a callback failed (${(err as Error).message}); it runs unbound`);
         args = undefined;
       }
       if (args !== undefined) return original.apply(this, args);
     }
-    return original.apply(this, arguments as any);
+    return original.apply(this, arguments as unknown as unknown[]);
   };
 }
 
 /** pg-cursor's patch code; its definition (module, versions) is in ./index.ts. */
-export const cursorPatch: PatchCode = {
-  patch(Cursor: any) {
+export const cursorPatch: PatchCode<typeof PgCursor> = {
+  patch(Cursor) {
     if (!wrap(Cursor.prototype, 'read', bindLast)) throw new Error('Cursor.prototype.read not found');
     wrap(Cursor.prototype, 'close', bindLast);
   },
-  unpatch(Cursor: any) {
+  unpatch(Cursor) {
     unwrap(Cursor.prototype, 'read');
     unwrap(Cursor.prototype, 'close');
   },

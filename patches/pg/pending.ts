@@ -11,6 +11,9 @@ import { channels, type DbQueryEvent } from '../../src/bus';
 import { log } from '../../src/log';
 import { now } from '../../src/clock';
 
+/** Any function: what a wrapper forwards to and the callbacks it passes on, of whatever shape. */
+export type Fn = (...args: unknown[]) => unknown;
+
 export interface Pending {
   start: number;
   requestId: string | undefined;
@@ -26,12 +29,12 @@ export interface Pending {
 const shifted = new WeakSet<object>();
 
 /** Points a server error's `position` back into the app's own text. */
-function unshiftPosition(err: any, shift: number): void {
+function unshiftPosition(err: unknown, shift: number): void {
   if (shift === 0 || err === null || typeof err !== 'object' || shifted.has(err)) return;
-  const pos = err.position;
+  const pos = (err as { position?: unknown }).position;
   if (typeof pos === 'string' && /^\d+$/.test(pos) && Number(pos) > shift) {
     shifted.add(err);
-    err.position = String(Number(pos) - shift);
+    (err as { position?: unknown }).position = String(Number(pos) - shift);
   }
 }
 
@@ -55,10 +58,10 @@ export function end(p: Pending, err: unknown, at = now()): void {
 }
 
 /** The callback, timed, and run in the caller's request context. */
-export function wrapCallback(cb: Function, p: Pending): Function {
-  const bound = bindContext(cb as (...a: any[]) => any);
+export function wrapCallback(cb: Fn, p: Pending): Fn {
+  const bound = bindContext(cb);
   return function (this: unknown, err: unknown) {
     end(p, err);
-    return bound.apply(this, arguments as any);
+    return bound.apply(this, arguments as unknown as unknown[]);
   };
 }

@@ -13,17 +13,34 @@
  * `readyForQuery`, `_queryable`, `_connected`, `_ending`, `_ended`); a later pg that renames them
  * makes Clients look idle (probed) or unlisted, never breaks the app.
  */
+import type * as Pg from 'pg';
 import { channels, type InstanceEvent } from '../../src/bus';
 import type { ResourceKind } from '../../src/instances';
 
+/** A Pool and a Client as read here: pg's types, and the private fields they leave out (unchecked). */
+type PoolSeen = Pg.Pool & { _clients?: unknown };
+type ClientSeen = Pg.Client & {
+  release?: unknown;
+  readyForQuery?: unknown;
+  _queryQueue?: unknown;
+  queryQueue?: unknown;
+  _queryable?: unknown;
+  _connected?: unknown;
+  _ending?: unknown;
+  _ended?: unknown;
+};
+
+/** Where a pg connection points, as read from a Client, a Pool's options or a connection string. */
+type ConnParams = { host?: unknown; port?: unknown; database?: unknown };
+
 /** `host:port/database` of a pg connection's parameters (a Client, or a Pool's options); '' for none. */
-function target(o: any): string {
+function target(o: ConnParams | undefined): string {
   if (!o || typeof o !== 'object') return '';
   return `${o.host ?? 'localhost'}:${o.port ?? 5432}/${o.database ?? ''}`;
 }
 
 /** A connection string's host, port and database (its credentials are left out). */
-function parseConn(s: unknown): object | undefined {
+function parseConn(s: unknown): ConnParams | undefined {
   if (typeof s !== 'string') return undefined;
   try {
     const u = new URL(s);
@@ -38,7 +55,7 @@ async function selectOne(instance: { query(text: string): Promise<unknown> }): P
   return 'SELECT 1 answered';
 }
 
-export const pgPoolKind: ResourceKind<any> = {
+export const pgPoolKind: ResourceKind<PoolSeen> = {
   system: 'pg',
   kind: 'pool',
   // pools have their own room, so a pool created late is still remembered among churning clients
@@ -53,7 +70,7 @@ export const pgPoolKind: ResourceKind<any> = {
   probe: (pool) => selectOne(pool),
 };
 
-export const pgClientKind: ResourceKind<any> = {
+export const pgClientKind: ResourceKind<ClientSeen> = {
   system: 'pg',
   kind: 'client',
   max: 1000,

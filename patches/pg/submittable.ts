@@ -7,14 +7,20 @@
  */
 import { commentedSql } from '../../src/sql-comment';
 import { now } from '../../src/clock';
-import { end, type Pending } from './pending';
+import type * as Pg from 'pg';
+import { end, type Fn, type Pending } from './pending';
+
+/** Where a Submittable may hold its text (pg.Query, pg-cursor), as read here: unchecked. */
+type TextHolder = { text?: unknown; name?: unknown };
+/** A Submittable as read here: its text, or (pg-query-stream) a cursor holding it. */
+type SubmittableSeen = Pick<Pg.Submittable, 'submit'> & TextHolder & { cursor?: TextHolder };
 
 function hasOwn(o: object, k: string): boolean {
   return Object.prototype.hasOwnProperty.call(o, k);
 }
 
 /** Temporarily replaces o[k] on the instance; `restore` puts the instance back as it was. */
-function override(o: any, k: string, make: (orig: Function, restore: () => void) => Function): boolean {
+function override(o: Record<string, unknown>, k: string, make: (orig: Fn, restore: () => void) => Fn): boolean {
   const orig = o[k];
   if (typeof orig !== 'function') return false;
   const own = hasOwn(o, k);
@@ -22,27 +28,28 @@ function override(o: any, k: string, make: (orig: Function, restore: () => void)
     if (own) o[k] = orig;
     else delete o[k];
   };
-  o[k] = make(orig, restore);
+  o[k] = make(orig as Fn, restore);
   return true;
 }
 
-export function instrumentSubmittable(q: any, id: string | undefined, p: Pending): void {
+export function instrumentSubmittable(q: SubmittableSeen, id: string | undefined, p: Pending): void {
   // Where the text lives: pg.Query and pg-cursor hold it, pg-query-stream holds a cursor.
   const holder = typeof q.text === 'string' ? q : q.cursor && typeof q.cursor.text === 'string' ? q.cursor : undefined;
   if (holder) {
-    p.text = p.sql = holder.text;
+    // holder.text is a string: that is how holder was chosen
+    p.text = p.sql = holder.text as string;
     const desc = Object.getOwnPropertyDescriptor(holder, 'text');
-    const text = id !== undefined && !q.name && !holder.name && desc && desc.writable ? commentedSql(holder.text, id) : undefined;
+    const text = id !== undefined && !q.name && !holder.name && desc && desc.writable ? commentedSql(holder.text as string, id) : undefined;
     if (text !== undefined) {
       p.text = text;
-      p.shift = text.length - holder.text.length;
+      p.shift = text.length - (holder.text as string).length;
       override(q, 'submit', (submit, restore) =>
         function (this: unknown) {
           restore();
           const saved = holder.text;
           holder.text = text;
           try {
-            return submit.apply(this, arguments);
+            return submit.apply(this, arguments as unknown as unknown[]);
           } finally {
             holder.text = saved;
           }
@@ -64,7 +71,7 @@ export function instrumentSubmittable(q: any, id: string | undefined, p: Pending
     };
     return function (this: unknown, err: unknown) {
       done(err ?? new Error('query failed'), now());
-      return orig.apply(this, arguments);
+      return orig.apply(this, arguments as unknown as unknown[]);
     };
   });
   const b = override(q, 'handleReadyForQuery', (orig, restore) => {
@@ -76,7 +83,7 @@ export function instrumentSubmittable(q: any, id: string | undefined, p: Pending
     return function (this: unknown) {
       const at = now();
       try {
-        return orig.apply(this, arguments);
+        return orig.apply(this, arguments as unknown as unknown[]);
       } finally {
         done(null, at); // a no-op when orig reported an error through handleError
       }

@@ -13,7 +13,6 @@
  * events of `withRequestId` scopes, which never get an http.server event, cannot pile up).
  */
 import { channels, Subscriptions, type DbQueryEvent, type ErrorEvent, type HttpClientEvent, type HttpServerEvent, type RenderEvent } from '../bus';
-import { log } from '../log';
 import { now } from '../clock';
 
 export const MAX_ENTRIES = 100;

@@ -10,8 +10,6 @@ import { execFileSync } from 'node:child_process';
 import { startApp, get, UUID } from '../support/app.mjs';
 import { udpListener } from '../support/udp.mjs';
 
-const ID_OK = /^[A-Za-z0-9._:-]{1,128}$/;
-
 // One app for most tests: it answers with what the app itself sees of the ID, after a tour of
 // promises, timers, immediates, nextTick, microtasks and an event emitter.
 const APP = `

@@ -256,7 +256,7 @@ function procAlive(pid) {
   try { const st = fs.readFileSync(`/proc/${pid}/stat`, 'utf8'); return st[st.lastIndexOf(')') + 2] !== 'Z'; } catch { return true; }
 }
 function childPids(pid) {
-  let ents = [];
+  let ents;
   try { ents = fs.readdirSync('/proc'); } catch { return []; }
   return ents.filter((d) => {
     try { const st = fs.readFileSync(`/proc/${d}/stat`, 'utf8'); return st.slice(st.lastIndexOf(')') + 4).split(' ', 1)[0] === String(pid); } catch { return false; }

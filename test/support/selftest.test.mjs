@@ -15,7 +15,7 @@ const T = { timeout: 60_000 };
 function send(port, msg) {
   const s = dgram.createSocket('udp4');
   return new Promise((resolve, reject) =>
-    s.send(msg, port, '127.0.0.1', (err) => { s.close(); err ? reject(err) : resolve(); }));
+    s.send(msg, port, '127.0.0.1', (err) => { s.close(); if (err) reject(err); else resolve(); }));
 }
 
 async function query(url, sql, params) {

@@ -189,7 +189,8 @@ function mgmtCommand(port, cmd, timeoutMs) {
     let idle;
     const finish = (err, text) => {
       clearTimeout(timer); clearTimeout(idle); sock.destroy();
-      err ? reject(err) : resolve(text);
+      if (err) reject(err);
+      else resolve(text);
     };
     const timer = setTimeout(() => finish(new Error(`statsd admin :${port} "${cmd}": no complete reply within ${timeoutMs} ms; got ${JSON.stringify(buf)}`)), timeoutMs);
     sock.setEncoding('utf8');

@@ -67,8 +67,11 @@ function telegrafTag(v: Dim): string {
   return String(v).replace(/[^\x21-\x7e]|[|,#@:=]/g, '_') || 'none';
 }
 
+/** The nested maps of a metric's series: one level per dimension, the series at the last. */
+type Level = Map<Dim, Level | Series>;
+
 export class Metric {
-  private readonly root = new Map<Dim, any>();
+  private readonly root: Level = new Map();
   private count = 0;
   private overflow: Series | undefined;
   readonly all: Series[] = [];
@@ -100,12 +103,12 @@ export class Metric {
   private find(a: Dim, b?: Dim, c?: Dim): Series {
     const depth = this.dims.length;
     if (depth === 0) return (this.overflow ??= this.make([])); // a dimensionless metric: its one series
-    let level: Map<Dim, any> | undefined = this.root;
+    let level: Level | undefined = this.root;
     if (depth > 1) level = this.child(level, a);
     if (depth > 2 && level !== undefined) level = this.child(level, b!);
     if (level === undefined) return this.other();
     const last = depth === 1 ? a : depth === 2 ? b! : c!;
-    let s: Series | undefined = level.get(last);
+    let s = level.get(last) as Series | undefined; // the last level holds the series
     if (s === undefined) {
       if (this.count >= MAX_SERIES) return this.other();
       s = this.make(depth === 1 ? [a] : depth === 2 ? [a, b!] : [a, b!, c!]);
@@ -116,8 +119,8 @@ export class Metric {
   }
 
   /** The next level of the nested maps, created if the series cap allows. */
-  private child(parent: Map<Dim, any>, key: Dim): Map<Dim, any> | undefined {
-    let next = parent.get(key);
+  private child(parent: Level, key: Dim): Level | undefined {
+    let next = parent.get(key) as Level | undefined;
     if (next === undefined) {
       if (this.count >= MAX_SERIES) return undefined;
       next = new Map();

@@ -128,7 +128,6 @@ export class StatsdSink {
       // (not known yet, or the lookup failed) the values are dropped.
       let send: ((packet: Buffer) => void) | undefined | null = null;
       // Loaded at the first flush (a second after start, or at exit), not at start-up.
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
       const { drainTo } = (packer ??= require('./packer') as typeof Packer);
       drainTo(this.metrics, this.config.statsdTags, (packet) => {
         if (send === null) send = this.transport.sender();

@@ -29,7 +29,6 @@ function pick(all: Addresses | undefined): string | undefined {
 
 /** dns.lookup of every address, with node:dns loaded at the first name to look up. */
 function lookup(host: string, cb: (err: NodeJS.ErrnoException | null, all: Addresses) => void): void {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   (require('node:dns') as typeof import('node:dns')).lookup(host, { all: true }, cb);
 }
 
@@ -132,7 +131,7 @@ export class StatsdTransport {
     if (!isIp(this.host) && Date.now() - this.resolvedAt > RESOLVE_EVERY_MS) this.resolve();
     if (this.client) return this.client;
     if (this.address === undefined) return undefined;
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    // Loaded at the first packet, not at start-up.
     const StatsD = require('hot-shots') as new (opts: object) => HotShotsLike;
     this.client = new StatsD({
       host: this.address,
