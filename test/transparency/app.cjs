@@ -25,6 +25,7 @@ const pg = require('pg');
 const PgPool = require('pg-pool');
 const Cursor = require('pg-cursor');
 const QueryStream = require('pg-query-stream');
+const streamCursor = require(require.resolve('pg-cursor', { paths: [path.dirname(require.resolve('pg-query-stream'))] }));
 const undici = require('undici');
 const express = require('express');
 const fastify = require('fastify');
@@ -269,7 +270,7 @@ async function main() {
   walkChain('pino', logger, 'logger');
   const w = winston.createLogger({ transports: [new winston.transports.Stream({ stream: new (require('node:stream').Writable)({ write: (c, e, cb) => cb() }) })] });
   w.info('x');
-  if (winston.Logger) instances['winston Logger'] = w instanceof winston.Logger;
+  if (typeof winston.Logger === 'function' && winston.Logger.prototype) instances['winston Logger'] = w instanceof winston.Logger;
   walkChain('winston', w, 'logger');
   server.close();
 
@@ -282,7 +283,8 @@ async function main() {
     https: { 'Server.prototype': https.Server.prototype, https },
     pg: { 'Client.prototype': pg.Client.prototype, 'Query.prototype': pg.Query.prototype, pg },
     'pg-pool': { 'Pool.prototype': PgPool.prototype, Pool: PgPool },
-    'pg-cursor': { 'Cursor.prototype': Cursor.prototype, Cursor },
+    // pg-query-stream may bring a pg-cursor of its own (it does next to pg-cursor 2.0.0): patched too
+    'pg-cursor': { 'Cursor.prototype': Cursor.prototype, Cursor, "pg-query-stream's Cursor.prototype": streamCursor.prototype },
     'pg-query-stream': { 'QueryStream.prototype': QueryStream.prototype, QueryStream },
     undici: { undici },
     express: { application: express.application, 'Router.prototype': typeof express.Router.prototype?.use === 'function' ? express.Router.prototype : express.Router, 'Route.prototype': express.Route.prototype, 'Layer.prototype': Object.getPrototypeOf(probe.stack[0]), request: express.request, response: express.response, express },
