@@ -33,18 +33,27 @@ type Req = http.ClientRequest & { [CALL]?: ClientCall };
 function target(args: unknown[], defaultPort: string): { index: number; insert: boolean; hostname: string; port: string; method: string } | undefined {
   const a = args[0];
   let url: URL | undefined;
-  if (typeof a === 'string') url = new URL(a);
-  else if (a instanceof URL) url = a;
+  if (typeof a === 'string') {
+    // Not a URL: Node throws its own ERR_INVALID_URL at the app; nothing to add, nothing to say.
+    try {
+      url = new URL(a);
+    } catch {
+      return undefined;
+    }
+  } else if (a instanceof URL) url = a;
   const optsIndex = url ? 1 : 0;
   const opts = args[optsIndex];
   const hasOpts = opts !== null && typeof opts === 'object';
   if (!url && !hasOpts) return undefined;
   const o = (hasOpts ? opts : {}) as http.RequestOptions;
-  let hostname = o.hostname ?? (typeof o.host === 'string' ? o.host.replace(/:\d+$/, '') : undefined) ?? url?.hostname ?? 'localhost';
+  // Options Node rejects (a hostname or method that is not a string) are left for Node to reject.
+  let hostname: unknown = o.hostname ?? (typeof o.host === 'string' ? o.host.replace(/:\d+$/, '') : undefined) ?? url?.hostname ?? 'localhost';
+  if (typeof hostname !== 'string') return undefined;
   hostname = hostname.replace(/^\[|\]$/g, '');
   const port = String(o.port ?? (url && url.port !== '' ? url.port : defaultPort));
-  const method = (o.method ?? 'GET').toUpperCase();
-  return { index: optsIndex, insert: !!url && !hasOpts, hostname, port, method };
+  const method: unknown = o.method ?? 'GET';
+  if (typeof method !== 'string') return undefined;
+  return { index: optsIndex, insert: !!url && !hasOpts, hostname: hostname as string, port, method: method.toUpperCase() };
 }
 
 /** A copy of the options with the extra headers, keeping the caller's object as it was. */

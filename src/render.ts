@@ -17,6 +17,7 @@ import { callIn, storage, type RequestContext } from './context';
 import { log } from './log';
 import { fault } from './fault';
 import { now } from './clock';
+import { isWrapped, markWrapper } from './shim';
 
 let depth = 0;
 
@@ -128,12 +129,19 @@ function isThenable(v: unknown): v is PromiseLike<unknown> {
   return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof (v as { then?: unknown }).then === 'function';
 }
 
-/** The callback runs in the caller's request context, whatever resumed the engine. */
-function boundCallback(cb: Function, store: RequestContext | undefined, r: Render | undefined): Function {
-  return function (this: unknown, err: unknown) {
-    if (r !== undefined) end(r, err != null);
-    return store === undefined ? Reflect.apply(cb, this, arguments) : callIn(store, cb, this, arguments);
-  };
+/**
+ * The callback runs in the caller's request context, whatever resumed the engine. It reaches the
+ * engine (an app's own Express engine too) in place of the caller's, so it looks like it.
+ */
+function boundCallback(engine: string, cb: Function, store: RequestContext | undefined, r: Render | undefined): Function {
+  return markWrapper(
+    function (this: unknown, err: unknown) {
+      if (r !== undefined) end(r, err != null);
+      return store === undefined ? Reflect.apply(cb, this, arguments) : callIn(store, cb, this, arguments);
+    },
+    cb,
+    `render callback (${engine})`,
+  );
 }
 
 /**
@@ -152,7 +160,7 @@ export function runRender(
   const hasCallback = cbIndex >= 0 && typeof args[cbIndex] === 'function';
   const store = storage.getStore();
   if (depth > 0 || (store !== undefined && store.rendering) || !channels.render.hasSubscribers) {
-    if (hasCallback && store !== undefined) args[cbIndex] = boundCallback(args[cbIndex] as Function, store, undefined);
+    if (hasCallback && store !== undefined) args[cbIndex] = boundCallback(engine, args[cbIndex] as Function, store, undefined);
     return Reflect.apply(original, self, args);
   }
   let r: Render | undefined;
@@ -160,7 +168,7 @@ export function runRender(
     fault('render');
     r = { store, requestId: store?.id, engine, template: template(), start: now(), done: false };
     if (store !== undefined) store.rendering = 1;
-    if (hasCallback) args[cbIndex] = boundCallback(args[cbIndex] as Function, store, r);
+    if (hasCallback) args[cbIndex] = boundCallback(engine, args[cbIndex] as Function, store, r);
   } catch (err) {
     log.warnOnce('render-start', `timing a render failed: ${(err as Error).message}`);
     r = undefined;
@@ -207,18 +215,15 @@ export function lastFunction(args: ArrayLike<unknown>): number {
 }
 
 /**
- * Wraps a compiled template so that each call is a timed render. Its own properties (ejs and pug
- * keep `dependencies` there) are carried over.
+ * Wraps a compiled template so that each call is a timed render. It is handed to the app in place
+ * of the engine's function, so it looks like it (src/shim.ts markWrapper): ejs names it after the
+ * file (`foo`, or `anonymous`), ejs and pug keep `dependencies` on it.
  */
 export function timedTemplate<F extends Function>(fn: F, engine: string, template: () => string): F {
+  // pug's compileFile returns what its (wrapped) compile made: timed once is enough.
+  if (isWrapped(fn)) return fn;
   const wrapper = function (this: unknown) {
     return runRender(engine, template, fn, this, argsOf(arguments), -1);
   };
-  try {
-    Object.assign(wrapper, fn);
-    Object.defineProperty(wrapper, 'length', { value: fn.length });
-  } catch {
-    // properties are a courtesy; the call path does not depend on them
-  }
-  return wrapper as unknown as F;
+  return markWrapper(wrapper, fn, `${engine} compiled template`) as unknown as F;
 }

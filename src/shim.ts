@@ -1,16 +1,112 @@
 /**
- * Marker-based wrapping: idempotent (a wrapped function is never wrapped again) and reversible
- * (the original is kept on the wrapper). The wrapper keeps the original's name and length.
+ * Every function the agent hands out in place of a library's own (a patched method or export, a
+ * compiled template, a callback passed on in place of the caller's) goes through `markWrapper`,
+ * so that it looks like the function it replaces: the same `name` and `length`, the same own
+ * properties with the same descriptors (symbols such as util.promisify.custom included), the same
+ * `prototype` object (or none, as a class method has none) and the same [[Prototype]] (an async
+ * function's stays AsyncFunction.prototype). It is marked (non-enumerable global symbols) with its
+ * original, so wrapping is idempotent across copies of the agent, reversible (`wrap`/`unwrap`), and
+ * a test can find every wrapper.
+ * What still tells a wrapper apart (the README's "Intended differences" table): the marker symbols
+ * (Reflect.ownKeys, getOwnPropertySymbols), `toString()` (its source is the wrapper's), and being
+ * a different object.
+ * HATCH_TEST_WRAPPERS=1 (test-only, read once at load like HATCH_TEST_FAULT) also keeps a list of
+ * [wrapper, original, where] on globalThis[Symbol.for('hatch-agent.testWrappers')]; unset, it
+ * costs one comparison per wrapper made.
  */
 const WRAPPED = Symbol.for('hatch-agent.wrapped');
 const ORIGINAL = Symbol.for('hatch-agent.original');
 const WAS_OWN = Symbol.for('hatch-agent.wasOwn');
+const MARKERS: readonly PropertyKey[] = [WRAPPED, ORIGINAL, WAS_OWN];
 
 type AnyFn = (...args: any[]) => any;
 type Marked = AnyFn & { [WRAPPED]?: true; [ORIGINAL]?: AnyFn; [WAS_OWN]?: boolean };
 
+export interface WrapperRecord {
+  wrapper: Function;
+  original: Function;
+  where: string;
+}
+const REGISTRY_KEY = Symbol.for('hatch-agent.testWrappers');
+const registry: WrapperRecord[] | undefined =
+  process.env.HATCH_TEST_WRAPPERS === '1' ? ((globalThis as any)[REGISTRY_KEY] ??= []) : undefined;
+
+const hasOwn = (o: object, k: PropertyKey) => Object.prototype.hasOwnProperty.call(o, k);
+
 export function isWrapped(fn: unknown): boolean {
   return typeof fn === 'function' && (fn as Marked)[WRAPPED] === true;
+}
+
+/**
+ * The same wrapper as a method: no `prototype` of its own, not a constructor, as the class method
+ * it stands for. One more call on the way (V8 inlines it); only wrappers of class methods need it.
+ */
+function asMethod(inner: Function): Function {
+  return {
+    m(this: unknown) {
+      return Reflect.apply(inner, this, arguments);
+    },
+  }.m;
+}
+
+/**
+ * Makes `wrapper` look like `original` (see the header) and marks it; returns the function to hand
+ * out, which is `wrapper` itself unless `original` has no `prototype` and `wrapper` has one. Never
+ * throws: a property that cannot be copied is left as it is.
+ */
+export function markWrapper<F extends Function>(wrapper: F, original: Function, where: string): F {
+  let w: Function = wrapper;
+  try {
+    const keepsPrototype = hasOwn(original, 'prototype');
+    if (!keepsPrototype && hasOwn(w, 'prototype')) w = asMethod(w);
+    const proto = Object.getPrototypeOf(original);
+    if (Object.getPrototypeOf(w) !== proto) Object.setPrototypeOf(w, proto);
+    // The wrapper's own keys the original lacks (its own name, length, an empty prototype) go first.
+    for (const key of Reflect.ownKeys(w)) {
+      if (!hasOwn(original, key) && !MARKERS.includes(key)) {
+        try {
+          delete (w as any)[key];
+        } catch {
+          // non-configurable: stays
+        }
+      }
+    }
+    for (const key of Reflect.ownKeys(original)) {
+      if (MARKERS.includes(key)) continue;
+      const desc = Object.getOwnPropertyDescriptor(original, key)!;
+      const mine = Object.getOwnPropertyDescriptor(w, key);
+      try {
+        if (mine === undefined || mine.configurable) Object.defineProperty(w, key, desc);
+        else if (mine.writable && 'value' in desc) (w as any)[key] = desc.value; // a function's own prototype
+      } catch {
+        // an exotic property: left as the wrapper has it
+      }
+    }
+  } catch {
+    // the wrapper still calls through; only its looks differ
+  }
+  // Non-enumerable, so util.inspect of an app object that holds the wrapper prints as before.
+  Object.defineProperty(w, WRAPPED, { value: true, configurable: true });
+  Object.defineProperty(w, ORIGINAL, { value: original, configurable: true });
+  if (registry !== undefined) registry.push({ wrapper: w, original, where });
+  return w as F;
+}
+
+/** `Server.prototype.emit`, `render`: where a wrapper sits, for the test registry only. */
+function placeOf(obj: object, name: PropertyKey): string {
+  const key = typeof name === 'symbol' ? `[${name.description ?? 'symbol'}]` : String(name);
+  const ctor = hasOwn(obj, 'constructor') ? (obj as { constructor?: { name?: unknown } }).constructor : undefined;
+  if (typeof ctor === 'function' && typeof ctor.name === 'string' && ctor.name !== '') return `${ctor.name}.prototype.${key}`;
+  if (typeof obj === 'function' && (obj as Function).name) return `${(obj as Function).name}.${key}`;
+  return key;
+}
+
+function inheritedDescriptor(obj: object, name: PropertyKey): PropertyDescriptor | undefined {
+  for (let o = Object.getPrototypeOf(obj); o !== null; o = Object.getPrototypeOf(o)) {
+    const d = Object.getOwnPropertyDescriptor(o, name);
+    if (d !== undefined) return d;
+  }
+  return undefined;
 }
 
 /** Replaces obj[name] with makeWrapper(original). Returns false when there is nothing to wrap. */
@@ -19,19 +115,16 @@ export function wrap(obj: object, name: PropertyKey, makeWrapper: (original: Any
   const original = target[name];
   if (typeof original !== 'function') return false;
   if (isWrapped(original)) return false;
-  const wrapper = makeWrapper(original as AnyFn) as Marked;
-  for (const prop of ['name', 'length'] as const) {
-    Object.defineProperty(wrapper, prop, { value: (original as AnyFn)[prop], configurable: true });
-  }
+  const wrapper = markWrapper(makeWrapper(original as AnyFn), original as AnyFn, registry !== undefined ? placeOf(obj, name) : '') as Marked;
   const own = Object.getOwnPropertyDescriptor(obj, name);
-  // Non-enumerable, so util.inspect of an app object that holds the wrapper prints as before.
-  Object.defineProperty(wrapper, WRAPPED, { value: true, configurable: true });
-  Object.defineProperty(wrapper, ORIGINAL, { value: original, configurable: true });
   Object.defineProperty(wrapper, WAS_OWN, { value: own !== undefined, configurable: true });
+  // An inherited original (EventEmitter's emit seen from ClientRequest.prototype) is shadowed with
+  // its own enumerability, so a for-in over an instance lists the same keys as before.
+  const seen = own ?? inheritedDescriptor(obj, name);
   Object.defineProperty(obj, name, {
     value: wrapper,
-    writable: own ? own.writable ?? true : true,
-    enumerable: own ? own.enumerable : false,
+    writable: seen ? seen.writable ?? true : true,
+    enumerable: seen ? seen.enumerable : false,
     configurable: true,
   });
   return true;
