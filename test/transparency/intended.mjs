@@ -39,11 +39,6 @@ export const INTENDED = [
   {
     kind: 'identity',
     where: /^pg Query\.callback is the app callback$/,
-    why: "to mark: patches/pg.ts plan() hands pg a bound callback (src/context.ts bindContext) for a Submittable; pg stores it as `query.callback`, where the app sees the agent's function in place of its own.",
-  },
-  {
-    kind: 'shape',
-    where: /^app express next \(mounted middleware\)$/,
-    why: "to mark: patches/express.ts wrapHandle hands a middleware mounted at a path its own `next` (named `wrappedNext`, length 0, not marked) in place of Express's `next`.",
+    why: "to mark: patches/pg/client.ts plan() hands pg a bound callback (src/context.ts bindContext) for a Submittable; pg stores it as `query.callback`, where the app sees the agent's function in place of its own.",
   },
 ];
