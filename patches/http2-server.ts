@@ -24,8 +24,10 @@
  * ms, in every process that loads http2 only for a client, gRPC's for one). The stream prototype is
  * taken from the first stream. Both are remembered across stop/start and wrapped again at once.
  * Limitations: a `stream` listener on a session itself (not the server) gets no context of its own;
- * a server made through a factory reference taken before the agent started is not seen; an error the
- * handler throws synchronously is not reported (the http patch's uncaught-error path is not shared).
+ * a server made through a factory reference taken before the agent started is not seen; a
+ * compatibility handler that answers through `res.stream.respond()` gets no echo (the ID is on `res`);
+ * an error the handler throws synchronously is not reported (the http patch's uncaught-error path
+ * is not shared).
  */
 import type * as http2 from 'node:http2';
 import type * as http from 'node:http';
