@@ -4,6 +4,7 @@
  */
 import type { Definition, PatchDefinition, SubscriberDefinition } from '../src/registry';
 import { httpServer, httpsServer } from './http-server/index';
+import { http2Server } from './http2-server';
 import { httpClient, httpsClient } from './http-client';
 import { undici } from './undici';
 import { pg, pgPool, pgCursor } from './pg/index';
@@ -17,7 +18,7 @@ import { nunjucks } from './nunjucks';
 import { pino } from './pino';
 import { winston } from './winston';
 
-export const ALL_PATCHES: PatchDefinition[] = [httpServer, httpsServer, httpClient, httpsClient, pg, pgPool, pgCursor, express, fastify, koa, ejs, pug, handlebars, nunjucks, pino, winston];
+export const ALL_PATCHES: PatchDefinition[] = [httpServer, httpsServer, http2Server, httpClient, httpsClient, pg, pgPool, pgCursor, express, fastify, koa, ejs, pug, handlebars, nunjucks, pino, winston];
 
 /** Libraries that publish on diagnostics channels of their own: subscribed at start. */
 export const SUBSCRIBERS: SubscriberDefinition[] = [undici];

@@ -12,9 +12,10 @@
  * Cost when unset: each call site is one comparison of a module constant with `undefined`.
  */
 export const FAULT_POINTS = [
-  'http-server', 'http-server-close', 'http-server-echo', // patches/http-server.ts
+  'http-server', 'http-server-close', 'http-server-echo', // patches/http-server/
+  'http2-server', 'http2-server-close', 'http2-server-echo', // patches/http2-server.ts
   'http-client', 'http-client-emit', // patches/http-client.ts
-  'pg-query', 'pg-connect', 'pg-pool-connect', 'pg-cursor', // patches/pg.ts, pg-pool.ts, pg-cursor.ts
+  'pg-query', 'pg-connect', 'pg-pool-connect', 'pg-cursor', // patches/pg/
   'undici-create', 'undici-headers', 'undici-end', // patches/undici.ts
   'express-use', 'express-read', 'express-route', 'express-render', // patches/express.ts
   'fastify', 'koa', // patches/fastify.ts, koa.ts

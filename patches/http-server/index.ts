@@ -18,7 +18,7 @@
  * The http and https definitions share the response wrappers and the listener, counted: each is
  * installed by the first definition patched and removed with the last one unpatched, so unpatching
  * one leaves the other working.
- * Limitation: servers created by http2 are not covered.
+ * Servers created by http2 have a patch of their own (patches/http2-server.ts).
  */
 import type * as http from 'node:http';
 import { storage, finalRoute, type RequestContext } from '../../src/context';
@@ -38,14 +38,15 @@ import { CTX, useResponseWrappers, releaseResponseWrappers, responseWrappersInst
 type Ctx = RequestContext & IdHeaderState & { method: string; url: string | undefined };
 type Res = http.ServerResponse & { [CTX]?: Ctx };
 
-/** The prefix itself, or the prefix followed by `/` or `?`: `/_hatchery` is the app's. */
-function underPrefix(url: string | undefined, prefix: string): boolean {
+/** The prefix itself, or the prefix followed by `/` or `?`: `/_hatchery` is the app's (the http2 patch shares it). */
+export function underPrefix(url: string | undefined, prefix: string): boolean {
   if (url === undefined || !url.startsWith(prefix)) return false;
   const next = url.charCodeAt(prefix.length);
   return Number.isNaN(next) || next === 47 /* / */ || next === 63 /* ? */;
 }
 
-function pathOf(url: string | undefined): string {
+/** The path without its query string, at most 200 characters (the http2 patch shares it). */
+export function pathOf(url: string | undefined): string {
   if (url === undefined) return '';
   const q = url.indexOf('?');
   return (q === -1 ? url : url.slice(0, q)).slice(0, 200);

@@ -1,7 +1,7 @@
 // The agent's own failures stay the agent's: with HATCH_TEST_FAULT=<name> (src/fault.ts) the
 // agent-side part of one wrapper throws on every call. For each name in src/fault.ts's
 // FAULT_POINTS (read from the installed package), one app that goes through
-// every patched module (http server and client, fetch, undici, pg pool/client/cursor, Express with
+// every patched module (http and http2 servers, http client, fetch, undici, pg pool/client/cursor, Express with
 // a mounted router and res.render, Fastify, Koa, ejs, pug, handlebars, nunjucks, pino, winston)
 // must print exactly what it prints without the agent, exit the same, and the agent must say
 // exactly one line about the fault, however many calls hit it.
@@ -80,6 +80,7 @@ async function work(id) {
 }
 
 // Each part serves /<n> by running work(n) behind one framework (or plain http).
+let fetchPage = get; // how the app's own pages are asked for (an http2 client for the http2 part)
 async function serve() {
   if (PART === 'express') {
     const express = require('express');
@@ -104,6 +105,24 @@ async function serve() {
     await fy.listen({ port: 0, host: '127.0.0.1' });
     return 'http://127.0.0.1:' + fy.server.address().port + '/fy/';
   }
+  if (PART === 'http2') {
+    const http2 = require('node:http2');
+    const h2 = http2.createServer((req, res) => work(Number(req.url.slice(4))).then((w) => res.end(JSON.stringify(w)), (e) => { res.statusCode = 500; res.end(String(e)); }));
+    await new Promise((r) => h2.listen(0, '127.0.0.1', r));
+    const session = http2.connect('http://127.0.0.1:' + h2.address().port);
+    fetchPage = (url) => new Promise((ok, ko) => {
+      const s = session.request({ ':path': new URL(url).pathname });
+      let b = '';
+      let status;
+      s.setEncoding('utf8');
+      s.on('response', (h) => (status = h[':status']));
+      s.on('data', (d) => (b += d));
+      s.on('end', () => ok(status + ' ' + b));
+      s.on('error', ko);
+      s.end();
+    });
+    return 'http://127.0.0.1:' + h2.address().port + '/h2/';
+  }
   if (PART === 'koa') {
     const Koa = require('koa');
     const Router = require('@koa/router');
@@ -124,8 +143,8 @@ async function serve() {
   await new Promise((r) => backend.listen(0, '127.0.0.1', r));
   const base = await serve();
   const out = [];
-  for (let i = 1; i <= 3; i++) out.push(await get(base + i));
-  out.push(await get(base.slice(0, base.lastIndexOf('/', base.length - 2) + 1) + 'nothing'));
+  for (let i = 1; i <= 3; i++) out.push(await fetchPage(base + i));
+  out.push(await fetchPage(base.slice(0, base.lastIndexOf('/', base.length - 2) + 1) + 'nothing'));
   await new Promise((r) => setTimeout(r, 50)); // winston writes asynchronously
   console.log(JSON.stringify({ out, records }, null, 1));
   fs.rmSync(views, { recursive: true, force: true });
@@ -140,6 +159,7 @@ const { FAULT_POINTS } = createRequire(import.meta.url)(path.resolve(appDir, 'no
 const SLICE = {
   'express-use': 'express', 'express-read': 'express', 'express-route': 'express', 'express-render': 'express',
   fastify: 'fastify', koa: 'koa', render: 'engines', pino: 'logs', winston: 'logs',
+  'http2-server': 'http2', 'http2-server-close': 'http2', 'http2-server-echo': 'http2',
 };
 const FAULTS = Object.fromEntries(FAULT_POINTS.map((name) => [name, SLICE[name] ?? 'core']));
 test('the fault list is there, and every slice named here is for a point in it', () => {

@@ -1,0 +1,175 @@
+// NestJS on its Express and Fastify adapters, under `node -r hatch-agent` (a CommonJS app) and
+// `node --import hatch-agent` (its ES-module twin). The app is plain JavaScript calling Nest's
+// decorator functions itself (what TypeScript's compiled decorators do), with a global prefix and URI
+// versioning: `GET /api/v1/users/:id`. Checked against a real PostgreSQL and a real UDP socket:
+// - the http.server timing is named by Nest's route template (`GET.api_v1_users_id.200`), never by
+//   the concrete IDs; Nest's own 404s outside its routes stay `unmatched`;
+// - each request's SQL (a pg query in the controller, also before a throw) carries its echoed ID;
+// - Nest's exception filter answers a thrown Error (500) and an HttpException (404) exactly as
+//   without the agent, and its logger prints the same.
+// Nest 12 is an ES-module package: under `-r` its own imports of express and fastify are not hooked
+// until the agent hooks ES-module imports under `-r` too, so that one check is marked todo there.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { startApp, get, UUID, appDir } from '../support/app.mjs';
+import { udpListener } from '../support/udp.mjs';
+import { waitForLog } from '../support/pglog.mjs';
+
+const pkg = (m) => JSON.parse(fs.readFileSync(path.join(appDir, 'node_modules', m, 'package.json'), 'utf8'));
+const NEST = pkg('@nestjs/core').version;
+const NEST_IS_ESM = pkg('@nestjs/core').type === 'module';
+const run = randomBytes(4).toString('hex');
+const WAIT = 60_000;
+// Concrete IDs no metric may contain.
+const IDS = ['918273', '564738', '102938', '847561'];
+
+// The controller, the module and the bootstrap, shared by both module forms. `common`, `NestFactory`,
+// `pg`, `agent` and `fastifyAdapter()` come from the form's own header.
+const BODY = `
+const { Controller, Get, Param, Module, VersioningType, NotFoundException } = common;
+const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 3 });
+const digits = (s) => String(s).replace(/[^0-9]/g, '');
+const query = (what, id) => pool.query("SELECT 'nest-" + process.env.MARKER + "-" + what + "-" + digits(id) + "' AS marker");
+class UsersController {
+  async show(id) {
+    await query('show', id);
+    return { id, seen: agent ? agent.getRequestId() !== undefined : true };
+  }
+  async boom(id) {
+    await query('boom', id);
+    throw new Error('boom in the controller');
+  }
+  missing(id) {
+    throw new NotFoundException('no user ' + id);
+  }
+}
+// What TypeScript emits for @Get(':id') show(@Param('id') id) and @Controller({ path, version }).
+const method = (proto, name, decorators) =>
+  Object.defineProperty(proto, name, Reflect.decorate(decorators, proto, name, Object.getOwnPropertyDescriptor(proto, name)));
+const P = UsersController.prototype;
+method(P, 'show', [Get(':id')]);
+method(P, 'boom', [Get(':id/boom')]);
+method(P, 'missing', [Get(':id/missing')]);
+for (const name of ['show', 'boom', 'missing']) Param('id')(P, name, 0);
+Reflect.decorate([Controller({ path: 'users', version: '1' })], UsersController);
+class AppModule {}
+Reflect.decorate([Module({ controllers: [UsersController] })], AppModule);
+// Nest's logger, made deterministic: the message and the first line of the stack.
+const first = (x) => (x instanceof Error ? String(x.stack) : String(x)).split('\\n')[0];
+const logger = { log() {}, warn() {}, debug() {}, verbose() {}, error(message, stack) { console.error('nest error:', first(message), '|', first(stack)); } };
+(async () => {
+  const app = process.env.ADAPTER === 'fastify'
+    ? await NestFactory.create(AppModule, await fastifyAdapter(), { logger })
+    : await NestFactory.create(AppModule, { logger });
+  app.setGlobalPrefix('api');
+  app.enableVersioning({ type: VersioningType.URI });
+  await app.listen(0, '127.0.0.1');
+  console.log('listening ' + app.getHttpServer().address().port);
+})().catch((e) => { console.error('APP FAILED', e); process.exit(3); });
+`;
+
+// Without the agent the app must not load it: requiring hatch-agent starts it.
+const CJS = `
+require('reflect-metadata');
+const common = require('@nestjs/common');
+const { NestFactory } = require('@nestjs/core');
+const pg = require('pg');
+const agent = process.env.PLAIN ? null : require('hatch-agent');
+const fastifyAdapter = async () => new (require('@nestjs/platform-fastify').FastifyAdapter)();
+${BODY}`;
+
+// Nest 10 and 11 are CommonJS (their exports are the namespace's default), 12 is an ES module.
+const ESM = `
+import 'reflect-metadata';
+import * as commonNs from '@nestjs/common';
+import * as coreNs from '@nestjs/core';
+import pg from 'pg';
+const lib = (ns, name) => (ns[name] !== undefined ? ns : ns.default);
+const common = lib(commonNs, 'Controller');
+const { NestFactory } = lib(coreNs, 'NestFactory');
+const agent = process.env.PLAIN ? null : await import('hatch-agent');
+const fastifyAdapter = async () => new (lib(await import('@nestjs/platform-fastify'), 'FastifyAdapter').FastifyAdapter)();
+${BODY}`;
+
+// [path, statsd name part (route.status), what]
+const REQUESTS = [
+  ['/api/v1/users/918273', 'GET.api_v1_users_id.200'],
+  ['/api/v1/users/564738/boom', 'GET.api_v1_users_id_boom.500'],
+  ['/api/v1/users/102938/missing', 'GET.api_v1_users_id_missing.404'],
+  ['/api/users/847561', undefined], // no version: Nest's 404 (Nest 12 on Express names its catch-all route)
+  ['/nothing/918273', 'GET.unmatched.404'], // outside the prefix
+];
+
+let udp;
+before(async () => {
+  udp = await udpListener();
+});
+after(() => udp?.close());
+
+async function answers(app) {
+  const out = [];
+  for (const [p] of REQUESTS) {
+    const r = await get(app.url + p);
+    out.push([p, r.status, r.headers['content-type'], r.body]);
+  }
+  return out;
+}
+
+const MODES = [
+  { name: '-r (CommonJS)', agent: true, source: CJS, ext: '.js' },
+  { name: '--import (ES module)', agent: 'import', source: ESM, ext: '.mjs' },
+];
+
+for (const adapter of ['express', 'fastify']) {
+  for (const mode of MODES) {
+    test(`nest@${NEST} on ${adapter} under ${mode.name}`, async (t) => {
+      const marker = `${run}-${adapter}-${mode.ext.slice(1)}`;
+      const env = { ADAPTER: adapter, DATABASE_URL: process.env.DATABASE_URL, MARKER: marker };
+      const plain = await startApp(mode.source, { agent: false, ext: mode.ext, env: { ...env, PLAIN: '1' } });
+      const reference = await answers(plain);
+      await plain.stop();
+
+      udp.clear();
+      const app = await startApp(mode.source, { agent: mode.agent, ext: mode.ext, env: { ...env, HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(udp.port), HATCH_STATSD_FLUSH_MS: '100' } });
+      try {
+        await t.test('the answers, including the exception filter\'s, are those without the agent; the logger prints the same', async () => {
+          const ours = await answers(app);
+          assert.deepEqual(ours, reference);
+          assert.equal(ours[1][1], 500);
+          assert.deepEqual(JSON.parse(ours[1][3]), { statusCode: 500, message: 'Internal server error' });
+          assert.equal(ours[2][1], 404);
+          assert.equal(JSON.parse(ours[2][3]).message, 'no user 102938');
+          assert.equal(app.stderr(), plain.stderr());
+        });
+
+        await t.test('each request\'s SQL carries its own echoed ID, also before a throw, 10 at once', async () => {
+          const n = 10;
+          const rs = await Promise.all(Array.from({ length: n }, (_, i) => get(`${app.url}/api/v1/users/${700 + i}${i % 2 ? '/boom' : ''}`, i % 3 === 0 ? { 'x-request-id': `nest-caller-${i}` } : {})));
+          for (const [i, r] of rs.entries()) {
+            const id = r.headers['x-request-id'];
+            if (i % 3 === 0) assert.equal(id, `nest-caller-${i}`);
+            else assert.match(id, UUID);
+            assert.equal(r.status, i % 2 ? 500 : 200);
+            if (i % 2 === 0) assert.deepEqual(JSON.parse(r.body), { id: String(700 + i), seen: true });
+            const [line] = await waitForLog(`SELECT 'nest-${marker}-${i % 2 ? 'boom' : 'show'}-${700 + i}' AS marker`);
+            assert.ok(line.includes(`/* ${id} */ SELECT`), line);
+          }
+        });
+
+        const gap = mode.agent === true && NEST_IS_ESM ? 'needs ESM imports under -r (issue 21 item 1)' : undefined;
+        await t.test('http.server timings are named by Nest\'s route templates, never by the IDs', { todo: gap }, async () => {
+          udp.clear();
+          for (const [p] of REQUESTS) await get(app.url + p);
+          const want = REQUESTS.map(([, name]) => name).filter(Boolean);
+          const lines = await udp.waitFor((ls) => want.every((w) => ls.some((l) => l.startsWith(`hatch.http.server.${w}:`))), gap ? 5000 : WAIT);
+          for (const l of lines.filter((x) => x.startsWith('hatch.http.server.'))) for (const id of IDS) assert.ok(!l.includes(id), `no concrete ID in ${l}`);
+        });
+      } finally {
+        await app.stop();
+      }
+    });
+  }
+}
