@@ -7,7 +7,8 @@
 // plain Error, a returned Error) counts `errors` with kind `handler` exactly once, 4xx never: read
 // from a real UDP socket. Under 50 concurrent requests each request sees its own ID in its onRequest
 // ext, in its handler before and after a pg query, and in onPreResponse, and its SQL in PostgreSQL's
-// statement log carries that ID.
+// statement log carries that ID. Last, HATCH_TEST_FAULT makes each of the patch's three agent-side
+// parts throw: the app answers the same, and the agent says one line.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -223,3 +224,36 @@ for (const { kind, agent, label } of LOADERS) {
     }
   });
 }
+
+test(`${HAPI} under -r: the agent's own failure in either extension or in adding them leaves the app as it is, with one line`, async () => {
+  const source = app('cjs');
+  const env = { MARKER: 'hapi-' + randomBytes(4).toString('hex') };
+  const answers = async (a) => {
+    const out = [];
+    // Each request twice: a fault that fires on every call must still say one line.
+    for (const [p] of [...REQUESTS, ...REQUESTS]) out.push(comparable(await raw(a.port, p)));
+    return out;
+  };
+  const plainApp = await startApp(source, { agent: false, env, timeout: WAIT });
+  const plain = await answers(plainApp);
+  await plainApp.stop();
+  const agentLines = (s) => s.split('\n').filter((l) => l.startsWith('hatch-agent '));
+  const appLines = (s) => sameFile(s.split('\n').filter((l) => !l.startsWith('hatch-agent ')).join('\n'));
+  for (const name of ['hapi-server', 'hapi', 'hapi-error']) {
+    // The flight recorder listens on hatch:error, so the error path runs as far as it can.
+    const recorder = path.join(appDir, `faults-${randomBytes(4).toString('hex')}.jsonl`);
+    const faulty = await startApp(source, { env: { ...env, HATCH_TEST_FAULT: name, HATCH_FLIGHT_RECORDER: recorder }, timeout: WAIT });
+    let seen;
+    try {
+      seen = await answers(faulty);
+    } finally {
+      await faulty.stop();
+      fs.rmSync(recorder, { force: true });
+    }
+    assert.deepEqual(seen, plain, `${name}: the same bytes`);
+    const lines = agentLines(faulty.stderr());
+    assert.equal(lines.length, 1, `${name}: agent lines:\n${lines.join('\n')}`);
+    assert.match(lines[0], new RegExp(`^hatch-agent warn: hapi: .*hatch-agent test fault: ${name}$`));
+    assert.equal(appLines(faulty.stderr()), appLines(plainApp.stderr()), `${name}: the app's own stderr`);
+  }
+});
