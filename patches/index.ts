@@ -11,6 +11,7 @@ import { pg, pgPool, pgCursor } from './pg/index';
 import { express } from './express';
 import { fastify } from './fastify';
 import { koa } from './koa';
+import { hapi } from './hapi';
 import { ejs } from './ejs';
 import { pug } from './pug';
 import { handlebars } from './handlebars';
@@ -18,7 +19,7 @@ import { nunjucks } from './nunjucks';
 import { pino } from './pino';
 import { winston } from './winston';
 
-export const ALL_PATCHES: PatchDefinition[] = [httpServer, httpsServer, http2Server, httpClient, httpsClient, pg, pgPool, pgCursor, express, fastify, koa, ejs, pug, handlebars, nunjucks, pino, winston];
+export const ALL_PATCHES: PatchDefinition[] = [httpServer, httpsServer, http2Server, httpClient, httpsClient, pg, pgPool, pgCursor, express, fastify, koa, hapi, ejs, pug, handlebars, nunjucks, pino, winston];
 
 /** Libraries that publish on diagnostics channels of their own: subscribed at start. */
 export const SUBSCRIBERS: SubscriberDefinition[] = [undici];

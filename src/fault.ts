@@ -19,6 +19,7 @@ export const FAULT_POINTS = [
   'undici-create', 'undici-headers', 'undici-end', // patches/undici.ts
   'express-use', 'express-read', 'express-route', 'express-render', // patches/express.ts
   'fastify', 'koa', // patches/fastify.ts, koa.ts
+  'hapi-server', 'hapi', 'hapi-error', // patches/hapi.ts
   'render', // src/render.ts: any template engine's timing (ejs, pug, handlebars, nunjucks)
   'pino', 'winston', // patches/pino.ts, winston.ts
 ] as const;

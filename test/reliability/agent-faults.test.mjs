@@ -2,7 +2,7 @@
 // agent-side part of one wrapper throws on every call. For each name in src/fault.ts's
 // FAULT_POINTS (read from the installed package), one app that goes through
 // every patched module (http and http2 servers, http client, fetch, undici, pg pool/client/cursor, Express with
-// a mounted router and res.render, Fastify, Koa, ejs, pug, handlebars, nunjucks, pino, winston)
+// a mounted router and res.render, Fastify, Koa, hapi, ejs, pug, handlebars, nunjucks, pino, winston)
 // must print exactly what it prints without the agent, exit the same, and the agent must say
 // exactly one line about the fault, however many calls hit it.
 import { test } from 'node:test';
@@ -123,6 +123,15 @@ async function serve() {
     });
     return 'http://127.0.0.1:' + h2.address().port + '/h2/';
   }
+  if (PART === 'hapi') {
+    const Hapi = require('@hapi/hapi');
+    const server = Hapi.server({ port: 0, host: '127.0.0.1' });
+    server.route({ method: 'GET', path: '/h/{id}', handler: (request) => work(Number(request.params.id)) });
+    // The run's last request: a handler that throws, so hapi answers 500 (what the hapi-error point is on).
+    server.route({ method: 'GET', path: '/nothing', handler: () => { throw new Error('nothing here'); } });
+    await server.start();
+    return 'http://127.0.0.1:' + server.info.port + '/h/';
+  }
   if (PART === 'koa') {
     const Koa = require('koa');
     const Router = require('@koa/router');
@@ -160,6 +169,7 @@ const SLICE = {
   'express-use': 'express', 'express-read': 'express', 'express-route': 'express', 'express-render': 'express',
   fastify: 'fastify', koa: 'koa', render: 'engines', pino: 'logs', winston: 'logs',
   'http2-server': 'http2', 'http2-server-close': 'http2', 'http2-server-echo': 'http2',
+  'hapi-server': 'hapi', hapi: 'hapi', 'hapi-error': 'hapi',
 };
 const FAULTS = Object.fromEntries(FAULT_POINTS.map((name) => [name, SLICE[name] ?? 'core']));
 test('the fault list is there, and every slice named here is for a point in it', () => {

@@ -1,6 +1,6 @@
 // The app the transparency test runs, with and without `-r hatch-agent` (copied into the fixture
 // folder, where the libraries are installed). It uses every patched module inside a request
-// (http/https server and client, pg with pg-pool, pg-cursor and pg-query-stream, undici and fetch,
+// (http/https/http2 server and client, pg with pg-pool, pg-cursor and pg-query-stream, undici and fetch,
 // express, fastify, koa with @koa/router, ejs, pug, handlebars, nunjucks, pino, winston), then
 // prints one JSON report on stdout:
 // - `shapes`: every function reachable from the modules' exports and prototypes, and every
@@ -17,6 +17,7 @@
 'use strict';
 const http = require('node:http');
 const https = require('node:https');
+const http2 = require('node:http2');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
@@ -206,7 +207,18 @@ async function exercise(base) {
   await new Promise((resolve) => https.get('https://127.0.0.1:1/').on('error', () => resolve()));
   await (await fetch(`${base}/leaf`)).text();
   await (await undici.request(`${base}/leaf`)).body.text();
+
+  // an http2 server (h2c) answering one stream: its server and stream classes are the ones patched
+  const h2 = http2.createServer((req, res) => res.end('h2'));
+  h2.on('stream', (s) => (h2Classes.stream ??= Object.getPrototypeOf(s)));
+  await new Promise((resolve) => h2.listen(0, '127.0.0.1', resolve));
+  const session = http2.connect(`http://127.0.0.1:${h2.address().port}`);
+  await new Promise((resolve, reject) => session.request({ ':path': '/' }).on('error', reject).on('end', resolve).resume().end());
+  session.close();
+  h2Classes.server = Object.getPrototypeOf(h2);
+  await new Promise((resolve) => h2.close(resolve));
 }
+const h2Classes = {};
 
 // ---- servers ---------------------------------------------------------------------------------
 async function main() {
@@ -281,6 +293,7 @@ async function main() {
   const roots = {
     http: { 'Server.prototype': http.Server.prototype, 'ServerResponse.prototype': http.ServerResponse.prototype, 'OutgoingMessage.prototype': http.OutgoingMessage.prototype, 'ClientRequest.prototype': http.ClientRequest.prototype, http },
     https: { 'Server.prototype': https.Server.prototype, https },
+    http2: { 'Http2Server.prototype': h2Classes.server, 'ServerHttp2Stream.prototype': h2Classes.stream, http2 },
     pg: { 'Client.prototype': pg.Client.prototype, 'Query.prototype': pg.Query.prototype, pg },
     'pg-pool': { 'Pool.prototype': PgPool.prototype, Pool: PgPool },
     // pg-query-stream may bring a pg-cursor of its own (it does next to pg-cursor 2.0.0): patched too

@@ -115,9 +115,10 @@ test('metrics: plain StatsD names are Graphite-safe and in a fixed dimension ord
   m.series('GET', '/api/users/:id', 200).add(12.3456);
   m.series('GET', '/api/users/:id', 200).add(7);
   m.series('POST', 'un.safe name|#', 500).add(1);
+  m.series('GET', '/users/{id}', 200).add(2); // hapi's template: no trailing `_`
   const lines = drainLines([m], 'none');
   // One line per series: its name once, then each value with its type (`name:v1|ms:v2|ms`).
-  assert.deepEqual(lines, ['hatch.http.server.GET.api_users_id.200:12.346|ms:7|ms', 'hatch.http.server.POST.un_safe_name_.500:1|ms']);
+  assert.deepEqual(lines, ['hatch.http.server.GET.api_users_id.200:12.346|ms:7|ms', 'hatch.http.server.POST.un_safe_name.500:1|ms', 'hatch.http.server.GET.users_id.200:2|ms']);
   for (const l of lines) assert.match(l, /^[A-Za-z0-9_.-]+(:[0-9.]+\|ms)+$/);
   assert.deepEqual(drainLines([m], 'none'), [], 'a flush empties the series');
 });

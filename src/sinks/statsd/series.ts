@@ -53,9 +53,12 @@ export class Series {
   }
 }
 
-/** Graphite path segment: no dots, slashes or other separators. */
+/**
+ * Graphite path segment: no dots, slashes or other separators. Separators at either end are dropped,
+ * not turned into `_` (`/users/{id}`, hapi's template, is `users_id`), and those inside become one `_`.
+ */
 export function segment(v: Dim): string {
-  const s = String(v).replace(/^\/+|\/+$/g, '').replace(/[^A-Za-z0-9_-]+/g, '_');
+  const s = String(v).replace(/^[^A-Za-z0-9_-]+|[^A-Za-z0-9_-]+$/g, '').replace(/[^A-Za-z0-9_-]+/g, '_');
   return s === '' ? 'root' : s;
 }
 /** DogStatsD tag value: no `|`, `,`, `#`, blanks or non-ASCII. */
