@@ -5,8 +5,8 @@
  * `Hapi.server` and `Hapi.Server` (one function in both majors) are wrapped to add two of hapi's
  * own request extensions to each server they return; nothing inside hapi is wrapped:
  * - `onRequest` (the first step of every request, before routing) hands the request's store a
- *   small adapter as its `routeSource`. The http server patch reads the route from it when the
- *   response closes, so a request the client gave up on mid-handler is still named. The name is
+ *   small adapter as its `routeSource`, with this patch's `routeResolver`; the core reads the route
+ *   through them when the response closes, so a request the client gave up on mid-handler is still named. The name is
  *   hapi's own template, `request.route.path`, with plugin prefixes already joined
  *   (`/api/items/{id}`). hapi answers a request no route took (and one it rejected before
  *   routing) with its special `notFound`/`badRequest` routes, whose method is `_special`: those
@@ -50,7 +50,7 @@ interface Hapi {
 class HapiRoute {
   reported = false;
   constructor(readonly request: HapiRequest) {}
-  get _matchedRoute(): string | undefined {
+  get template(): string | undefined {
     try {
       const route = this.request.route;
       // `_special`: hapi's notFound and badRequest routes (`/{p*}`), taken by no route of the app.
@@ -60,6 +60,11 @@ class HapiRoute {
       return undefined;
     }
   }
+}
+
+/** The request context's route resolver (src/context.ts finalRoute): one module-level function, no closure per request. */
+function resolveRoute(source: object): string | undefined {
+  return source instanceof HapiRoute ? source.template : undefined;
 }
 
 /** The adapter of this request, when the current store is this request's. */
@@ -73,7 +78,10 @@ function onRequest(request: HapiRequest, h: Toolkit): symbol {
     fault('hapi');
     const store: RequestContext | undefined = storage.getStore();
     // An inner request (server.inject inside a handler) finds its outer request's source set.
-    if (store !== undefined && store.routeSource === undefined) store.routeSource = new HapiRoute(request);
+    if (store !== undefined && store.routeSource === undefined) {
+      store.routeSource = new HapiRoute(request);
+      store.routeResolver = resolveRoute;
+    }
   } catch (err) {
     log.warnOnce('hapi-route', `hapi: naming a route failed: ${(err as Error).message}`);
   }
