@@ -33,7 +33,7 @@ export interface LoadTarget {
   /** The package names (not builtins) of the enabled patches. */
   names: ReadonlySet<string>;
   onModule(moduleExports: unknown, name: string, basedir: string): void;
-  /** Called once, at the first CommonJS module the ES-module loader loads. */
+  /** Called at each CommonJS module the ES-module loader loads (before it is handed on). */
   onEsmLoad(): void;
 }
 
@@ -87,10 +87,7 @@ function inspect(t: LoadTarget, request: string, parent: unknown, isMain: boolea
   if (path.isAbsolute(request)) {
     // A path with a parent is a module's own require (require-in-the-middle's); the main script is no library.
     if (parent != null || isMain) return;
-    if (!esmSeen) {
-      esmSeen = true;
-      t.onEsmLoad();
-    }
+    t.onEsmLoad();
     const pkg = packageOf(request);
     if (pkg !== undefined && t.names.has(pkg.name) && mainOf(pkg.basedir) === request) t.onModule(exports, pkg.name, pkg.basedir);
     return;
@@ -102,7 +99,6 @@ function inspect(t: LoadTarget, request: string, parent: unknown, isMain: boolea
   if (pkg !== undefined && pkg.name === request) t.onModule(exports, request, pkg.basedir);
 }
 
-let esmSeen = false;
 let target: LoadTarget | undefined;
 let original: ModuleInternals['_load'] | undefined;
 let wrapper: ModuleInternals['_load'] | undefined;

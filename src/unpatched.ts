@@ -3,9 +3,7 @@
  * required by its path, a bundle's node_modules, a package loaded in a way no hook sees. Without
  * this line the app runs uninstrumented and the user believes it is instrumented.
  *
- * When: at the first incoming HTTP request (Node's own `http.server.request.start` channel,
- * unsubscribed at once), and once more 10 s after start (an unref'd timer, for processes that serve
- * no HTTP). Each look walks `require.cache` once: a module there that is the main file of a
+ * When: src/other-loads.ts looks at the first incoming HTTP request; this file is loaded only then. Each look walks `require.cache` once: a module there that is the main file of a
  * supported package (by its node_modules path, else by its nearest package.json's name) whose
  * package folder the registry never saw is named in one warning line. Nothing runs per request.
  * A built-in module (http, https) that an ES module imported where no hook could see it is patched
@@ -14,7 +12,6 @@
  * Limitations: code a bundler merged into one file has no package left to find; an ES-module
  * build of a package (not CommonJS) is not in `require.cache`.
  */
-import * as dc from 'node:diagnostics_channel';
 import { packageOf, mainOf } from './load-hook';
 import { log } from './log';
 
@@ -32,25 +29,30 @@ export interface UnpatchedWatch {
   patchBuiltin(name: string): void;
 }
 
-const CHANNEL = 'http.server.request.start';
-const LATER_MS = 10_000;
+/**
+ * Patches the builtins the patches name that are loaded but were never handed over (imported by an
+ * ES module, which no hook sees under `-r`), and brings their ES-module bindings up to date. Loads
+ * nothing: a builtin nobody loaded is left alone.
+ */
+export function patchLoadedBuiltins(w: Pick<UnpatchedWatch, 'builtins' | 'seen' | 'patchBuiltin'>, why: string): void {
+  let loaded: Set<string> | undefined;
+  let patched = false;
+  for (const name of w.builtins) {
+    if (w.seen(name, undefined)) continue;
+    loaded ??= new Set((process as unknown as { moduleLoadList?: string[] }).moduleLoadList ?? []);
+    if (!loaded.has(`NativeModule ${name}`)) continue;
+    w.patchBuiltin(name);
+    patched = true;
+    log.debug(`${name} was imported where no hook saw it: patched ${why}`);
+  }
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  if (patched) (require('node:module') as typeof import('node:module')).syncBuiltinESMExports();
+}
 
-/** Looks once now; returns what it warned about (for the tests of this file's logic, and the debug log). */
+/** Looks once now; returns what it warned about. */
 export function lookForUnpatched(w: UnpatchedWatch): string[] {
   const said: string[] = [];
-  const loaded = new Set((process as unknown as { moduleLoadList?: string[] }).moduleLoadList ?? []);
-  let synced = false;
-  for (const name of w.builtins) {
-    if (!w.seen(name, undefined) && loaded.has(`NativeModule ${name}`)) {
-      w.patchBuiltin(name);
-      synced = true;
-      log.debug(`${name} was imported where no hook saw it: patched now`);
-    }
-  }
-  if (synced) {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    (require('node:module') as typeof import('node:module')).syncBuiltinESMExports();
-  }
+  patchLoadedBuiltins(w, 'at the first request');
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const cache = (require('node:module') as { _cache: Record<string, Cached | undefined> })._cache;
   const told = new Set<string>();
@@ -78,32 +80,4 @@ function versionAt(basedir: string): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-/** Starts watching; the returned function stops it (at the agent's stop). */
-export function watchUnpatched(w: UnpatchedWatch): () => void {
-  let done = false;
-  const look = () => {
-    try {
-      lookForUnpatched(w);
-    } catch (err) {
-      log.warnOnce('unpatched-look', `looking for unpatched modules failed (${(err as Error).message})`);
-    }
-  };
-  const onRequest = () => {
-    if (done) return;
-    done = true;
-    dc.unsubscribe(CHANNEL, onRequest);
-    look();
-  };
-  dc.subscribe(CHANNEL, onRequest);
-  const timer = setTimeout(look, LATER_MS);
-  timer.unref();
-  return () => {
-    clearTimeout(timer);
-    if (!done) {
-      done = true;
-      dc.unsubscribe(CHANNEL, onRequest);
-    }
-  };
 }
