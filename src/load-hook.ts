@@ -1,30 +1,49 @@
 /**
- * The CommonJS loads require-in-the-middle cannot see, caught on `Module._load`, which every
- * CommonJS load passes through on every Node line (checked on 20, 22, 24 and 26):
- * - A CommonJS package reached by `import`, from an ES module or an ES-module package
- *   (MikroORM, slonik, Nest's adapters): Node's ES-module loader loads it with
- *   `Module._load(<its file>, no parent)`, not through `require`, which is all require-in-the-middle
- *   wraps. The same holds inside a `require()` of an ES module (Node 20.19+, 22.12+), which Node
- *   20's module-hooks thread (`--import`) never sees. Named imports (`import { Client } from 'pg'`)
- *   are read from `module.exports` after `_load` returns, so patching here, before returning, makes
- *   them the patched functions.
- * - A package required by name whose real path is not under `node_modules/<name>/` (`npm link`, a
- *   workspace symlink): require-in-the-middle names a module by its resolved path only.
- * So this is what lets `node -r hatch-agent` instrument ES-module apps, without a module-hooks
- * thread or import-in-the-middle: both cost tens of milliseconds at start-up (bench/RESULTS.md).
- * Only a package's main file is handed on (as require-in-the-middle does), found the way a
- * `require(<package dir>)` finds it. A file loaded by path from a module (a copied or bundled pg) is
- * left to the unpatched-module warning (src/unpatched.ts).
- * The wrapper stays as thin as it can: everything else costs one string test per load.
- * Limitation: a package's own ES-module build (ejs 7 has one) is not CommonJS, so not seen here.
+ * Everything that reaches a supported module other than `require` (which require-in-the-middle
+ * hooks), set up by the registry at each start, the same under `-r` and `--import`. One file, as
+ * it is loaded at every start-up.
+ *
+ * 1. `Module._load`, which every CommonJS load passes through on every Node line (checked on 20,
+ *    22, 24 and 26), for the loads require-in-the-middle cannot see:
+ *    - A CommonJS package reached by `import`, from an ES module or an ES-module package
+ *      (MikroORM, slonik, Nest's platform adapters): Node's ES-module loader loads it with
+ *      `Module._load(<its file>, no parent)`, not through `require`, which is all
+ *      require-in-the-middle wraps. The same holds inside a `require()` of an ES module (Node
+ *      20.19+, 22.12+), which Node 20's module-hooks thread (`--import`) never sees. Named imports
+ *      (`import { Client } from 'pg'`) are read from `module.exports` after `_load` returns, so
+ *      patching here, before returning, makes them the patched functions.
+ *    - A package required by name whose real path is not under `node_modules/<name>/` (`npm link`,
+ *      a workspace symlink): require-in-the-middle names a module by its resolved path only.
+ *    Only a package's main file is handed on (as require-in-the-middle does), found the way a
+ *    `require(<package dir>)` finds it. A file loaded by path from a module (a copied pg) is left
+ *    to the warning. The wrapper stays thin: any other load costs one string test.
+ * 2. Built-in modules an ES module imports (`import { request } from 'node:http'`) pass no hook
+ *    without a module-hooks thread: the builtins the patches name that are loaded but unseen are
+ *    patched at each CommonJS module the ES-module loader loads (by then the graph's static
+ *    imports, builtins included, are loaded), and at the first request; their ES-module bindings
+ *    are brought up to date (`syncBuiltinESMExports`). Nothing is loaded for this: loading http
+ *    and https up front cost an ES-module start 9 ms.
+ * 3. What is still missed is named in one warning line at the first incoming request
+ *    (src/unpatched.ts, loaded only then).
+ * Why not import-in-the-middle under `-r`, as under `--import`: its module-hooks thread (Node 20,
+ * `module.register`) and even its in-thread hooks (Node 22.22.3+, 24.11.1+, 26; acorn and a lexer
+ * are loaded) cost tens of milliseconds at start-up (bench/RESULTS.md, "Start-up in wall time"),
+ * against the +15 ms budget of `-r`; and what they add, no patched library needs but ejs's own
+ * ES-module build (7.x has one).
+ * Limitations: a package's own ES-module build is not CommonJS, so not seen here; a process that
+ * serves no HTTP is not looked at for the warning (a timer for it was 0.4 ms of every start-up: the
+ * first timer a process creates sets up Node's timer lists).
  */
 import * as path from 'node:path';
 import * as fs from 'node:fs';
+import * as dc from 'node:diagnostics_channel';
 import { log } from './log';
+import type { UnpatchedWatch } from './unpatched';
 
 interface ModuleInternals {
   _load(request: string, parent: unknown, isMain: boolean): unknown;
   _resolveFilename(request: string, parent: unknown): string;
+  isBuiltin(name: string): boolean;
 }
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const Module = require('node:module') as ModuleInternals;
@@ -131,5 +150,55 @@ export function hookLoad(t: LoadTarget): { unhook(): void } {
         wrapper = undefined;
       }
     },
+  };
+}
+
+type OnModule = (moduleExports: unknown, name: string, basedir: string | undefined) => void;
+
+/** Hooks the other loads for the enabled patches' modules; the returned function undoes it. */
+export function hookOtherLoads(names: readonly string[], onModule: OnModule, seen: (name: string, basedir: string | undefined) => boolean): () => void {
+  const builtins = names.filter((n) => Module.isBuiltin(n));
+  const packages = new Set(names.filter((n) => !Module.isBuiltin(n)));
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const patchBuiltin = (name: string) => onModule(require(name), name, undefined);
+  const w: UnpatchedWatch = { packages, builtins, seen, patchBuiltin };
+  const load = hookLoad({ names: packages, onModule, onEsmLoad: () => unpatched().patchLoadedBuiltins(w, 'when the ES-module loader loaded a CommonJS module') });
+  const unwatch = watchUnpatched(w);
+  return () => {
+    load.unhook();
+    unwatch();
+  };
+}
+
+// The looking code is loaded only when it looks: a process that serves no request pays nothing.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const unpatched = () => require('./unpatched') as typeof import('./unpatched');
+
+const CHANNEL = 'http.server.request.start';
+
+/**
+ * Looks for unpatched modules at the first incoming HTTP request (Node's own channel, published
+ * before the server's 'request' event, unsubscribed at once: no cost per request after it).
+ * Limitation: a process that serves no HTTP is not looked at (a timer for it was 0.4 ms of every
+ * start-up, the first timer a process creates sets up Node's timer lists).
+ */
+function watchUnpatched(w: UnpatchedWatch): () => void {
+  let done = false;
+  const onRequest = () => {
+    if (done) return;
+    done = true;
+    dc.unsubscribe(CHANNEL, onRequest);
+    try {
+      unpatched().lookForUnpatched(w);
+    } catch (err) {
+      log.warnOnce('unpatched-look', `looking for unpatched modules failed (${(err as Error).message})`);
+    }
+  };
+  dc.subscribe(CHANNEL, onRequest);
+  return () => {
+    if (!done) {
+      done = true;
+      dc.unsubscribe(CHANNEL, onRequest);
+    }
   };
 }

@@ -2,9 +2,9 @@
  * The registry: every instrumentation the agent declares, of two kinds, applied and withdrawn here.
  * - A patch (`PatchDefinition`) waits for its module: it is applied when the app first requires (or
  *   imports) the module, through require-in-the-middle, and for what it cannot see (a CommonJS
- *   package loaded by `import`, a symlinked package) src/other-loads.ts; src/esm.mts hands over
- *   `--import`'s imports. Only inside its declared version range. A module outside the range, or whose patch throws, is left
- *   untouched and logged once.
+ *   package loaded by `import`, a symlinked package) src/load-hook.ts; src/esm.mts hands over
+ *   `--import`'s imports. Only inside its declared version range: a module outside the range, or
+ *   whose patch throws, is left untouched and logged once.
  * - A subscriber (`SubscriberDefinition`) listens on diagnostics channels that a library publishes on
  *   its own, whether or not the app ever requires it (Node's fetch is undici bundled in Node):
  *   subscribed at start.
@@ -21,7 +21,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { log } from './log';
 import { loadRequireInTheMiddle } from './require-hook';
-import { hookOtherLoads } from './other-loads';
+import { hookOtherLoads } from './load-hook';
 import type { Config } from './config';
 
 /** [lowest supported, first unsupported), as major.minor.patch. */
@@ -111,7 +111,7 @@ let patchedNow: Array<{ def: PatchDefinition; exports: unknown }> = [];
 /** Every module handed to the registry (once per exports object), kept for the next start. */
 const seen: Array<{ name: string; exports: unknown; version: string | undefined }> = [];
 const seenExports = new WeakMap<object, string | undefined>();
-/** `name\0basedir` of every module handed over (basedir empty for a builtin): src/unpatched.ts asks. */
+/** `name\0basedir` of each module handed over (empty basedir: a builtin), for src/unpatched.ts. */
 const seenAt = new Set<string>();
 export function wasSeen(name: string, basedir: string | undefined): boolean {
   return seenAt.has(`${name}\0${basedir ?? ''}`);
@@ -186,8 +186,7 @@ function onModule(moduleExports: unknown, name: string, basedir: string | undefi
   try {
     const bare = name.startsWith('node:') ? name.slice(5) : name;
     const key = Object(moduleExports) as object;
-    // The same exports come by several hooks (require, Module._load, import): read the version once.
-    let version: string | undefined;
+    let version: string | undefined; // read once: the same exports come by several hooks
     if (seenExports.has(key)) {
       version = seenExports.get(key);
     } else {
@@ -261,7 +260,6 @@ export function enable(defs: readonly Definition[], config: Config): Enabled {
       onModule(moduleExports, name, basedir);
       return moduleExports;
     });
-    // What require-in-the-middle cannot see: imports, symlinked packages, unpatched copies.
     unhookOthers = hookOtherLoads([...byModule.keys()], onModule, wasSeen);
   }
   return {
@@ -271,9 +269,13 @@ export function enable(defs: readonly Definition[], config: Config): Enabled {
       runConfig = undefined;
       try {
         hook?.unhook();
-        unhookOthers?.();
       } catch (err) {
         log.warnOnce('unhook', `unhooking require failed: ${(err as Error).message}`);
+      }
+      try {
+        unhookOthers?.();
+      } catch (err) {
+        log.warnOnce('unhook-others', `unhooking Module._load failed: ${(err as Error).message}`);
       }
       for (const { def, exports } of patchedNow.reverse()) {
         try {

@@ -3,9 +3,10 @@
  * required by its path, a bundle's node_modules, a package loaded in a way no hook sees. Without
  * this line the app runs uninstrumented and the user believes it is instrumented.
  *
- * When: src/other-loads.ts looks at the first incoming HTTP request; this file is loaded only then. Each look walks `require.cache` once: a module there that is the main file of a
- * supported package (by its node_modules path, else by its nearest package.json's name) whose
- * package folder the registry never saw is named in one warning line. Nothing runs per request.
+ * When: src/load-hook.ts looks at the first incoming HTTP request; this file is loaded only then.
+ * The look walks `require.cache` once: a module there that is the main file of a supported package
+ * (by its node_modules path, else by its nearest package.json's name) whose package folder the
+ * registry never saw is named in one warning line. Nothing runs per request after it.
  * A built-in module (http, https) that an ES module imported where no hook could see it is patched
  * there and then, silently: the same exports object `require` returns, and the ES-module bindings
  * are brought up to date (`syncBuiltinESMExports`).
