@@ -11,8 +11,8 @@
 // bench/startup.mjs does; needs valgrind): however busy the machine is, Node 20's repeat to within
 // 1%; Node 26's varied by up to 5% between runs of one same command.
 // Limitations: wall time on a shared machine is noisy (the load average is printed with it); the
-// instruction count is the main thread's only, so a module-hooks thread (`--import` on Node 20)
-// counts only where the main thread waits for it, and an interpreter's counts are not the JIT's.
+// instruction count sums every thread (V8's helper threads make Node 26's vary), and an
+// interpreter's counts are not the JIT's.
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -123,7 +123,7 @@ ${rows.join('\n')}
 
 - date: ${new Date().toISOString().slice(0, 10)}; valgrind callgrind, V8 --jitless, one run per case (on Node 20 repeatable to within 1%; Node 26's counts of one same command varied by up to 5% here)
 - command: \`node bench/startup-wall.mjs --instructions${nodes.length > 1 || node !== process.execPath ? ' --node <node ' + version + '>' : ''}${agents.slice(1).map(([l]) => ` --agent ${l}=<checkout>`).join('')}\`
-- the main thread only: Node 20's module-hooks thread (\`--import\`) is counted only where the main thread waits for it
+- every thread is counted: Node 20's module-hooks thread (\`--import\`) too, and V8's own helper threads, whose share varies
 
 | command | instructions | vs no agent |
 |---|---|---|
