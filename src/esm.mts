@@ -14,6 +14,11 @@
  * `module.register`, read from the module namespace only then, so a Node that removes it does
  * not fail this file's import.
  *
+ * `-r` covers imports of CommonJS packages without any of this (src/load-hook.ts: Node's ES-module
+ * loader passes them through `Module._load`, hooked at every start, under both flags); what the
+ * loader here adds is a package's own ES-module build (ejs 7's), at tens of milliseconds of
+ * start-up, which is why `-r` does not take it (bench/RESULTS.md, "Start-up in wall time").
+ *
  * For a CommonJS package imported from ESM the patch applies to `module.exports` (the namespace's
  * `default`); functions the patch replaced there are then copied onto the namespace, so a named
  * import (`import { render } from 'ejs'`) sees the timed function too.

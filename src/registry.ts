@@ -1,9 +1,10 @@
 /**
  * The registry: every instrumentation the agent declares, of two kinds, applied and withdrawn here.
  * - A patch (`PatchDefinition`) waits for its module: it is applied when the app first requires (or
- *   imports) the module, through require-in-the-middle (src/esm.mts hands over imports), and only
- *   inside its declared version range. A module outside the range, or whose patch throws, is left
- *   untouched and logged once.
+ *   imports) the module, through require-in-the-middle, and for what it cannot see (a CommonJS
+ *   package loaded by `import`, a symlinked package) src/load-hook.ts; src/esm.mts hands over
+ *   `--import`'s imports. Only inside its declared version range: a module outside the range, or
+ *   whose patch throws, is left untouched and logged once.
  * - A subscriber (`SubscriberDefinition`) listens on diagnostics channels that a library publishes on
  *   its own, whether or not the app ever requires it (Node's fetch is undici bundled in Node):
  *   subscribed at start.
@@ -20,6 +21,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { log } from './log';
 import { loadRequireInTheMiddle } from './require-hook';
+import { hookOtherLoads } from './load-hook';
 import type { Config } from './config';
 
 /** [lowest supported, first unsupported), as major.minor.patch. */
@@ -108,7 +110,12 @@ let applied = new WeakMap<PatchDefinition, WeakMap<object, PatchOutcome>>();
 let patchedNow: Array<{ def: PatchDefinition; exports: unknown }> = [];
 /** Every module handed to the registry (once per exports object), kept for the next start. */
 const seen: Array<{ name: string; exports: unknown; version: string | undefined }> = [];
-const seenExports = new WeakSet<object>();
+const seenExports = new WeakMap<object, string | undefined>();
+/** `name\0basedir` of each module handed over (empty basedir: a builtin), for src/unpatched.ts. */
+const seenAt = new Set<string>();
+export function wasSeen(name: string, basedir: string | undefined): boolean {
+  return seenAt.has(`${name}\0${basedir ?? ''}`);
+}
 
 /** Applies one definition to a loaded module's exports; never throws. */
 function applyPatch(def: PatchDefinition, moduleExports: unknown, version: string | undefined, config: Config): PatchOutcome {
@@ -179,11 +186,15 @@ function onModule(moduleExports: unknown, name: string, basedir: string | undefi
   try {
     const bare = name.startsWith('node:') ? name.slice(5) : name;
     const key = Object(moduleExports) as object;
-    const version = moduleVersion(name, basedir);
-    if (!seenExports.has(key)) {
-      seenExports.add(key);
+    let version: string | undefined; // read once: the same exports come by several hooks
+    if (seenExports.has(key)) {
+      version = seenExports.get(key);
+    } else {
+      version = moduleVersion(name, basedir);
+      seenExports.set(key, version);
       seen.push({ name: bare, exports: moduleExports, version });
     }
+    seenAt.add(`${bare}\0${basedir ?? ''}`);
     if (!running || byModule === undefined || runConfig === undefined) return;
     for (const def of byModule.get(bare) ?? []) applyPatch(def, moduleExports, version, runConfig);
   } catch (err) {
@@ -241,6 +252,7 @@ export function enable(defs: readonly Definition[], config: Config): Enabled {
   for (const m of seen) for (const def of byModule.get(m.name) ?? []) applyPatch(def, m.exports, m.version, config);
 
   let hook: { unhook(): void } | undefined;
+  let unhookOthers: (() => void) | undefined;
   if (byModule.size > 0) {
     moduleHandler ??= { names: [...byModule.keys()], onModule };
     const { Hook } = loadRequireInTheMiddle();
@@ -248,6 +260,7 @@ export function enable(defs: readonly Definition[], config: Config): Enabled {
       onModule(moduleExports, name, basedir);
       return moduleExports;
     });
+    unhookOthers = hookOtherLoads([...byModule.keys()], onModule, wasSeen);
   }
   return {
     disable() {
@@ -258,6 +271,11 @@ export function enable(defs: readonly Definition[], config: Config): Enabled {
         hook?.unhook();
       } catch (err) {
         log.warnOnce('unhook', `unhooking require failed: ${(err as Error).message}`);
+      }
+      try {
+        unhookOthers?.();
+      } catch (err) {
+        log.warnOnce('unhook-others', `unhooking Module._load failed: ${(err as Error).message}`);
       }
       for (const { def, exports } of patchedNow.reverse()) {
         try {

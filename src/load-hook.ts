@@ -1,0 +1,204 @@
+/**
+ * Everything that reaches a supported module other than `require` (which require-in-the-middle
+ * hooks), set up by the registry at each start, the same under `-r` and `--import`. One file, as
+ * it is loaded at every start-up.
+ *
+ * 1. `Module._load`, which every CommonJS load passes through on every Node line (checked on 20,
+ *    22, 24 and 26), for the loads require-in-the-middle cannot see:
+ *    - A CommonJS package reached by `import`, from an ES module or an ES-module package
+ *      (MikroORM, slonik, Nest's platform adapters): Node's ES-module loader loads it with
+ *      `Module._load(<its file>, no parent)`, not through `require`, which is all
+ *      require-in-the-middle wraps. The same holds inside a `require()` of an ES module (Node
+ *      20.19+, 22.12+), which Node 20's module-hooks thread (`--import`) never sees. Named imports
+ *      (`import { Client } from 'pg'`) are read from `module.exports` after `_load` returns, so
+ *      patching here, before returning, makes them the patched functions.
+ *    - A package required by name whose real path is not under `node_modules/<name>/` (`npm link`,
+ *      a workspace symlink): require-in-the-middle names a module by its resolved path only.
+ *    Only a package's main file is handed on (as require-in-the-middle does), found the way a
+ *    `require(<package dir>)` finds it. A file loaded by path from a module (a copied pg) is left
+ *    to the warning. The wrapper stays thin: any other load costs one string test.
+ * 2. Built-in modules an ES module imports (`import { request } from 'node:http'`) pass no hook
+ *    without a module-hooks thread: the builtins the patches name that are loaded but unseen are
+ *    patched at each CommonJS module the ES-module loader loads (by then the graph's static
+ *    imports, builtins included, are loaded), and at the first request; their ES-module bindings
+ *    are brought up to date (`syncBuiltinESMExports`). Nothing is loaded for this: loading http
+ *    and https up front cost an ES-module start 9 ms.
+ * 3. What is still missed is named in one warning line at the first incoming request
+ *    (src/unpatched.ts, loaded only then).
+ * Why not import-in-the-middle under `-r`, as under `--import`: its module-hooks thread (Node 20,
+ * `module.register`) and even its in-thread hooks (Node 22.22.3+, 24.11.1+, 26; acorn and a lexer
+ * are loaded) cost start-up about 95 ms on Node 20 and 25 ms on Node 26 (`--import` against `-r`
+ * in bench/RESULTS.md, "Start-up in wall time"), against the +15 ms budget of `-r`; and what they add, no patched library needs but ejs's own
+ * ES-module build (7.x has one).
+ * Limitations: a package's own ES-module build is not CommonJS, so not seen here; a process that
+ * serves no HTTP is not looked at for the warning (a timer for it was 0.4 ms of every start-up: the
+ * first timer a process creates sets up Node's timer lists).
+ */
+import * as path from 'node:path';
+import * as fs from 'node:fs';
+import * as dc from 'node:diagnostics_channel';
+import { log } from './log';
+import type { UnpatchedWatch } from './unpatched';
+
+interface ModuleInternals {
+  _load(request: string, parent: unknown, isMain: boolean): unknown;
+  _resolveFilename(request: string, parent: unknown): string;
+  isBuiltin(name: string): boolean;
+}
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const Module = require('node:module') as ModuleInternals;
+
+export interface LoadTarget {
+  /** The package names (not builtins) of the enabled patches. */
+  names: ReadonlySet<string>;
+  onModule(moduleExports: unknown, name: string, basedir: string): void;
+  /** Called at each CommonJS module the ES-module loader loads (before it is handed on). */
+  onEsmLoad(): void;
+}
+
+const NM = `${path.sep}node_modules${path.sep}`;
+
+/** The package a file belongs to: by its last node_modules segment, else its nearest named package.json. */
+export function packageOf(filename: string): { name: string; basedir: string } | undefined {
+  const i = filename.lastIndexOf(NM);
+  if (i >= 0) {
+    const rest = filename.slice(i + NM.length).split(path.sep);
+    const name = rest[0]!.startsWith('@') && rest.length > 2 ? `${rest[0]}/${rest[1]}` : rest[0]!;
+    return { name, basedir: filename.slice(0, i + NM.length) + name.split('/').join(path.sep) };
+  }
+  return namedPackageAbove(path.dirname(filename));
+}
+
+const byDir = new Map<string, { name: string; basedir: string } | null>();
+function namedPackageAbove(dir: string): { name: string; basedir: string } | undefined {
+  const known = byDir.get(dir);
+  if (known !== undefined) return known ?? undefined;
+  let found: { name: string; basedir: string } | null = null;
+  try {
+    const json = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')) as { name?: unknown };
+    // A package.json without a name ({"type":"module"} in a sub-folder) is not the package's own.
+    if (typeof json.name === 'string') found = { name: json.name, basedir: dir };
+  } catch {
+    // none here
+  }
+  const up = path.dirname(dir);
+  if (found === null && up !== dir) found = namedPackageAbove(up) ?? null;
+  byDir.set(dir, found);
+  return found ?? undefined;
+}
+
+const mains = new Map<string, string | null>();
+/** The file `require(<basedir>)` loads: a package's CommonJS main. */
+export function mainOf(basedir: string): string | undefined {
+  let m = mains.get(basedir);
+  if (m === undefined) {
+    try {
+      m = Module._resolveFilename(basedir, null);
+    } catch {
+      m = null;
+    }
+    mains.set(basedir, m);
+  }
+  return m ?? undefined;
+}
+
+function inspect(t: LoadTarget, request: string, parent: unknown, isMain: boolean, exports: unknown): void {
+  if (path.isAbsolute(request)) {
+    // A path with a parent is a module's own require (require-in-the-middle's); the main script is no library.
+    if (parent != null || isMain) return;
+    t.onEsmLoad();
+    const pkg = packageOf(request);
+    if (pkg !== undefined && t.names.has(pkg.name) && mainOf(pkg.basedir) === request) t.onModule(exports, pkg.name, pkg.basedir);
+    return;
+  }
+  if (!t.names.has(request)) return;
+  const filename = Module._resolveFilename(request, parent);
+  if (filename.includes(`${NM}${request.split('/').join(path.sep)}${path.sep}`)) return; // require-in-the-middle's
+  const pkg = namedPackageAbove(path.dirname(filename));
+  if (pkg !== undefined && pkg.name === request) t.onModule(exports, request, pkg.basedir);
+}
+
+let target: LoadTarget | undefined;
+let original: ModuleInternals['_load'] | undefined;
+let wrapper: ModuleInternals['_load'] | undefined;
+
+/** Starts handing loads to `t`; `unhook` puts the original `Module._load` back where it still can. */
+export function hookLoad(t: LoadTarget): { unhook(): void } {
+  target = t;
+  if (wrapper === undefined || Module._load !== wrapper) {
+    const load = (original = Module._load);
+    wrapper = function (this: unknown, request: string, parent: unknown, isMain: boolean) {
+      const exports = Reflect.apply(load, this, arguments);
+      const now = target;
+      if (now !== undefined && typeof request === 'string') {
+        try {
+          inspect(now, request, parent, isMain === true, exports);
+        } catch (err) {
+          log.warnOnce(`load-${request}`, `${request}: looking at the load failed (${(err as Error).message}); left untouched`);
+        }
+      }
+      return exports;
+    } as ModuleInternals['_load'];
+    Module._load = wrapper;
+  }
+  return {
+    unhook() {
+      target = undefined;
+      // Someone wrapped it after us: ours stays in their chain, passing through.
+      if (Module._load === wrapper && original !== undefined) {
+        Module._load = original;
+        wrapper = undefined;
+      }
+    },
+  };
+}
+
+type OnModule = (moduleExports: unknown, name: string, basedir: string | undefined) => void;
+
+/** Hooks the other loads for the enabled patches' modules; the returned function undoes it. */
+export function hookOtherLoads(names: readonly string[], onModule: OnModule, seen: (name: string, basedir: string | undefined) => boolean): () => void {
+  const builtins = names.filter((n) => Module.isBuiltin(n));
+  const packages = new Set(names.filter((n) => !Module.isBuiltin(n)));
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const patchBuiltin = (name: string) => onModule(require(name), name, undefined);
+  const w: UnpatchedWatch = { packages, builtins, seen, patchBuiltin };
+  const load = hookLoad({ names: packages, onModule, onEsmLoad: () => unpatched().patchLoadedBuiltins(w, 'when the ES-module loader loaded a CommonJS module') });
+  const unwatch = watchUnpatched(w);
+  return () => {
+    load.unhook();
+    unwatch();
+  };
+}
+
+// The looking code is loaded only when it looks: a process that serves no request pays nothing.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const unpatched = () => require('./unpatched') as typeof import('./unpatched');
+
+const CHANNEL = 'http.server.request.start';
+
+/**
+ * Looks for unpatched modules at the first incoming HTTP request (Node's own channel, published
+ * before the server's 'request' event, unsubscribed at once: no cost per request after it).
+ * Limitation: a process that serves no HTTP is not looked at (a timer for it was 0.4 ms of every
+ * start-up, the first timer a process creates sets up Node's timer lists).
+ */
+function watchUnpatched(w: UnpatchedWatch): () => void {
+  let done = false;
+  const onRequest = () => {
+    if (done) return;
+    done = true;
+    dc.unsubscribe(CHANNEL, onRequest);
+    try {
+      unpatched().lookForUnpatched(w);
+    } catch (err) {
+      log.warnOnce('unpatched-look', `looking for unpatched modules failed (${(err as Error).message})`);
+    }
+  };
+  dc.subscribe(CHANNEL, onRequest);
+  return () => {
+    if (!done) {
+      done = true;
+      dc.unsubscribe(CHANNEL, onRequest);
+    }
+  };
+}
