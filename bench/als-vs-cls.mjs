@@ -42,7 +42,11 @@ if (variant) {
   } else if (variant === 'cls-hooked') {
     const cls = require('cls-hooked');
     const ns = cls.createNamespace('bench');
-    run = (id, fn) => ns.runPromise(() => { ns.set('id', id); return fn(id); });
+    run = (id, fn) =>
+      ns.runPromise(() => {
+        ns.set('id', id);
+        return fn(id);
+      });
     get = () => ns.get('id');
   } else throw new Error(`unknown variant ${variant}`);
 
@@ -57,11 +61,12 @@ if (variant) {
     for (let i = 0; i < STEPS; i++) x = await step(id, x);
     return x;
   };
-  const request = (n) => run(`req-${n}`, async (id) => {
-    const r = await Promise.all(Array.from({ length: CHAINS }, () => chain(id)));
-    if (get(id) !== id) wrong++;
-    return r;
-  });
+  const request = (n) =>
+    run(`req-${n}`, async (id) => {
+      const r = await Promise.all(Array.from({ length: CHAINS }, () => chain(id)));
+      if (get(id) !== id) wrong++;
+      return r;
+    });
   const batch = async (count) => {
     let next = 0;
     const worker = async () => {
@@ -84,20 +89,27 @@ if (variant) {
   }
   globalThis.gc();
   const heap = process.memoryUsage().heapUsed;
-  process.stdout.write(JSON.stringify({ ns: [...xs].sort((a, b) => a - b)[Math.floor(SAMPLES / 2)], samples: xs, heap, wrong }));
+  process.stdout.write(
+    JSON.stringify({ ns: [...xs].sort((a, b) => a - b)[Math.floor(SAMPLES / 2)], samples: xs, heap, wrong }),
+  );
 } else {
   const one = (v) => {
     const dir = INSTRUCTIONS ? cg.outputDir() : null;
     const args = [process.execPath, '--expose-gc', fileURLToPath(import.meta.url), ...argv.slice(2)];
     const [cmd, cmdArgs] = cg.wrap(dir, args);
-    const r = spawnSync(cmd, cmdArgs, { env: { ...process.env, HATCH_CTX_VARIANT: v, ...cg.env(dir) }, encoding: 'utf8', maxBuffer: 1 << 26 });
+    const r = spawnSync(cmd, cmdArgs, {
+      env: { ...process.env, HATCH_CTX_VARIANT: v, ...cg.env(dir) },
+      encoding: 'utf8',
+      maxBuffer: 1 << 26,
+    });
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
     if (r.status !== 0) throw new Error(`${v}: ${r.stderr}`);
     return JSON.parse(r.stdout);
   };
   const names = ['none', 'als', 'cls-hooked'];
   const runs = Object.fromEntries(names.map((n) => [n, []]));
-  for (let round = 0; round < ROUNDS; round++) for (const n of round % 2 ? [...names].reverse() : names) runs[n].push(one(n));
+  for (let round = 0; round < ROUNDS; round++)
+    for (const n of round % 2 ? [...names].reverse() : names) runs[n].push(one(n));
   const med = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   const base = med(runs.none.map((r) => r.ns));
   const rows = names.map((n) => {

@@ -16,22 +16,34 @@ const items = Array.from({ length: 20 }, (_, i) => ({ id: i, name: `item <${i}>`
 
 const server = http.createServer((req, res) => {
   if (req.url === '/fetch') {
-    fetch(process.env.DOWNSTREAM_URL).then((r) => r.text()).then(
-      (t) => res.end(t),
-      (e) => { res.statusCode = 502; res.end(e.message); },
-    );
+    fetch(process.env.DOWNSTREAM_URL)
+      .then((r) => r.text())
+      .then(
+        (t) => res.end(t),
+        (e) => {
+          res.statusCode = 502;
+          res.end(e.message);
+        },
+      );
     return;
   }
   if (req.url === '/db') {
     pool.query('SELECT 1 AS one').then(
       (r) => res.end(String(r.rows[0].one)),
-      (e) => { res.statusCode = 500; res.end(e.message); },
+      (e) => {
+        res.statusCode = 500;
+        res.end(e.message);
+      },
     );
     return;
   }
   if (req.url === '/render') {
     ejs.renderFile(page, { title: 'Items', items }, { cache: true }, (err, html) => {
-      if (err) { res.statusCode = 500; res.end(err.message); return; }
+      if (err) {
+        res.statusCode = 500;
+        res.end(err.message);
+        return;
+      }
       res.setHeader('content-type', 'text/html');
       res.end(html);
     });

@@ -25,7 +25,17 @@ export function wrap(dir, args) {
   if (!dir) return [args[0], args.slice(1)];
   // --separate-threads: a dump per thread, so the main thread (the event loop, what bounds a
   // server's throughput) is counted apart from V8's compiler and GC helper threads.
-  return ['valgrind', ['--tool=callgrind', '--instr-atstart=no', '--separate-threads=yes', `--callgrind-out-file=${dir}/cg.%p`, '--smc-check=all-non-file', ...args]];
+  return [
+    'valgrind',
+    [
+      '--tool=callgrind',
+      '--instr-atstart=no',
+      '--separate-threads=yes',
+      `--callgrind-out-file=${dir}/cg.%p`,
+      '--smc-check=all-non-file',
+      ...args,
+    ],
+  ];
 }
 
 /** The env a child started by wrap() needs for inProcess() (none without a dir). */
@@ -51,7 +61,8 @@ function ctl(pid, ...args) {
 // counts, so a server compiles for thousands of requests after it starts (bench/app.js natively:
 // 10-30 TurboFan jobs per 500 /hello requests until about 3,000, and still a few at 5,000); each
 // job costs millions of instructions, which a window of a few hundred requests may or may not hold.
-const COMPILE = /v8::internal::(compiler|maglev|baseline|wasm|interpreter)::|v8::internal::(Compiler|Parser|PreParser|Scanner|Zone|AccountingAllocator|Assembler|TurboAssembler|MacroAssembler|Deoptimizer|OptimizedCompilationJob|TurbofanCompilationJob|OptimizedCompilationInfo|BytecodeGenerator)\b|^Builtins_CompileLazy/;
+const COMPILE =
+  /v8::internal::(compiler|maglev|baseline|wasm|interpreter)::|v8::internal::(Compiler|Parser|PreParser|Scanner|Zone|AccountingAllocator|Assembler|TurboAssembler|MacroAssembler|Deoptimizer|OptimizedCompilationJob|TurbofanCompilationJob|OptimizedCompilationInfo|BytecodeGenerator)\b|^Builtins_CompileLazy/;
 
 /**
  * The instructions of one thread's dump spent in functions whose name matches `re` (self cost,

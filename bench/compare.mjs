@@ -19,12 +19,30 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { startPostgres } from '../test/support/postgres.mjs';
 import { writeSection } from './results-file.mjs';
-import { variants, stopApp, startApp, startDownstream, median, benchDir, benchRequire, opt, cpuTicks, loadRoute, HZ } from './variants.mjs';
+import {
+  variants,
+  stopApp,
+  startApp,
+  startDownstream,
+  median,
+  benchDir,
+  benchRequire,
+  opt,
+  cpuTicks,
+  loadRoute,
+  HZ,
+} from './variants.mjs';
 
 const root = path.resolve(benchDir, '..');
-const refs = process.argv.slice(2).filter((a, i, all) => !a.startsWith('--') && !all[i - 1]?.match(/^--(rounds|seconds|warmup|connections|routes|node)$/));
+const refs = process.argv
+  .slice(2)
+  .filter(
+    (a, i, all) => !a.startsWith('--') && !all[i - 1]?.match(/^--(rounds|seconds|warmup|connections|routes|node)$/),
+  );
 if (refs.length !== 2) {
-  console.error('usage: node bench/compare.mjs <base> <head> [--rounds N] [--routes a,b] [--node path] [--core] [--write]');
+  console.error(
+    'usage: node bench/compare.mjs <base> <head> [--rounds N] [--routes a,b] [--node path] [--core] [--write]',
+  );
   process.exit(2);
 }
 const ROUNDS = Number(opt('rounds', 5));
@@ -101,7 +119,9 @@ for (let round = 1; round <= ROUNDS; round++) {
       const cpu = ((cpuTicks(child.pid) - c0) / HZ / n) * 1e6;
       failures += r.errors + r.timeouts + r.non2xx;
       ((results[route] ??= {})[name] ??= []).push({ rps: n / SECONDS, cpu, p99: r.p99 });
-      process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0)}s] round ${round} ${name.padEnd(9)} ${route.padEnd(7)} ${(n / SECONDS).toFixed(0)} req/s cpu ${cpu.toFixed(1)} µs/req\n`);
+      process.stderr.write(
+        `[${((Date.now() - t0) / 1000).toFixed(0)}s] round ${round} ${name.padEnd(9)} ${route.padEnd(7)} ${(n / SECONDS).toFixed(0)} req/s cpu ${cpu.toFixed(1)} µs/req\n`,
+      );
     }
     await stopApp(child);
   }
@@ -121,7 +141,10 @@ const rows = ROUTES.map((route) => {
   const cpu = (v) => f1(median(r[v].map((x) => x.cpu)));
   return `| \`${route}\` | ${cpu('none')} | ${cpu('als-floor')} | ${cpu('base')} | ${cpu('head')} | **${ratio(r.head, r.base, 'cpu')}** | ${ratio(r.head, r.base, 'rps')} | ${ratio(r.head, r['als-floor'], 'cpu')} | ${ratio(r.head, r.base, 'p99')} |`;
 });
-const command = `node bench/compare.mjs ${process.argv.slice(2).filter((a) => a !== '--write').join(' ')}`;
+const command = `node bench/compare.mjs ${process.argv
+  .slice(2)
+  .filter((a) => a !== '--write')
+  .join(' ')}`;
 const report = `## Two commits compared: ${refs[0]} (${base.commit}) against ${refs[1]} (${head.commit})
 
 - date: ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC; machine: ${os.cpus().length} × ${os.cpus()[0].model}, ${Math.round(os.totalmem() / 2 ** 30)} GiB; the apps on Node ${nodeVersion}

@@ -49,10 +49,22 @@ const sink = dgram.createSocket('udp4');
 let received = 0;
 sink.on('message', (m) => (received += m.toString().split('\n').length));
 await new Promise((r) => sink.bind(0, '127.0.0.1', r));
-const downstream = spawn(process.execPath, ['-e', "const s = require('http').createServer((q, r) => r.end('downstream')); s.keepAliveTimeout = 600000; s.listen(0, '127.0.0.1', () => console.log(s.address().port))"], { stdio: ['ignore', 'pipe', 'inherit'] });
+const downstream = spawn(
+  process.execPath,
+  [
+    '-e',
+    "const s = require('http').createServer((q, r) => r.end('downstream')); s.keepAliveTimeout = 600000; s.listen(0, '127.0.0.1', () => console.log(s.address().port))",
+  ],
+  { stdio: ['ignore', 'pipe', 'inherit'] },
+);
 process.on('exit', () => downstream.kill()); // also when a run fails
 const downstreamPort = await listeningPortPlain(downstream);
-const env = { BENCH_KEEPALIVE_MS: '600000', DATABASE_URL: pg.url, HATCH_STATSD_PORT: String(sink.address().port), DOWNSTREAM_URL: `http://127.0.0.1:${downstreamPort}/` };
+const env = {
+  BENCH_KEEPALIVE_MS: '600000',
+  DATABASE_URL: pg.url,
+  HATCH_STATSD_PORT: String(sink.address().port),
+  DOWNSTREAM_URL: `http://127.0.0.1:${downstreamPort}/`,
+};
 
 function listeningPortPlain(child) {
   return new Promise((r) => child.stdout.once('data', (d) => r(Number(String(d).trim()))));
@@ -61,12 +73,20 @@ function listeningPortPlain(child) {
 let failed = 0;
 const outDir = cg.outputDir();
 async function load(port, route, amount) {
-  const r = await autocannon({ url: `http://127.0.0.1:${port}${route}`, connections: CONNECTIONS, amount, timeout: 120 });
+  const r = await autocannon({
+    url: `http://127.0.0.1:${port}${route}`,
+    connections: CONNECTIONS,
+    amount,
+    timeout: 120,
+  });
   const bad = r.errors + r.timeouts + r.non2xx;
   // The switch of instrumentation stalls the process for a moment, and a connection can drop then:
   // a few failures are tolerated (and counted in the report); the count is per completed response.
   failed += bad;
-  if (bad > amount / 50) throw new Error(`${route}: ${bad} failed responses (errors ${r.errors}, timeouts ${r.timeouts}, non-2xx ${r.non2xx})`);
+  if (bad > amount / 50)
+    throw new Error(
+      `${route}: ${bad} failed responses (errors ${r.errors}, timeouts ${r.timeouts}, non-2xx ${r.non2xx})`,
+    );
   return r.requests.total;
 }
 // Per variant and route, per counted window: instructions per request. The headline is the main
@@ -87,7 +107,12 @@ const t0 = Date.now();
 for (const variant of VARIANTS) {
   const { preload, env: own } = ALL[variant];
   const file = preload === null || path.isAbsolute(preload) ? preload : benchRequire.resolve(preload);
-  const [cmd, args] = cg.wrap(outDir, [process.execPath, ...NODE_FLAGS, ...(file ? ['-r', file] : []), path.join(benchDir, 'app.js')]);
+  const [cmd, args] = cg.wrap(outDir, [
+    process.execPath,
+    ...NODE_FLAGS,
+    ...(file ? ['-r', file] : []),
+    path.join(benchDir, 'app.js'),
+  ]);
   const child = spawn(cmd, args, {
     cwd: benchDir,
     env: { ...process.env, ...env, ...own },
@@ -95,7 +120,9 @@ for (const variant of VARIANTS) {
   });
   let stderr = '';
   child.stderr.on('data', (d) => (stderr = (stderr + d).slice(-4000)));
-  const port = await listeningPort(child, variant).catch((e) => { throw new Error(`${e.message}\n${stderr}`); });
+  const port = await listeningPort(child, variant).catch((e) => {
+    throw new Error(`${e.message}\n${stderr}`);
+  });
   perWindow[variant] = {};
   for (const route of ROUTES) {
     await load(port, route, WARMUP);
@@ -104,15 +131,27 @@ for (const variant of VARIANTS) {
       // a full GC, a one-off that a window under load never holds (none's idle rate read 2 k/s in one
       // 10 s window and 5.5 M/s in another).
       for (let i = 0; i < 5; i++) {
-        const idle = await cg.countOutside(outDir, child.pid, () => new Promise((r) => setTimeout(r, (IDLE * 1000) / 5)));
+        const idle = await cg.countOutside(
+          outDir,
+          child.pid,
+          () => new Promise((r) => setTimeout(r, (IDLE * 1000) / 5)),
+        );
         const rate = { all: idle.instructions / idle.seconds, steady: (idle.main - idle.mainCompile) / idle.seconds };
         if (idleRate[variant] === undefined || rate.steady < idleRate[variant].steady) idleRate[variant] = rate;
       }
-      process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0)}s] ${variant.padEnd(12)} idle     ${(idleRate[variant].all / 1000).toFixed(0)} k instructions/s (main thread without compilation ${(idleRate[variant].steady / 1000).toFixed(0)} k)\n`);
+      process.stderr.write(
+        `[${((Date.now() - t0) / 1000).toFixed(0)}s] ${variant.padEnd(12)} idle     ${(idleRate[variant].all / 1000).toFixed(0)} k instructions/s (main thread without compilation ${(idleRate[variant].steady / 1000).toFixed(0)} k)\n`,
+      );
     }
     perWindow[variant][route] = [];
     for (let w = 0; w < WINDOWS; w++) {
-      const { instructions, main, mainCompile, result: n, seconds } = await cg.countOutside(outDir, child.pid, () => load(port, route, REQUESTS));
+      const {
+        instructions,
+        main,
+        mainCompile,
+        result: n,
+        seconds,
+      } = await cg.countOutside(outDir, child.pid, () => load(port, route, REQUESTS));
       const win = {
         steady: Math.max(0, main - mainCompile - idleRate[variant].steady * seconds) / n,
         compile: mainCompile / n,
@@ -120,7 +159,9 @@ for (const variant of VARIANTS) {
         wallMs: (seconds / n) * 1000,
       };
       perWindow[variant][route].push(win);
-      process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0)}s] ${variant.padEnd(12)} ${route.padEnd(8)} ${(win.steady / 1000).toFixed(0)} k instructions/request (main thread, no compilation, net of idle); compilation ${(win.compile / 1000).toFixed(0)} k; all threads as counted ${(win.all / 1000).toFixed(0)} k; ${win.wallMs.toFixed(0)} ms wall each\n`);
+      process.stderr.write(
+        `[${((Date.now() - t0) / 1000).toFixed(0)}s] ${variant.padEnd(12)} ${route.padEnd(8)} ${(win.steady / 1000).toFixed(0)} k instructions/request (main thread, no compilation, net of idle); compilation ${(win.compile / 1000).toFixed(0)} k; all threads as counted ${(win.all / 1000).toFixed(0)} k; ${win.wallMs.toFixed(0)} ms wall each\n`,
+      );
     }
   }
   await stopApp(child);
@@ -142,11 +183,18 @@ const rows = ROUTES.map((route) => {
   });
   return `| \`${route}\` | ${cells.join(' | ')} |`;
 });
-const otherRows = ROUTES.map((route) => `| \`${route}\` | ${VARIANTS.map((v) => `${k(med(v, route, 'compile'))} / ${k(med(v, route, 'all'))}`).join(' | ')} |`);
+const otherRows = ROUTES.map(
+  (route) =>
+    `| \`${route}\` | ${VARIANTS.map((v) => `${k(med(v, route, 'compile'))} / ${k(med(v, route, 'all'))}`).join(' | ')} |`,
+);
 const versions = ['@opentelemetry/auto-instrumentations-node', 'dd-trace', 'elastic-apm-node', 'pg', 'ejs']
   .map((p) => `${p} ${versionOf(p)}`)
   .join(', ');
-const command = `node bench/instructions.mjs${argv.slice(2).filter((a) => a !== '--no-write').map((a) => ` ${a}`).join('')}`;
+const command = `node bench/instructions.mjs${argv
+  .slice(2)
+  .filter((a) => a !== '--no-write')
+  .map((a) => ` ${a}`)
+  .join('')}`;
 const report = `## Server CPU per request in instructions (callgrind): hatch-agent and its peers against no agent
 
 - date: ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC; Node ${process.version}; ${os.cpus()[0].model}; versions: ${versions}

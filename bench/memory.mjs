@@ -27,20 +27,35 @@ const sink = dgram.createSocket('udp4');
 let values = 0;
 sink.on('message', (m) => (values += statsdValueCount(m)));
 await new Promise((r) => sink.bind(0, '127.0.0.1', r));
-const child = spawn(process.execPath, ['--expose-gc', '-r', path.join(root, 'dist/src/index.js'), path.join(benchDir, 'app.js')], {
-  cwd: benchDir,
-  env: { ...process.env, DATABASE_URL: pg.url, BENCH_GC_ROUTE: '1', HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(sink.address().port), HATCH_TOKEN: 'bench-token-0123456789abcdef', HATCH_FLIGHT_RECORDER: path.join(os.tmpdir(), `hatch-bench-memory-${process.pid}.jsonl`) },
-  stdio: ['ignore', 'pipe', 'inherit'],
-});
+const child = spawn(
+  process.execPath,
+  ['--expose-gc', '-r', path.join(root, 'dist/src/index.js'), path.join(benchDir, 'app.js')],
+  {
+    cwd: benchDir,
+    env: {
+      ...process.env,
+      DATABASE_URL: pg.url,
+      BENCH_GC_ROUTE: '1',
+      HATCH_STATSD: 'on',
+      HATCH_STATSD_PORT: String(sink.address().port),
+      HATCH_TOKEN: 'bench-token-0123456789abcdef',
+      HATCH_FLIGHT_RECORDER: path.join(os.tmpdir(), `hatch-bench-memory-${process.pid}.jsonl`),
+    },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  },
+);
 const port = await listeningPort(child, 'app');
 const url = `http://127.0.0.1:${port}`;
 const run = (amount) => autocannon({ url: `${url}/db`, connections: CONNECTIONS, amount });
-const gcHeap = async () => (await (await fetch(`${url}/_bench/gc`)).json());
+const gcHeap = async () => await (await fetch(`${url}/_bench/gc`)).json();
 
 const mb = (b) => (b / 2 ** 20).toFixed(2);
 function report(finished) {
   const maxDelta = Math.max(...series.map((s) => Math.abs(s.heapUsed - base.heapUsed)));
-  const rows = series.map((s) => `| ${s.done} | ${mb(s.heapUsed)} | ${s.heapUsed >= base.heapUsed ? '+' : ''}${mb(s.heapUsed - base.heapUsed)} | ${mb(s.heapTotal)} | ${(s.rss / 2 ** 20).toFixed(1)} |`);
+  const rows = series.map(
+    (s) =>
+      `| ${s.done} | ${mb(s.heapUsed)} | ${s.heapUsed >= base.heapUsed ? '+' : ''}${mb(s.heapUsed - base.heapUsed)} | ${mb(s.heapTotal)} | ${(s.rss / 2 ** 20).toFixed(1)} |`,
+  );
   return `## Memory over a long run: ${REQUESTS} requests through /db
 
 - date: ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC; ${os.cpus().length} × ${os.cpus()[0].model}, shared VM; Node ${process.version}
@@ -61,7 +76,6 @@ const write = async (finished) => {
   if (!argv.includes('--no-write')) (await import('./results-file.mjs')).writeSection('memory', report(finished));
 };
 
-
 const t0 = Date.now();
 let failed = 0;
 const w = await run(WARMUP);
@@ -69,7 +83,9 @@ failed += w.errors + w.timeouts + w.non2xx;
 await new Promise((r) => setTimeout(r, 1500)); // let a StatsD flush and the timers run
 const base = await gcHeap();
 const series = [{ done: 0, ...base }];
-process.stderr.write(`after warm-up: heap ${(base.heapUsed / 2 ** 20).toFixed(2)} MB rss ${(base.rss / 2 ** 20).toFixed(1)} MB\n`);
+process.stderr.write(
+  `after warm-up: heap ${(base.heapUsed / 2 ** 20).toFixed(2)} MB rss ${(base.rss / 2 ** 20).toFixed(1)} MB\n`,
+);
 let done = 0;
 let rpsSum = 0;
 while (done < REQUESTS) {
@@ -81,7 +97,9 @@ while (done < REQUESTS) {
   const m = await gcHeap();
   series.push({ done, ...m });
   await write(false); // after every batch, so a run cut short still leaves its series
-  process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0)}s] ${done} requests: heap ${(m.heapUsed / 2 ** 20).toFixed(2)} MB rss ${(m.rss / 2 ** 20).toFixed(1)} MB (${r.requests.average.toFixed(0)} req/s)\n`);
+  process.stderr.write(
+    `[${((Date.now() - t0) / 1000).toFixed(0)}s] ${done} requests: heap ${(m.heapUsed / 2 ** 20).toFixed(2)} MB rss ${(m.rss / 2 ** 20).toFixed(1)} MB (${r.requests.average.toFixed(0)} req/s)\n`,
+  );
 }
 await stopApp(child);
 sink.close();

@@ -25,7 +25,22 @@ import * as path from 'node:path';
 import * as dgram from 'node:dgram';
 import { startPostgres } from '../test/support/postgres.mjs';
 import { writeSection } from './results-file.mjs';
-import { variants, stopApp, startApp, startDownstream, preloadFile, rssMb, median, benchDir, benchRequire, opt, statsdValueCount, cpuTicks, loadRoute, HZ } from './variants.mjs';
+import {
+  variants,
+  stopApp,
+  startApp,
+  startDownstream,
+  preloadFile,
+  rssMb,
+  median,
+  benchDir,
+  benchRequire,
+  opt,
+  statsdValueCount,
+  cpuTicks,
+  loadRoute,
+  HZ,
+} from './variants.mjs';
 
 const autocannon = benchRequire('autocannon');
 const argv = process.argv;
@@ -44,16 +59,27 @@ const APP_CPU = os.cpus().length - 1; // not availableParallelism(): under tasks
 if (PIN && APP_CPU < 1) throw new Error('--pin needs at least 2 CPUs: one for the app, one for everything else');
 const OTHER_CPUS = APP_CPU === 1 ? '0' : `0-${APP_CPU - 1}`;
 if (PIN && process.env.BENCH_PINNED !== '1') {
-  const r = spawnSync('taskset', ['-c', OTHER_CPUS, process.execPath, ...process.execArgv, ...argv.slice(1)], { stdio: 'inherit', env: { ...process.env, BENCH_PINNED: '1' } });
+  const r = spawnSync('taskset', ['-c', OTHER_CPUS, process.execPath, ...process.execArgv, ...argv.slice(1)], {
+    stdio: 'inherit',
+    env: { ...process.env, BENCH_PINNED: '1' },
+  });
   process.exit(r.status ?? 1);
 }
 // The Node that runs the apps (and start-up); this script itself runs on the one that started it.
 const NODE = opt('node', process.execPath);
 const nodeVersion = spawnSync(NODE, ['--version'], { encoding: 'utf8' }).stdout.trim();
-const SECTION = opt('section', (NODE === process.execPath ? 'overhead' : `overhead-node${nodeVersion.slice(1).split('.')[0]}`) + (PIN ? '-pinned' : ''));
+const SECTION = opt(
+  'section',
+  (NODE === process.execPath ? 'overhead' : `overhead-node${nodeVersion.slice(1).split('.')[0]}`) +
+    (PIN ? '-pinned' : ''),
+);
 
 const ALL = await variants();
-if (argv.includes('--dbm')) ALL['dd-trace+dbm'] = { preload: ALL['dd-trace'].preload, env: { ...ALL['dd-trace'].env, DD_DBM_PROPAGATION_MODE: 'full' } };
+if (argv.includes('--dbm'))
+  ALL['dd-trace+dbm'] = {
+    preload: ALL['dd-trace'].preload,
+    env: { ...ALL['dd-trace'].env, DD_DBM_PROPAGATION_MODE: 'full' },
+  };
 /** hatch-agent and its parts (printed in bold), as against the peers. */
 const isOurs = (variant) => variant.startsWith('hatch-agent');
 const VARIANTS = argv.includes('--only') ? opt('only', '').split(',') : Object.keys(ALL).filter((v) => !ALL[v].extra);
@@ -62,7 +88,8 @@ if (VARIANTS[0] !== 'none') throw new Error('--only must start with none: ratios
 // --requests N: each window is a fixed number of responses instead of a fixed time (warm-up: a
 // quarter of it), which on a starved machine still yields a CPU-per-request figure for every route.
 const REQUESTS = Number(opt('requests', 0));
-const load = (port, route, seconds, warmup = false) => loadRoute(autocannon, { port, route, seconds, connections: CONNECTIONS, requests: REQUESTS, warmup });
+const load = (port, route, seconds, warmup = false) =>
+  loadRoute(autocannon, { port, route, seconds, connections: CONNECTIONS, requests: REQUESTS, warmup });
 
 const pg = await startPostgres();
 const sink = dgram.createSocket('udp4'); // a local StatsD receiver, so the agent's sends are real
@@ -78,53 +105,91 @@ function startup(variant) {
   const { env: own } = ALL[variant];
   const preload = preloadFile(ALL[variant].preload);
   const t = performance.now();
-  const r = spawnSync(NODE, [...(preload ? ['-r', preload] : []), '-e', "process.on('exit', () => { const u = process.cpuUsage(); process.stdout.write(String(u.user + u.system)); })"], {
-    cwd: benchDir,
-    env: { ...process.env, ...env, ...own },
-    encoding: 'utf8',
-  });
+  const r = spawnSync(
+    NODE,
+    [
+      ...(preload ? ['-r', preload] : []),
+      '-e',
+      "process.on('exit', () => { const u = process.cpuUsage(); process.stdout.write(String(u.user + u.system)); })",
+    ],
+    {
+      cwd: benchDir,
+      env: { ...process.env, ...env, ...own },
+      encoding: 'utf8',
+    },
+  );
   if (r.status !== 0) throw new Error(`${variant}: ${r.stderr}`);
   return { wall: performance.now() - t, cpu: Number(r.stdout) / 1000 };
 }
 const su = Object.fromEntries(VARIANTS.map((v) => [v, []]));
 for (let i = 0; i < STARTUP_RUNS; i++) for (const v of VARIANTS) su[v].push(startup(v));
 
-
 const f0 = (x) => x.toFixed(0);
 const f2 = (x) => x.toFixed(2);
 function writeReport(roundsDone) {
-const rows = [];
-for (const route of ROUTES) {
-  const base = results[route].none;
-  const med = (xs, k) => median(xs.map((x) => x[k]));
-  rows.push(`| \`${route}\` | none | ${f0(med(base, 'rps'))} | 1 | ${f2(med(base, 'p50'))} / ${f2(med(base, 'p99'))} | 1 | ${f0(med(base, 'cpu'))} | 1 | ${f0(med(base, 'rss'))} | 0 |`);
-  for (const variant of VARIANTS.slice(1)) {
-    const ours = results[route][variant];
-    const ratio = (k) => median(ours.map((o, i) => o[k] / base[i][k]));
-    const drss = median(ours.map((o, i) => o.rss - base[i].rss));
-    const name = isOurs(variant) ? `**${variant}**` : variant;
-    const r = ratio('rps');
-    const each = ours.map((o, i) => o.rps / base[i].rps);
-    const spread = each.length > 1 ? ` [${f2(Math.min(...each))}-${f2(Math.max(...each))}]` : '';
-    rows.push(`| \`${route}\` | ${name} | ${f0(med(ours, 'rps'))} | ${isOurs(variant) ? `**${f2(r)}**` : f2(r)}${spread} | ${f2(med(ours, 'p50'))} / ${f2(med(ours, 'p99'))} | ${f2(ratio('p99'))}x | ${f0(med(ours, 'cpu'))} | ${f2(ratio('cpu'))}x | ${f0(med(ours, 'rss'))} | ${drss >= 0 ? '+' : ''}${f0(drss)} |`);
+  const rows = [];
+  for (const route of ROUTES) {
+    const base = results[route].none;
+    const med = (xs, k) => median(xs.map((x) => x[k]));
+    rows.push(
+      `| \`${route}\` | none | ${f0(med(base, 'rps'))} | 1 | ${f2(med(base, 'p50'))} / ${f2(med(base, 'p99'))} | 1 | ${f0(med(base, 'cpu'))} | 1 | ${f0(med(base, 'rss'))} | 0 |`,
+    );
+    for (const variant of VARIANTS.slice(1)) {
+      const ours = results[route][variant];
+      const ratio = (k) => median(ours.map((o, i) => o[k] / base[i][k]));
+      const drss = median(ours.map((o, i) => o.rss - base[i].rss));
+      const name = isOurs(variant) ? `**${variant}**` : variant;
+      const r = ratio('rps');
+      const each = ours.map((o, i) => o.rps / base[i].rps);
+      const spread = each.length > 1 ? ` [${f2(Math.min(...each))}-${f2(Math.max(...each))}]` : '';
+      rows.push(
+        `| \`${route}\` | ${name} | ${f0(med(ours, 'rps'))} | ${isOurs(variant) ? `**${f2(r)}**` : f2(r)}${spread} | ${f2(med(ours, 'p50'))} / ${f2(med(ours, 'p99'))} | ${f2(ratio('p99'))}x | ${f0(med(ours, 'cpu'))} | ${f2(ratio('cpu'))}x | ${f0(med(ours, 'rss'))} | ${drss >= 0 ? '+' : ''}${f0(drss)} |`,
+      );
+    }
   }
-}
-const sw0 = median(su.none.map((x) => x.wall));
-const sc0 = median(su.none.map((x) => x.cpu));
-const startupRows = VARIANTS.map((v) => {
-  const w = median(su[v].map((x) => x.wall));
-  const c = median(su[v].map((x) => x.cpu));
-  const shown = isOurs(v) || v === 'none' ? v : path.isAbsolute(ALL[v].preload) ? path.relative(process.cwd(), ALL[v].preload) : ALL[v].preload;
-  return `| ${v === 'none' ? '`node -e 0`' : `\`node -r ${shown} -e 0\``} | ${f0(w)} | ${v === 'none' ? '' : `+${f0(w - sw0)}`} | ${f0(c)} | ${v === 'none' ? '' : `+${f0(c - sc0)}`} |`;
-});
-const versions = ['autocannon', '@opentelemetry/auto-instrumentations-node', 'dd-trace', 'elastic-apm-node', 'pg', 'ejs']
-  .filter((p) => { try { benchRequire.resolve(`${p}/package.json`); return true; } catch { return false; } })
-  .map((p) => `${p} ${JSON.parse(fs.readFileSync(benchRequire.resolve(`${p}/package.json`), 'utf8')).version}`)
-  .join(', ');
-const command = `node bench/overhead.mjs${argv.slice(2).filter((a) => a !== '--no-write').map((a) => ` ${a}`).join('')}`;
-const subject = VARIANTS.slice(1).every((v) => isOurs(v) || v === 'als-floor') ? 'each part of hatch-agent' : 'hatch-agent and its peers';
-const where = [NODE === process.execPath ? '' : `Node ${nodeVersion}`, PIN ? 'the app on a CPU of its own' : ''].filter(Boolean).join(', ');
-const report = `## Overhead under load: ${subject} against the same app without an agent${where ? ` (${where})` : ''}
+  const sw0 = median(su.none.map((x) => x.wall));
+  const sc0 = median(su.none.map((x) => x.cpu));
+  const startupRows = VARIANTS.map((v) => {
+    const w = median(su[v].map((x) => x.wall));
+    const c = median(su[v].map((x) => x.cpu));
+    const shown =
+      isOurs(v) || v === 'none'
+        ? v
+        : path.isAbsolute(ALL[v].preload)
+          ? path.relative(process.cwd(), ALL[v].preload)
+          : ALL[v].preload;
+    return `| ${v === 'none' ? '`node -e 0`' : `\`node -r ${shown} -e 0\``} | ${f0(w)} | ${v === 'none' ? '' : `+${f0(w - sw0)}`} | ${f0(c)} | ${v === 'none' ? '' : `+${f0(c - sc0)}`} |`;
+  });
+  const versions = [
+    'autocannon',
+    '@opentelemetry/auto-instrumentations-node',
+    'dd-trace',
+    'elastic-apm-node',
+    'pg',
+    'ejs',
+  ]
+    .filter((p) => {
+      try {
+        benchRequire.resolve(`${p}/package.json`);
+        return true;
+      } catch {
+        return false;
+      }
+    })
+    .map((p) => `${p} ${JSON.parse(fs.readFileSync(benchRequire.resolve(`${p}/package.json`), 'utf8')).version}`)
+    .join(', ');
+  const command = `node bench/overhead.mjs${argv
+    .slice(2)
+    .filter((a) => a !== '--no-write')
+    .map((a) => ` ${a}`)
+    .join('')}`;
+  const subject = VARIANTS.slice(1).every((v) => isOurs(v) || v === 'als-floor')
+    ? 'each part of hatch-agent'
+    : 'hatch-agent and its peers';
+  const where = [NODE === process.execPath ? '' : `Node ${nodeVersion}`, PIN ? 'the app on a CPU of its own' : '']
+    .filter(Boolean)
+    .join(', ');
+  const report = `## Overhead under load: ${subject} against the same app without an agent${where ? ` (${where})` : ''}
 
 - date: ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC; machine: ${os.cpus().length} × ${os.cpus()[0].model}, ${f0(os.totalmem() / 2 ** 30)} GiB, shared VM; the apps on Node ${nodeVersion}
 - command: \`npm run bench\` = \`npm install --prefix bench && ${command}\`
@@ -154,13 +219,17 @@ Start-up (medians of ${STARTUP_RUNS}, interleaved; same environment as the load 
 |---|---|---|---|---|
 ${startupRows.join('\n')}
 
-${PIN ? `The app had a CPU to itself, the load client another: the req/s ratio is close to the inverse of the CPU ratio.
-The app's CPU per response still includes the kernel's work for its sockets, waking the client among it.` : `The load client shares the app's ${os.cpus().length} cores, so the app's own work and the client's compete: read the req/s
+${
+  PIN
+    ? `The app had a CPU to itself, the load client another: the req/s ratio is close to the inverse of the CPU ratio.
+The app's CPU per response still includes the kernel's work for its sockets, waking the client among it.`
+    : `The load client shares the app's ${os.cpus().length} cores, so the app's own work and the client's compete: read the req/s
 ratio with the CPU µs/req column (the app process's CPU per response, which includes the kernel's work for its
-sockets) and the per-round spread.`}
+sockets) and the per-round spread.`
+}
 `;
-if (!argv.includes('--no-write')) writeSection(SECTION, report);
-return report;
+  if (!argv.includes('--no-write')) writeSection(SECTION, report);
+  return report;
 }
 
 const results = {}; // route -> variant -> [{rps,p50,p99,cpu,rss}]
@@ -183,7 +252,9 @@ for (let round = 1; round <= ROUNDS; round++) {
       failures += bad;
       const rps = n / (REQUESTS > 0 ? r.elapsed : SECONDS);
       ((results[route] ??= {})[variant] ??= []).push({ rps, p50: r.p50, p99: r.p99, cpu, rss });
-      process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0)}s] round ${round} ${variant.padEnd(12)} ${route.padEnd(7)} ${rps.toFixed(0)} req/s p50 ${r.p50.toFixed(2)} p99 ${r.p99.toFixed(2)} ms cpu ${cpu.toFixed(0)} µs/req rss ${rss.toFixed(0)} MB errors ${bad}\n`);
+      process.stderr.write(
+        `[${((Date.now() - t0) / 1000).toFixed(0)}s] round ${round} ${variant.padEnd(12)} ${route.padEnd(7)} ${rps.toFixed(0)} req/s p50 ${r.p50.toFixed(2)} p99 ${r.p99.toFixed(2)} ms cpu ${cpu.toFixed(0)} µs/req rss ${rss.toFixed(0)} MB errors ${bad}\n`,
+      );
     }
     await stopApp(child);
   }
@@ -193,6 +264,3 @@ console.log(writeReport(ROUNDS));
 sink.close();
 downstream.child.kill();
 await pg.stop();
-
-
-

@@ -8,7 +8,9 @@ const file = path.join(path.dirname(fileURLToPath(import.meta.url)), 'RESULTS.md
 export function writeSection(name, markdown) {
   const begin = `<!-- ${name}: begin -->`;
   const end = `<!-- ${name}: end -->`;
-  let text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '# Benchmark results\n\nWritten by the scripts in bench/; each section says the command that made it.\n';
+  let text = fs.existsSync(file)
+    ? fs.readFileSync(file, 'utf8')
+    : '# Benchmark results\n\nWritten by the scripts in bench/; each section says the command that made it.\n';
   const block = `${begin}\n${markdown.trim()}\n${end}`;
   const i = text.indexOf(begin);
   const j = text.indexOf(end);

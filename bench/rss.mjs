@@ -11,7 +11,17 @@
 //   node bench/rss.mjs [--seconds 60] [--rounds 2] [--routes /hello,/db] [--only none,hatch-agent]
 //                      [--connections 50] [--node /path/to/node] [--no-write]
 // Not part of `npm test`.
-import { variants, stopApp, startApp, startDownstream, rssMb, median, benchRequire, statsdValueCount, opt } from './variants.mjs';
+import {
+  variants,
+  stopApp,
+  startApp,
+  startDownstream,
+  rssMb,
+  median,
+  benchRequire,
+  statsdValueCount,
+  opt,
+} from './variants.mjs';
 import { writeSection } from './results-file.mjs';
 import { startPostgres } from '../test/support/postgres.mjs';
 import { spawnSync } from 'node:child_process';
@@ -66,7 +76,9 @@ for (let round = 1; round <= ROUNDS; round++) {
     for (const v of round % 2 ? VARIANTS : [...VARIANTS].reverse()) {
       const m = await measure(v, route);
       results[route][v].push(m);
-      process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0)}s] round ${round} ${v.padEnd(12)} ${route.padEnd(7)} RSS ${AT.map((s, i) => `${s}s ${m.at[i].toFixed(0)}`).join(', ')}; peak ${m.peak.toFixed(0)} MB; ${m.requests} requests, ${m.failed} failed\n`);
+      process.stderr.write(
+        `[${((Date.now() - t0) / 1000).toFixed(0)}s] round ${round} ${v.padEnd(12)} ${route.padEnd(7)} RSS ${AT.map((s, i) => `${s}s ${m.at[i].toFixed(0)}`).join(', ')}; peak ${m.peak.toFixed(0)} MB; ${m.requests} requests, ${m.failed} failed\n`,
+      );
     }
   }
 }
@@ -85,11 +97,16 @@ for (const route of ROUTES) {
       return v === 'none' ? mine.toFixed(0) : `${mine.toFixed(0)} (${sign(mine - median(base.map((m) => m.at[i])))})`;
     });
     const peak = median(own.map((m) => m.peak));
-    const peakCell = v === 'none' ? peak.toFixed(0) : `${peak.toFixed(0)} (${sign(peak - median(base.map((m) => m.peak)))})`;
-    rows.push(`| \`${route}\` | ${v.startsWith('hatch-agent') ? `**${v}**` : v} | ${cells.join(' | ')} | ${peakCell} |`);
+    const peakCell =
+      v === 'none' ? peak.toFixed(0) : `${peak.toFixed(0)} (${sign(peak - median(base.map((m) => m.peak)))})`;
+    rows.push(
+      `| \`${route}\` | ${v.startsWith('hatch-agent') ? `**${v}**` : v} | ${cells.join(' | ')} | ${peakCell} |`,
+    );
   }
 }
-const failed = Object.values(results).flatMap((byV) => Object.values(byV).flat()).reduce((n, m) => n + m.failed, 0);
+const failed = Object.values(results)
+  .flatMap((byV) => Object.values(byV).flat())
+  .reduce((n, m) => n + m.failed, 0);
 const section = `## RSS under a longer load: does the difference last?
 
 - date: ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC; ${os.cpus().length} × ${os.cpus()[0].model}, shared VM; the apps on Node ${nodeVersion}
@@ -105,4 +122,5 @@ const section = `## RSS under a longer load: does the difference last?
 ${rows.join('\n')}
 `;
 console.log(section);
-if (!argv.includes('--no-write')) writeSection(NODE === process.execPath ? 'rss' : `rss-node${nodeVersion.slice(1).split('.')[0]}`, section);
+if (!argv.includes('--no-write'))
+  writeSection(NODE === process.execPath ? 'rss' : `rss-node${nodeVersion.slice(1).split('.')[0]}`, section);

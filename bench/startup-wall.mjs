@@ -60,11 +60,15 @@ function once(node, argv) {
 }
 
 function instructions(node, argv) {
-  const r = spawnSync('valgrind', ['--tool=callgrind', '--callgrind-out-file=/dev/null', '--smc-check=all-non-file', node, '--jitless', ...argv], {
-    cwd: dir,
-    encoding: 'utf8',
-    env: { ...process.env, HATCH_STATSD: 'off' },
-  });
+  const r = spawnSync(
+    'valgrind',
+    ['--tool=callgrind', '--callgrind-out-file=/dev/null', '--smc-check=all-non-file', node, '--jitless', ...argv],
+    {
+      cwd: dir,
+      encoding: 'utf8',
+      env: { ...process.env, HATCH_STATSD: 'off' },
+    },
+  );
   const m = /Collected : (\d+)/.exec(r.stderr);
   if (!m) throw new Error(`valgrind failed: ${r.error?.message ?? r.stderr.slice(-500)}`);
   return Number(m[1]);
@@ -102,7 +106,10 @@ for (const node of nodes) {
   const report = `## Start-up in wall time (Node ${version})
 
 - date: ${new Date().toISOString().slice(0, 10)}; ${os.cpus()[0].model}, ${os.cpus().length} CPUs; ${runs} interleaved rounds; load average ${loadBefore.toFixed(1)} before, ${os.loadavg()[0].toFixed(1)} after (a busy machine inflates every row)
-- command: \`node bench/startup-wall.mjs --runs ${runs}${nodes.length > 1 || node !== process.execPath ? ' --node <node ' + version + '>' : ''}${agents.slice(1).map(([l]) => ` --agent ${l}=<checkout>`).join('')}\`
+- command: \`node bench/startup-wall.mjs --runs ${runs}${nodes.length > 1 || node !== process.execPath ? ' --node <node ' + version + '>' : ''}${agents
+    .slice(1)
+    .map(([l]) => ` --agent ${l}=<checkout>`)
+    .join('')}\`
 - the difference is against \`node -e 0\` for \`-e 0\` rows and against \`node empty.mjs\` for the .mjs rows
 - import-in-the-middle's hooks (\`--import\` against \`-r\`, both on empty.mjs): ${hooks.join('; ')}
 
@@ -116,13 +123,19 @@ ${rows.join('\n')}
   const counts = list.map(([, argv]) => instructions(node, argv));
   const irows = list.map(([name], i) => {
     const against = name.includes('.mjs') ? counts[1] : counts[0];
-    const diff = i < 2 ? '' : `+${((counts[i] - against) / 1e6).toFixed(1)} M (+${(((counts[i] - against) / against) * 100).toFixed(1)}%)`;
+    const diff =
+      i < 2
+        ? ''
+        : `+${((counts[i] - against) / 1e6).toFixed(1)} M (+${(((counts[i] - against) / against) * 100).toFixed(1)}%)`;
     return `| \`${name}\` | ${(counts[i] / 1e6).toFixed(1)} M | ${diff} |`;
   });
   const ireport = `## Start-up in instructions, CommonJS and ES-module starts (Node ${version})
 
 - date: ${new Date().toISOString().slice(0, 10)}; valgrind callgrind, V8 --jitless, one run per case (on Node 20 repeatable to within 1%; Node 26's counts of one same command varied by up to 5% here)
-- command: \`node bench/startup-wall.mjs --instructions${nodes.length > 1 || node !== process.execPath ? ' --node <node ' + version + '>' : ''}${agents.slice(1).map(([l]) => ` --agent ${l}=<checkout>`).join('')}\`
+- command: \`node bench/startup-wall.mjs --instructions${nodes.length > 1 || node !== process.execPath ? ' --node <node ' + version + '>' : ''}${agents
+    .slice(1)
+    .map(([l]) => ` --agent ${l}=<checkout>`)
+    .join('')}\`
 - every thread is counted: Node 20's module-hooks thread (\`--import\`) too, and V8's own helper threads, whose share varies
 
 | command | instructions | vs no agent |

@@ -11,22 +11,41 @@ import { writeSection } from './results-file.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 function instructions(args, env = {}) {
-  const r = spawnSync('valgrind', ['--tool=callgrind', '--callgrind-out-file=/dev/null', '--smc-check=all-non-file', process.execPath, '--jitless', ...args, '-e', '0'], {
-    cwd: root,
-    encoding: 'utf8',
-    env: { ...process.env, ...env },
-  });
+  const r = spawnSync(
+    'valgrind',
+    [
+      '--tool=callgrind',
+      '--callgrind-out-file=/dev/null',
+      '--smc-check=all-non-file',
+      process.execPath,
+      '--jitless',
+      ...args,
+      '-e',
+      '0',
+    ],
+    {
+      cwd: root,
+      encoding: 'utf8',
+      env: { ...process.env, ...env },
+    },
+  );
   const m = /Collected : (\d+)/.exec(r.stderr);
   if (!m) throw new Error(`valgrind failed: ${r.error?.message ?? r.stderr.slice(-500)}`);
   return Number(m[1]);
 }
 const rows = [
   ['node -e 0', instructions([])],
-  ['node -r require-in-the-middle -e 0 (our one required hook dependency)', instructions(['-r', 'require-in-the-middle'])],
+  [
+    'node -r require-in-the-middle -e 0 (our one required hook dependency)',
+    instructions(['-r', 'require-in-the-middle']),
+  ],
   ['node -r hatch-agent -e 0', instructions(['-r', 'hatch-agent'])],
 ];
 const base = rows[0][1];
-const table = rows.map(([name, n]) => `| \`${name}\` | ${(n / 1e6).toFixed(0)} M | ${n === base ? '' : `+${(((n - base) / base) * 100).toFixed(0)}%`} |`);
+const table = rows.map(
+  ([name, n]) =>
+    `| \`${name}\` | ${(n / 1e6).toFixed(0)} M | ${n === base ? '' : `+${(((n - base) / base) * 100).toFixed(0)}%`} |`,
+);
 const report = `## Start-up in instructions
 
 - date: ${new Date().toISOString().slice(0, 10)}; Node ${process.version}; ${os.cpus()[0].model}

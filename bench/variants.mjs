@@ -17,7 +17,8 @@ export const benchRequire = createRequire(path.join(benchDir, 'package.json'));
 /** How many values a StatsD datagram carries: plain StatsD lines are `name:v1|ms:v2|ms…`, one `:` per value. */
 export const statsdValueCount = (packet) => packet.toString().split(':').length - 1;
 /** `--name value` from the command line, or the default. */
-export const opt = (name, d) => (process.argv.includes(`--${name}`) ? process.argv[process.argv.indexOf(`--${name}`) + 1] : d);
+export const opt = (name, d) =>
+  process.argv.includes(`--${name}`) ? process.argv[process.argv.indexOf(`--${name}`) + 1] : d;
 
 /** A loopback port nothing listens on: the peers' exporters are pointed there, so nothing leaves the machine. */
 async function closedPort() {
@@ -46,7 +47,11 @@ export async function variants() {
     // Request IDs, SQL comments, propagation and the timings' events, with no sink listening.
     'hatch-agent/core': { extra: true, preload: agent, env: { HATCH_STATSD: 'off' } },
     // Every feature, and the flight recorder's ring (written when the process ends).
-    'hatch-agent+recorder': { extra: true, preload: agent, env: { ...everything, HATCH_FLIGHT_RECORDER: path.join(benchDir, 'node_modules', '.flight-recorder.jsonl') } },
+    'hatch-agent+recorder': {
+      extra: true,
+      preload: agent,
+      env: { ...everything, HATCH_FLIGHT_RECORDER: path.join(benchDir, 'node_modules', '.flight-recorder.jsonl') },
+    },
     otel: {
       preload: '@opentelemetry/auto-instrumentations-node/register',
       env: {
@@ -89,7 +94,8 @@ export async function variants() {
 }
 
 /** The preload's file (null: none): hatch-agent from this repository's build, each peer from bench/node_modules. */
-export const preloadFile = (preload) => (preload === null || path.isAbsolute(preload) ? preload : benchRequire.resolve(preload));
+export const preloadFile = (preload) =>
+  preload === null || path.isAbsolute(preload) ? preload : benchRequire.resolve(preload);
 
 /**
  * bench/app.js under `node` with a variant's preload and settings; resolves once it listens.
@@ -99,14 +105,25 @@ export async function startApp(node, name, variant, env, cpu) {
   const preload = preloadFile(variant.preload);
   const args = preload ? ['-r', preload, path.join(benchDir, 'app.js')] : [path.join(benchDir, 'app.js')];
   const [file, argv] = cpu === undefined ? [node, args] : ['taskset', ['-c', String(cpu), node, ...args]];
-  const child = spawn(file, argv, { cwd: benchDir, env: { ...process.env, ...env, ...variant.env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(file, argv, {
+    cwd: benchDir,
+    env: { ...process.env, ...env, ...variant.env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const port = await listeningPort(child, name);
   return { child, port };
 }
 
 /** The /fetch route's downstream: a plain server in a process of its own, never under an agent (killed when this process exits). */
 export async function startDownstream() {
-  const child = spawn(process.execPath, ['-e', "const s = require('http').createServer((q, r) => r.end('downstream')).listen(0, '127.0.0.1', () => console.log(s.address().port))"], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(
+    process.execPath,
+    [
+      '-e',
+      "const s = require('http').createServer((q, r) => r.end('downstream')).listen(0, '127.0.0.1', () => console.log(s.address().port))",
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
   process.on('exit', () => child.kill());
   const port = await new Promise((r) => child.stdout.once('data', (d) => r(Number(String(d).trim()))));
   return { child, url: `http://127.0.0.1:${port}/` };
@@ -163,15 +180,18 @@ export function loadRoute(autocannon, { port, route, seconds, connections, reque
   const t = performance.now();
   const times = [];
   return new Promise((resolve, reject) => {
-    const run = autocannon({ url: `http://127.0.0.1:${port}${route}`, connections, pipelining: 1, timeout: 30, ...fixed }, (err, r) => {
-      if (err) return reject(err);
-      r.elapsed = (performance.now() - t) / 1000;
-      times.sort((a, b) => a - b);
-      const pct = (q) => (times.length ? times[Math.min(times.length - 1, Math.floor(q * times.length))] : NaN);
-      r.p50 = pct(0.5);
-      r.p99 = pct(0.99);
-      resolve(r);
-    });
+    const run = autocannon(
+      { url: `http://127.0.0.1:${port}${route}`, connections, pipelining: 1, timeout: 30, ...fixed },
+      (err, r) => {
+        if (err) return reject(err);
+        r.elapsed = (performance.now() - t) / 1000;
+        times.sort((a, b) => a - b);
+        const pct = (q) => (times.length ? times[Math.min(times.length - 1, Math.floor(q * times.length))] : NaN);
+        r.p50 = pct(0.5);
+        r.p99 = pct(0.99);
+        resolve(r);
+      },
+    );
     run.on('response', (_client, status, _bytes, ms) => {
       if (status >= 200 && status < 300) times.push(ms);
     });

@@ -37,10 +37,25 @@ if (process.env.HATCH_BENCH_CHILD !== '1') {
   sink.on('message', (m) => (values += statsdValueCount(m)));
   await new Promise((r) => sink.bind(0, '127.0.0.1', r));
   const dir = INSTRUCTIONS ? cg.outputDir() : null;
-  const args = [process.execPath, '--expose-gc', '-r', path.join(root, 'dist/src/index.js'), fileURLToPath(import.meta.url), ...argv.slice(2)];
+  const args = [
+    process.execPath,
+    '--expose-gc',
+    '-r',
+    path.join(root, 'dist/src/index.js'),
+    fileURLToPath(import.meta.url),
+    ...argv.slice(2),
+  ];
   const [cmd, cmdArgs] = cg.wrap(dir, args);
   const child = spawn(cmd, cmdArgs, {
-    env: { ...process.env, HATCH_BENCH_CHILD: '1', HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(sink.address().port), HATCH_TOKEN: 'bench-token-0123456789abcdef', HATCH_FLIGHT_RECORDER: path.join(os.tmpdir(), `hatch-bench-recorder-${process.pid}.jsonl`), ...cg.env(dir) },
+    env: {
+      ...process.env,
+      HATCH_BENCH_CHILD: '1',
+      HATCH_STATSD: 'on',
+      HATCH_STATSD_PORT: String(sink.address().port),
+      HATCH_TOKEN: 'bench-token-0123456789abcdef',
+      HATCH_FLIGHT_RECORDER: path.join(os.tmpdir(), `hatch-bench-recorder-${process.pid}.jsonl`),
+      ...cg.env(dir),
+    },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let out = '';
@@ -53,7 +68,10 @@ if (process.env.HATCH_BENCH_CHILD !== '1') {
   const f = (x) => x.toFixed(0);
   // A difference below the noise can come out negative: printed with its own sign, not as "+-".
   const d = (x) => (x < 0 ? `-${f(-x)}` : `+${f(x)}`);
-  const table = rows.map((r) => `| ${r.name} | ${f(r.original)} | ${f(r.wrapped)} | **${d(r.wrapped - r.original)}** | ${f(r.originalOff)} | ${f(r.wrappedOff)} | **${d(r.wrappedOff - r.originalOff)}** |`);
+  const table = rows.map(
+    (r) =>
+      `| ${r.name} | ${f(r.original)} | ${f(r.wrapped)} | **${d(r.wrapped - r.original)}** | ${f(r.originalOff)} | ${f(r.wrappedOff)} | **${d(r.wrappedOff - r.originalOff)}** |`,
+  );
   const report = `## Per-call cost of each wrapper
 
 - date: ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC; ${os.cpus().length} × ${os.cpus()[0].model}, shared VM; Node ${process.version}
@@ -74,7 +92,8 @@ than one it keeps. The per-request costs under load, where GC and the kernel wei
 ${INSTRUCTIONS ? 'Instruction counts do not depend on the load of the machine; the three samples of a loop differ by the GC and JIT work that falls in them.' : 'Noise: samples of the same loop vary by roughly ±10-20%, so differences below ~100 ns are within noise.'}
 `;
   // Timed and counted results are kept side by side: each mode has its own section.
-  if (!argv.includes('--no-write')) (await import('./results-file.mjs')).writeSection(INSTRUCTIONS ? 'wrappers-instructions' : 'wrappers', report);
+  if (!argv.includes('--no-write'))
+    (await import('./results-file.mjs')).writeSection(INSTRUCTIONS ? 'wrappers-instructions' : 'wrappers', report);
   console.log(report);
 } else {
   await child();
@@ -141,7 +160,13 @@ async function child() {
   };
 
   // http.request
-  const duplex = () => new Duplex({ read() {}, write(_c, _e, cb) { cb(); } });
+  const duplex = () =>
+    new Duplex({
+      read() {},
+      write(_c, _e, cb) {
+        cb();
+      },
+    });
   const opts = { host: '127.0.0.1', port: 9, path: '/x', agent: false, createConnection: duplex };
   const requestLoop = (request) => async (n) => {
     for (let i = 0; i < n; i++) {
@@ -155,12 +180,17 @@ async function child() {
 
   // render
   const file = path.join(benchDir, 'views', 'page.ejs');
-  const data = { title: 'Items', items: Array.from({ length: 20 }, (_, i) => ({ id: i, name: `item <${i}>`, price: i * 1.5 })) };
+  const data = {
+    title: 'Items',
+    items: Array.from({ length: 20 }, (_, i) => ({ id: i, name: `item <${i}>`, price: i * 1.5 })),
+  };
   const renderFileLoop = (renderFile) => async (n) => {
     for (let i = 0; i < n / 10; i++) renderFile.call(ejs, file, data, { cache: true }, noop);
   };
   const compiledWrapped = ejs.compile('<p><%= title %></p>', { filename: path.join(benchDir, 'views', 'inline.ejs') });
-  const compiledOriginal = orig(ejs.compile).call(ejs, '<p><%= title %></p>', { filename: path.join(benchDir, 'views', 'inline.ejs') });
+  const compiledOriginal = orig(ejs.compile).call(ejs, '<p><%= title %></p>', {
+    filename: path.join(benchDir, 'views', 'inline.ejs'),
+  });
   const compiledLoop = (fn) => async (n) => {
     for (let i = 0; i < n; i++) fn(data);
   };
@@ -183,7 +213,9 @@ async function child() {
       const o = (await measure(original)) * per;
       const w = (await measure(wrapped)) * per;
       Object.assign(rows[i], phase === 'on' ? { original: o, wrapped: w } : { originalOff: o, wrappedOff: w });
-      process.stderr.write(`${phase} ${cases[i][0]}: original ${o.toFixed(0)} ${UNIT}, wrapped ${w.toFixed(0)} ${UNIT}\n`);
+      process.stderr.write(
+        `${phase} ${cases[i][0]}: original ${o.toFixed(0)} ${UNIT}, wrapped ${w.toFixed(0)} ${UNIT}\n`,
+      );
     }
   }
   process.stdout.write(JSON.stringify(rows));

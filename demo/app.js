@@ -24,7 +24,9 @@ app.get('/users/:id', async (req, res) => {
 
 app.get('/orders/:id', async (req, res) => {
   const { rows } = await pool.query(
-    'SELECT o.id, o.sku, u.name FROM orders o JOIN users u ON u.id = o.user_id WHERE o.id = $1', [Number(req.params.id)]);
+    'SELECT o.id, o.sku, u.name FROM orders o JOIN users u ON u.id = o.user_id WHERE o.id = $1',
+    [Number(req.params.id)],
+  );
   if (rows.length === 0) return res.status(404).json({ error: 'no such order' });
   // Another service: the agent carries this request's ID along, into that service's SQL.
   const stock = await (await fetch(`${process.env.STOCK_URL}/stock/${encodeURIComponent(rows[0].sku)}`)).json();

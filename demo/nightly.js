@@ -11,5 +11,7 @@ withRequestId(`nightly-${new Date().toISOString().slice(0, 10)}`, async () => {
   const { rows } = await pool.query('SELECT count(*)::int AS n FROM orders');
   const missing = await pool.query('SELECT o.id FROM orders o LEFT JOIN stock s ON s.sku = o.sku WHERE s.sku IS NULL');
   await pool.end();
-  throw new Error(`nightly: ${rows[0].n} orders checked, ${missing.rowCount} without stock, but no mail server is configured to send the report`);
+  throw new Error(
+    `nightly: ${rows[0].n} orders checked, ${missing.rowCount} without stock, but no mail server is configured to send the report`,
+  );
 });

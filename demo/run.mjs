@@ -57,11 +57,13 @@ let viewer;
 let stopping;
 function stopAll() {
   stopping ??= (async () => {
-    await Promise.all(children.map((c) => {
-      if (c.exitCode !== null || c.signalCode !== null) return undefined;
-      c.kill('SIGTERM');
-      return new Promise((r) => c.once('exit', r));
-    }));
+    await Promise.all(
+      children.map((c) => {
+        if (c.exitCode !== null || c.signalCode !== null) return undefined;
+        c.kill('SIGTERM');
+        return new Promise((r) => c.once('exit', r));
+      }),
+    );
     viewer?.close();
     viewer?.closeAllConnections();
     statsd?.close();
@@ -87,15 +89,32 @@ function startService(name, file, env) {
       pending = parts.pop();
       for (const l of parts) {
         service.lines.push(l);
-        try { const j = JSON.parse(l); if (j.msg === 'listening') resolve(j.port); } catch {}
+        try {
+          const j = JSON.parse(l);
+          if (j.msg === 'listening') resolve(j.port);
+        } catch {}
       }
     });
     // The agent's own lines (warnings) and a crash go to stderr: kept, shown if the service dies.
-    child.stderr.on('data', (d) => { service.stderr += d; if (!once && service.ready) process.stderr.write(d); });
+    child.stderr.on('data', (d) => {
+      service.stderr += d;
+      if (!once && service.ready) process.stderr.write(d);
+    });
     child.on('error', (e) => reject(new Error(`${file} could not be started: ${e.message}`)));
-    child.on('exit', (code, sig) => reject(new Error(`${file} exited (${code ?? sig}) before listening: ${service.stderr.trim().split('\n').slice(-3).join(' | ') || 'no output'}`)));
+    child.on('exit', (code, sig) =>
+      reject(
+        new Error(
+          `${file} exited (${code ?? sig}) before listening: ${service.stderr.trim().split('\n').slice(-3).join(' | ') || 'no output'}`,
+        ),
+      ),
+    );
   });
-  service.port.then(() => { service.ready = true; }, () => {});
+  service.port.then(
+    () => {
+      service.ready = true;
+    },
+    () => {},
+  );
   return service;
 }
 
@@ -108,7 +127,10 @@ async function main() {
   const statsdLines = [];
   statsd = dgram.createSocket('udp4');
   statsd.on('message', (m) => statsdLines.push(...m.toString().split('\n').filter(Boolean)));
-  await new Promise((resolve, reject) => { statsd.once('error', reject); statsd.bind(0, '127.0.0.1', resolve); });
+  await new Promise((resolve, reject) => {
+    statsd.once('error', reject);
+    statsd.bind(0, '127.0.0.1', resolve);
+  });
   console.log(`StatsD receiver on udp://127.0.0.1:${statsd.address().port}`);
 
   const common = {
@@ -117,9 +139,16 @@ async function main() {
     HATCH_STATSD_FLUSH_MS: '200',
     HATCH_TOKEN: token,
   };
-  const stock = startService('stock', 'demo/stock.js', { ...common, HATCH_FLIGHT_RECORDER: path.join(work, 'stock.flight.jsonl') });
+  const stock = startService('stock', 'demo/stock.js', {
+    ...common,
+    HATCH_FLIGHT_RECORDER: path.join(work, 'stock.flight.jsonl'),
+  });
   const stockPort = await stock.port;
-  const shop = startService('shop', 'demo/app.js', { ...common, HATCH_FLIGHT_RECORDER: path.join(work, 'shop.flight.jsonl'), STOCK_URL: `http://127.0.0.1:${stockPort}` });
+  const shop = startService('shop', 'demo/app.js', {
+    ...common,
+    HATCH_FLIGHT_RECORDER: path.join(work, 'shop.flight.jsonl'),
+    STOCK_URL: `http://127.0.0.1:${stockPort}`,
+  });
   const port = await shop.port;
   console.log(`node -r hatch-agent demo/stock.js on http://127.0.0.1:${stockPort}`);
   console.log(`node -r hatch-agent demo/app.js   on http://127.0.0.1:${port} (calls the stock service with fetch)`);
@@ -149,34 +178,55 @@ async function main() {
 
   // The services flush StatsD every 200 ms; PostgreSQL's log collector writes a moment later.
   for (let i = 0; i < 40 && !statsdLines.some((l) => l.includes('http.client')); i++) await sleep(100);
-  await pg.waitForLog((t) => t.split('\n').filter((l) => l.includes(order)).length >= 2, { timeoutMs: 5000 }).catch(() => {});
+  await pg
+    .waitForLog((t) => t.split('\n').filter((l) => l.includes(order)).length >= 2, { timeoutMs: 5000 })
+    .catch(() => {});
   await sleep(300);
 
   title(2, 'StatsD lines received on udp://127.0.0.1:' + statsd.address().port + ' (timings named by route template)');
   for (const l of statsdLines) console.log(l);
 
   title(3, 'log lines (pino, JSON on stdout): the agent added requestId');
-  for (const s of [shop, stock]) for (const l of s.lines.filter((x) => x.includes('"requestId"'))) console.log(`${s.name.padEnd(5)} | ${l}`);
+  for (const s of [shop, stock])
+    for (const l of s.lines.filter((x) => x.includes('"requestId"'))) console.log(`${s.name.padEnd(5)} | ${l}`);
 
   title(4, `grep ${order} in the PostgreSQL statement log (GET /orders/42: the shop's query and the stock service's)`);
   const log = fs.readFileSync(pg.logFile, 'utf8').split('\n');
   for (const l of log.filter((x) => x.includes(order))) console.log(l);
-  console.log(`lines of the log holding the hostile ID's text (${hostile}): ${log.filter((l) => l.includes('DROP TABLE')).length}`);
+  console.log(
+    `lines of the log holding the hostile ID's text (${hostile}): ${log.filter((l) => l.includes('DROP TABLE')).length}`,
+  );
 
   viewer = http.createServer((req, res) => {
-    if (req.method !== 'GET' || !req.url.startsWith('/_hatch')) return res.writeHead(404, { 'content-type': 'text/plain' }).end('the demo viewer passes GET /_hatch/... only\n');
-    const up = http.get({ host: '127.0.0.1', port, path: req.url, headers: { accept: req.headers.accept ?? '*/*', authorization: `Bearer ${token}` } }, (r) => {
-      res.writeHead(r.statusCode, r.headers);
-      r.pipe(res);
-    });
-    up.on('error', (e) => res.writeHead(502, { 'content-type': 'text/plain' }).end(`the shop did not answer: ${e.message}\n`));
+    if (req.method !== 'GET' || !req.url.startsWith('/_hatch'))
+      return res.writeHead(404, { 'content-type': 'text/plain' }).end('the demo viewer passes GET /_hatch/... only\n');
+    const up = http.get(
+      {
+        host: '127.0.0.1',
+        port,
+        path: req.url,
+        headers: { accept: req.headers.accept ?? '*/*', authorization: `Bearer ${token}` },
+      },
+      (r) => {
+        res.writeHead(r.statusCode, r.headers);
+        r.pipe(res);
+      },
+    );
+    up.on('error', (e) =>
+      res.writeHead(502, { 'content-type': 'text/plain' }).end(`the shop did not answer: ${e.message}\n`),
+    );
   });
-  await new Promise((resolve, reject) => { viewer.once('error', reject); viewer.listen(0, '127.0.0.1', resolve); });
+  await new Promise((resolve, reject) => {
+    viewer.once('error', reject);
+    viewer.listen(0, '127.0.0.1', resolve);
+  });
 
-  title(5, 'the hatches: maintenance URLs on the shop\'s own port, behind the token');
+  title(5, "the hatches: maintenance URLs on the shop's own port, behind the token");
   console.log(`curl -H "Authorization: Bearer ${token}" http://127.0.0.1:${port}/_hatch/requests/${order}`);
-  console.log(`also: ${['', '/health', '/config', '/requests?format=json', '/statsd?msg=hello', '/error?msg=boom'].map((h) => `/_hatch${h}`).join('  ')}`);
-  console.log('the requests page, a waterfall of each request\'s queries, calls and renders, in a browser');
+  console.log(
+    `also: ${['', '/health', '/config', '/requests?format=json', '/statsd?msg=hello', '/error?msg=boom'].map((h) => `/_hatch${h}`).join('  ')}`,
+  );
+  console.log("the requests page, a waterfall of each request's queries, calls and renders, in a browser");
   console.log(`(the demo's viewer adds the token a browser cannot send):`);
   console.log(`open http://127.0.0.1:${viewer.address().port}/_hatch/requests?format=html`);
 
@@ -208,8 +258,13 @@ async function main() {
     return;
   }
   title(0, 'serving until Ctrl-C');
-  console.log(`shop http://127.0.0.1:${port}  stock http://127.0.0.1:${stockPort}  requests page http://127.0.0.1:${viewer.address().port}/_hatch/requests?format=html`);
-  await new Promise((resolve) => { process.once('SIGINT', resolve); process.once('SIGTERM', resolve); });
+  console.log(
+    `shop http://127.0.0.1:${port}  stock http://127.0.0.1:${stockPort}  requests page http://127.0.0.1:${viewer.address().port}/_hatch/requests?format=html`,
+  );
+  await new Promise((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
   await stopAll();
   console.log('stopped: services and PostgreSQL');
 }

@@ -10,7 +10,8 @@ import { argsOf, lastFunction, runRender, templateName, timedTemplate } from '..
 import { wrap, unwrap } from '../src/shim';
 import type { PatchDefinition } from '../src/registry';
 
-type Opts = { filename?: unknown; views?: unknown; root?: unknown; client?: unknown; settings?: { views?: unknown } } | undefined;
+type Opts =
+  { filename?: unknown; views?: unknown; root?: unknown; client?: unknown; settings?: { views?: unknown } } | undefined;
 
 /** The folders template names are relative to: each options object's `views` (or Express's settings.views), then its `root`. */
 function roots(...all: Opts[]): unknown[] {
@@ -35,7 +36,14 @@ function wrapRenderFile(original: (...args: any[]) => any) {
   return function renderFile(this: unknown, file: unknown) {
     const args = argsOf(arguments);
     // renderFile(path, [data], [opts], [cb]): Express passes its settings (with views) in data.
-    return runRender('ejs', () => templateName(file, roots(args[2] as Opts, args[1] as Opts)), original, this, args, lastFunction(args));
+    return runRender(
+      'ejs',
+      () => templateName(file, roots(args[2] as Opts, args[1] as Opts)),
+      original,
+      this,
+      args,
+      lastFunction(args),
+    );
   };
 }
 
@@ -52,7 +60,8 @@ export const ejs: PatchDefinition = {
   feature: 'ejs',
   versions: ['3.0.0', '8.0.0'],
   patch(e: any) {
-    if (typeof e.render !== 'function' || typeof e.renderFile !== 'function' || typeof e.compile !== 'function') throw new Error('render/renderFile/compile not found');
+    if (typeof e.render !== 'function' || typeof e.renderFile !== 'function' || typeof e.compile !== 'function')
+      throw new Error('render/renderFile/compile not found');
     wrap(e, 'render', wrapRender);
     wrap(e, 'renderFile', wrapRenderFile);
     wrap(e, '__express', wrapRenderFile);

@@ -83,7 +83,8 @@ function wrapUse(original: (...args: any[]) => any) {
           const layer = this.stack![i]!;
           const handle: unknown = layer.handle;
           // Routers and apps only (both have `handle`): a plain middleware is never a route's parent.
-          if (typeof handle !== 'function' || typeof (handle as unknown as { handle?: unknown }).handle !== 'function') continue;
+          if (typeof handle !== 'function' || typeof (handle as unknown as { handle?: unknown }).handle !== 'function')
+            continue;
           ((handle as Mountable)[MOUNTS] ??= []).push({ parent: this, template, layer: layer as Mount['layer'] });
         }
       }
@@ -219,7 +220,10 @@ function wrapRender(original: (...args: any[]) => any) {
       fault('express-render');
       engine = engineOf(app, name);
     } catch (err) {
-      log.warnOnce('express-render', `express: naming a render's engine failed (${(err as Error).message}); it renders untimed`);
+      log.warnOnce(
+        'express-render',
+        `express: naming a render's engine failed (${(err as Error).message}); it renders untimed`,
+      );
       return original.apply(this, arguments as any);
     }
     const args = argsOf(arguments);

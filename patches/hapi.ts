@@ -100,7 +100,11 @@ function onPreResponse(request: HapiRequest, h: Toolkit): symbol {
       if (own !== undefined && !own.reported) {
         own.reported = true;
         if (channels.error.hasSubscribers) {
-          const event: ErrorEvent = { kind: 'handler', requestId: storage.getStore()?.id, message: `${response.name}: ${response.message}`.slice(0, 1000) };
+          const event: ErrorEvent = {
+            kind: 'handler',
+            requestId: storage.getStore()?.id,
+            message: `${response.name}: ${response.message}`.slice(0, 1000),
+          };
           channels.error.publish(event);
         }
       }

@@ -30,7 +30,10 @@ const CALL = Symbol('hatch-agent.client-call');
 type Req = http.ClientRequest & { [CALL]?: ClientCall };
 
 /** Where the options are among (url|options, [options], [callback]), and what they say. */
-function target(args: unknown[], defaultPort: string): { index: number; insert: boolean; hostname: string; port: string; method: string } | undefined {
+function target(
+  args: unknown[],
+  defaultPort: string,
+): { index: number; insert: boolean; hostname: string; port: string; method: string } | undefined {
   const a = args[0];
   let url: URL | undefined;
   if (typeof a === 'string') {
@@ -47,13 +50,23 @@ function target(args: unknown[], defaultPort: string): { index: number; insert: 
   if (!url && !hasOpts) return undefined;
   const o = (hasOpts ? opts : {}) as http.RequestOptions;
   // Options Node rejects (a hostname or method that is not a string) are left for Node to reject.
-  let hostname: unknown = o.hostname ?? (typeof o.host === 'string' ? o.host.replace(/:\d+$/, '') : undefined) ?? url?.hostname ?? 'localhost';
+  let hostname: unknown =
+    o.hostname ??
+    (typeof o.host === 'string' ? o.host.replace(/:\d+$/, '') : undefined) ??
+    url?.hostname ??
+    'localhost';
   if (typeof hostname !== 'string') return undefined;
   hostname = hostname.replace(/^\[|\]$/g, '');
   const port = String(o.port ?? (url && url.port !== '' ? url.port : defaultPort));
   const method: unknown = o.method ?? 'GET';
   if (typeof method !== 'string') return undefined;
-  return { index: optsIndex, insert: !!url && !hasOpts, hostname: hostname as string, port, method: method.toUpperCase() };
+  return {
+    index: optsIndex,
+    insert: !!url && !hasOpts,
+    hostname: hostname as string,
+    port,
+    method: method.toUpperCase(),
+  };
 }
 
 /** A copy of the options with the extra headers, keeping the caller's object as it was. */
@@ -91,7 +104,10 @@ function wrapRequest(defaultPort: string) {
           }
         }
       } catch (err) {
-        log.warnOnce('http-client', `http client: instrumenting an outgoing request failed (${(err as Error).message}); it goes out unchanged`);
+        log.warnOnce(
+          'http-client',
+          `http client: instrumenting an outgoing request failed (${(err as Error).message}); it goes out unchanged`,
+        );
         call = undefined;
       }
       const req: Req = original.apply(this, args);
@@ -112,7 +128,10 @@ function wrapEmit(original: (...args: any[]) => boolean) {
           endCall(call, false); // no response by now leaves the status at `error`
         }
       } catch (err) {
-        log.warnOnce('http-client-emit', `http client: recording an outgoing request failed: ${(err as Error).message}`);
+        log.warnOnce(
+          'http-client-emit',
+          `http client: recording an outgoing request failed: ${(err as Error).message}`,
+        );
       }
     }
     return original.apply(this, arguments as any);

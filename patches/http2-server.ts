@@ -137,7 +137,13 @@ function wrapEmit(original: (...args: any[]) => boolean) {
   return function emit(this: unknown, event: string | symbol, a: any, b: any) {
     if (event === 'stream') {
       const stream = a as Stream;
-      if (stream === null || typeof stream !== 'object' || stream[CTX] !== undefined || b === null || typeof b !== 'object') {
+      if (
+        stream === null ||
+        typeof stream !== 'object' ||
+        stream[CTX] !== undefined ||
+        b === null ||
+        typeof b !== 'object'
+      ) {
         return original.apply(this, arguments as any);
       }
       let ctx: Ctx;
@@ -175,7 +181,8 @@ function withId(headers: unknown, id: string, sensitive: symbol | undefined): un
     // The raw form [name, value, ...] (newer Node); its sensitive-header list rides on the array.
     const copy: unknown[] & Headers = headers.slice() as any;
     copy.push(header, id);
-    if (sensitive !== undefined && (headers as any)[sensitive] !== undefined) copy[sensitive] = (headers as any)[sensitive];
+    if (sensitive !== undefined && (headers as any)[sensitive] !== undefined)
+      copy[sensitive] = (headers as any)[sensitive];
     return copy;
   }
   if (typeof headers !== 'object') return headers;
@@ -204,7 +211,11 @@ function wrapRespond(headersAt: number) {
       return original.apply(this, arguments as any);
     };
 }
-const RESPOND: Array<[string, number]> = [['respond', 0], ['respondWithFD', 1], ['respondWithFile', 1]];
+const RESPOND: Array<[string, number]> = [
+  ['respond', 0],
+  ['respondWithFD', 1],
+  ['respondWithFile', 1],
+];
 
 function learnStream(proto: object | null): void {
   if (proto === null || typeof (proto as any).respond !== 'function') return;

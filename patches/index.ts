@@ -19,7 +19,26 @@ import { nunjucks } from './nunjucks';
 import { pino } from './pino';
 import { winston } from './winston';
 
-export const ALL_PATCHES: PatchDefinition[] = [httpServer, httpsServer, http2Server, httpClient, httpsClient, pg, pgPool, pgCursor, express, fastify, koa, hapi, ejs, pug, handlebars, nunjucks, pino, winston];
+export const ALL_PATCHES: PatchDefinition[] = [
+  httpServer,
+  httpsServer,
+  http2Server,
+  httpClient,
+  httpsClient,
+  pg,
+  pgPool,
+  pgCursor,
+  express,
+  fastify,
+  koa,
+  hapi,
+  ejs,
+  pug,
+  handlebars,
+  nunjucks,
+  pino,
+  winston,
+];
 
 /** Libraries that publish on diagnostics channels of their own: subscribed at start. */
 export const SUBSCRIBERS: SubscriberDefinition[] = [undici];

@@ -42,7 +42,8 @@ export const koa: PatchDefinition = {
   feature: 'koa',
   versions: ['2.0.0', '4.0.0'],
   patch(Koa: any) {
-    if (!wrap(Koa.prototype, 'createContext', wrapCreateContext)) throw new Error('Application.prototype.createContext not found');
+    if (!wrap(Koa.prototype, 'createContext', wrapCreateContext))
+      throw new Error('Application.prototype.createContext not found');
   },
   unpatch(Koa: any) {
     unwrap(Koa.prototype, 'createContext');

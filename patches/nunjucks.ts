@@ -39,7 +39,8 @@ export const nunjucks: PatchDefinition = {
   versions: ['3.0.0', '4.0.0'],
   patch(n: any) {
     const proto = n.Environment?.prototype;
-    if (typeof proto?.render !== 'function' || typeof proto?.renderString !== 'function') throw new Error('Environment.prototype.render/renderString not found');
+    if (typeof proto?.render !== 'function' || typeof proto?.renderString !== 'function')
+      throw new Error('Environment.prototype.render/renderString not found');
     wrap(proto, 'render', wrapRender);
     wrap(proto, 'renderString', wrapRenderString);
   },

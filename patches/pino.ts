@@ -36,22 +36,31 @@ export const pino: PatchDefinition = {
   versions: ['8.0.0', '11.0.0'],
   patch(exports: any) {
     const { proto, asJson, chindings } = loggerPrototype(exports);
-    const ok = wrap(proto, asJson, (original) =>
-      function asJsonWithRequestId(this: any, obj: any, msg: unknown, num: unknown, time: unknown) {
-        const store = storage.getStore();
-        if (store !== undefined) {
-          try {
-            fault('pino');
-            const bound = chindings !== undefined ? this[chindings] : undefined;
-            if ((obj == null || obj.requestId === undefined) && !(typeof bound === 'string' && bound.includes('"requestId":'))) {
-              obj = Object.assign({ requestId: store.id }, obj);
+    const ok = wrap(
+      proto,
+      asJson,
+      (original) =>
+        function asJsonWithRequestId(this: any, obj: any, msg: unknown, num: unknown, time: unknown) {
+          const store = storage.getStore();
+          if (store !== undefined) {
+            try {
+              fault('pino');
+              const bound = chindings !== undefined ? this[chindings] : undefined;
+              if (
+                (obj == null || obj.requestId === undefined) &&
+                !(typeof bound === 'string' && bound.includes('"requestId":'))
+              ) {
+                obj = Object.assign({ requestId: store.id }, obj);
+              }
+            } catch (err) {
+              log.warnOnce(
+                'pino-inject',
+                `pino: adding requestId failed (${(err as Error).message}); the record is written without it`,
+              );
             }
-          } catch (err) {
-            log.warnOnce('pino-inject', `pino: adding requestId failed (${(err as Error).message}); the record is written without it`);
           }
-        }
-        return original.call(this, obj, msg, num, time);
-      },
+          return original.call(this, obj, msg, num, time);
+        },
     );
     if (!ok) throw new Error('asJson is not a function');
     target = { proto, asJson };

@@ -21,14 +21,28 @@ const nameOf = (file: unknown, opts: Opts) => () => templateName(file, roots(opt
 function wrapRender(original: (...args: any[]) => any) {
   return function render(this: unknown, _src: unknown, opts: Opts) {
     const args = argsOf(arguments);
-    return runRender('pug', nameOf(typeof opts === 'object' ? opts?.filename : undefined, opts), original, this, args, lastFunction(args));
+    return runRender(
+      'pug',
+      nameOf(typeof opts === 'object' ? opts?.filename : undefined, opts),
+      original,
+      this,
+      args,
+      lastFunction(args),
+    );
   };
 }
 
 function wrapRenderFile(original: (...args: any[]) => any) {
   return function renderFile(this: unknown, file: unknown, opts: Opts) {
     const args = argsOf(arguments);
-    return runRender('pug', nameOf(file, typeof opts === 'object' ? opts : undefined), original, this, args, lastFunction(args));
+    return runRender(
+      'pug',
+      nameOf(file, typeof opts === 'object' ? opts : undefined),
+      original,
+      this,
+      args,
+      lastFunction(args),
+    );
   };
 }
 
@@ -46,7 +60,8 @@ export const pug: PatchDefinition = {
   feature: 'pug',
   versions: ['3.0.0', '4.0.0'],
   patch(p: any) {
-    if (typeof p.render !== 'function' || typeof p.renderFile !== 'function' || typeof p.compile !== 'function') throw new Error('render/renderFile/compile not found');
+    if (typeof p.render !== 'function' || typeof p.renderFile !== 'function' || typeof p.compile !== 'function')
+      throw new Error('render/renderFile/compile not found');
     wrap(p, 'render', wrapRender);
     wrap(p, 'renderFile', wrapRenderFile);
     wrap(p, 'compile', wrapCompile(false));

@@ -80,13 +80,17 @@ function onCreate(message: unknown): void {
     const store = storage.getStore();
     if (store !== undefined && origin !== undefined) {
       const extra = outgoingHeaders(store.id, origin.hostname, origin.port);
-      if (extra) for (const [name, value] of extra) if (!hasHeader(request.headers, name)) addHeader(request, name, value);
+      if (extra)
+        for (const [name, value] of extra) if (!hasHeader(request.headers, name)) addHeader(request, name, value);
     }
     if (channels.httpClient.hasSubscribers) {
       (request as Tracked)[CALL] = newCall(store?.id, request.method ?? 'GET', origin?.hostname ?? 'unknown');
     }
   } catch (err) {
-    log.warnOnce('undici-create', `undici: instrumenting an outgoing request failed (${(err as Error).message}); it goes out unchanged`);
+    log.warnOnce(
+      'undici-create',
+      `undici: instrumenting an outgoing request failed (${(err as Error).message}); it goes out unchanged`,
+    );
   }
 }
 

@@ -23,9 +23,11 @@ function loggerPrototype(winston: any): object {
   if (proto === null) {
     if (typeof winston?.createLogger !== 'function') throw new Error('winston.createLogger not found');
     proto = Object.getPrototypeOf(winston.createLogger({ silent: true }));
-    while (proto !== null && !Object.prototype.hasOwnProperty.call(proto, '_transform')) proto = Object.getPrototypeOf(proto);
+    while (proto !== null && !Object.prototype.hasOwnProperty.call(proto, '_transform'))
+      proto = Object.getPrototypeOf(proto);
   }
-  if (proto === null || typeof (proto as any)._transform !== 'function') throw new Error('winston Logger prototype not found');
+  if (proto === null || typeof (proto as any)._transform !== 'function')
+    throw new Error('winston Logger prototype not found');
   return proto;
 }
 
@@ -37,20 +39,32 @@ export const winston: PatchDefinition = {
   versions: ['3.0.0', '4.0.0'],
   patch(exports: any) {
     const proto = loggerPrototype(exports);
-    const ok = wrap(proto, 'write', (original) =>
-      function write(this: unknown, info: any) {
-        const store = storage.getStore();
-        if (store !== undefined) {
-          try {
-            fault('winston');
-            if (info !== null && typeof info === 'object' && info.requestId === undefined && Object.isExtensible(info)) info.requestId = store.id;
-          } catch (err) {
-            // an info whose requestId is a throwing getter or setter: written as it is
-            log.warnOnce('winston-inject', `winston: adding requestId failed (${(err as Error).message}); the record is written without it`);
+    const ok = wrap(
+      proto,
+      'write',
+      (original) =>
+        function write(this: unknown, info: any) {
+          const store = storage.getStore();
+          if (store !== undefined) {
+            try {
+              fault('winston');
+              if (
+                info !== null &&
+                typeof info === 'object' &&
+                info.requestId === undefined &&
+                Object.isExtensible(info)
+              )
+                info.requestId = store.id;
+            } catch (err) {
+              // an info whose requestId is a throwing getter or setter: written as it is
+              log.warnOnce(
+                'winston-inject',
+                `winston: adding requestId failed (${(err as Error).message}); the record is written without it`,
+              );
+            }
           }
-        }
-        return original.apply(this, arguments as any);
-      },
+          return original.apply(this, arguments as any);
+        },
     );
     if (!ok) throw new Error('Logger.prototype.write is not a function');
     target = proto;

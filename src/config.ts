@@ -151,14 +151,28 @@ export function loadConfig(env: Env = process.env): ConfigResult {
   c.traceparent = onOff('HATCH_TRACEPARENT', DEFAULTS.traceparent);
   const hosts = env.HATCH_PROPAGATE_HOSTS;
   if (hosts !== undefined && hosts.trim() !== '') {
-    const list = hosts.split(',').map((h) => h.trim()).filter(Boolean);
+    const list = hosts
+      .split(',')
+      .map((h) => h.trim())
+      .filter(Boolean);
     const bad = list.filter((h) => !/^(\*\.)?[A-Za-z0-9.-]+(:\d{1,5})?$/.test(h));
     // A bad allowlist must not widen propagation: the bad entries are dropped, never "all hosts".
-    if (bad.length > 0) reject('HATCH_PROPAGATE_HOSTS', hosts, `has entries that are no host pattern (${bad.join(', ')})`, list.filter((h) => !bad.includes(h)).join(','));
+    if (bad.length > 0)
+      reject(
+        'HATCH_PROPAGATE_HOSTS',
+        hosts,
+        `has entries that are no host pattern (${bad.join(', ')})`,
+        list.filter((h) => !bad.includes(h)).join(','),
+      );
     c.propagateHosts = list.filter((h) => !bad.includes(h));
   }
   c.statsd = onOff('HATCH_STATSD', DEFAULTS.statsd);
-  c.statsdHost = matching('HATCH_STATSD_HOST', /^[A-Za-z0-9.:_-]{1,253}$/, 'a hostname or IP address', DEFAULTS.statsdHost);
+  c.statsdHost = matching(
+    'HATCH_STATSD_HOST',
+    /^[A-Za-z0-9.:_-]{1,253}$/,
+    'a hostname or IP address',
+    DEFAULTS.statsdHost,
+  );
   c.statsdPort = integer('HATCH_STATSD_PORT', 1, 65535, DEFAULTS.statsdPort);
   c.statsdPrefix = matching(
     'HATCH_STATSD_PREFIX',
@@ -174,7 +188,12 @@ export function loadConfig(env: Env = process.env): ConfigResult {
   // Resolved now: the app may chdir before it ends.
   if (recorder !== undefined && recorder.trim() !== '') c.flightRecorderFile = path.resolve(recorder.trim());
   if (c.flightRecorderFile !== undefined && c.flightRecorderSize === 0) {
-    reject('HATCH_FLIGHT_RECORDER_SIZE', env.HATCH_FLIGHT_RECORDER_SIZE ?? '', 'is 0 while HATCH_FLIGHT_RECORDER names a file', DEFAULTS.flightRecorderSize);
+    reject(
+      'HATCH_FLIGHT_RECORDER_SIZE',
+      env.HATCH_FLIGHT_RECORDER_SIZE ?? '',
+      'is 0 while HATCH_FLIGHT_RECORDER names a file',
+      DEFAULTS.flightRecorderSize,
+    );
     c.flightRecorderSize = DEFAULTS.flightRecorderSize;
   }
   c.runtimeMetricsMs = integer('HATCH_RUNTIME_METRICS_MS', 0, 3_600_000, DEFAULTS.runtimeMetricsMs);
@@ -187,18 +206,30 @@ export function loadConfig(env: Env = process.env): ConfigResult {
   const token = env.HATCH_TOKEN;
   if (token !== undefined && token !== '') {
     if (token.length < MIN_TOKEN_LENGTH) {
-      problems.push(`HATCH_TOKEN is ${token.length} characters, shorter than ${MIN_TOKEN_LENGTH}; the /_hatch URLs stay off`);
+      problems.push(
+        `HATCH_TOKEN is ${token.length} characters, shorter than ${MIN_TOKEN_LENGTH}; the /_hatch URLs stay off`,
+      );
     } else if (!/^[\x21-\x7e]+$/.test(token)) {
-      problems.push('HATCH_TOKEN holds blanks, control or non-ASCII characters, which an Authorization header cannot carry; the /_hatch URLs stay off');
+      problems.push(
+        'HATCH_TOKEN holds blanks, control or non-ASCII characters, which an Authorization header cannot carry; the /_hatch URLs stay off',
+      );
     } else {
       c.hatchToken = token;
     }
   }
-  c.hatchPrefix = matching('HATCH_PREFIX', /^(\/[A-Za-z0-9._~-]+)+$/, 'a path such as /_hatch (slash-separated [A-Za-z0-9._~-] segments, no trailing slash)', DEFAULTS.hatchPrefix);
+  c.hatchPrefix = matching(
+    'HATCH_PREFIX',
+    /^(\/[A-Za-z0-9._~-]+)+$/,
+    'a path such as /_hatch (slash-separated [A-Za-z0-9._~-] segments, no trailing slash)',
+    DEFAULTS.hatchPrefix,
+  );
   c.hatchHealthPublic = onOff('HATCH_HEALTH_PUBLIC', DEFAULTS.hatchHealthPublic);
   const urls = env.HATCH_HEALTH_URLS;
   if (urls !== undefined && urls.trim() !== '') {
-    const list = urls.split(',').map((u) => u.trim()).filter(Boolean);
+    const list = urls
+      .split(',')
+      .map((u) => u.trim())
+      .filter(Boolean);
     const bad = list.filter((u) => {
       try {
         return !/^https?:$/.test(new URL(u).protocol);
@@ -206,7 +237,13 @@ export function loadConfig(env: Env = process.env): ConfigResult {
         return true;
       }
     });
-    if (bad.length > 0) reject('HATCH_HEALTH_URLS', urls, `has entries that are no http(s) URL (${bad.join(', ')})`, list.filter((u) => !bad.includes(u)).join(','));
+    if (bad.length > 0)
+      reject(
+        'HATCH_HEALTH_URLS',
+        urls,
+        `has entries that are no http(s) URL (${bad.join(', ')})`,
+        list.filter((u) => !bad.includes(u)).join(','),
+      );
     c.hatchHealthUrls = list.filter((u) => !bad.includes(u));
   }
   c.hatchHealthTimeoutMs = integer('HATCH_HEALTH_TIMEOUT_MS', 100, 60000, DEFAULTS.hatchHealthTimeoutMs);

@@ -92,7 +92,10 @@ export function withRequestId<T>(id: string, fn: () => T): T {
   let safe = id;
   if (!isValidRequestId(id)) {
     safe = newRequestId();
-    log.warnOnce('withRequestId', `withRequestId: the ID is outside the allowlist [A-Za-z0-9._:-]{1,128}; a new one (${safe}) was used instead`);
+    log.warnOnce(
+      'withRequestId',
+      `withRequestId: the ID is outside the allowlist [A-Za-z0-9._:-]{1,128}; a new one (${safe}) was used instead`,
+    );
     if (channels.error.hasSubscribers) channels.error.publish({ kind: 'invalid_request_id' });
   }
   return storage.run({ id: safe, start: now(), route: undefined }, fn);
@@ -121,7 +124,12 @@ type Callable = Parameters<typeof Reflect.apply>[0];
  * client answers on nextTick, ejs answers a cached template at once), it is called directly: a run
  * would, on Node 22+, build a new context frame (a Map) for nothing.
  */
-export function callIn(store: RequestContext | undefined, fn: Callable, self: unknown, args: ArrayLike<unknown>): unknown {
+export function callIn(
+  store: RequestContext | undefined,
+  fn: Callable,
+  self: unknown,
+  args: ArrayLike<unknown>,
+): unknown {
   if (storage.getStore() === store) return Reflect.apply(fn, self, args);
   return storage.run(store as RequestContext, Reflect.apply, fn, self, args);
 }

@@ -41,7 +41,10 @@ type Namespace = Record<string, unknown>;
 
 /** The patcher, applied to an import's namespace: CommonJS exports are its `default`. */
 function patchNamespace(handler: ModuleHandler, ns: Namespace, name: string, baseDir: string | undefined): void {
-  const target = (ns.default !== null && (typeof ns.default === 'object' || typeof ns.default === 'function')) ? ns.default as Namespace : ns;
+  const target =
+    ns.default !== null && (typeof ns.default === 'object' || typeof ns.default === 'function')
+      ? (ns.default as Namespace)
+      : ns;
   if (target === ns) {
     handler.onModule(ns, name, baseDir);
     return;
@@ -88,7 +91,8 @@ async function hookImports(): Promise<void> {
     return;
   }
   const registerLoader = (nodeModule as { register?: typeof nodeModule.register }).register;
-  if (typeof registerLoader !== 'function') throw new Error('this Node has neither in-thread module hooks nor module.register');
+  if (typeof registerLoader !== 'function')
+    throw new Error('this Node has neither in-thread module hooks nor module.register');
   const { registerOptions, waitForAllMessagesAcknowledged } = iitm.createAddHookMessageChannel();
   registerLoader('import-in-the-middle/hook.mjs', import.meta.url, registerOptions);
   new iitm.Hook(names, onImport);
@@ -101,7 +105,9 @@ if (holder[KEY] === undefined) {
   try {
     await hookImports();
   } catch (err) {
-    log.warn(`could not hook ES-module imports (${(err as Error).message}); modules loaded with require are still instrumented`);
+    log.warn(
+      `could not hook ES-module imports (${(err as Error).message}); modules loaded with require are still instrumented`,
+    );
   }
 }
 

@@ -12,16 +12,33 @@
  * Cost when unset: each call site is one comparison of a module constant with `undefined`.
  */
 export const FAULT_POINTS = [
-  'http-server', 'http-server-close', 'http-server-echo', // patches/http-server/
-  'http2-server', 'http2-server-close', 'http2-server-echo', // patches/http2-server.ts
-  'http-client', 'http-client-emit', // patches/http-client.ts
-  'pg-query', 'pg-connect', 'pg-pool-connect', 'pg-cursor', // patches/pg/
-  'undici-create', 'undici-headers', 'undici-end', // patches/undici.ts
-  'express-use', 'express-read', 'express-route', 'express-render', // patches/express.ts
-  'fastify', 'koa', // patches/fastify.ts, koa.ts
-  'hapi-server', 'hapi', 'hapi-error', // patches/hapi.ts
+  'http-server',
+  'http-server-close',
+  'http-server-echo', // patches/http-server/
+  'http2-server',
+  'http2-server-close',
+  'http2-server-echo', // patches/http2-server.ts
+  'http-client',
+  'http-client-emit', // patches/http-client.ts
+  'pg-query',
+  'pg-connect',
+  'pg-pool-connect',
+  'pg-cursor', // patches/pg/
+  'undici-create',
+  'undici-headers',
+  'undici-end', // patches/undici.ts
+  'express-use',
+  'express-read',
+  'express-route',
+  'express-render', // patches/express.ts
+  'fastify',
+  'koa', // patches/fastify.ts, koa.ts
+  'hapi-server',
+  'hapi',
+  'hapi-error', // patches/hapi.ts
   'render', // src/render.ts: any template engine's timing (ejs, pug, handlebars, nunjucks)
-  'pino', 'winston', // patches/pino.ts, winston.ts
+  'pino',
+  'winston', // patches/pino.ts, winston.ts
 ] as const;
 
 export type FaultPoint = (typeof FAULT_POINTS)[number];

@@ -105,7 +105,9 @@ function ask<R>(fn: () => R, fallback: R): { value: R; error?: unknown } {
  */
 export function resources(): Resource[] {
   const live: Array<{ of: ResourceKind; n: number; instance: object }> = [];
-  const ordered = [...groups.values()].sort((a, b) => Number(b.of.parts !== undefined) - Number(a.of.parts !== undefined));
+  const ordered = [...groups.values()].sort(
+    (a, b) => Number(b.of.parts !== undefined) - Number(a.of.parts !== undefined),
+  );
   for (const g of ordered) {
     prune(g);
     for (const e of g.entries) {
@@ -128,7 +130,10 @@ export function resources(): Resource[] {
     const failed = listed.error;
     out.push({
       name,
-      probe: failed !== undefined ? () => Promise.reject(failed) : (ms) => Promise.resolve().then(() => of.probe(instance, ms)),
+      probe:
+        failed !== undefined
+          ? () => Promise.reject(failed)
+          : (ms) => Promise.resolve().then(() => of.probe(instance, ms)),
     });
   }
   return out;

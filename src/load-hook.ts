@@ -108,7 +108,8 @@ function inspect(t: LoadTarget, request: string, parent: unknown, isMain: boolea
     if (parent != null || isMain) return;
     t.onEsmLoad();
     const pkg = packageOf(request);
-    if (pkg !== undefined && t.names.has(pkg.name) && mainOf(pkg.basedir) === request) t.onModule(exports, pkg.name, pkg.basedir);
+    if (pkg !== undefined && t.names.has(pkg.name) && mainOf(pkg.basedir) === request)
+      t.onModule(exports, pkg.name, pkg.basedir);
     return;
   }
   if (!t.names.has(request)) return;
@@ -134,7 +135,10 @@ export function hookLoad(t: LoadTarget): { unhook(): void } {
         try {
           inspect(now, request, parent, isMain === true, exports);
         } catch (err) {
-          log.warnOnce(`load-${request}`, `${request}: looking at the load failed (${(err as Error).message}); left untouched`);
+          log.warnOnce(
+            `load-${request}`,
+            `${request}: looking at the load failed (${(err as Error).message}); left untouched`,
+          );
         }
       }
       return exports;
@@ -156,13 +160,21 @@ export function hookLoad(t: LoadTarget): { unhook(): void } {
 type OnModule = (moduleExports: unknown, name: string, basedir: string | undefined) => void;
 
 /** Hooks the other loads for the enabled patches' modules; the returned function undoes it. */
-export function hookOtherLoads(names: readonly string[], onModule: OnModule, seen: (name: string, basedir: string | undefined) => boolean): () => void {
+export function hookOtherLoads(
+  names: readonly string[],
+  onModule: OnModule,
+  seen: (name: string, basedir: string | undefined) => boolean,
+): () => void {
   const builtins = names.filter((n) => Module.isBuiltin(n));
   const packages = new Set(names.filter((n) => !Module.isBuiltin(n)));
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const patchBuiltin = (name: string) => onModule(require(name), name, undefined);
   const w: UnpatchedWatch = { packages, builtins, seen, patchBuiltin };
-  const load = hookLoad({ names: packages, onModule, onEsmLoad: () => unpatched().patchLoadedBuiltins(w, 'when the ES-module loader loaded a CommonJS module') });
+  const load = hookLoad({
+    names: packages,
+    onModule,
+    onEsmLoad: () => unpatched().patchLoadedBuiltins(w, 'when the ES-module loader loaded a CommonJS module'),
+  });
   const unwatch = watchUnpatched(w);
   return () => {
     load.unhook();

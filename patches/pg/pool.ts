@@ -23,7 +23,10 @@ function wrapConnect(original: Fn) {
       if (typeof cb === 'function') bound = bindContext(cb as Fn);
     } catch (err) {
       // The pool still connects; only the callback's context (or the pool's announcement) is lost.
-      log.warnOnce('pg-pool-connect', `pg-pool: instrumenting connect failed (${(err as Error).message}); it runs uninstrumented`);
+      log.warnOnce(
+        'pg-pool-connect',
+        `pg-pool: instrumenting connect failed (${(err as Error).message}); it runs uninstrumented`,
+      );
       bound = undefined;
     }
     if (bound === undefined) return original.apply(this, arguments as unknown as unknown[]);

@@ -39,21 +39,27 @@ export function instrumentSubmittable(q: SubmittableSeen, id: string | undefined
     // holder.text is a string: that is how holder was chosen
     p.text = p.sql = holder.text as string;
     const desc = Object.getOwnPropertyDescriptor(holder, 'text');
-    const text = id !== undefined && !q.name && !holder.name && desc && desc.writable ? commentedSql(holder.text as string, id) : undefined;
+    const text =
+      id !== undefined && !q.name && !holder.name && desc && desc.writable
+        ? commentedSql(holder.text as string, id)
+        : undefined;
     if (text !== undefined) {
       p.text = text;
       p.shift = text.length - (holder.text as string).length;
-      override(q, 'submit', (submit, restore) =>
-        function (this: unknown) {
-          restore();
-          const saved = holder.text;
-          holder.text = text;
-          try {
-            return submit.apply(this, arguments as unknown as unknown[]);
-          } finally {
-            holder.text = saved;
-          }
-        },
+      override(
+        q,
+        'submit',
+        (submit, restore) =>
+          function (this: unknown) {
+            restore();
+            const saved = holder.text;
+            holder.text = text;
+            try {
+              return submit.apply(this, arguments as unknown as unknown[]);
+            } finally {
+              holder.text = saved;
+            }
+          },
       );
     }
   }

@@ -14,7 +14,9 @@ function ownVersion(): string {
   if (agentVersion === undefined) {
     try {
       // dist/src/hatches/config.js -> the package root
-      agentVersion = String(JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', '..', 'package.json'), 'utf8')).version);
+      agentVersion = String(
+        JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', '..', 'package.json'), 'utf8')).version,
+      );
     } catch {
       agentVersion = 'unknown';
     }

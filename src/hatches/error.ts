@@ -13,6 +13,10 @@ export function errorHatch(query: URLSearchParams): Reply {
   const err = new Error(msg);
   err.name = 'HatchTestError';
   reportError('hatch_test', err);
-  const json = { error: `${err.name}: ${msg}`, requestId: storage.getStore()?.id, reported: 'hatch:error (errors counter kind hatch_test), stderr, this request\'s record' };
+  const json = {
+    error: `${err.name}: ${msg}`,
+    requestId: storage.getStore()?.id,
+    reported: "hatch:error (errors counter kind hatch_test), stderr, this request's record",
+  };
   return { status: 500, json, html: jsonPage('error hatch: test error raised', json) };
 }

@@ -78,6 +78,11 @@ export async function healthHatch(deps: HatchDeps, detailed: boolean): Promise<R
   const failing = checks.filter((c) => c.status === 'fail').map((c) => c.name);
   const status = failing.length === 0 ? 'pass' : 'fail';
   const code = status === 'pass' ? 200 : 503;
-  if (!detailed) return { status: code, json: { status }, html: page(`health: ${status}`, `<p class="${status}">${status}</p>`) };
-  return { status: code, json: { status, failing, checks, note: STATSD_NOTE }, html: healthHtml(status, checks, STATSD_NOTE) };
+  if (!detailed)
+    return { status: code, json: { status }, html: page(`health: ${status}`, `<p class="${status}">${status}</p>`) };
+  return {
+    status: code,
+    json: { status, failing, checks, note: STATSD_NOTE },
+    html: healthHtml(status, checks, STATSD_NOTE),
+  };
 }

@@ -59,7 +59,12 @@ export function createHatches(deps: HatchDeps): PreHandler {
           return true;
         }
         // No doorbell: the app answers, as if the hatches were not there.
-        if (channels.error.hasSubscribers) channels.error.publish({ kind: 'hatch_auth', requestId: storage.getStore()?.id, message: 'a request to the hatches without a valid token' });
+        if (channels.error.hasSubscribers)
+          channels.error.publish({
+            kind: 'hatch_auth',
+            requestId: storage.getStore()?.id,
+            message: 'a request to the hatches without a valid token',
+          });
         return false;
       }
       if (method !== 'GET' && method !== 'HEAD') {

@@ -7,7 +7,10 @@
 import type { RequestRecord, TimelineEntry } from '../sinks/recent';
 
 export function escapeHtml(v: unknown): string {
-  return String(v).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+  return String(v).replace(
+    /[&<>"']/g,
+    (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!,
+  );
 }
 
 const CSS = `
@@ -43,8 +46,13 @@ export interface HatchInfo {
 }
 
 export function indexHtml(hatches: HatchInfo[]): string {
-  const rows = hatches.map((h) => `<tr><td><code>GET ${escapeHtml(h.path)}</code></td><td>${escapeHtml(h.description)}</td></tr>`).join('');
-  return page('hatch-agent: maintenance hatches', `<table><tr><th>hatch</th><th>what it does</th></tr>${rows}</table><p>Every hatch needs <code>Authorization: Bearer &lt;HATCH_TOKEN&gt;</code>; add <code>?format=json</code> or <code>?format=html</code> to choose the format.</p>`);
+  const rows = hatches
+    .map((h) => `<tr><td><code>GET ${escapeHtml(h.path)}</code></td><td>${escapeHtml(h.description)}</td></tr>`)
+    .join('');
+  return page(
+    'hatch-agent: maintenance hatches',
+    `<table><tr><th>hatch</th><th>what it does</th></tr>${rows}</table><p>Every hatch needs <code>Authorization: Bearer &lt;HATCH_TOKEN&gt;</code>; add <code>?format=json</code> or <code>?format=html</code> to choose the format.</p>`,
+  );
 }
 
 export interface CheckResult {
@@ -56,9 +64,25 @@ export interface CheckResult {
 
 export function healthHtml(status: 'pass' | 'fail', checks: CheckResult[], note: string): string {
   const rows = checks
-    .map((c) => `<tr class="check" data-check="${escapeHtml(c.name)}"><td>${escapeHtml(c.name)}</td><td class="${c.status}">${c.status}</td><td>${c.latencyMs} ms</td><td>${escapeHtml(c.detail)}</td></tr>`)
+    .map(
+      (c) =>
+        `<tr class="check" data-check="${escapeHtml(c.name)}"><td>${escapeHtml(c.name)}</td><td class="${c.status}">${c.status}</td><td>${c.latencyMs} ms</td><td>${escapeHtml(c.detail)}</td></tr>`,
+    )
     .join('');
-  return page(`health: ${status}`, `<p class="${status}">${status === 'pass' ? 'all checks pass' : 'failing: ' + escapeHtml(checks.filter((c) => c.status === 'fail').map((c) => c.name).join(', '))}</p><table><tr><th>check</th><th>status</th><th>latency</th><th>detail</th></tr>${rows}</table><p>${escapeHtml(note)}</p>`);
+  return page(
+    `health: ${status}`,
+    `<p class="${status}">${
+      status === 'pass'
+        ? 'all checks pass'
+        : 'failing: ' +
+          escapeHtml(
+            checks
+              .filter((c) => c.status === 'fail')
+              .map((c) => c.name)
+              .join(', '),
+          )
+    }</p><table><tr><th>check</th><th>status</th><th>latency</th><th>detail</th></tr>${rows}</table><p>${escapeHtml(note)}</p>`,
+  );
 }
 
 function pct(v: number, total: number): string {
@@ -83,15 +107,20 @@ export function waterfall(r: RequestRecord, prefix: string): string {
     ...r.timeline.map((e) => entryRow(e, end)),
   ].join('');
   const dropped = r.dropped > 0 ? `<p class="dropped">${r.dropped} more entries not kept</p>` : '';
-  const errors = r.errors.length > 0 ? `<ul class="errors">${r.errors.map((e) => `<li>${escapeHtml(e)}</li>`).join('')}</ul>` : '';
+  const errors =
+    r.errors.length > 0 ? `<ul class="errors">${r.errors.map((e) => `<li>${escapeHtml(e)}</li>`).join('')}</ul>` : '';
   return `<section class="request" data-request-id="${escapeHtml(r.id)}">${head}<div class="timeline">${rows}</div>${dropped}${errors}</section>`;
 }
 
 export function requestsHtml(recent: RequestRecord[], slowest: RequestRecord[], prefix: string): string {
   const slowRows = slowest
-    .map((r) => `<tr><td><a href="${escapeHtml(prefix)}/requests/${encodeURIComponent(r.id)}?format=html"><code>${escapeHtml(r.id)}</code></a></td><td>${escapeHtml(r.method)} ${escapeHtml(r.path)}</td><td>${escapeHtml(r.route)}</td><td>${r.aborted ? 'aborted' : r.status}</td><td>${r.duration} ms</td><td>${r.timeline.length + r.dropped}</td></tr>`)
+    .map(
+      (r) =>
+        `<tr><td><a href="${escapeHtml(prefix)}/requests/${encodeURIComponent(r.id)}?format=html"><code>${escapeHtml(r.id)}</code></a></td><td>${escapeHtml(r.method)} ${escapeHtml(r.path)}</td><td>${escapeHtml(r.route)}</td><td>${r.aborted ? 'aborted' : r.status}</td><td>${r.duration} ms</td><td>${r.timeline.length + r.dropped}</td></tr>`,
+    )
     .join('');
-  const legend = '<p>Bars: <span class="bar-request">&nbsp;request&nbsp;</span> <span class="bar-query">&nbsp;query&nbsp;</span> <span class="bar-call">&nbsp;outgoing call&nbsp;</span> <span class="bar-render">&nbsp;render&nbsp;</span>, placed at their start and as long as they took. <code>?format=json</code> for scripts.</p>';
+  const legend =
+    '<p>Bars: <span class="bar-request">&nbsp;request&nbsp;</span> <span class="bar-query">&nbsp;query&nbsp;</span> <span class="bar-call">&nbsp;outgoing call&nbsp;</span> <span class="bar-render">&nbsp;render&nbsp;</span>, placed at their start and as long as they took. <code>?format=json</code> for scripts.</p>';
   return page(
     'recent requests',
     `${legend}<h2>Slowest (${slowest.length})</h2><table class="slowest"><tr><th>ID</th><th>request</th><th>route</th><th>status</th><th>duration</th><th>entries</th></tr>${slowRows}</table>` +

@@ -8,7 +8,10 @@ const SECRET_NAME = /secret|passw|pwd|token|key|credential|auth|cookie|session|p
 
 export function redactValue(v: string, token: string | undefined): string {
   let s = v.replace(/(\/\/[^\s:@/]*):[^\s@/]*@/g, '$1:[redacted]@');
-  s = s.replace(/([?&;](?:password|passwd|pass|pwd|secret|token|key|sslkey|sslpassword|api_key|apikey|access_token)=)[^&;\s]*/gi, '$1[redacted]');
+  s = s.replace(
+    /([?&;](?:password|passwd|pass|pwd|secret|token|key|sslkey|sslpassword|api_key|apikey|access_token)=)[^&;\s]*/gi,
+    '$1[redacted]',
+  );
   if (token !== undefined && token !== '') s = s.split(token).join('[redacted]');
   return s;
 }

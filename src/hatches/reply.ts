@@ -25,7 +25,10 @@ export interface Reply {
 
 /** Printable ASCII only, at most 200 characters: the msg parameter reaches logs and metric names. */
 export function cleanMsg(v: string | null, fallback: string): string {
-  const s = (v ?? '').replace(/[^\x20-\x7e]/g, '').trim().slice(0, 200);
+  const s = (v ?? '')
+    .replace(/[^\x20-\x7e]/g, '')
+    .trim()
+    .slice(0, 200);
   return s === '' ? fallback : s;
 }
 
@@ -44,6 +47,9 @@ export function send(req: http.IncomingMessage, res: http.ServerResponse, reply:
   res.setHeader('content-length', Buffer.byteLength(body));
   res.setHeader('cache-control', 'no-store');
   res.setHeader('x-content-type-options', 'nosniff');
-  res.setHeader('content-security-policy', "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'");
+  res.setHeader(
+    'content-security-policy',
+    "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+  );
   res.end(req.method === 'HEAD' ? undefined : body);
 }

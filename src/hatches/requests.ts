@@ -26,7 +26,11 @@ export function requestHatch(deps: HatchDeps, prefix: string, rest: string): Rep
   const r = deps.recent.find(id);
   if (!r) {
     const json = { error: 'no such request among those kept', id };
-    return { status: 404, json, html: page('request not found', `<p>No request <code>${escapeHtml(id)}</code> among those kept.</p>`) };
+    return {
+      status: 404,
+      json,
+      html: page('request not found', `<p>No request <code>${escapeHtml(id)}</code> among those kept.</p>`),
+    };
   }
   return { status: 200, json: r, html: requestHtml(r, prefix) };
 }

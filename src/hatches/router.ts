@@ -30,29 +30,43 @@ const HATCHES: Hatch[] = [
   {
     path: '/health',
     route: '/health',
-    description: 'live checks, each with its own timeout and latency: every pg Pool and Client the app uses answers SELECT 1 (through its own pool or client), StatsD gets a probe, each HATCH_HEALTH_URLS URL answers below 500; 200 when all pass, 503 naming the failing checks',
+    description:
+      'live checks, each with its own timeout and latency: every pg Pool and Client the app uses answers SELECT 1 (through its own pool or client), StatsD gets a probe, each HATCH_HEALTH_URLS URL answers below 500; 200 when all pass, 503 naming the failing checks',
     serve: (r) => healthHatch(r.deps, true),
   },
   {
     path: '/error?msg=…',
     route: '/error',
-    description: 'raises a test error inside this request, through the path app errors take (hatch:error, errors counter, stderr with the request ID, the request record); answers 500',
+    description:
+      'raises a test error inside this request, through the path app errors take (hatch:error, errors counter, stderr with the request ID, the request record); answers 500',
     serve: (r) => errorHatch(r.query),
   },
-  { path: '/statsd?msg=…', route: '/statsd', description: 'sends a test counter to StatsD and answers with the exact line sent', serve: (r) => statsdHatch(r.deps, r.query) },
+  {
+    path: '/statsd?msg=…',
+    route: '/statsd',
+    description: 'sends a test counter to StatsD and answers with the exact line sent',
+    serve: (r) => statsdHatch(r.deps, r.query),
+  },
   {
     path: '/config',
     route: '/config',
-    description: 'effective configuration, agent and Node versions, every patch with the module version it patched (or why not); secrets redacted',
+    description:
+      'effective configuration, agent and Node versions, every patch with the module version it patched (or why not); secrets redacted',
     serve: (r) => configHatch(r.deps),
   },
   {
     path: '/requests',
     route: '/requests',
-    description: 'recent and slowest requests, each with its timeline of queries, outgoing calls and renders (a waterfall in HTML; ?format=json for scripts)',
+    description:
+      'recent and slowest requests, each with its timeline of queries, outgoing calls and renders (a waterfall in HTML; ?format=json for scripts)',
     serve: (r) => requestsHatch(r.deps, r.prefix),
   },
-  { path: '/requests/<id>', route: '/requests/*', description: 'one request of the requests hatch', serve: (r) => requestHatch(r.deps, r.prefix, r.rest) },
+  {
+    path: '/requests/<id>',
+    route: '/requests/*',
+    description: 'one request of the requests hatch',
+    serve: (r) => requestHatch(r.deps, r.prefix, r.rest),
+  },
 ];
 
 function index(prefix: string): Reply {

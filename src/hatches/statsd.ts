@@ -9,11 +9,16 @@ import type { StatsdTransport } from '../sinks/statsd/transport';
 import { jsonPage } from './pages';
 import { cleanMsg, type HatchDeps, type Reply } from './reply';
 
-export const STATSD_NOTE = 'StatsD is UDP: its check passes when the host resolves and the probe left without a socket error; receipt cannot be confirmed.';
+export const STATSD_NOTE =
+  'StatsD is UDP: its check passes when the host resolves and the probe left without a socket error; receipt cannot be confirmed.';
 
 /** `<prefix>hatch.<name>:1|c`, the name made metric-safe (at most 64 characters). */
 export function hatchLine(prefix: string, name: string): string {
-  const safe = name.split('.').map((p) => segment(p.slice(0, 64))).join('.').slice(0, 64);
+  const safe = name
+    .split('.')
+    .map((p) => segment(p.slice(0, 64)))
+    .join('.')
+    .slice(0, 64);
   return `${prefix}hatch.${safe}:1|c`;
 }
 

@@ -12,7 +12,15 @@
  * SQL cut to MAX_SQL characters, MAX_PENDING requests in flight (the oldest is dropped first, so
  * events of `withRequestId` scopes, which never get an http.server event, cannot pile up).
  */
-import { channels, Subscriptions, type DbQueryEvent, type ErrorEvent, type HttpClientEvent, type HttpServerEvent, type RenderEvent } from '../bus';
+import {
+  channels,
+  Subscriptions,
+  type DbQueryEvent,
+  type ErrorEvent,
+  type HttpClientEvent,
+  type HttpServerEvent,
+  type RenderEvent,
+} from '../bus';
 import { now } from '../clock';
 
 export const MAX_ENTRIES = 100;
@@ -76,7 +84,8 @@ function within(at: number[], from: number, to: number): boolean {
 
 /** Every pending entry began in [from, to]. */
 function allWithin(timeline: TimelineEntry[], from: number, to: number): boolean {
-  for (let i = 0; i < timeline.length; i++) if (!(timeline[i]!.offset >= from && timeline[i]!.offset <= to)) return false;
+  for (let i = 0; i < timeline.length; i++)
+    if (!(timeline[i]!.offset >= from && timeline[i]!.offset <= to)) return false;
   return true;
 }
 
@@ -84,12 +93,39 @@ function round(ms: number): number {
   return Math.round(ms * 1000) / 1000;
 }
 
-function record(e: HttpServerEvent, atMs: number, duration: number, timeline: TimelineEntry[], dropped: number, errors: string[]): Stored {
-  return { id: e.requestId, method: e.method, route: e.route, path: e.path ?? '', status: e.statusCode, aborted: e.aborted, atMs, duration, timeline, dropped, errors };
+function record(
+  e: HttpServerEvent,
+  atMs: number,
+  duration: number,
+  timeline: TimelineEntry[],
+  dropped: number,
+  errors: string[],
+): Stored {
+  return {
+    id: e.requestId,
+    method: e.method,
+    route: e.route,
+    path: e.path ?? '',
+    status: e.statusCode,
+    aborted: e.aborted,
+    atMs,
+    duration,
+    timeline,
+    dropped,
+    errors,
+  };
 }
 
 /** Overwrites a kept record with this request's (the same fields in the same order as record()). */
-function fill(r: Stored, e: HttpServerEvent, atMs: number, duration: number, timeline: TimelineEntry[], dropped: number, errors: string[]): void {
+function fill(
+  r: Stored,
+  e: HttpServerEvent,
+  atMs: number,
+  duration: number,
+  timeline: TimelineEntry[],
+  dropped: number,
+  errors: string[],
+): void {
   r.id = e.requestId;
   r.method = e.method;
   r.route = e.route;
@@ -112,21 +148,45 @@ export class RecentRequests {
   evicted = 0;
   private readonly subscriptions = new Subscriptions('requests store');
 
-  constructor(private readonly recentMax: number, private readonly slowMax: number) {}
+  constructor(
+    private readonly recentMax: number,
+    private readonly slowMax: number,
+  ) {}
 
   start(): void {
     this.subscriptions.on(channels.dbQuery, (m) => {
       const e = m as DbQueryEvent;
       const text = e.text.length > MAX_SQL ? e.text.slice(0, MAX_SQL) + '…' : e.text;
-      this.add(e.requestId, { kind: 'query', label: text, offset: e.start, duration: round(e.duration), outcome: e.error ? 'error' : 'ok', error: e.error });
+      this.add(e.requestId, {
+        kind: 'query',
+        label: text,
+        offset: e.start,
+        duration: round(e.duration),
+        outcome: e.error ? 'error' : 'ok',
+        error: e.error,
+      });
     });
     this.subscriptions.on(channels.httpClient, (m) => {
       const e = m as HttpClientEvent;
-      this.add(e.requestId, { kind: 'call', label: `${e.method} ${e.host}`, offset: e.start, duration: round(e.duration), outcome: String(e.statusCode), error: e.statusCode === 'error' });
+      this.add(e.requestId, {
+        kind: 'call',
+        label: `${e.method} ${e.host}`,
+        offset: e.start,
+        duration: round(e.duration),
+        outcome: String(e.statusCode),
+        error: e.statusCode === 'error',
+      });
     });
     this.subscriptions.on(channels.render, (m) => {
       const e = m as RenderEvent;
-      this.add(e.requestId, { kind: 'render', label: `${e.engine} ${e.template}`, offset: e.start, duration: round(e.duration), outcome: e.error ? 'error' : 'ok', error: e.error });
+      this.add(e.requestId, {
+        kind: 'render',
+        label: `${e.engine} ${e.template}`,
+        offset: e.start,
+        duration: round(e.duration),
+        outcome: e.error ? 'error' : 'ok',
+        error: e.error,
+      });
     });
     this.subscriptions.on(channels.error, (m) => {
       const e = m as ErrorEvent;

@@ -20,7 +20,12 @@ import { udpListener, statsdValues } from '../support/udp.mjs';
 import { readLog, waitForLog } from '../support/pglog.mjs';
 
 const WAIT = 60_000;
-const STATSD = (udp) => ({ HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(udp.port), HATCH_STATSD_FLUSH_MS: '100', HATCH_STATSD_TAGS: 'dogstatsd' });
+const STATSD = (udp) => ({
+  HATCH_STATSD: 'on',
+  HATCH_STATSD_PORT: String(udp.port),
+  HATCH_STATSD_FLUSH_MS: '100',
+  HATCH_STATSD_TAGS: 'dogstatsd',
+});
 const PKG = 'hatch-esm-fixture';
 // pg 8.0.3 (the oldest line) has no ES-module entry, so `import { Client } from 'pg'` is a
 // SyntaxError there with or without the agent: the named import is used only where pg has one.
@@ -32,7 +37,15 @@ before(async () => {
   udp = await udpListener();
   const dir = path.join(appDir, 'node_modules', PKG);
   fs.mkdirSync(dir, { recursive: true });
-  fs.writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: PKG, version: '1.0.0', type: 'module', exports: { '.': { import: './index.js', default: './index.js' } } }));
+  fs.writeFileSync(
+    path.join(dir, 'package.json'),
+    JSON.stringify({
+      name: PKG,
+      version: '1.0.0',
+      type: 'module',
+      exports: { '.': { import: './index.js', default: './index.js' } },
+    }),
+  );
   fs.writeFileSync(path.join(dir, 'named.js'), "export { Client } from 'pg';\n");
   fs.writeFileSync(
     path.join(dir, 'index.js'),
@@ -68,26 +81,60 @@ after(() => udp?.close());
 
 /** Values in the dogstatsd lines of `metric` whose tags include every one of `tags`. */
 function values(lines, metric, ...tags) {
-  return statsdValues(lines.filter((l) => l.startsWith(`hatch.${metric}:`) && tags.every((t) => l.split('|#')[1]?.split(',').includes(t)))).length;
+  return statsdValues(
+    lines.filter(
+      (l) => l.startsWith(`hatch.${metric}:`) && tags.every((t) => l.split('|#')[1]?.split(',').includes(t)),
+    ),
+  ).length;
 }
 
 const LISTEN = `
   const server = made.app.listen(0, '127.0.0.1', () => console.log('listening ' + server.address().port));
   process.on('SIGTERM', () => { server.close(); made.close(); });`;
 const APPS = [
-  ['a CommonJS app, require() of the ES-module package, under -r', true, '.js', `const { createApp } = require('${PKG}');\ncreateApp(process.env.MARKER).then((made) => {${LISTEN}\n});`],
-  ['a CommonJS app, import() of the ES-module package, under -r', true, '.js', `import('${PKG}').then(({ createApp }) => createApp(process.env.MARKER)).then((made) => {${LISTEN}\n});`],
-  ['an ES-module app under -r', true, '.mjs', `import { createApp } from '${PKG}';\nconst made = await createApp(process.env.MARKER);${LISTEN}`],
+  [
+    'a CommonJS app, require() of the ES-module package, under -r',
+    true,
+    '.js',
+    `const { createApp } = require('${PKG}');\ncreateApp(process.env.MARKER).then((made) => {${LISTEN}\n});`,
+  ],
+  [
+    'a CommonJS app, import() of the ES-module package, under -r',
+    true,
+    '.js',
+    `import('${PKG}').then(({ createApp }) => createApp(process.env.MARKER)).then((made) => {${LISTEN}\n});`,
+  ],
+  [
+    'an ES-module app under -r',
+    true,
+    '.mjs',
+    `import { createApp } from '${PKG}';\nconst made = await createApp(process.env.MARKER);${LISTEN}`,
+  ],
   // Node 20's module-hooks thread never sees a require() of an ES module (Nest's fastify adapter).
-  ['a CommonJS app, require() of the ES-module package, under --import', 'import', '.js', `const { createApp } = require('${PKG}');\ncreateApp(process.env.MARKER).then((made) => {${LISTEN}\n});`],
-  ['an ES-module app under --import', 'import', '.mjs', `import { createApp } from '${PKG}';\nconst made = await createApp(process.env.MARKER);${LISTEN}`],
+  [
+    'a CommonJS app, require() of the ES-module package, under --import',
+    'import',
+    '.js',
+    `const { createApp } = require('${PKG}');\ncreateApp(process.env.MARKER).then((made) => {${LISTEN}\n});`,
+  ],
+  [
+    'an ES-module app under --import',
+    'import',
+    '.mjs',
+    `import { createApp } from '${PKG}';\nconst made = await createApp(process.env.MARKER);${LISTEN}`,
+  ],
 ];
 
 for (const [name, agent, ext, source] of APPS) {
   test(`pg and express inside an ES-module package: ${name}`, async () => {
     const marker = 'esmr-' + randomBytes(4).toString('hex');
     udp.clear();
-    const app = await startApp(source, { agent, ext, timeout: 2 * WAIT, env: { ...STATSD(udp), MARKER: marker, NAMED: NAMED ? '1' : '0', HATCH_LOG: 'debug' } });
+    const app = await startApp(source, {
+      agent,
+      ext,
+      timeout: 2 * WAIT,
+      env: { ...STATSD(udp), MARKER: marker, NAMED: NAMED ? '1' : '0', HATCH_LOG: 'debug' },
+    });
     const ids = ['esmr-a-' + randomBytes(5).toString('hex'), 'esmr-b-' + randomBytes(5).toString('hex')];
     try {
       for (const [i, id] of ids.entries()) {
@@ -98,24 +145,39 @@ for (const [name, agent, ext, source] of APPS) {
       }
       // Each request's statements, through the pool and through the Client, carry its own ID, once.
       await waitForLog(`${marker}-client`, { count: 2, timeout: WAIT });
-      const statements = readLog().split('\n').filter((l) => l.includes(`'${marker}-`));
+      const statements = readLog()
+        .split('\n')
+        .filter((l) => l.includes(`'${marker}-`));
       assert.ok(statements.length >= 4, statements.join('\n'));
       for (const [i, id] of ids.entries()) {
         for (const via of ['pool', 'client']) {
-          const mine = statements.filter((s) => s.includes(`'${marker}-${via}'`) && (via === 'client' || s.includes('$1')));
-          assert.ok(mine.some((s) => s.includes(`/* ${id} */ SELECT '${marker}-${via}'`)), `${via} statement of request ${i} carries ${id}:\n${statements.join('\n')}`);
+          const mine = statements.filter(
+            (s) => s.includes(`'${marker}-${via}'`) && (via === 'client' || s.includes('$1')),
+          );
+          assert.ok(
+            mine.some((s) => s.includes(`/* ${id} */ SELECT '${marker}-${via}'`)),
+            `${via} statement of request ${i} carries ${id}:\n${statements.join('\n')}`,
+          );
         }
       }
       for (const s of statements) assert.equal(s.split('/*').length - 1, 1, `one comment: ${s}`);
 
       // Timed by the route template: two requests, four queries, nothing unmatched.
-      const lines = await udp.waitFor((ls) => values(ls, 'http.server', 'route:/users/:id') >= 2 && values(ls, 'db.query', 'operation:SELECT') >= 4, WAIT);
+      const lines = await udp.waitFor(
+        (ls) => values(ls, 'http.server', 'route:/users/:id') >= 2 && values(ls, 'db.query', 'operation:SELECT') >= 4,
+        WAIT,
+      );
       await new Promise((res) => setTimeout(res, 300)); // one more flush: nothing counted twice arrives late
       assert.equal(values(udp.lines, 'http.server', 'route:/users/:id'), 2, lines.join('\n'));
       assert.equal(values(udp.lines, 'http.server', 'route:unmatched'), 0, lines.join('\n'));
       assert.equal(values(udp.lines, 'db.query', 'operation:SELECT'), 4, udp.lines.join('\n'));
       const stderr = app.stderr();
-      for (const mod of ['pg', 'express']) assert.equal(stderr.split('\n').filter((l) => new RegExp(`debug: ${mod}@\\S+ patched$`).test(l)).length, 1, stderr);
+      for (const mod of ['pg', 'express'])
+        assert.equal(
+          stderr.split('\n').filter((l) => new RegExp(`debug: ${mod}@\\S+ patched$`).test(l)).length,
+          1,
+          stderr,
+        );
       assert.doesNotMatch(stderr, /warn|Warning/, stderr);
     } finally {
       await app.stop();
@@ -146,7 +208,10 @@ process.on('SIGTERM', () => { server.close(); pool.end(); });`,
     } finally {
       await app.stop();
     }
-    const warnings = app.stderr().split('\n').filter((l) => l.startsWith('hatch-agent warn:'));
+    const warnings = app
+      .stderr()
+      .split('\n')
+      .filter((l) => l.startsWith('hatch-agent warn:'));
     assert.equal(warnings.length, 1, app.stderr());
     assert.equal(
       warnings[0],
@@ -170,7 +235,11 @@ await withRequestId(process.env.RID, () => pool.query("SELECT '${marker}' AS m")
 await pool.end();`;
   try {
     for (const [kind, ext, head] of [
-      ['require', '.js', "const pg = require('pg');\nconst { withRequestId } = require('hatch-agent');\n(async () => {"],
+      [
+        'require',
+        '.js',
+        "const pg = require('pg');\nconst { withRequestId } = require('hatch-agent');\n(async () => {",
+      ],
       ['import', '.mjs', "import pg from 'pg';\nimport { withRequestId } from 'hatch-agent';\n"],
     ]) {
       const marker = `link-${kind}-` + randomBytes(4).toString('hex');

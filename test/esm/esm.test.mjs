@@ -17,7 +17,12 @@ import { udpListener, statsdValues } from '../support/udp.mjs';
 import { readLog, waitForLog } from '../support/pglog.mjs';
 
 const WAIT = 60_000;
-const STATSD = (udp) => ({ HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(udp.port), HATCH_STATSD_FLUSH_MS: '100', HATCH_STATSD_TAGS: 'dogstatsd' });
+const STATSD = (udp) => ({
+  HATCH_STATSD: 'on',
+  HATCH_STATSD_PORT: String(udp.port),
+  HATCH_STATSD_FLUSH_MS: '100',
+  HATCH_STATSD_TAGS: 'dogstatsd',
+});
 
 let udp;
 let downstream;
@@ -38,7 +43,11 @@ after(() => {
 
 /** Values in the dogstatsd lines of `metric` whose tags include every one of `tags`. */
 function values(lines, metric, ...tags) {
-  return statsdValues(lines.filter((l) => l.startsWith(`hatch.${metric}:`) && tags.every((t) => l.split('|#')[1]?.split(',').includes(t)))).length;
+  return statsdValues(
+    lines.filter(
+      (l) => l.startsWith(`hatch.${metric}:`) && tags.every((t) => l.split('|#')[1]?.split(',').includes(t)),
+    ),
+  ).length;
 }
 
 const APP = `
@@ -99,7 +108,12 @@ test('an ES-module app under --import is instrumented as -r instruments its Comm
   const marker = 'esm-' + randomBytes(4).toString('hex');
   const env = { DOWN: `http://127.0.0.1:${downstream.address().port}` };
 
-  const plainApp = await startApp(APP, { agent: false, ext: '.mjs', timeout: 2 * WAIT, env: { ...env, MARKER: plainMarker } });
+  const plainApp = await startApp(APP, {
+    agent: false,
+    ext: '.mjs',
+    timeout: 2 * WAIT,
+    env: { ...env, MARKER: plainMarker },
+  });
   const plain = await get(plainApp.url + '/orders/42', { 'x-request-id': 'esm-plain-1' });
   await plainApp.stop();
   assert.equal(plain.status, 200, plain.body);
@@ -107,20 +121,34 @@ test('an ES-module app under --import is instrumented as -r instruments its Comm
 
   seen.length = 0;
   udp.clear();
-  const app = await startApp(APP, { agent: 'import', timeout: 2 * WAIT, env: { ...env, MARKER: marker, ...STATSD(udp), HATCH_LOG: 'debug' } });
+  const app = await startApp(APP, {
+    agent: 'import',
+    timeout: 2 * WAIT,
+    env: { ...env, MARKER: marker, ...STATSD(udp), HATCH_LOG: 'debug' },
+  });
   const id = 'esm-req-' + randomBytes(6).toString('hex');
   try {
     const r = await get(app.url + '/orders/42', { 'x-request-id': id });
     assert.equal(r.status, 200, r.body);
-    assert.deepEqual(JSON.parse(r.body), JSON.parse(plain.body.replaceAll(plainMarker, marker)), 'the app answers exactly as without the agent');
+    assert.deepEqual(
+      JSON.parse(r.body),
+      JSON.parse(plain.body.replaceAll(plainMarker, marker)),
+      'the app answers exactly as without the agent',
+    );
     assert.equal(r.headers['x-request-id'], id, 'the request ID is echoed');
 
     // The ID reached the next service through fetch, the undici package and node:http's named import.
-    assert.deepEqual(seen, [['/fetch', id], ['/undici', id], ['/http', id]]);
+    assert.deepEqual(seen, [
+      ['/fetch', id],
+      ['/undici', id],
+      ['/http', id],
+    ]);
 
     // The query, imported pg, carries exactly one comment with the ID.
     await waitForLog(marker, { timeout: WAIT });
-    const statements = readLog().split('\n').filter((l) => l.includes(`'${marker}'`));
+    const statements = readLog()
+      .split('\n')
+      .filter((l) => l.includes(`'${marker}'`));
     for (const s of statements) {
       assert.ok(s.includes(`/* ${id} */ SELECT '${marker}'`), s);
       assert.equal(s.split('/*').length - 1, 1, `one comment: ${s}`);
@@ -144,10 +172,19 @@ test('an ES-module app under --import is instrumented as -r instruments its Comm
     }
     // Which hooks: in-thread where the installed import-in-the-middle says this Node supports them.
     const agentRequire = createRequire(path.join(appDir, 'node_modules/hatch-agent/package.json'));
-    const { supportsSyncHooks } = await import(pathToFileURL(agentRequire.resolve('import-in-the-middle/supports-sync-hooks.mjs')).href);
+    const { supportsSyncHooks } = await import(
+      pathToFileURL(agentRequire.resolve('import-in-the-middle/supports-sync-hooks.mjs')).href
+    );
     const inThread = supportsSyncHooks();
-    if (Number(process.versions.node.split('.')[0]) >= 26) assert.ok(inThread, 'Node >= 26 must not take the deprecated module.register path');
-    assert.match(app.stderr(), inThread ? /debug: ES-module imports hooked \(in-thread module hooks\)/ : /debug: ES-module imports hooked \(module hooks thread\)/, app.stderr());
+    if (Number(process.versions.node.split('.')[0]) >= 26)
+      assert.ok(inThread, 'Node >= 26 must not take the deprecated module.register path');
+    assert.match(
+      app.stderr(),
+      inThread
+        ? /debug: ES-module imports hooked \(in-thread module hooks\)/
+        : /debug: ES-module imports hooked \(module hooks thread\)/,
+      app.stderr(),
+    );
     assert.doesNotMatch(app.stderr(), /Warning/, app.stderr());
   } finally {
     await app.stop();
@@ -175,7 +212,12 @@ for (const agent of ['import', 'require+import', 'import-twice']) {
     const marker = 'both-' + randomBytes(4).toString('hex');
     const rid = 'rid-' + randomBytes(6).toString('hex');
     udp.clear();
-    const r = await runScript(BOTH(marker), { agent, ext: '.mjs', timeout: 2 * WAIT, env: { ...STATSD(udp), RID: rid, HATCH_LOG: 'debug' } });
+    const r = await runScript(BOTH(marker), {
+      agent,
+      ext: '.mjs',
+      timeout: 2 * WAIT,
+      env: { ...STATSD(udp), RID: rid, HATCH_LOG: 'debug' },
+    });
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, `true ${rid}\n`);
     const lines = r.stderr.split('\n');
@@ -184,7 +226,9 @@ for (const agent of ['import', 'require+import', 'import-twice']) {
     assert.ok(!r.stderr.includes('warn'), r.stderr);
     for (const which of ['imported', 'required']) {
       await waitForLog(`${marker}-${which}`, { timeout: WAIT });
-      const found = readLog().split('\n').filter((l) => l.includes(`'${marker}-${which}'`));
+      const found = readLog()
+        .split('\n')
+        .filter((l) => l.includes(`'${marker}-${which}'`));
       assert.ok(found.length >= 1);
       for (const s of found) assert.ok(s.includes(`/* ${rid} */ SELECT`) && s.split('/*').length === 2, s);
     }

@@ -19,11 +19,17 @@ import { startApp, appDir } from '../support/app.mjs';
 import { udpListener, statsdValues } from '../support/udp.mjs';
 import { waitForLog } from '../support/pglog.mjs';
 
-const version = (m) => JSON.parse(fs.readFileSync(path.join(appDir, 'node_modules', m, 'package.json'), 'utf8')).version;
+const version = (m) =>
+  JSON.parse(fs.readFileSync(path.join(appDir, 'node_modules', m, 'package.json'), 'utf8')).version;
 const HAPI = `@hapi/hapi@${version('@hapi/hapi')}`;
 // Only a failing test waits this long; a loaded machine can take seconds to start hot-shots and send.
 const WAIT = 60_000;
-const STATSD = (udp) => ({ HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(udp.port), HATCH_STATSD_FLUSH_MS: '100', HATCH_STATSD_TAGS: 'dogstatsd' });
+const STATSD = (udp) => ({
+  HATCH_STATSD: 'on',
+  HATCH_STATSD_PORT: String(udp.port),
+  HATCH_STATSD_FLUSH_MS: '100',
+  HATCH_STATSD_TAGS: 'dogstatsd',
+});
 
 const IMPORTS = {
   cjs: `const Hapi = require('@hapi/hapi');
@@ -88,22 +94,35 @@ function raw(port, p, headers = {}) {
   return new Promise((resolve, reject) => {
     const socket = net.connect(port, '127.0.0.1');
     const chunks = [];
-    const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
-    socket.on('connect', () => socket.write(`GET ${p} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n${extra}\r\n`));
+    const extra = Object.entries(headers)
+      .map(([k, v]) => `${k}: ${v}\r\n`)
+      .join('');
+    socket.on('connect', () =>
+      socket.write(`GET ${p} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n${extra}\r\n`),
+    );
     socket.on('data', (d) => chunks.push(d));
     socket.on('end', () => resolve(Buffer.concat(chunks).toString('latin1')));
     socket.on('error', reject);
   });
 }
 /** The response without the lines that differ by design: the clock, and the agent's ID echo. */
-const comparable = (text) => text.split('\r\n').filter((l) => !/^(date|x-request-id):/i.test(l)).join('\r\n');
+const comparable = (text) =>
+  text
+    .split('\r\n')
+    .filter((l) => !/^(date|x-request-id):/i.test(l))
+    .join('\r\n');
 const header = (text, name) => new RegExp(`^${name}: (.*)$`, 'im').exec(text.split('\r\n\r\n')[0])?.[1];
 const status = (text) => Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1]);
 /** App stderr, with the random file name startApp gives each copy of the app. */
 const sameFile = (s) => s.replace(/app-[0-9a-f]{12}\.m?js/g, 'app.js');
 
 /** Timings in the dogstatsd lines of http.server for GET with these route and status tags. */
-const timings = (lines, route, code) => statsdValues(lines.filter((l) => l.startsWith('hatch.http.server:') && l.endsWith(`|#method:GET,route:${route},status_code:${code}`))).length;
+const timings = (lines, route, code) =>
+  statsdValues(
+    lines.filter(
+      (l) => l.startsWith('hatch.http.server:') && l.endsWith(`|#method:GET,route:${route},status_code:${code}`),
+    ),
+  ).length;
 /** The sum of the `errors` counter lines, by kind. */
 function errorCounts(lines) {
   const out = {};
@@ -161,8 +180,10 @@ for (const { kind, agent, label } of LOADERS) {
       }
 
       const expected = new Map();
-      for (const [, route, code] of REQUESTS) expected.set(`${route} ${code}`, (expected.get(`${route} ${code}`) ?? 0) + 1);
-      const done = (ls) => [...expected].every(([k, n]) => timings(ls, ...k.split(' ')) >= n) && (errorCounts(ls).handler ?? 0) >= FAILED;
+      for (const [, route, code] of REQUESTS)
+        expected.set(`${route} ${code}`, (expected.get(`${route} ${code}`) ?? 0) + 1);
+      const done = (ls) =>
+        [...expected].every(([k, n]) => timings(ls, ...k.split(' ')) >= n) && (errorCounts(ls).handler ?? 0) >= FAILED;
       await udp.waitFor(done, WAIT);
       await settle();
       const lines = [...udp.lines];
@@ -175,7 +196,7 @@ for (const { kind, agent, label } of LOADERS) {
     } finally {
       await withAgent.stop();
     }
-    assert.equal(sameFile(withAgent.stderr()), sameFile(plainApp.stderr()), 'stderr is the app\'s own');
+    assert.equal(sameFile(withAgent.stderr()), sameFile(plainApp.stderr()), "stderr is the app's own");
     assert.match(plainApp.stderr(), /the handler broke/, 'hapi prints its own line for the Boom 500');
   });
 
@@ -191,12 +212,18 @@ for (const { kind, agent, label } of LOADERS) {
       return { n, id, path: `/users/${n}`, code: 200, stages: 5 };
     });
     try {
-      const answers = await Promise.all(plan.map((r) => raw(withAgent.port, r.path, { 'x-request-id': r.id, 'x-probe': '1' })));
+      const answers = await Promise.all(
+        plan.map((r) => raw(withAgent.port, r.path, { 'x-request-id': r.id, 'x-probe': '1' })),
+      );
       for (const [i, r] of plan.entries()) {
         const a = answers[i];
         assert.equal(status(a), r.code, `${r.path}: ${a}`);
         assert.equal(header(a, 'x-request-id'), r.id);
-        assert.equal(header(a, 'x-seen'), Array(r.stages).fill(r.id).join(' '), `${r.path} saw only its own ID along the lifecycle`);
+        assert.equal(
+          header(a, 'x-seen'),
+          Array(r.stages).fill(r.id).join(' '),
+          `${r.path} saw only its own ID along the lifecycle`,
+        );
         if (r.code === 200) assert.deepEqual(JSON.parse(a.split('\r\n\r\n')[1]), { user: r.n, rows: 1 });
       }
 
@@ -209,11 +236,20 @@ for (const { kind, agent, label } of LOADERS) {
         assert.ok(m, `the statement carries a request ID: ${s}`);
         assert.equal(m[2], m[3], `the statement of request ${m[3]} carries its own ID: ${s}`);
       }
-      assert.deepEqual(statements.map((s) => Number(/:(\d+)' AS tag/.exec(s)[1])).sort((a, b) => a - b), users.map((r) => r.n));
+      assert.deepEqual(
+        statements.map((s) => Number(/:(\d+)' AS tag/.exec(s)[1])).sort((a, b) => a - b),
+        users.map((r) => r.n),
+      );
 
       const failed = plan.filter((r) => r.code === 500).length;
       const lost = plan.filter((r) => r.code === 404).length;
-      await udp.waitFor((ls) => timings(ls, '/users/{id}', 200) >= users.length && timings(ls, 'unmatched', 404) >= lost && (errorCounts(ls).handler ?? 0) >= failed, WAIT);
+      await udp.waitFor(
+        (ls) =>
+          timings(ls, '/users/{id}', 200) >= users.length &&
+          timings(ls, 'unmatched', 404) >= lost &&
+          (errorCounts(ls).handler ?? 0) >= failed,
+        WAIT,
+      );
       await settle();
       assert.equal(timings(udp.lines, '/users/{id}', 200), users.length);
       assert.equal(timings(udp.lines, 'unmatched', 404), lost);
@@ -238,11 +274,20 @@ test(`${HAPI} under -r: the agent's own failure in either extension or in adding
   const plain = await answers(plainApp);
   await plainApp.stop();
   const agentLines = (s) => s.split('\n').filter((l) => l.startsWith('hatch-agent '));
-  const appLines = (s) => sameFile(s.split('\n').filter((l) => !l.startsWith('hatch-agent ')).join('\n'));
+  const appLines = (s) =>
+    sameFile(
+      s
+        .split('\n')
+        .filter((l) => !l.startsWith('hatch-agent '))
+        .join('\n'),
+    );
   for (const name of ['hapi-server', 'hapi', 'hapi-error']) {
     // The flight recorder listens on hatch:error, so the error path runs as far as it can.
     const recorder = path.join(appDir, `faults-${randomBytes(4).toString('hex')}.jsonl`);
-    const faulty = await startApp(source, { env: { ...env, HATCH_TEST_FAULT: name, HATCH_FLIGHT_RECORDER: recorder }, timeout: WAIT });
+    const faulty = await startApp(source, {
+      env: { ...env, HATCH_TEST_FAULT: name, HATCH_FLIGHT_RECORDER: recorder },
+      timeout: WAIT,
+    });
     let seen;
     try {
       seen = await answers(faulty);

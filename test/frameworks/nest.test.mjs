@@ -133,21 +133,35 @@ for (const adapter of ['express', 'fastify']) {
       await plain.stop();
 
       udp.clear();
-      const app = await startApp(mode.source, { agent: mode.agent, ext: mode.ext, env: { ...env, HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(udp.port), HATCH_STATSD_FLUSH_MS: '100' } });
+      const app = await startApp(mode.source, {
+        agent: mode.agent,
+        ext: mode.ext,
+        env: { ...env, HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(udp.port), HATCH_STATSD_FLUSH_MS: '100' },
+      });
       try {
-        await t.test('the answers, including the exception filter\'s, are those without the agent; the logger prints the same', async () => {
-          const ours = await answers(app);
-          assert.deepEqual(ours, reference);
-          assert.equal(ours[1][1], 500);
-          assert.deepEqual(JSON.parse(ours[1][3]), { statusCode: 500, message: 'Internal server error' });
-          assert.equal(ours[2][1], 404);
-          assert.equal(JSON.parse(ours[2][3]).message, 'no user 102938');
-          assert.equal(app.stderr(), plain.stderr());
-        });
+        await t.test(
+          "the answers, including the exception filter's, are those without the agent; the logger prints the same",
+          async () => {
+            const ours = await answers(app);
+            assert.deepEqual(ours, reference);
+            assert.equal(ours[1][1], 500);
+            assert.deepEqual(JSON.parse(ours[1][3]), { statusCode: 500, message: 'Internal server error' });
+            assert.equal(ours[2][1], 404);
+            assert.equal(JSON.parse(ours[2][3]).message, 'no user 102938');
+            assert.equal(app.stderr(), plain.stderr());
+          },
+        );
 
-        await t.test('each request\'s SQL carries its own echoed ID, also before a throw, 10 at once', async () => {
+        await t.test("each request's SQL carries its own echoed ID, also before a throw, 10 at once", async () => {
           const n = 10;
-          const rs = await Promise.all(Array.from({ length: n }, (_, i) => get(`${app.url}/api/v1/users/${700 + i}${i % 2 ? '/boom' : ''}`, i % 3 === 0 ? { 'x-request-id': `nest-caller-${i}` } : {})));
+          const rs = await Promise.all(
+            Array.from({ length: n }, (_, i) =>
+              get(
+                `${app.url}/api/v1/users/${700 + i}${i % 2 ? '/boom' : ''}`,
+                i % 3 === 0 ? { 'x-request-id': `nest-caller-${i}` } : {},
+              ),
+            ),
+          );
           for (const [i, r] of rs.entries()) {
             const id = r.headers['x-request-id'];
             if (i % 3 === 0) assert.equal(id, `nest-caller-${i}`);
@@ -160,13 +174,21 @@ for (const adapter of ['express', 'fastify']) {
         });
 
         const gap = mode.agent === true && NEST_IS_ESM ? 'needs ESM imports under -r (issue 21 item 1)' : undefined;
-        await t.test('http.server timings are named by Nest\'s route templates, never by the IDs', { todo: gap }, async () => {
-          udp.clear();
-          for (const [p] of REQUESTS) await get(app.url + p);
-          const want = REQUESTS.map(([, name]) => name).filter(Boolean);
-          const lines = await udp.waitFor((ls) => want.every((w) => ls.some((l) => l.startsWith(`hatch.http.server.${w}:`))), gap ? 5000 : WAIT);
-          for (const l of lines.filter((x) => x.startsWith('hatch.http.server.'))) for (const id of IDS) assert.ok(!l.includes(id), `no concrete ID in ${l}`);
-        });
+        await t.test(
+          "http.server timings are named by Nest's route templates, never by the IDs",
+          { todo: gap },
+          async () => {
+            udp.clear();
+            for (const [p] of REQUESTS) await get(app.url + p);
+            const want = REQUESTS.map(([, name]) => name).filter(Boolean);
+            const lines = await udp.waitFor(
+              (ls) => want.every((w) => ls.some((l) => l.startsWith(`hatch.http.server.${w}:`))),
+              gap ? 5000 : WAIT,
+            );
+            for (const l of lines.filter((x) => x.startsWith('hatch.http.server.')))
+              for (const id of IDS) assert.ok(!l.includes(id), `no concrete ID in ${l}`);
+          },
+        );
       } finally {
         await app.stop();
       }

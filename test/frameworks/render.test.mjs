@@ -10,7 +10,8 @@ import * as path from 'node:path';
 import { startApp, runScript, get, appDir } from '../support/app.mjs';
 import { udpListener, statsdValues } from '../support/udp.mjs';
 
-const version = (m) => JSON.parse(fs.readFileSync(path.join(appDir, 'node_modules', m, 'package.json'), 'utf8')).version;
+const version = (m) =>
+  JSON.parse(fs.readFileSync(path.join(appDir, 'node_modules', m, 'package.json'), 'utf8')).version;
 const versions = ['express', 'ejs', 'pug', 'handlebars', 'nunjucks'].map((m) => `${m}@${version(m)}`).join(' ');
 
 // Templates, each with an include or partial, and one failing template per engine.
@@ -115,7 +116,12 @@ test(`through Express (${versions}): one render timing per page, by engine and t
 
   udp.clear();
   const app = await startApp(EXPRESS, {
-    env: { HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(udp.port), HATCH_STATSD_FLUSH_MS: '100', HATCH_STATSD_TAGS: 'dogstatsd' },
+    env: {
+      HATCH_STATSD: 'on',
+      HATCH_STATSD_PORT: String(udp.port),
+      HATCH_STATSD_FLUSH_MS: '100',
+      HATCH_STATSD_TAGS: 'dogstatsd',
+    },
   });
   try {
     const seen = [];
@@ -137,10 +143,19 @@ test(`through Express (${versions}): one render timing per page, by engine and t
       const tags = `#engine:${engine},template:${template},outcome:${outcome}`;
       want.set(tags, (want.get(tags) ?? 0) + 1);
     }
-    const lines = await udp.waitFor((ls) => [...want].every(([tags, n]) => (timings(ls, 'render').get(tags) ?? 0) >= n) && ls.filter((l) => l.startsWith('hatch.http.server')).length > 0, WAIT);
+    const lines = await udp.waitFor(
+      (ls) =>
+        [...want].every(([tags, n]) => (timings(ls, 'render').get(tags) ?? 0) >= n) &&
+        ls.filter((l) => l.startsWith('hatch.http.server')).length > 0,
+      WAIT,
+    );
     await new Promise((r) => setTimeout(r, 300)); // one more flush: nothing counted twice arrives late
     const got = timings(udp.lines, 'render');
-    assert.deepEqual(Object.fromEntries(got), Object.fromEntries(want), 'every page once, partials and includes not counted');
+    assert.deepEqual(
+      Object.fromEntries(got),
+      Object.fromEntries(want),
+      'every page once, partials and includes not counted',
+    );
     for (const l of lines) assert.ok(!l.includes('918273'), `no concrete value in ${l}`);
   } finally {
     await app.stop();
@@ -201,7 +216,12 @@ test(`directly (${versions}): every form timed once, same output and errors, cal
   assert.equal(plain.code, 0, plain.stderr);
   udp.clear();
   const withAgent = await runScript(DIRECT, {
-    env: { HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(udp.port), HATCH_STATSD_FLUSH_MS: '100', HATCH_STATSD_TAGS: 'dogstatsd' },
+    env: {
+      HATCH_STATSD: 'on',
+      HATCH_STATSD_PORT: String(udp.port),
+      HATCH_STATSD_FLUSH_MS: '100',
+      HATCH_STATSD_TAGS: 'dogstatsd',
+    },
   });
   assert.equal(withAgent.code, 0, withAgent.stderr);
   const a = JSON.parse(plain.stdout);
@@ -210,7 +230,9 @@ test(`directly (${versions}): every form timed once, same output and errors, cal
   // Views live in a folder named by pid: compare with it taken out.
   const norm = (x) => JSON.stringify(x).replace(/views-\d+/g, 'views');
   assert.equal(norm(b), norm(a), 'the same output and the same errors as without the agent');
-  for (const row of b.filter((r) => r[0].endsWith(' cb') || r[0] === 'env.render broken' || r[0] === 'ejs.renderFile broken')) {
+  for (const row of b.filter(
+    (r) => r[0].endsWith(' cb') || r[0] === 'env.render broken' || r[0] === 'ejs.renderFile broken',
+  )) {
     assert.equal(row[3], 'job-7', `${row[0]}: the callback ran in the caller's context`);
   }
   await udp.waitFor((ls) => [...DIRECT_WANT].every(([tags, n]) => (timings(ls, 'render').get(tags) ?? 0) >= n), WAIT);

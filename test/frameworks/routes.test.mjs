@@ -10,7 +10,8 @@ import * as http from 'node:http';
 import { startApp, get, appDir } from '../support/app.mjs';
 import { udpListener, statsdValues } from '../support/udp.mjs';
 
-const version = (m) => JSON.parse(fs.readFileSync(path.join(appDir, 'node_modules', m, 'package.json'), 'utf8')).version;
+const version = (m) =>
+  JSON.parse(fs.readFileSync(path.join(appDir, 'node_modules', m, 'package.json'), 'utf8')).version;
 
 // Concrete IDs no metric may contain.
 const IDS = ['918273', '564738', '102938', '847561'];
@@ -143,19 +144,31 @@ for (const c of CASES) {
 
     udp.clear();
     const app = await startApp(c.source, {
-      env: { HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(udp.port), HATCH_STATSD_FLUSH_MS: '100', HATCH_STATSD_TAGS: 'dogstatsd' },
+      env: {
+        HATCH_STATSD: 'on',
+        HATCH_STATSD_PORT: String(udp.port),
+        HATCH_STATSD_FLUSH_MS: '100',
+        HATCH_STATSD_TAGS: 'dogstatsd',
+      },
     });
     try {
       const seen = await run(app, c.requests);
       assert.deepEqual(seen, plain, 'the app answers exactly as without the agent');
       const expected = c.requests.map(([, route, status]) => `route:${route},status_code:${status}`);
-      const count = (ls, tags) => statsdValues(ls.filter((l) => l.startsWith('hatch.http.server:') && l.endsWith(`|#method:GET,${tags}`))).length;
-      await udp.waitFor((ls) => expected.every((tags) => count(ls, tags) >= expected.filter((t) => t === tags).length), WAIT);
+      const count = (ls, tags) =>
+        statsdValues(ls.filter((l) => l.startsWith('hatch.http.server:') && l.endsWith(`|#method:GET,${tags}`))).length;
+      await udp.waitFor(
+        (ls) => expected.every((tags) => count(ls, tags) >= expected.filter((t) => t === tags).length),
+        WAIT,
+      );
       // A double count can come in a later flush. A POST after all the requests (no GET line
       // counts it) is timed when it ends, after every timing above was recorded: once its line is
       // here, all flushes before it are too; three more flush intervals leave room for a late one.
       await post(app.url + '/nothing/after');
-      await udp.waitFor((ls) => ls.some((l) => l.startsWith('hatch.http.server:') && l.includes('|#method:POST,')), WAIT);
+      await udp.waitFor(
+        (ls) => ls.some((l) => l.startsWith('hatch.http.server:') && l.includes('|#method:POST,')),
+        WAIT,
+      );
       await new Promise((r) => setTimeout(r, 300));
       const lines = [...udp.lines];
       const server = lines.filter((l) => l.startsWith('hatch.http.server:'));
@@ -171,11 +184,18 @@ for (const c of CASES) {
 
 test(`express@${version('express')}: plain StatsD names join the sanitized template`, async () => {
   udp.clear();
-  const app = await startApp(EXPRESS, { env: { HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(udp.port), HATCH_STATSD_FLUSH_MS: '100' } });
+  const app = await startApp(EXPRESS, {
+    env: { HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(udp.port), HATCH_STATSD_FLUSH_MS: '100' },
+  });
   try {
     assert.equal((await get(app.url + '/api/users/564738/orders/102938')).status, 200);
     assert.equal((await get(app.url + '/nothing/102938')).status, 404);
-    const lines = await udp.waitFor((ls) => ls.some((l) => l.startsWith('hatch.http.server.GET.api_users_userId_orders_orderId.200:')) && ls.some((l) => l.startsWith('hatch.http.server.GET.unmatched.404:')), WAIT);
+    const lines = await udp.waitFor(
+      (ls) =>
+        ls.some((l) => l.startsWith('hatch.http.server.GET.api_users_userId_orders_orderId.200:')) &&
+        ls.some((l) => l.startsWith('hatch.http.server.GET.unmatched.404:')),
+      WAIT,
+    );
     for (const l of lines) for (const id of IDS) assert.ok(!l.includes(id), `no concrete ID in ${l}`);
   } finally {
     await app.stop();

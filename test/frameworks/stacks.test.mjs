@@ -13,7 +13,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { runScript, writeApp, appDir } from '../support/app.mjs';
 
-const version = (m) => JSON.parse(fs.readFileSync(path.join(appDir, 'node_modules', m, 'package.json'), 'utf8')).version;
+const version = (m) =>
+  JSON.parse(fs.readFileSync(path.join(appDir, 'node_modules', m, 'package.json'), 'utf8')).version;
 
 // Requests itself once per case, prints what it got, and exits.
 const CLIENT = `
@@ -104,7 +105,10 @@ server.listen(0, '127.0.0.1', () => report(server.address().port));
 function source(app, esm) {
   const head = esm
     ? [`import http from 'node:http';`, ...Object.entries(app.imports).map(([n, m]) => `import ${n} from '${m}';`)]
-    : [`const http = require('node:http');`, ...Object.entries(app.imports).map(([n, m]) => `const ${n} = require('${m}');`)];
+    : [
+        `const http = require('node:http');`,
+        ...Object.entries(app.imports).map(([n, m]) => `const ${n} = require('${m}');`),
+      ];
   return `${head.join('\n')}\n${CLIENT}\n${app.body}`;
 }
 
@@ -116,12 +120,16 @@ async function stacks(file, agent) {
 
 // Frames of the server below the framework: Node's own, and the http-server patch's emit wrapper.
 // AsyncLocalStorage.run is node:async_hooks on Node 20 and 22, node:internal/async_local_storage/* on 24.
-const SERVER_FRAME = /^\s+at .*(\(node:(_http_server|events|async_hooks|domain|internal\/async_local_storage\/[a-z_]+)[:)]|node_modules\/hatch-agent\/dist\/patches\/http-server\/)/;
+const SERVER_FRAME =
+  /^\s+at .*(\(node:(_http_server|events|async_hooks|domain|internal\/async_local_storage\/[a-z_]+)[:)]|node_modules\/hatch-agent\/dist\/patches\/http-server\/)/;
 const CASES = ['sync', 'mw', 'async'];
 const appFrames = (stack) => stack.split('\n').filter((l) => !SERVER_FRAME.test(l));
 
 for (const app of Object.values(APPS)) {
-  for (const [esm, agent] of [[false, true], [true, 'import']]) {
+  for (const [esm, agent] of [
+    [false, true],
+    [true, 'import'],
+  ]) {
     const label = `${app.name()} (${esm ? 'ES module, --import' : 'CommonJS, -r'})`;
     let runs;
     // Both runs once per app and module format, shared by its tests.
@@ -148,7 +156,11 @@ for (const app of Object.values(APPS)) {
       for (const c of CASES) {
         if (known.includes(c)) {
           // Every frame but the server's own (see the header).
-          assert.deepEqual(appFrames(withAgent.stacks[c]), appFrames(plain.stacks[c]), `${c}: the app's and the framework's frames`);
+          assert.deepEqual(
+            appFrames(withAgent.stacks[c]),
+            appFrames(plain.stacks[c]),
+            `${c}: the app's and the framework's frames`,
+          );
         } else {
           assert.equal(withAgent.stacks[c], plain.stacks[c], `${c}: the same stack`);
         }
@@ -156,10 +168,14 @@ for (const app of Object.values(APPS)) {
     });
 
     if (known.length > 0) {
-      test(`${label}: ${known.join(', ')}: the whole err.stack is the same, server frames included`, { todo: "the http-server patch's emit wrapper shows below the handler" }, async () => {
-        const { plain, withAgent } = await both();
-        for (const c of known) assert.equal(withAgent.stacks[c], plain.stacks[c], `${c}: the same stack`);
-      });
+      test(
+        `${label}: ${known.join(', ')}: the whole err.stack is the same, server frames included`,
+        { todo: "the http-server patch's emit wrapper shows below the handler" },
+        async () => {
+          const { plain, withAgent } = await both();
+          for (const c of known) assert.equal(withAgent.stacks[c], plain.stacks[c], `${c}: the same stack`);
+        },
+      );
     }
   }
 }

@@ -42,15 +42,29 @@ const BAD = [
   ['the token as Basic', { authorization: `Basic ${TOKEN}` }],
   ['the token upper-cased', auth(TOKEN.toUpperCase())],
 ];
-const PATHS = ['/_hatch', '/_hatch/', '/_hatch/health', '/_hatch/config', '/_hatch/requests?format=json', '/_hatch/error?msg=x', '/_hatch/statsd?msg=x', '/_hatch/nope'];
+const PATHS = [
+  '/_hatch',
+  '/_hatch/',
+  '/_hatch/health',
+  '/_hatch/config',
+  '/_hatch/requests?format=json',
+  '/_hatch/error?msg=x',
+  '/_hatch/statsd?msg=x',
+  '/_hatch/nope',
+];
 
 // Every path with no token and a near miss; every kind of bad token on two paths (the machine is shared: not all 64 pairs).
 const CASES = [
-  ...PATHS.flatMap((p) => [[p, ...BAD[0]], [p, ...BAD[2]]]),
-  ...['/_hatch/health', '/_hatch/config'].flatMap((p) => BAD.filter((_, i) => i !== 0 && i !== 2).map((b) => [p, ...b])),
+  ...PATHS.flatMap((p) => [
+    [p, ...BAD[0]],
+    [p, ...BAD[2]],
+  ]),
+  ...['/_hatch/health', '/_hatch/config'].flatMap((p) =>
+    BAD.filter((_, i) => i !== 0 && i !== 2).map((b) => [p, ...b]),
+  ),
 ];
 
-test('without a valid token every hatch URL gets exactly the app\'s own 404, and the attempts are counted', async () => {
+test("without a valid token every hatch URL gets exactly the app's own 404, and the attempts are counted", async () => {
   const before = app.stderr();
   let n = 0;
   for (const [path, what, headers] of CASES) {
@@ -62,10 +76,16 @@ test('without a valid token every hatch URL gets exactly the app\'s own 404, and
   }
   assert.equal(app.stderr(), before); // no log line per attempt, and no test error raised
   // Counted: errors{kind=hatch_auth}, summed over the flushes.
-  await until(() => {
-    const sum = udp.lines.filter((l) => l.startsWith('hatch.errors.hatch_auth:')).reduce((s, l) => s + Number(/:(\d+)\|c$/.exec(l)[1]), 0);
-    return sum >= n;
-  }, 10000, `${n} hatch_auth counts`);
+  await until(
+    () => {
+      const sum = udp.lines
+        .filter((l) => l.startsWith('hatch.errors.hatch_auth:'))
+        .reduce((s, l) => s + Number(/:(\d+)\|c$/.exec(l)[1]), 0);
+      return sum >= n;
+    },
+    10000,
+    `${n} hatch_auth counts`,
+  );
 });
 
 test('without HATCH_TOKEN nothing is served, even to the right token', async () => {
@@ -101,15 +121,38 @@ test('HATCH_HEALTH_PUBLIC opens only the health summary; HATCH_HEALTH_URLS are c
   await new Promise((r) => target.listen(0, '127.0.0.1', r));
   const base = `http://127.0.0.1:${target.address().port}`;
   const [a, b] = await Promise.all([
-    startApp(APP, { env: { HATCH_TOKEN: TOKEN, HATCH_HEALTH_TIMEOUT_MS: SLOW_OK, HATCH_HEALTH_PUBLIC: '1', HATCH_HEALTH_URLS: `${base}/ok,${base}/missing`, APP_NO_CLIENT: '1' }, timeout: STARTUP_MS }),
-    startApp(APP, { env: { HATCH_TOKEN: TOKEN, HATCH_HEALTH_TIMEOUT_MS: SLOW_OK, HATCH_HEALTH_URLS: `${base}/ok,${base}/boom`, APP_NO_CLIENT: '1' }, timeout: STARTUP_MS }),
+    startApp(APP, {
+      env: {
+        HATCH_TOKEN: TOKEN,
+        HATCH_HEALTH_TIMEOUT_MS: SLOW_OK,
+        HATCH_HEALTH_PUBLIC: '1',
+        HATCH_HEALTH_URLS: `${base}/ok,${base}/missing`,
+        APP_NO_CLIENT: '1',
+      },
+      timeout: STARTUP_MS,
+    }),
+    startApp(APP, {
+      env: {
+        HATCH_TOKEN: TOKEN,
+        HATCH_HEALTH_TIMEOUT_MS: SLOW_OK,
+        HATCH_HEALTH_URLS: `${base}/ok,${base}/boom`,
+        APP_NO_CLIENT: '1',
+      },
+      timeout: STARTUP_MS,
+    }),
   ]);
   try {
     const pub = await get(a.url + '/_hatch/health');
     assert.equal(pub.status, 200, (await get(a.url + '/_hatch/health', auth())).body);
     assert.deepEqual(JSON.parse(pub.body), { status: 'pass' }); // no details
     const full = await get(a.url + '/_hatch/health', auth());
-    assert.deepEqual(JSON.parse(full.body).checks.map((c) => [c.name, c.status]), [[`url ${base}/ok`, 'pass'], [`url ${base}/missing`, 'pass']]);
+    assert.deepEqual(
+      JSON.parse(full.body).checks.map((c) => [c.name, c.status]),
+      [
+        [`url ${base}/ok`, 'pass'],
+        [`url ${base}/missing`, 'pass'],
+      ],
+    );
     for (const path of ['/_hatch', '/_hatch/config', '/_hatch/requests']) {
       const r = await get(a.url + path);
       assert.equal(r.headers['x-app'], 'own-404', path);
@@ -131,7 +174,10 @@ test('HATCH_HEALTH_PUBLIC opens only the health summary; HATCH_HEALTH_URLS are c
 test('a bad HATCH_PREFIX is refused with one line; a good one moves the hatches', async () => {
   const r = await runScript('', { env: { HATCH_TOKEN: TOKEN, HATCH_PREFIX: '/ops/' } });
   assert.match(r.stderr, /HATCH_PREFIX="\/ops\/" is not a path/);
-  const a = await startApp(APP, { env: { HATCH_TOKEN: TOKEN, HATCH_PREFIX: '/ops/hatch', APP_NO_CLIENT: '1' }, timeout: STARTUP_MS });
+  const a = await startApp(APP, {
+    env: { HATCH_TOKEN: TOKEN, HATCH_PREFIX: '/ops/hatch', APP_NO_CLIENT: '1' },
+    timeout: STARTUP_MS,
+  });
   try {
     assert.equal((await get(a.url + '/ops/hatch/config', auth())).status, 200);
     assert.equal((await get(a.url + '/_hatch/config', auth())).headers['x-app'], 'own-404');

@@ -104,7 +104,8 @@ export async function until(fn, timeoutMs = 20000, what = 'condition') {
     } catch (err) {
       last = err;
     }
-    if (Date.now() > end) throw new Error(`${what} not reached within ${timeoutMs} ms; last: ${last?.stack ?? JSON.stringify(last)}`);
+    if (Date.now() > end)
+      throw new Error(`${what} not reached within ${timeoutMs} ms; last: ${last?.stack ?? JSON.stringify(last)}`);
     await new Promise((r) => setTimeout(r, 200));
   }
 }

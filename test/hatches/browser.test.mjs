@@ -14,7 +14,16 @@ import { APP, TOKEN, STARTUP_MS, auth, until } from './apps.mjs';
 const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'artifacts');
 
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 
 let app;
 let profile;
@@ -26,7 +35,13 @@ before(async () => {
   [app, context] = await Promise.all([
     startApp(APP, { env: { HATCH_TOKEN: TOKEN, APP_NO_CLIENT: '1' }, timeout: STARTUP_MS }),
     // A persistent context is how playwright takes a --user-data-dir: a fresh one per run.
-    chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: ARGS, extraHTTPHeaders: auth(), viewport: { width: 1400, height: 900 } }),
+    chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ARGS,
+      extraHTTPHeaders: auth(),
+      viewport: { width: 1400, height: 900 },
+    }),
   ]);
 });
 after(async () => {
@@ -34,39 +49,53 @@ after(async () => {
   if (profile) fs.rmSync(profile, { recursive: true, force: true });
 });
 
-test('the requests page shows the waterfall of a request with its query and its call', { timeout: 600000 }, async (t) => {
-  const w = await get(app.url + '/work');
-  const id = w.headers['x-request-id'];
-  await until(async () => JSON.parse((await get(`${app.url}/_hatch/requests?format=json`, auth())).body).recent.some((r) => r.id === id && r.path === '/work'), 60000, 'the record');
+test(
+  'the requests page shows the waterfall of a request with its query and its call',
+  { timeout: 600000 },
+  async (t) => {
+    const w = await get(app.url + '/work');
+    const id = w.headers['x-request-id'];
+    await until(
+      async () =>
+        JSON.parse((await get(`${app.url}/_hatch/requests?format=json`, auth())).body).recent.some(
+          (r) => r.id === id && r.path === '/work',
+        ),
+      60000,
+      'the record',
+    );
 
-  const page = context.pages()[0] ?? (await context.newPage());
-  const res = await page.goto(`${app.url}/_hatch/requests`, { waitUntil: 'load' });
-  assert.equal(res.status(), 200);
-  assert.match(res.headers()['content-type'], /^text\/html/);
+    const page = context.pages()[0] ?? (await context.newPage());
+    const res = await page.goto(`${app.url}/_hatch/requests`, { waitUntil: 'load' });
+    assert.equal(res.status(), 200);
+    assert.match(res.headers()['content-type'], /^text\/html/);
 
-  // The app's backend, called by /work in the same process, adopted its ID: two rows share it.
-  const row = page.locator(`section.request[data-request-id="${id}"]`).filter({ hasText: 'GET /work' });
-  assert.equal(await row.count(), 1);
-  assert.match(await row.locator('h3').innerText(), /GET \/work → 200/);
-  const bars = {};
-  for (const kind of ['request', 'query', 'call', 'render']) {
-    const bar = row.locator(`.bar-${kind}`);
-    assert.equal(await bar.count(), 1, kind);
-    assert.ok(await bar.isVisible(), `${kind} bar visible`);
-    bars[kind] = await bar.boundingBox();
-    assert.ok(bars[kind].width >= 1 && bars[kind].height >= 1, `${kind} bar has a size: ${JSON.stringify(bars[kind])}`);
-  }
-  // The bars sit where their work happened: the query starts before the call, both inside the request's track.
-  assert.ok(bars.query.x <= bars.call.x, JSON.stringify(bars));
-  assert.ok(bars.call.x >= bars.request.x);
-  const queryLabel = await row.locator('.entry-query .label').innerText();
-  assert.equal(queryLabel, `/* ${id} */ SELECT 'work' AS w, pg_sleep(0.02)`);
-  assert.equal(await row.locator('.entry-call .label').innerText(), 'GET 127.0.0.1');
+    // The app's backend, called by /work in the same process, adopted its ID: two rows share it.
+    const row = page.locator(`section.request[data-request-id="${id}"]`).filter({ hasText: 'GET /work' });
+    assert.equal(await row.count(), 1);
+    assert.match(await row.locator('h3').innerText(), /GET \/work → 200/);
+    const bars = {};
+    for (const kind of ['request', 'query', 'call', 'render']) {
+      const bar = row.locator(`.bar-${kind}`);
+      assert.equal(await bar.count(), 1, kind);
+      assert.ok(await bar.isVisible(), `${kind} bar visible`);
+      bars[kind] = await bar.boundingBox();
+      assert.ok(
+        bars[kind].width >= 1 && bars[kind].height >= 1,
+        `${kind} bar has a size: ${JSON.stringify(bars[kind])}`,
+      );
+    }
+    // The bars sit where their work happened: the query starts before the call, both inside the request's track.
+    assert.ok(bars.query.x <= bars.call.x, JSON.stringify(bars));
+    assert.ok(bars.call.x >= bars.request.x);
+    const queryLabel = await row.locator('.entry-query .label').innerText();
+    assert.equal(queryLabel, `/* ${id} */ SELECT 'work' AS w, pg_sleep(0.02)`);
+    assert.equal(await row.locator('.entry-call .label').innerText(), 'GET 127.0.0.1');
 
-  fs.mkdirSync(ARTIFACTS, { recursive: true });
-  const shot = path.join(ARTIFACTS, 'requests.png');
-  await row.scrollIntoViewIfNeeded();
-  await page.screenshot({ path: shot, fullPage: false });
-  assert.ok(fs.statSync(shot).size > 1000);
-  t.diagnostic(`screenshot: ${shot}`);
-});
+    fs.mkdirSync(ARTIFACTS, { recursive: true });
+    const shot = path.join(ARTIFACTS, 'requests.png');
+    await row.scrollIntoViewIfNeeded();
+    await page.screenshot({ path: shot, fullPage: false });
+    assert.ok(fs.statSync(shot).size > 1000);
+    t.diagnostic(`screenshot: ${shot}`);
+  },
+);

@@ -28,7 +28,10 @@ test('the config dump shows DATABASE_URL without its password, and no token or k
       }
       if (format === 'json') {
         const body = JSON.parse(r.body);
-        assert.equal(body.env.DATABASE_URL, `postgres://app_user:[redacted]@${url.host}/appdb?sslmode=disable&password=[redacted]`);
+        assert.equal(
+          body.env.DATABASE_URL,
+          `postgres://app_user:[redacted]@${url.host}/appdb?sslmode=disable&password=[redacted]`,
+        );
         assert.equal(body.env.REPLICA_URL, 'postgresql://reader:[redacted]@replica.internal:5432/appdb');
         assert.equal(body.env.STRIPE_API_KEY, '[redacted]');
         assert.equal(body.env.PGPASSWORD, '[redacted]');

@@ -10,7 +10,16 @@ let udp;
 let app;
 before(async () => {
   udp = await udpListener();
-  app = await startApp(APP, { env: { HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(udp.port), HATCH_STATSD_FLUSH_MS: '100', HATCH_TOKEN: TOKEN, HATCH_HEALTH_TIMEOUT_MS: SLOW_OK }, timeout: STARTUP_MS });
+  app = await startApp(APP, {
+    env: {
+      HATCH_STATSD: 'on',
+      HATCH_STATSD_PORT: String(udp.port),
+      HATCH_STATSD_FLUSH_MS: '100',
+      HATCH_TOKEN: TOKEN,
+      HATCH_HEALTH_TIMEOUT_MS: SLOW_OK,
+    },
+    timeout: STARTUP_MS,
+  });
 });
 after(async () => {
   await app?.stop();
@@ -25,17 +34,30 @@ async function json(path, headers = auth()) {
 
 /** The record of request `id` to `path` (the app's backend, called by /work, shares its ID). */
 async function recordOf(id, path) {
-  return until(async () => {
-    const r = await get(`${app.url}/_hatch/requests?format=json`, auth());
-    return JSON.parse(r.body).recent.find((x) => x.id === id && x.path === path);
-  }, 10000, `the record of ${path} ${id}`);
+  return until(
+    async () => {
+      const r = await get(`${app.url}/_hatch/requests?format=json`, auth());
+      return JSON.parse(r.body).recent.find((x) => x.id === id && x.path === path);
+    },
+    10000,
+    `the record of ${path} ${id}`,
+  );
 }
 
 test('the index lists every hatch, as JSON and as HTML', async () => {
   const { status, json: body } = await json('/_hatch');
   assert.equal(status, 200);
   const paths = body.hatches.map((h) => h.path);
-  for (const p of ['/_hatch', '/_hatch/health', '/_hatch/error?msg=…', '/_hatch/statsd?msg=…', '/_hatch/config', '/_hatch/requests', '/_hatch/requests/<id>']) assert.ok(paths.includes(p), p);
+  for (const p of [
+    '/_hatch',
+    '/_hatch/health',
+    '/_hatch/error?msg=…',
+    '/_hatch/statsd?msg=…',
+    '/_hatch/config',
+    '/_hatch/requests',
+    '/_hatch/requests/<id>',
+  ])
+    assert.ok(paths.includes(p), p);
   for (const h of body.hatches) assert.ok(h.description.length > 10);
   const html = await get(app.url + '/_hatch', { ...auth(), accept: 'text/html,*/*' });
   assert.equal(html.status, 200);
@@ -44,15 +66,21 @@ test('the index lists every hatch, as JSON and as HTML', async () => {
   assert.match(html.headers['x-request-id'], UUID); // served inside its request context
 });
 
-test('health: the app\'s pool and client answer SELECT 1, StatsD gets a probe; JSON and HTML', async () => {
+test("health: the app's pool and client answer SELECT 1, StatsD gets a probe; JSON and HTML", async () => {
   await get(app.url + '/work'); // the pool connects
   const { status, json: body } = await json('/_hatch/health');
   assert.equal(status, 200, JSON.stringify(body));
   assert.equal(body.status, 'pass');
   assert.deepEqual(body.failing, []);
   const names = body.checks.map((c) => c.name);
-  assert.ok(names.some((n) => /^pg pool 1 \(/.test(n)), names.join());
-  assert.ok(names.some((n) => /^pg client \d+ \(/.test(n)), names.join()); // the standalone client, not the pool's
+  assert.ok(
+    names.some((n) => /^pg pool 1 \(/.test(n)),
+    names.join(),
+  );
+  assert.ok(
+    names.some((n) => /^pg client \d+ \(/.test(n)),
+    names.join(),
+  ); // the standalone client, not the pool's
   assert.equal(names.filter((n) => n.startsWith('pg client')).length, 1, names.join());
   assert.ok(names.includes('statsd'));
   for (const c of body.checks) {
@@ -66,11 +94,12 @@ test('health: the app\'s pool and client answer SELECT 1, StatsD gets a probe; J
   assert.match(html.body, /class="check" data-check="pg pool 1/);
 });
 
-test('health: a client busy with the app\'s query is reported connected, not probed; nothing queues behind the app', async (t) => {
+test("health: a client busy with the app's query is reported connected, not probed; nothing queues behind the app", async (t) => {
   assert.equal((await get(app.url + '/lock')).body, 'locked');
   t.after(() => get(app.url + '/unlock')); // a failed assertion must not leave the client blocked for later tests
   assert.equal((await get(app.url + '/busy')).body, 'busy'); // the client now waits on the lock
-  const clientCheck = async () => (await json('/_hatch/health')).json.checks.find((x) => x.name.startsWith('pg client')); // the app's client, made first
+  const clientCheck = async () =>
+    (await json('/_hatch/health')).json.checks.find((x) => x.name.startsWith('pg client')); // the app's client, made first
   const { status, json: body } = await json('/_hatch/health');
   assert.equal(status, 200, JSON.stringify(body));
   const c = body.checks.find((x) => x.name.startsWith('pg client'));
@@ -93,10 +122,19 @@ test('health: a pool the app ended is no longer checked, the others still are', 
   const u = new URL(process.env.DATABASE_URL);
   const target = `${u.hostname}:${u.port || 5432}/${u.pathname.slice(1)}`; // from the connection string (pool 1) and from options (pool 2)
   const before = await pools();
-  assert.deepEqual(before.map((c) => [c.name, c.status]), [[`pg pool 1 (${target})`, 'pass'], [`pg pool 2 (${target})`, 'pass']]);
+  assert.deepEqual(
+    before.map((c) => [c.name, c.status]),
+    [
+      [`pg pool 1 (${target})`, 'pass'],
+      [`pg pool 2 (${target})`, 'pass'],
+    ],
+  );
   assert.equal((await get(app.url + '/end-second-pool')).body, 'ended');
   const after = await pools();
-  assert.deepEqual(after.map((c) => [c.name, c.status]), [[`pg pool 1 (${target})`, 'pass']]);
+  assert.deepEqual(
+    after.map((c) => [c.name, c.status]),
+    [[`pg pool 1 (${target})`, 'pass']],
+  );
 });
 
 test('error: a test error goes through the error path (counter, stderr with the ID, the record) and answers 500', async () => {
@@ -105,7 +143,11 @@ test('error: a test error goes through the error path (counter, stderr with the 
   const id = r.headers['x-request-id'];
   assert.equal(r.json.requestId, id);
   assert.equal(r.json.error, 'HatchTestError: is reporting on?forged line'); // control characters dropped
-  await until(() => app.stderr().includes(`request ${id}: hatch_test: HatchTestError: is reporting on?forged line`), 5000, 'the stderr line');
+  await until(
+    () => app.stderr().includes(`request ${id}: hatch_test: HatchTestError: is reporting on?forged line`),
+    5000,
+    'the stderr line',
+  );
   await udp.waitFor((ls) => ls.includes('hatch.errors.hatch_test:1|c'));
   const rec = await recordOf(id, '/_hatch/error');
   assert.equal(rec.status, 500);
@@ -135,7 +177,7 @@ test('config: versions, every patch with the version it patched, secrets redacte
   assert.ok(!JSON.stringify(body).includes(TOKEN));
 });
 
-test('requests: a request\'s timeline holds its query (SQL as sent, with its comment), its call and its render', async () => {
+test("requests: a request's timeline holds its query (SQL as sent, with its comment), its call and its render", async () => {
   const w = await get(app.url + '/work');
   assert.equal(w.body, 'worked');
   const id = w.headers['x-request-id'];
@@ -159,7 +201,10 @@ test('requests: a request\'s timeline holds its query (SQL as sent, with its com
   assert.ok(list.json.recent.some((x) => x.id === id));
   assert.ok(Array.isArray(list.json.slowest) && list.json.slowest.length > 0);
   const durations = list.json.slowest.map((x) => x.duration);
-  assert.deepEqual(durations, [...durations].sort((a, b) => b - a));
+  assert.deepEqual(
+    durations,
+    [...durations].sort((a, b) => b - a),
+  );
   const one = await json(`/_hatch/requests/${id}`);
   assert.equal(one.json.id, id);
   const missing = await get(app.url + '/_hatch/requests/no-such-id', auth());
@@ -188,4 +233,3 @@ test('requests: a timeline is capped at 100 entries with the rest counted; HTML 
   const page = await get(`${app.url}/_hatch/requests?format=html`, auth());
   assert.ok(!page.body.includes('<script'));
 });
-

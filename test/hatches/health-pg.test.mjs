@@ -16,7 +16,10 @@ before(async () => {
   } finally {
     if (shared !== undefined) process.env.DATABASE_URL = shared;
   }
-  app = await startApp(APP, { env: { HATCH_TOKEN: TOKEN, DATABASE_URL: db.url, HATCH_HEALTH_TIMEOUT_MS: SLOW_OK }, timeout: STARTUP_MS });
+  app = await startApp(APP, {
+    env: { HATCH_TOKEN: TOKEN, DATABASE_URL: db.url, HATCH_HEALTH_TIMEOUT_MS: SLOW_OK },
+    timeout: STARTUP_MS,
+  });
 });
 after(async () => {
   await app?.stop();
@@ -28,29 +31,47 @@ async function health() {
   return { status: r.status, body: JSON.parse(r.body) };
 }
 
-test('health is 503 naming the pg check while PostgreSQL is stopped, and 200 when it returns', { timeout: 120000 }, async () => {
-  assert.equal((await get(app.url + '/work')).body, 'worked');
-  const up = await health();
-  assert.equal(up.status, 200, JSON.stringify(up.body));
-  const pgChecks = up.body.checks.filter((c) => c.name.startsWith('pg '));
-  assert.equal(pgChecks.length, 2, JSON.stringify(up.body)); // the pool and the standalone client
-  assert.ok(pgChecks.every((c) => c.name.includes(`:${db.port}/`)), JSON.stringify(pgChecks));
+test(
+  'health is 503 naming the pg check while PostgreSQL is stopped, and 200 when it returns',
+  { timeout: 120000 },
+  async () => {
+    assert.equal((await get(app.url + '/work')).body, 'worked');
+    const up = await health();
+    assert.equal(up.status, 200, JSON.stringify(up.body));
+    const pgChecks = up.body.checks.filter((c) => c.name.startsWith('pg '));
+    assert.equal(pgChecks.length, 2, JSON.stringify(up.body)); // the pool and the standalone client
+    assert.ok(
+      pgChecks.every((c) => c.name.includes(`:${db.port}/`)),
+      JSON.stringify(pgChecks),
+    );
 
-  await db.stop();
-  const down = await until(async () => {
-    const h = await health();
-    return h.status === 503 && h.body.failing.some((n) => n.startsWith('pg pool 1 ')) && h;
-  }, 30000, 'health 503 naming the pool');
-  assert.equal(down.body.status, 'fail');
-  assert.match(down.body.checks.find((c) => c.name.startsWith('pg pool 1 ')).detail, /ECONNREFUSED|terminat|connect/i);
+    await db.stop();
+    const down = await until(
+      async () => {
+        const h = await health();
+        return h.status === 503 && h.body.failing.some((n) => n.startsWith('pg pool 1 ')) && h;
+      },
+      30000,
+      'health 503 naming the pool',
+    );
+    assert.equal(down.body.status, 'fail');
+    assert.match(
+      down.body.checks.find((c) => c.name.startsWith('pg pool 1 ')).detail,
+      /ECONNREFUSED|terminat|connect/i,
+    );
 
-  await db.start();
-  // The standalone client died with the server (ended, so no longer checked); the pool reconnects.
-  const back = await until(async () => {
-    const h = await health();
-    return h.status === 200 && h;
-  }, 30000, 'health 200 again');
-  assert.equal(back.body.status, 'pass');
-  assert.ok(back.body.checks.some((c) => c.name.startsWith('pg pool 1 ') && c.status === 'pass'));
-  assert.equal((await get(app.url + '/work')).body, 'worked');
-});
+    await db.start();
+    // The standalone client died with the server (ended, so no longer checked); the pool reconnects.
+    const back = await until(
+      async () => {
+        const h = await health();
+        return h.status === 200 && h;
+      },
+      30000,
+      'health 200 again',
+    );
+    assert.equal(back.body.status, 'pass');
+    assert.ok(back.body.checks.some((c) => c.name.startsWith('pg pool 1 ') && c.status === 'pass'));
+    assert.equal((await get(app.url + '/work')).body, 'worked');
+  },
+);

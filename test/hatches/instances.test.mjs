@@ -64,13 +64,22 @@ test('listed, parts and target decide the checks; containers first; each probe t
   announce(link, mine); // announced again (a second connect): kept once
   announce(hub, h);
   const list = resources();
-  assert.deepEqual(list.map((r) => r.name), ['test hub 1', 'test link 1 (db:12)']);
+  assert.deepEqual(
+    list.map((r) => r.name),
+    ['test hub 1', 'test link 1 (db:12)'],
+  );
   assert.equal(await list[0].probe(100), 'hub answered');
   assert.equal(await list[1].probe(100), 'link 12 answered');
   mine.broken = true;
   await assert.rejects(resources()[1].probe(100), /broken link/);
   // A kind that throws is reported by its check, never into the caller.
-  const throwing = { ...link, kind: 'odd', listed: () => { throw new Error('cannot tell'); } };
+  const throwing = {
+    ...link,
+    kind: 'odd',
+    listed: () => {
+      throw new Error('cannot tell');
+    },
+  };
   announce(throwing, { host: 'x', port: 1 });
   const odd = resources().find((r) => r.name.startsWith('test odd 1'));
   assert.ok(odd, JSON.stringify(resources().map((r) => r.name)));
@@ -83,7 +92,10 @@ test('at most `max` of a kind; instances are held weakly and their room is freed
   rememberInstances(true);
   t.after(() => rememberInstances(false));
   const kind = { ...link, kind: 'bounded', max: 3 };
-  const names = () => resources().filter((r) => r.name.startsWith('test bounded')).map((r) => r.name);
+  const names = () =>
+    resources()
+      .filter((r) => r.name.startsWith('test bounded'))
+      .map((r) => r.name);
   // Made, announced and dropped in a function of their own: a suspended async frame may keep
   // stale references to objects it made itself.
   const late = { host: 'h', port: 4 };

@@ -12,7 +12,16 @@ const { redactEnv } = require('../../dist/src/hatches/redact.js');
 
 // As the http server patch publishes it: `start` is performance.now() when the request began.
 function serve(id, duration, start = performance.now() - duration) {
-  channels.httpServer.publish({ requestId: id, method: 'GET', route: 'unmatched', path: '/' + id, statusCode: 200, aborted: false, start, duration });
+  channels.httpServer.publish({
+    requestId: id,
+    method: 'GET',
+    route: 'unmatched',
+    path: '/' + id,
+    statusCode: 200,
+    aborted: false,
+    start,
+    duration,
+  });
 }
 
 test('recent keeps the last N newest first; slowest keeps the M slowest, slowest first', (t) => {
@@ -20,14 +29,36 @@ test('recent keeps the last N newest first; slowest keeps the M slowest, slowest
   store.start();
   t.after(() => store.stop());
   [5, 1, 9, 3, 7].forEach((d, i) => serve(`r${i}`, d));
-  assert.deepEqual(store.recentRequests().map((r) => r.id), ['r4', 'r3', 'r2']);
-  assert.deepEqual(store.slowest().map((r) => [r.id, r.duration]), [['r2', 9], ['r4', 7]]);
+  assert.deepEqual(
+    store.recentRequests().map((r) => r.id),
+    ['r4', 'r3', 'r2'],
+  );
+  assert.deepEqual(
+    store.slowest().map((r) => [r.id, r.duration]),
+    [
+      ['r2', 9],
+      ['r4', 7],
+    ],
+  );
   assert.equal(store.find('r0'), undefined); // 5 ms: pushed out of both
   assert.equal(store.find('r2').duration, 9); // out of recent, still among the slowest
   // Three more fast ones take every slot of the ring again: the slowest keep their own records.
   [0.5, 0.25, 0.125].forEach((d, i) => serve(`f${i}`, d));
-  assert.deepEqual(store.recentRequests().map((r) => [r.id, r.path, r.duration]), [['f2', '/f2', 0.125], ['f1', '/f1', 0.25], ['f0', '/f0', 0.5]]);
-  assert.deepEqual(store.slowest().map((r) => [r.id, r.path, r.duration]), [['r2', '/r2', 9], ['r4', '/r4', 7]]);
+  assert.deepEqual(
+    store.recentRequests().map((r) => [r.id, r.path, r.duration]),
+    [
+      ['f2', '/f2', 0.125],
+      ['f1', '/f1', 0.25],
+      ['f0', '/f0', 0.5],
+    ],
+  );
+  assert.deepEqual(
+    store.slowest().map((r) => [r.id, r.path, r.duration]),
+    [
+      ['r2', '/r2', 9],
+      ['r4', '/r4', 7],
+    ],
+  );
 });
 
 test('a record says when its request began (ISO 8601); find gives the newest of two with one ID', (t) => {
@@ -56,15 +87,43 @@ test('a timeline: entries at their offset from the request, capped with a count,
   store.start();
   t.after(() => store.stop());
   const t0 = performance.now();
-  channels.httpClient.publish({ requestId: 'a', method: 'GET', host: 'api', statusCode: 200, start: t0 + 30, duration: 5 });
-  channels.dbQuery.publish({ requestId: 'a', system: 'pg', text: 'SELECT ' + 'x'.repeat(MAX_SQL + 50), error: false, start: t0 + 10, duration: 2 });
-  for (let i = 0; i < MAX_ENTRIES + 5; i++) channels.render.publish({ requestId: 'a', engine: 'ejs', template: 't', error: false, start: t0 + 40, duration: 1 });
+  channels.httpClient.publish({
+    requestId: 'a',
+    method: 'GET',
+    host: 'api',
+    statusCode: 200,
+    start: t0 + 30,
+    duration: 5,
+  });
+  channels.dbQuery.publish({
+    requestId: 'a',
+    system: 'pg',
+    text: 'SELECT ' + 'x'.repeat(MAX_SQL + 50),
+    error: false,
+    start: t0 + 10,
+    duration: 2,
+  });
+  for (let i = 0; i < MAX_ENTRIES + 5; i++)
+    channels.render.publish({
+      requestId: 'a',
+      engine: 'ejs',
+      template: 't',
+      error: false,
+      start: t0 + 40,
+      duration: 1,
+    });
   channels.error.publish({ kind: 'uncaught', requestId: 'a', message: 'Error: boom' });
   serve('a', performance.now() - t0 + 50, t0);
   const r = store.find('a');
   assert.equal(r.timeline.length, MAX_ENTRIES);
   assert.equal(r.dropped, 7);
-  assert.deepEqual(r.timeline.slice(0, 2).map((e) => [e.kind, e.offset]), [['query', 10], ['call', 30]]);
+  assert.deepEqual(
+    r.timeline.slice(0, 2).map((e) => [e.kind, e.offset]),
+    [
+      ['query', 10],
+      ['call', 30],
+    ],
+  );
   assert.equal(r.timeline[0].label.length, MAX_SQL + 1);
   assert.deepEqual(r.errors, ['uncaught: Error: boom']);
   assert.equal(store.inFlight, 0);
@@ -75,14 +134,41 @@ test('two requests with one ID in flight (a service calling itself): each takes 
   store.start();
   t.after(() => store.stop());
   const t0 = performance.now();
-  channels.dbQuery.publish({ requestId: 'same', system: 'pg', text: 'SELECT outer', error: false, start: t0 + 1, duration: 2 });
-  channels.dbQuery.publish({ requestId: 'same', system: 'pg', text: 'SELECT inner', error: false, start: t0 + 12, duration: 2 });
+  channels.dbQuery.publish({
+    requestId: 'same',
+    system: 'pg',
+    text: 'SELECT outer',
+    error: false,
+    start: t0 + 1,
+    duration: 2,
+  });
+  channels.dbQuery.publish({
+    requestId: 'same',
+    system: 'pg',
+    text: 'SELECT inner',
+    error: false,
+    start: t0 + 12,
+    duration: 2,
+  });
   serve('same', 10, t0 + 10); // the inner request, from +10 to +20
-  channels.httpClient.publish({ requestId: 'same', method: 'GET', host: 'self', statusCode: 200, start: t0 + 5, duration: 20 });
+  channels.httpClient.publish({
+    requestId: 'same',
+    method: 'GET',
+    host: 'self',
+    statusCode: 200,
+    start: t0 + 5,
+    duration: 20,
+  });
   serve('same', 30, t0); // the outer one
   const [outer, inner] = store.recentRequests();
-  assert.deepEqual(inner.timeline.map((e) => e.label), ['SELECT inner']);
-  assert.deepEqual(outer.timeline.map((e) => e.label), ['SELECT outer', 'GET self']);
+  assert.deepEqual(
+    inner.timeline.map((e) => e.label),
+    ['SELECT inner'],
+  );
+  assert.deepEqual(
+    outer.timeline.map((e) => e.label),
+    ['SELECT outer', 'GET self'],
+  );
   assert.equal(store.inFlight, 0);
 });
 
@@ -90,21 +176,59 @@ test('requests in flight are bounded: the oldest is dropped first', (t) => {
   const store = new RecentRequests(10, 10);
   store.start();
   t.after(() => store.stop());
-  for (let i = 0; i < MAX_PENDING + 10; i++) channels.dbQuery.publish({ requestId: `p${i}`, system: 'pg', text: 'SELECT 1', error: false, start: 0, duration: 1 });
+  for (let i = 0; i < MAX_PENDING + 10; i++)
+    channels.dbQuery.publish({
+      requestId: `p${i}`,
+      system: 'pg',
+      text: 'SELECT 1',
+      error: false,
+      start: 0,
+      duration: 1,
+    });
   assert.equal(store.inFlight, MAX_PENDING);
   assert.equal(store.evicted, 10);
 });
 
 test('HTML escapes what a caller can choose; env secrets are redacted', () => {
   assert.equal(escapeHtml(`<a href="x">'&'</a>`), '&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;');
-  const html = waterfall({ id: 'id"><b>', method: 'GET', route: 'unmatched', path: '/<img src=x>', status: 200, aborted: false, at: 'now', duration: 10, timeline: [{ kind: 'query', label: "SELECT '</div><script>x</script>'", offset: 1, duration: 2, outcome: 'ok', error: false }], dropped: 3, errors: [] }, '/_hatch');
+  const html = waterfall(
+    {
+      id: 'id"><b>',
+      method: 'GET',
+      route: 'unmatched',
+      path: '/<img src=x>',
+      status: 200,
+      aborted: false,
+      at: 'now',
+      duration: 10,
+      timeline: [
+        {
+          kind: 'query',
+          label: "SELECT '</div><script>x</script>'",
+          offset: 1,
+          duration: 2,
+          outcome: 'ok',
+          error: false,
+        },
+      ],
+      dropped: 3,
+      errors: [],
+    },
+    '/_hatch',
+  );
   for (const raw of ['<script', '<img', 'id"><b>']) assert.ok(!html.includes(raw), raw);
   assert.match(html, /class="bar bar-query" style="left:10%;width:20%"/);
   assert.match(html, /3 more entries not kept/);
-  assert.deepEqual(redactEnv({ DATABASE_URL: 'postgres://u:pw@h/db', API_KEY: 'k', X: 'has tok-tok-tok inside', PATH: '/bin' }, 'tok-tok-tok'), {
-    API_KEY: '[redacted]',
-    DATABASE_URL: 'postgres://u:[redacted]@h/db',
-    PATH: '/bin',
-    X: 'has [redacted] inside',
-  });
+  assert.deepEqual(
+    redactEnv(
+      { DATABASE_URL: 'postgres://u:pw@h/db', API_KEY: 'k', X: 'has tok-tok-tok inside', PATH: '/bin' },
+      'tok-tok-tok',
+    ),
+    {
+      API_KEY: '[redacted]',
+      DATABASE_URL: 'postgres://u:[redacted]@h/db',
+      PATH: '/bin',
+      X: 'has [redacted] inside',
+    },
+  );
 });

@@ -40,7 +40,9 @@ let udp;
 let app;
 before(async () => {
   udp = await udpListener();
-  app = await startApp(APP, { env: { HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(udp.port), HATCH_STATSD_FLUSH_MS: '100' } });
+  app = await startApp(APP, {
+    env: { HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(udp.port), HATCH_STATSD_FLUSH_MS: '100' },
+  });
 });
 after(async () => {
   await app?.stop();
@@ -66,7 +68,13 @@ function rawRequest(port, headerBytes) {
       }
       resolve({ status, headers, body });
     });
-    sock.write(Buffer.concat([Buffer.from('GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n'), headerBytes, Buffer.from('\r\n')]));
+    sock.write(
+      Buffer.concat([
+        Buffer.from('GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n'),
+        headerBytes,
+        Buffer.from('\r\n'),
+      ]),
+    );
   });
 }
 
@@ -94,7 +102,7 @@ test('hostile X-Request-ID values are replaced by a UUID, never echoed, and coun
     Buffer.from('X-Request-ID: caf\xe9-\xff\xfe\r\n', 'latin1'),
     Buffer.from('X-Request-ID: \u00e9t\u00e9 \u2603\r\n', 'utf8'),
     Buffer.from('X-Request-ID: \r\n'),
-    Buffer.from("X-Request-ID: a'b\"c\r\n"),
+    Buffer.from('X-Request-ID: a\'b"c\r\n'),
     Buffer.from('X-Request-ID: a b\tc\r\n'),
     Buffer.from('X-Request-ID: ok-1\r\nX-Request-ID: ok-2\r\n'),
   ];
@@ -113,7 +121,10 @@ test('hostile X-Request-ID values are replaced by a UUID, never echoed, and coun
     assert.equal(r.status, 400);
     assert.equal(r.headers['x-request-id'], undefined);
   }
-  const invalid = (ls) => ls.filter((l) => l.startsWith('hatch.errors.invalid_request_id:')).reduce((n, l) => n + Number(l.split(':')[1].split('|')[0]), 0);
+  const invalid = (ls) =>
+    ls
+      .filter((l) => l.startsWith('hatch.errors.invalid_request_id:'))
+      .reduce((n, l) => n + Number(l.split(':')[1].split('|')[0]), 0);
   await udp.waitFor((ls) => invalid(ls) >= counted);
   // Exactly once each: a request made after all of them (this test's only 404) is timed when it
   // ends, later than every count above was recorded, so once its line is here every flush before
@@ -125,7 +136,11 @@ test('hostile X-Request-ID values are replaced by a UUID, never echoed, and coun
 });
 
 test('the ID stays with its own request across 100 concurrent requests and async hops', async () => {
-  const rs = await Promise.all(Array.from({ length: 100 }, (_, i) => get(`${app.url}/?delay=${(i * 7) % 20}`, i % 2 ? { 'x-request-id': `c-${i}` } : {})));
+  const rs = await Promise.all(
+    Array.from({ length: 100 }, (_, i) =>
+      get(`${app.url}/?delay=${(i * 7) % 20}`, i % 2 ? { 'x-request-id': `c-${i}` } : {}),
+    ),
+  );
   for (const [i, r] of rs.entries()) {
     const id = r.headers['x-request-id'];
     if (i % 2) assert.equal(id, `c-${i}`);
@@ -138,7 +153,11 @@ test('http.server timings reach StatsD with method, route and status code', asyn
   udp.clear();
   await get(app.url + '/');
   await get(app.url + '/missing');
-  const lines = await udp.waitFor((ls) => ls.some((l) => l.startsWith('hatch.http.server.GET.unmatched.404:')) && ls.some((l) => l.startsWith('hatch.http.server.GET.unmatched.200:')));
+  const lines = await udp.waitFor(
+    (ls) =>
+      ls.some((l) => l.startsWith('hatch.http.server.GET.unmatched.404:')) &&
+      ls.some((l) => l.startsWith('hatch.http.server.GET.unmatched.200:')),
+  );
   for (const l of lines.filter((x) => x.startsWith('hatch.http.server.'))) {
     assert.match(l, /^hatch\.http\.server\.GET\.unmatched\.(200|404)(:\d+(\.\d+)?\|ms)+$/);
   }
@@ -155,12 +174,33 @@ test('a request the client aborts is recorded at the socket close as `aborted`',
   });
   // The handler never responds, so the only end this request can have is the socket's close.
   const lines = await udp.waitFor((ls) => ls.some((l) => l.startsWith('hatch.http.server.GET.unmatched.aborted:')));
-  assert.match(lines.find((l) => l.includes('.aborted:')), /^hatch\.http\.server\.GET\.unmatched\.aborted(:[\d.]+\|ms)+$/);
+  assert.match(
+    lines.find((l) => l.includes('.aborted:')),
+    /^hatch\.http\.server\.GET\.unmatched\.aborted(:[\d.]+\|ms)+$/,
+  );
 });
 
 test('https servers get the same treatment; a custom header name is honoured', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hatch-tls-'));
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem'), '-days', '1', '-subj', '/CN=127.0.0.1'], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      path.join(dir, 'key.pem'),
+      '-out',
+      path.join(dir, 'cert.pem'),
+      '-days',
+      '1',
+      '-subj',
+      '/CN=127.0.0.1',
+    ],
+    { stdio: 'ignore' },
+  );
   const tls = await startApp(
     `
 const https = require('node:https'); const fs = require('node:fs');
@@ -174,11 +214,15 @@ s.listen(0, '127.0.0.1', () => console.log('listening ' + s.address().port));`,
     const https = await import('node:https');
     const r = await new Promise((resolve, reject) => {
       https
-        .get(`https://127.0.0.1:${tls.port}/`, { rejectUnauthorized: false, headers: { 'x-correlation-id': 'tls-1' } }, (res) => {
-          let b = '';
-          res.on('data', (d) => (b += d));
-          res.on('end', () => resolve({ headers: res.headers, body: b }));
-        })
+        .get(
+          `https://127.0.0.1:${tls.port}/`,
+          { rejectUnauthorized: false, headers: { 'x-correlation-id': 'tls-1' } },
+          (res) => {
+            let b = '';
+            res.on('data', (d) => (b += d));
+            res.on('end', () => resolve({ headers: res.headers, body: b }));
+          },
+        )
         .on('error', reject);
     });
     assert.equal(r.headers['x-correlation-id'], 'tls-1');
@@ -212,15 +256,24 @@ const cases = {
 const s = http.createServer((req, res) => cases[req.url.slice(1)](req, res));
 s.listen(0, '127.0.0.1', () => console.log('listening ' + s.address().port));`);
   const http = await import('node:http');
-  const fetchRaw = (name) => new Promise((resolve, reject) => {
-    http.get(`${echo.url}/${name}`, { agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d) => (body += d));
-      // Every X-Request-ID line as sent, however spelled (res.headers would join duplicates).
-      res.on('end', () => resolve({ status: res.statusCode, ids: res.rawHeaders.filter((_, i, a) => i % 2 === 1 && a[i - 1].toLowerCase() === 'x-request-id'), body }));
-    }).on('error', reject);
-  });
+  const fetchRaw = (name) =>
+    new Promise((resolve, reject) => {
+      http
+        .get(`${echo.url}/${name}`, { agent: false }, (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (d) => (body += d));
+          // Every X-Request-ID line as sent, however spelled (res.headers would join duplicates).
+          res.on('end', () =>
+            resolve({
+              status: res.statusCode,
+              ids: res.rawHeaders.filter((_, i, a) => i % 2 === 1 && a[i - 1].toLowerCase() === 'x-request-id'),
+              body,
+            }),
+          );
+        })
+        .on('error', reject);
+    });
   try {
     const plain = await fetchRaw('plain');
     assert.equal(plain.ids.length, 1);

@@ -29,7 +29,25 @@ let udp;
 before(async () => {
   udp = await udpListener();
   tlsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'hatch-h2-tls-'));
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', path.join(tlsDir, 'key.pem'), '-out', path.join(tlsDir, 'cert.pem'), '-days', '1', '-subj', '/CN=127.0.0.1'], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      path.join(tlsDir, 'key.pem'),
+      '-out',
+      path.join(tlsDir, 'cert.pem'),
+      '-days',
+      '1',
+      '-subj',
+      '/CN=127.0.0.1',
+    ],
+    { stdio: 'ignore' },
+  );
 });
 after(() => {
   udp?.close();
@@ -133,7 +151,10 @@ const SERVERS = ['h2c', 'tls', 'h2c-stream', 'tls-stream'];
 /** One request on a new session: { status, headers, body }. */
 function h2(ports, server, reqPath, headers = {}) {
   const secure = server.startsWith('tls');
-  const session = http2.connect(`${secure ? 'https' : 'http'}://127.0.0.1:${ports[server]}`, secure ? { rejectUnauthorized: false } : {});
+  const session = http2.connect(
+    `${secure ? 'https' : 'http'}://127.0.0.1:${ports[server]}`,
+    secure ? { rejectUnauthorized: false } : {},
+  );
   return new Promise((resolve, reject) => {
     session.on('error', reject);
     const req = session.request({ ':path': reqPath, ...headers });
@@ -158,7 +179,10 @@ function h2(ports, server, reqPath, headers = {}) {
 /** A request the client cancels after `ms`: the server's stream is reset before any answer. */
 function cancelled(ports, server, reqPath, ms = 100) {
   const secure = server.startsWith('tls');
-  const session = http2.connect(`${secure ? 'https' : 'http'}://127.0.0.1:${ports[server]}`, secure ? { rejectUnauthorized: false } : {});
+  const session = http2.connect(
+    `${secure ? 'https' : 'http'}://127.0.0.1:${ports[server]}`,
+    secure ? { rejectUnauthorized: false } : {},
+  );
   return new Promise((resolve) => {
     session.on('error', () => {});
     const req = session.request({ ':path': reqPath });
@@ -177,19 +201,38 @@ async function start(mode, env = {}) {
   const app = await startApp(mode.esm ? ESM : CJS, {
     agent: mode.agent,
     ext: mode.esm ? '.mjs' : '.js',
-    env: { DATABASE_URL: process.env.DATABASE_URL, TLS_KEY: path.join(tlsDir, 'key.pem'), TLS_CERT: path.join(tlsDir, 'cert.pem'), ...env },
+    env: {
+      DATABASE_URL: process.env.DATABASE_URL,
+      TLS_KEY: path.join(tlsDir, 'key.pem'),
+      TLS_CERT: path.join(tlsDir, 'cert.pem'),
+      ...env,
+    },
   });
   const ports = JSON.parse(/ports (.*)\n/.exec(app.stdout())[1]);
   return { app, ports };
 }
 
 // What the app answers, stripped of what differs between runs (the date, the echoed ID).
-const PLAIN_REQUESTS = ['/plain?a=1', '/plain?file=1', '/own', '/keys', '/status?code=299', '/_hatch', '/_hatch/config', '/nothing'];
+const PLAIN_REQUESTS = [
+  '/plain?a=1',
+  '/plain?file=1',
+  '/own',
+  '/keys',
+  '/status?code=299',
+  '/_hatch',
+  '/_hatch/config',
+  '/nothing',
+];
 async function answers(ports) {
   const out = [];
   for (const server of SERVERS) {
     for (const p of PLAIN_REQUESTS) {
-      const r = await h2(ports, server, p, p.startsWith('/_hatch') ? { authorization: 'Bearer wrong-token-0123456789abcdef' } : {});
+      const r = await h2(
+        ports,
+        server,
+        p,
+        p.startsWith('/_hatch') ? { authorization: 'Bearer wrong-token-0123456789abcdef' } : {},
+      );
       const { date, 'x-request-id': id, ...headers } = r.headers;
       out.push([server, p, r.status, headers, r.body, p === '/own' ? id : undefined]);
     }
@@ -211,38 +254,64 @@ for (const mode of MODES) {
     const plainExit = await plain.app.stop();
 
     udp.clear();
-    const { app, ports } = await start(mode, { HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(udp.port), HATCH_STATSD_FLUSH_MS: '100', HATCH_TOKEN: TOKEN });
+    const { app, ports } = await start(mode, {
+      HATCH_STATSD: 'on',
+      HATCH_STATSD_PORT: String(udp.port),
+      HATCH_STATSD_FLUSH_MS: '100',
+      HATCH_TOKEN: TOKEN,
+    });
     try {
-      await t.test('a new ID is minted, echoed, and is what the app sees, across a timer and a pg query; the statement carries it', async () => {
-        for (const [i, server] of SERVERS.entries()) {
-          const marker = `h2-new-${run}-${mode.agent}-${i}`;
-          const r = await h2(ports, server, `/q?m=${marker}`);
-          assert.equal(r.status, 200, r.body);
-          const id = r.headers['x-request-id'];
-          assert.match(id, UUID, server);
-          assert.deepEqual(JSON.parse(r.body), { marker, handler: id, header: id, afterQuery: id }, server);
-          const [line] = await waitForLog(`SELECT '${marker}' AS marker`);
-          assert.equal(commentOf(line), id, line);
-        }
-      });
+      await t.test(
+        'a new ID is minted, echoed, and is what the app sees, across a timer and a pg query; the statement carries it',
+        async () => {
+          for (const [i, server] of SERVERS.entries()) {
+            const marker = `h2-new-${run}-${mode.agent}-${i}`;
+            const r = await h2(ports, server, `/q?m=${marker}`);
+            assert.equal(r.status, 200, r.body);
+            const id = r.headers['x-request-id'];
+            assert.match(id, UUID, server);
+            assert.deepEqual(JSON.parse(r.body), { marker, handler: id, header: id, afterQuery: id }, server);
+            const [line] = await waitForLog(`SELECT '${marker}' AS marker`);
+            assert.equal(commentOf(line), id, line);
+          }
+        },
+      );
 
-      await t.test("the caller's allowlisted ID is adopted, and a traceparent's trace-id when there is none", async () => {
-        for (const [i, server] of SERVERS.entries()) {
-          const marker = `h2-adopt-${run}-${mode.agent}-${i}`;
-          const r = await h2(ports, server, `/q?m=${marker}`, { 'x-request-id': `caller-${i}.a:b_c` });
-          assert.equal(r.headers['x-request-id'], `caller-${i}.a:b_c`, server);
-          assert.deepEqual(JSON.parse(r.body), { marker, handler: `caller-${i}.a:b_c`, header: `caller-${i}.a:b_c`, afterQuery: `caller-${i}.a:b_c` });
-          const [line] = await waitForLog(`SELECT '${marker}' AS marker`);
-          assert.equal(commentOf(line), `caller-${i}.a:b_c`, line);
-          const trace = randomBytes(16).toString('hex');
-          const tr = await h2(ports, server, `/q?m=${marker}-tp`, { traceparent: `00-${trace}-${randomBytes(8).toString('hex')}-01` });
-          assert.equal(tr.headers['x-request-id'], trace, server);
-          assert.equal(JSON.parse(tr.body).handler, trace);
-        }
-      });
+      await t.test(
+        "the caller's allowlisted ID is adopted, and a traceparent's trace-id when there is none",
+        async () => {
+          for (const [i, server] of SERVERS.entries()) {
+            const marker = `h2-adopt-${run}-${mode.agent}-${i}`;
+            const r = await h2(ports, server, `/q?m=${marker}`, { 'x-request-id': `caller-${i}.a:b_c` });
+            assert.equal(r.headers['x-request-id'], `caller-${i}.a:b_c`, server);
+            assert.deepEqual(JSON.parse(r.body), {
+              marker,
+              handler: `caller-${i}.a:b_c`,
+              header: `caller-${i}.a:b_c`,
+              afterQuery: `caller-${i}.a:b_c`,
+            });
+            const [line] = await waitForLog(`SELECT '${marker}' AS marker`);
+            assert.equal(commentOf(line), `caller-${i}.a:b_c`, line);
+            const trace = randomBytes(16).toString('hex');
+            const tr = await h2(ports, server, `/q?m=${marker}-tp`, {
+              traceparent: `00-${trace}-${randomBytes(8).toString('hex')}-01`,
+            });
+            assert.equal(tr.headers['x-request-id'], trace, server);
+            assert.equal(JSON.parse(tr.body).handler, trace);
+          }
+        },
+      );
 
       await t.test('hostile IDs are replaced by a UUID, never echoed nor in SQL, and counted', async () => {
-        const hostile = ['*/ DROP TABLE x; --', 'A'.repeat(10 * 1024), "a'b\"c", 'a b\tc', 'caf\u00e9', ['ok-1', 'ok-2'], ''];
+        const hostile = [
+          '*/ DROP TABLE x; --',
+          'A'.repeat(10 * 1024),
+          'a\'b"c',
+          'a b\tc',
+          'caf\u00e9',
+          ['ok-1', 'ok-2'],
+          '',
+        ];
         let n = 0;
         for (const [i, server] of SERVERS.entries()) {
           for (const [j, bad] of hostile.entries()) {
@@ -258,7 +327,13 @@ for (const mode of MODES) {
             n++;
           }
         }
-        await udp.waitFor((ls) => ls.filter((l) => l.startsWith('hatch.errors.invalid_request_id:')).reduce((s, l) => s + Number(l.split(':')[1].split('|')[0]), 0) >= n, WAIT);
+        await udp.waitFor(
+          (ls) =>
+            ls
+              .filter((l) => l.startsWith('hatch.errors.invalid_request_id:'))
+              .reduce((s, l) => s + Number(l.split(':')[1].split('|')[0]), 0) >= n,
+          WAIT,
+        );
       });
 
       await t.test("the echo never doubles the app's own header nor changes the app's headers object", async () => {
@@ -273,16 +348,28 @@ for (const mode of MODES) {
         }
       });
 
-      await t.test('http.server timings: method, status sent, aborted streams; route unmatched (no framework)', async () => {
-        const codes = { h2c: 251, tls: 252, 'h2c-stream': 253, 'tls-stream': 254 };
-        for (const server of SERVERS) {
-          assert.equal((await h2(ports, server, `/status?code=${codes[server]}`)).status, codes[server]);
-          await cancelled(ports, server, '/hang');
-        }
-        const lines = await udp.waitFor((ls) => Object.values(codes).every((c) => ls.some((l) => l.startsWith(`hatch.http.server.GET.unmatched.${c}:`)))
-          && ls.filter((l) => l.startsWith('hatch.http.server.GET.unmatched.aborted:')).reduce((s, l) => s + l.split('|ms').length - 1, 0) >= 4, WAIT);
-        for (const l of lines.filter((x) => x.startsWith('hatch.http.server.'))) assert.match(l, /^hatch\.http\.server\.GET\.unmatched\.(\d{3}|aborted)(:\d+(\.\d+)?\|ms)+$/);
-      });
+      await t.test(
+        'http.server timings: method, status sent, aborted streams; route unmatched (no framework)',
+        async () => {
+          const codes = { h2c: 251, tls: 252, 'h2c-stream': 253, 'tls-stream': 254 };
+          for (const server of SERVERS) {
+            assert.equal((await h2(ports, server, `/status?code=${codes[server]}`)).status, codes[server]);
+            await cancelled(ports, server, '/hang');
+          }
+          const lines = await udp.waitFor(
+            (ls) =>
+              Object.values(codes).every((c) =>
+                ls.some((l) => l.startsWith(`hatch.http.server.GET.unmatched.${c}:`)),
+              ) &&
+              ls
+                .filter((l) => l.startsWith('hatch.http.server.GET.unmatched.aborted:'))
+                .reduce((s, l) => s + l.split('|ms').length - 1, 0) >= 4,
+            WAIT,
+          );
+          for (const l of lines.filter((x) => x.startsWith('hatch.http.server.')))
+            assert.match(l, /^hatch\.http\.server\.GET\.unmatched\.(\d{3}|aborted)(:\d+(\.\d+)?\|ms)+$/);
+        },
+      );
 
       await t.test('the hatches answer a token on the compatibility API, and only there', async () => {
         const auth = { authorization: `Bearer ${TOKEN}` };
@@ -293,7 +380,10 @@ for (const mode of MODES) {
           assert.match(r.headers['x-request-id'], UUID);
           const body = JSON.parse(r.body);
           assert.equal(body.config.hatchToken, '[redacted]');
-          assert.ok(body.patches.some((p) => p.module === 'http2' && p.status === 'patched'), JSON.stringify(body.patches));
+          assert.ok(
+            body.patches.some((p) => p.module === 'http2' && p.status === 'patched'),
+            JSON.stringify(body.patches),
+          );
           // The record of a request served by this server: its ID, path, status, route.
           const marker = `h2-rec-${run}-${mode.agent}-${server}`;
           const q = await h2(ports, server, `/q?m=${marker}&code=241`);
@@ -309,7 +399,10 @@ for (const mode of MODES) {
           assert.equal(rec.status, 241);
           assert.equal(rec.route, 'unmatched');
           assert.equal(rec.aborted, false);
-          assert.ok(rec.timeline.some((e) => e.kind === 'query' && e.label.includes(marker)), JSON.stringify(rec.timeline));
+          assert.ok(
+            rec.timeline.some((e) => e.kind === 'query' && e.label.includes(marker)),
+            JSON.stringify(rec.timeline),
+          );
           const html = await h2(ports, server, '/_hatch', { ...auth, accept: 'text/html' });
           assert.equal(html.status, 200);
           assert.match(html.headers['content-type'], /^text\/html/);
@@ -356,13 +449,21 @@ for (const fault of ['http2-server', 'http2-server-echo', 'http2-server-close'])
     const plain = await start({ ...mode, agent: false }, { PLAIN: '1' });
     const reference = await answers(plain.ports);
     await plain.app.stop();
-    const { app, ports } = await start(mode, { HATCH_TEST_FAULT: fault, HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(udp.port), HATCH_STATSD_FLUSH_MS: '100' });
+    const { app, ports } = await start(mode, {
+      HATCH_TEST_FAULT: fault,
+      HATCH_STATSD: 'on',
+      HATCH_STATSD_PORT: String(udp.port),
+      HATCH_STATSD_FLUSH_MS: '100',
+    });
     try {
       assert.deepEqual(await answers(ports), reference);
     } finally {
       await app.stop();
     }
-    const lines = app.stderr().split('\n').filter((l) => l.startsWith('hatch-agent '));
+    const lines = app
+      .stderr()
+      .split('\n')
+      .filter((l) => l.startsWith('hatch-agent '));
     assert.equal(lines.length, 1, app.stderr());
     assert.match(lines[0], new RegExp(`^hatch-agent warn: .*hatch-agent test fault: ${fault}\\b`));
   });

@@ -7,7 +7,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { startApp, get, appDir } from '../support/app.mjs';
 
-const version = (m) => JSON.parse(fs.readFileSync(path.join(appDir, 'node_modules', m, 'package.json'), 'utf8')).version;
+const version = (m) =>
+  JSON.parse(fs.readFileSync(path.join(appDir, 'node_modules', m, 'package.json'), 'utf8')).version;
 const versions = `pino ${version('pino')}, winston ${version('winston')}`;
 
 const APP = `
@@ -41,7 +42,10 @@ server.listen(0, '127.0.0.1', () => console.log('listening ' + server.address().
 
 /** The JSON lines the app wrote on stdout. */
 function records(stdout) {
-  return stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
+  return stdout
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l));
 }
 
 /** Starts the app, sends requests tagged r1, r2 (with these IDs), stops it; returns its records. */
@@ -77,10 +81,19 @@ test(`lines written inside a request carry its ID, lines outside carry none (${v
 test(`the app's own fields, mixin and format are kept, and its own requestId wins (${versions})`, async () => {
   const lines = await run();
   const pinoLines = lines.filter(isPino);
-  assert.ok(pinoLines.every((r) => r.mixed === true), 'the pino mixin ran on every line');
-  assert.ok(pinoLines.some((r) => r.part === 'child' && r.requestId === 'id-r1'), 'child loggers too');
+  assert.ok(
+    pinoLines.every((r) => r.mixed === true),
+    'the pino mixin ran on every line',
+  );
+  assert.ok(
+    pinoLines.some((r) => r.part === 'child' && r.requestId === 'id-r1'),
+    'child loggers too',
+  );
   const winstonLines = lines.filter((r) => !isPino(r));
-  assert.ok(winstonLines.every((r) => r.formatted === true), 'the winston format ran on every line');
+  assert.ok(
+    winstonLines.every((r) => r.formatted === true),
+    'the winston format ran on every line',
+  );
   const err = winstonLines.find((r) => r.tag === 'r1' && r.level === 'error');
   assert.equal(err.requestId, 'id-r1');
   // Each request writes one pino and one winston line with its own requestId: four in all.

@@ -16,7 +16,9 @@ const values = (ls) => statsdValues(ls).length;
 
 const run = randomBytes(4).toString('hex');
 const DATABASE_URL = process.env.DATABASE_URL;
-const undiciVersion = JSON.parse(fs.readFileSync(path.join(appDir, 'node_modules/undici/package.json'), 'utf8')).version;
+const undiciVersion = JSON.parse(
+  fs.readFileSync(path.join(appDir, 'node_modules/undici/package.json'), 'utf8'),
+).version;
 
 // B: answers with the raw request-ID and traceparent headers it received (rawHeaders: what came
 // over the wire, before its own agent touched req.headers), and runs one query per call.
@@ -82,14 +84,27 @@ server.listen(0, '127.0.0.1', () => console.log('listening ' + server.address().
 `;
 
 const hasUndici5 = fs.existsSync(path.join(appDir, 'node_modules/undici5'));
-const VIAS = ['fetch', 'undici.request', 'undici.fetch', 'undici.stream', 'undici.pipeline', 'undici.Pool', 'http.get', 'http.request', 'axios', ...(hasUndici5 ? ['undici@5.request'] : [])];
+const VIAS = [
+  'fetch',
+  'undici.request',
+  'undici.fetch',
+  'undici.stream',
+  'undici.pipeline',
+  'undici.Pool',
+  'http.get',
+  'http.request',
+  'axios',
+  ...(hasUndici5 ? ['undici@5.request'] : []),
+];
 let udp;
 let b;
 let a;
 before(async () => {
   udp = await udpListener();
   b = await startApp(B, { env: { DATABASE_URL } });
-  a = await startApp(A, { env: { B_URL: b.url, HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(udp.port), HATCH_STATSD_FLUSH_MS: '100' } });
+  a = await startApp(A, {
+    env: { B_URL: b.url, HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(udp.port), HATCH_STATSD_FLUSH_MS: '100' },
+  });
 });
 after(async () => {
   await a?.stop();
@@ -141,7 +156,9 @@ test('an incoming traceparent (with no X-Request-ID) becomes the request ID and 
   assert.equal(seen.received, trace);
   assert.match(seen.traceparent, new RegExp(`^00-${trace}-[0-9a-f]{16}-01$`));
   // An invalid traceparent is ignored.
-  const bad = await get(`${a.url}/call?via=fetch`, { traceparent: `00-${'0'.repeat(32)}-${randomBytes(8).toString('hex')}-01` });
+  const bad = await get(`${a.url}/call?via=fetch`, {
+    traceparent: `00-${'0'.repeat(32)}-${randomBytes(8).toString('hex')}-01`,
+  });
   assert.match(bad.headers['x-request-id'], UUID);
 });
 
@@ -149,7 +166,9 @@ test('HATCH_TRACEPARENT=off: no traceparent sent, none adopted', async () => {
   const off = await startApp(A, { env: { B_URL: b.url, HATCH_TRACEPARENT: 'off' } });
   try {
     const trace = randomBytes(16).toString('hex');
-    const r = await get(`${off.url}/call?via=fetch`, { traceparent: `00-${trace}-${randomBytes(8).toString('hex')}-01` });
+    const r = await get(`${off.url}/call?via=fetch`, {
+      traceparent: `00-${trace}-${randomBytes(8).toString('hex')}-01`,
+    });
     assert.match(r.headers['x-request-id'], UUID);
     const seen = JSON.parse(r.body).b;
     assert.equal(seen.received, r.headers['x-request-id']);
@@ -162,7 +181,9 @@ test('HATCH_TRACEPARENT=off: no traceparent sent, none adopted', async () => {
 test('each call is timed once as http.client with method, host and status', async () => {
   // A process and a listener of its own, so no other test's calls can be counted here.
   const own = await udpListener();
-  const solo = await startApp(A, { env: { B_URL: b.url, HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(own.port), HATCH_STATSD_FLUSH_MS: '100' } });
+  const solo = await startApp(A, {
+    env: { B_URL: b.url, HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(own.port), HATCH_STATSD_FLUSH_MS: '100' },
+  });
   try {
     for (const via of VIAS) assert.equal((await get(`${solo.url}/call?via=${via}`)).status, 200);
     await own.waitFor((ls) => values(ls.filter((l) => l.startsWith('hatch.http.client.'))) >= VIAS.length);
@@ -179,7 +200,9 @@ test('each call is timed once as http.client with method, host and status', asyn
 
 test('HATCH_PROPAGATE_HOSTS: a host outside the allowlist receives no header', async () => {
   const denied = await startApp(A, { env: { B_URL: b.url, HATCH_PROPAGATE_HOSTS: 'api.example.com,*.internal' } });
-  const allowed = await startApp(A, { env: { B_URL: b.url, HATCH_PROPAGATE_HOSTS: `other.example.com,127.0.0.1:${b.port}` } });
+  const allowed = await startApp(A, {
+    env: { B_URL: b.url, HATCH_PROPAGATE_HOSTS: `other.example.com,127.0.0.1:${b.port}` },
+  });
   try {
     for (const via of VIAS) {
       const d = JSON.parse((await get(`${denied.url}/call?via=${via}`)).body).b;
@@ -240,7 +263,15 @@ test('failures (refused, unknown host, timeout, abort): the app sees exactly its
   const plain = await runScript(FAILURES, { agent: false, env });
   assert.equal(plain.code, 0, plain.stderr);
   udp.clear();
-  const ours = await runScript(FAILURES, { env: { ...env, USE_AGENT: '1', HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(udp.port), HATCH_STATSD_FLUSH_MS: '100' } });
+  const ours = await runScript(FAILURES, {
+    env: {
+      ...env,
+      USE_AGENT: '1',
+      HATCH_STATSD: 'on',
+      HATCH_STATSD_PORT: String(udp.port),
+      HATCH_STATSD_FLUSH_MS: '100',
+    },
+  });
   assert.equal(ours.code, 0, ours.stderr);
   assert.equal(ours.stderr, '');
   const expected = JSON.parse(plain.stdout);
@@ -257,7 +288,25 @@ test('https.get and https.request carry the ID and are timed once each', async (
   const { execFileSync } = await import('node:child_process');
   const os = await import('node:os');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hatch-tls-'));
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem'), '-days', '1', '-subj', '/CN=127.0.0.1'], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      path.join(dir, 'key.pem'),
+      '-out',
+      path.join(dir, 'cert.pem'),
+      '-days',
+      '1',
+      '-subj',
+      '/CN=127.0.0.1',
+    ],
+    { stdio: 'ignore' },
+  );
   const own = await udpListener();
   try {
     const r = await runScript(
@@ -285,7 +334,13 @@ server.listen(0, '127.0.0.1', () => withRequestId('tls-${run}', async () => {
     assert.deepEqual(JSON.parse(r.stdout), [`tls-${run}`, `tls-${run}`]);
     await own.waitFor((ls) => ls.filter((l) => l.startsWith('hatch.http.client.')).length >= 2);
     await new Promise((res) => setTimeout(res, 300));
-    assert.deepEqual(own.lines.filter((l) => l.startsWith('hatch.http.client.')).map((l) => l.split(':')[0]).sort(), ['hatch.http.client.GET.127_0_0_1.200', 'hatch.http.client.PUT.127_0_0_1.200']);
+    assert.deepEqual(
+      own.lines
+        .filter((l) => l.startsWith('hatch.http.client.'))
+        .map((l) => l.split(':')[0])
+        .sort(),
+      ['hatch.http.client.GET.127_0_0_1.200', 'hatch.http.client.PUT.127_0_0_1.200'],
+    );
   } finally {
     own.close();
     fs.rmSync(dir, { recursive: true, force: true });

@@ -74,7 +74,9 @@ let udp;
 let app;
 before(async () => {
   udp = await udpListener();
-  app = await startApp(SERVER, { env: { DATABASE_URL, HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(udp.port), HATCH_STATSD_FLUSH_MS: '100' } });
+  app = await startApp(SERVER, {
+    env: { DATABASE_URL, HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(udp.port), HATCH_STATSD_FLUSH_MS: '100' },
+  });
 });
 after(async () => {
   await app?.stop();
@@ -96,9 +98,15 @@ async function logLinesSince(from, enough, timeout = 10000) {
     } finally {
       fs.closeSync(fd);
     }
-    const lines = text.slice(0, text.lastIndexOf('\n') + 1).split('\n').slice(0, -1);
+    const lines = text
+      .slice(0, text.lastIndexOf('\n') + 1)
+      .split('\n')
+      .slice(0, -1);
     if (enough(lines)) return lines;
-    if (Date.now() > until) throw new Error(`statement log after byte ${from}: not there within ${timeout} ms; last lines:\n${lines.slice(-20).join('\n')}`);
+    if (Date.now() > until)
+      throw new Error(
+        `statement log after byte ${from}: not there within ${timeout} ms; last lines:\n${lines.slice(-20).join('\n')}`,
+      );
     await new Promise((r) => setTimeout(r, 50));
   }
 }
@@ -117,7 +125,9 @@ test('the ID in the response header is on the exact statement in the PostgreSQL 
 test('200 concurrent requests through a pool of 3: every logged statement carries its own request ID', async () => {
   const forms = ['promise', 'callback', 'connect-callback'];
   const rs = await Promise.all(
-    Array.from({ length: 200 }, (_, i) => get(`${app.url}/${forms[i % 3]}?m=conc-${run}-${i}`, i % 4 === 0 ? { 'x-request-id': `caller-${run}-${i}` } : {})),
+    Array.from({ length: 200 }, (_, i) =>
+      get(`${app.url}/${forms[i % 3]}?m=conc-${run}-${i}`, i % 4 === 0 ? { 'x-request-id': `caller-${run}-${i}` } : {}),
+    ),
   );
   const idOf = new Map();
   for (const [i, r] of rs.entries()) {
@@ -149,12 +159,23 @@ test('named prepared statements from many requests keep their text and work ever
     assert.equal(JSON.parse(r.body).n, base + i);
   });
   // Each execution is logged as `execute <name>: <text>` with its parameters on the next line.
-  const executed = (ls) => ls.flatMap((l, i) => (l.includes(` execute named-${run}: `) ? [[l, /DETAIL: {2}Parameters: \$1 = '(\d+)'/i.exec(ls[i + 1] ?? '')?.[1]]] : []));
+  const executed = (ls) =>
+    ls.flatMap((l, i) =>
+      l.includes(` execute named-${run}: `)
+        ? [[l, /DETAIL: {2}Parameters: \$1 = '(\d+)'/i.exec(ls[i + 1] ?? '')?.[1]]]
+        : [],
+    );
   const lines = await logLinesSince(from, (ls) => executed(ls).filter(([, v]) => v !== undefined).length >= 12);
   const runs = executed(lines);
-  assert.deepEqual(runs.map(([, v]) => Number(v)).sort((a, b) => a - b), rs.map((_, i) => base + i), 'one execution per request, with its own parameter');
-  for (const [l] of runs) assert.ok(l.endsWith(`execute named-${run}: SELECT $1::int AS n`), `a named statement was changed: ${l}`);
-  for (const l of lines.filter((x) => x.includes(`named-${run}`))) assert.equal(commentOf(l), undefined, `a named statement was changed: ${l}`);
+  assert.deepEqual(
+    runs.map(([, v]) => Number(v)).sort((a, b) => a - b),
+    rs.map((_, i) => base + i),
+    'one execution per request, with its own parameter',
+  );
+  for (const [l] of runs)
+    assert.ok(l.endsWith(`execute named-${run}: SELECT $1::int AS n`), `a named statement was changed: ${l}`);
+  for (const l of lines.filter((x) => x.includes(`named-${run}`)))
+    assert.equal(commentOf(l), undefined, `a named statement was changed: ${l}`);
 });
 
 test('a reused query object is left as it was, and each use carries its own ID', async () => {
@@ -165,7 +186,10 @@ test('a reused query object is left as it was, and each use carries its own ID',
     assert.equal(b.m, `r${i}`);
     // pg 8.0.x itself writes `values` and `callback` on the caller's object (later versions clone
     // it); the side-by-side test below shows the agent keeps that identical. Ours: the text.
-    assert.ok(b.keys.every((k) => ['text', 'values', 'callback'].includes(k)), b.keys.join());
+    assert.ok(
+      b.keys.every((k) => ['text', 'values', 'callback'].includes(k)),
+      b.keys.join(),
+    );
     assert.equal(b.text, `SELECT 'reuse-${run}' AS r, $1::text AS m`, 'its text is unchanged');
   }
   // Three executes (each use also logs parse and bind lines, which may come first).
@@ -208,8 +232,13 @@ test('db.query timings reach StatsD with operation and outcome; errors reach the
   assert.equal(b.code, '42P01');
   assert.equal(b.message, `relation "no_such_table_${run}" does not exist`);
   await get(`${app.url}/promise?m=metric-${run}`);
-  const lines = await udp.waitFor((ls) => ls.some((l) => l.startsWith('hatch.db.query.pg.SELECT.error:')) && ls.some((l) => l.startsWith('hatch.db.query.pg.SELECT.ok:')));
-  for (const l of lines.filter((x) => x.startsWith('hatch.db.query.'))) assert.match(l, /^hatch\.db\.query\.pg\.SELECT\.(ok|error)(:\d+(\.\d+)?\|ms)+$/);
+  const lines = await udp.waitFor(
+    (ls) =>
+      ls.some((l) => l.startsWith('hatch.db.query.pg.SELECT.error:')) &&
+      ls.some((l) => l.startsWith('hatch.db.query.pg.SELECT.ok:')),
+  );
+  for (const l of lines.filter((x) => x.startsWith('hatch.db.query.')))
+    assert.match(l, /^hatch\.db\.query\.pg\.SELECT\.(ok|error)(:\d+(\.\d+)?\|ms)+$/);
 });
 
 // Every query form, run once under the agent (inside withRequestId) and once without it: the
@@ -294,7 +323,10 @@ test('every query form behaves exactly as without the agent', async () => {
   const norm = (s) => s.replace(/\(node:\d+\)/g, '(node:PID)');
   assert.equal(norm(withAgent.stderr), norm(plain.stderr), 'the agent logs nothing at the default level');
   const a = JSON.parse(plain.stdout);
-  const [results, events] = withAgent.stdout.trim().split('\n').map((l) => JSON.parse(l));
+  const [results, events] = withAgent.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
   assert.deepEqual(results, a);
   assert.ok(a.length >= 25);
   // Each event names its statement's operation, found on the app's text whatever the form
@@ -304,10 +336,22 @@ test('every query form behaves exactly as without the agent', async () => {
     const sql = e.text.replace(/^\/\* [^*]+ \*\/ /, '');
     assert.equal(e.operation, /^SELECT\b/i.test(sql) ? 'SELECT' : 'OTHER', JSON.stringify(e));
   }
-  for (const t of ['SELECT 11 AS sub', 'generate_series(1, 3)', 'generate_series(1, 4)', 'SELECT 9 AS getter', 'forms-named']) {
-    assert.ok(events.some((e) => e.text.includes(t.replace('forms-named', 'SELECT $1::int * 10')) && e.operation === 'SELECT'), t);
+  for (const t of [
+    'SELECT 11 AS sub',
+    'generate_series(1, 3)',
+    'generate_series(1, 4)',
+    'SELECT 9 AS getter',
+    'forms-named',
+  ]) {
+    assert.ok(
+      events.some((e) => e.text.includes(t.replace('forms-named', 'SELECT $1::int * 10')) && e.operation === 'SELECT'),
+      t,
+    );
   }
-  assert.deepEqual(events.filter((e) => e.text.endsWith('SELEC 1')).map((e) => [e.operation, e.error]), [['OTHER', true]]);
+  assert.deepEqual(
+    events.filter((e) => e.text.endsWith('SELEC 1')).map((e) => [e.operation, e.error]),
+    [['OTHER', true]],
+  );
   // And the agent did comment the run that had it (not the one without).
   const lines = await waitForLog("'forms-a' AS t", { count: 2 });
   assert.equal(lines.filter((l) => l.includes(`/* forms-${run} */ SELECT 1 AS one`)).length, 1, lines.join('\n'));

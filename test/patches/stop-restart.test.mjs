@@ -94,8 +94,17 @@ before(async () => {
   });
   await new Promise((ok) => down.listen(0, '127.0.0.1', ok));
   udp = await udpListener();
-  const env = { DOWN: `http://127.0.0.1:${down.address().port}`, HATCH_TOKEN: TOKEN, HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(udp.port), HATCH_STATSD_FLUSH_MS: '100' };
-  [app, bare] = await Promise.all([startApp(APP, { env }), startApp(APP, { env: { ...env, BARE: '1' }, agent: false })]);
+  const env = {
+    DOWN: `http://127.0.0.1:${down.address().port}`,
+    HATCH_TOKEN: TOKEN,
+    HATCH_STATSD: 'on',
+    HATCH_STATSD_PORT: String(udp.port),
+    HATCH_STATSD_FLUSH_MS: '100',
+  };
+  [app, bare] = await Promise.all([
+    startApp(APP, { env }),
+    startApp(APP, { env: { ...env, BARE: '1' }, agent: false }),
+  ]);
 });
 after(async () => {
   await Promise.all([app?.stop(), bare?.stop()]);
@@ -121,7 +130,14 @@ async function exercise(target, phase) {
   const r = await get(`${target.url}/items/${phase}?m=${marker}`);
   assert.equal(r.status, 200, r.body);
   const [sql] = await waitForLog(`SELECT '${marker}' AS marker`);
-  return { r, body: JSON.parse(r.body), sql, get: seen.get(`/${marker}-get`), fetch: seen.get(`/${marker}-fetch`), marker };
+  return {
+    r,
+    body: JSON.parse(r.body),
+    sql,
+    get: seen.get(`/${marker}-get`),
+    fetch: seen.get(`/${marker}-fetch`),
+    marker,
+  };
 }
 
 function assertInstrumented(x, phase) {
@@ -137,18 +153,38 @@ function assertInstrumented(x, phase) {
 
 function assertState(s, phase, on) {
   const expected = [
-    'http.get', 'http.request', 'https.get', 'https.request',
-    'http.Server.prototype.emit', 'http.ClientRequest.prototype.emit',
-    ...['_storeHeader', 'getHeader', 'getHeaderNames', 'getHeaders', 'getRawHeaderNames', 'hasHeader', 'removeHeader'].map((n) => `http.ServerResponse.prototype.${n}`),
-    'pg.Client.prototype.query', 'pg.Client.prototype.connect', 'pg.Pool.prototype.connect',
-    'express.Router.route', 'express.application.render', 'express.Router.use',
+    'http.get',
+    'http.request',
+    'https.get',
+    'https.request',
+    'http.Server.prototype.emit',
+    'http.ClientRequest.prototype.emit',
+    ...[
+      '_storeHeader',
+      'getHeader',
+      'getHeaderNames',
+      'getHeaders',
+      'getRawHeaderNames',
+      'hasHeader',
+      'removeHeader',
+    ].map((n) => `http.ServerResponse.prototype.${n}`),
+    'pg.Client.prototype.query',
+    'pg.Client.prototype.connect',
+    'pg.Pool.prototype.connect',
+    'express.Router.route',
+    'express.application.render',
+    'express.Router.use',
   ];
   if (on) {
-    for (const name of expected) assert.ok(s.wrapped.includes(name), `${phase}: ${name} is wrapped (${s.wrapped.join(', ')})`);
+    for (const name of expected)
+      assert.ok(s.wrapped.includes(name), `${phase}: ${name} is wrapped (${s.wrapped.join(', ')})`);
     assert.ok(s.undici, `${phase}: subscribed to the undici channels`);
   } else {
     assert.deepEqual(s.wrapped, [], `${phase}: nothing is wrapped any more`);
-    assert.ok(s.restored.length >= expected.length, `${phase}: each wrapped function is the very original again (${s.restored.join(', ')})`);
+    assert.ok(
+      s.restored.length >= expected.length,
+      `${phase}: each wrapped function is the very original again (${s.restored.join(', ')})`,
+    );
     assert.equal(s.undici, false, `${phase}: nothing subscribed to the undici channels`);
   }
 }
@@ -167,7 +203,10 @@ test('stop() takes the agent out exactly, start() puts it back', async () => {
   const hatch = await get(`${app.url}/_hatch/config?format=json`, { authorization: `Bearer ${TOKEN}` });
   assert.equal(hatch.status, 200);
   const outcomes1 = JSON.parse(hatch.body).patches;
-  assert.ok(outcomes1.some((p) => p.module === 'undici' && p.status === 'subscribed'), JSON.stringify(outcomes1));
+  assert.ok(
+    outcomes1.some((p) => p.module === 'undici' && p.status === 'subscribed'),
+    JSON.stringify(outcomes1),
+  );
 
   // 2. After stop(): as without the agent.
   const s2 = await post(`${app.url}/stop`);
@@ -184,13 +223,20 @@ test('stop() takes the agent out exactly, start() puts it back', async () => {
     assert.deepEqual(x.get, { id: undefined, traceparent: undefined }, 'http.get carries no ID');
     assert.deepEqual(x.fetch, { id: undefined, traceparent: undefined }, 'fetch carries no ID');
   }
-  const headersOf = (x) => Object.keys(x.r.headers).filter((h) => h !== 'date' && h !== 'etag').sort();
+  const headersOf = (x) =>
+    Object.keys(x.r.headers)
+      .filter((h) => h !== 'date' && h !== 'etag')
+      .sort();
   assert.deepEqual(headersOf(off), headersOf(without), 'the same response headers as without the agent');
   assert.deepEqual(off.body.headerNames, without.body.headerNames);
   const hidden = await get(`${app.url}/_hatch/config?format=json`, { authorization: `Bearer ${TOKEN}` });
   assert.equal(hidden.status, 404, 'after stop(): the hatches are gone, the app answers');
   await new Promise((r) => setTimeout(r, 400));
-  assert.deepEqual(udp.lines.filter((l) => l.startsWith('hatch.')), [], 'after stop(): nothing reaches StatsD');
+  assert.deepEqual(
+    udp.lines.filter((l) => l.startsWith('hatch.')),
+    [],
+    'after stop(): nothing reaches StatsD',
+  );
 
   // 3. After start(): instrumented again, including the modules loaded before the stop.
   const s3 = await post(`${app.url}/start`);
@@ -202,7 +248,11 @@ test('stop() takes the agent out exactly, start() puts it back', async () => {
   const again = await get(`${app.url}/_hatch/config?format=json`, { authorization: `Bearer ${TOKEN}` });
   assert.equal(again.status, 200);
   const outcomes3 = JSON.parse(again.body).patches;
-  assert.deepEqual(outcomes3.map((p) => `${p.module} ${p.status} ${p.detail}`).sort(), outcomes1.map((p) => `${p.module} ${p.status} ${p.detail}`).sort(), 'the same outcomes, none doubled');
+  assert.deepEqual(
+    outcomes3.map((p) => `${p.module} ${p.status} ${p.detail}`).sort(),
+    outcomes1.map((p) => `${p.module} ${p.status} ${p.detail}`).sort(),
+    'the same outcomes, none doubled',
+  );
   assert.equal(app.stderr(), '', 'nothing logged');
 });
 
@@ -270,10 +320,22 @@ test('unpatching the https (or http) definition leaves the other one working; th
   const r = await runScript(ROLLBACK, { agent: false });
   assert.equal(r.code, 0, r.stderr);
   const out = JSON.parse(r.stdout);
-  assert.deepEqual(out.serverAfterHttpsUnpatch, { monitors: 1, storeHeader: true, emit: true }, 'http server keeps the listener and the response wrappers');
-  assert.deepEqual(out.clientAfterHttpUnpatch, { emit: true, httpsRequest: true, httpRequest: false }, 'https client keeps the emit wrapper');
+  assert.deepEqual(
+    out.serverAfterHttpsUnpatch,
+    { monitors: 1, storeHeader: true, emit: true },
+    'http server keeps the listener and the response wrappers',
+  );
+  assert.deepEqual(
+    out.clientAfterHttpUnpatch,
+    { emit: true, httpsRequest: true, httpRequest: false },
+    'https client keeps the emit wrapper',
+  );
   assert.equal(out.echoed, true, 'the http server still echoes the ID');
   assert.equal(out.uncaughtReported, true, "an http handler's throw is still reported");
   assert.equal(out.httpsCallsTimed, 1, 'the failed https call is still timed');
-  assert.deepEqual(out.afterAll, { monitors: 0, storeHeader: false, serverEmit: false, clientEmit: false }, 'the last unpatch restores everything');
+  assert.deepEqual(
+    out.afterAll,
+    { monitors: 0, storeHeader: false, serverEmit: false, clientEmit: false },
+    'the last unpatch restores everything',
+  );
 });

@@ -164,17 +164,37 @@ async function serve() {
 // Every fault point, from the list the installed agent exports (src/fault.ts), so a point added
 // there is tested here without an edit. Every slice of the app runs the core (http server and
 // client, fetch, undici, pg); a point reached only by another slice names it below.
-const { FAULT_POINTS } = createRequire(import.meta.url)(path.resolve(appDir, 'node_modules/hatch-agent/dist/src/fault.js'));
+const { FAULT_POINTS } = createRequire(import.meta.url)(
+  path.resolve(appDir, 'node_modules/hatch-agent/dist/src/fault.js'),
+);
 const SLICE = {
-  'express-use': 'express', 'express-read': 'express', 'express-route': 'express', 'express-render': 'express',
-  fastify: 'fastify', koa: 'koa', render: 'engines', pino: 'logs', winston: 'logs',
-  'http2-server': 'http2', 'http2-server-close': 'http2', 'http2-server-echo': 'http2',
-  'hapi-server': 'hapi', hapi: 'hapi', 'hapi-error': 'hapi',
+  'express-use': 'express',
+  'express-read': 'express',
+  'express-route': 'express',
+  'express-render': 'express',
+  fastify: 'fastify',
+  koa: 'koa',
+  render: 'engines',
+  pino: 'logs',
+  winston: 'logs',
+  'http2-server': 'http2',
+  'http2-server-close': 'http2',
+  'http2-server-echo': 'http2',
+  'hapi-server': 'hapi',
+  hapi: 'hapi',
+  'hapi-error': 'hapi',
 };
 const FAULTS = Object.fromEntries(FAULT_POINTS.map((name) => [name, SLICE[name] ?? 'core']));
 test('the fault list is there, and every slice named here is for a point in it', () => {
-  assert.ok(Array.isArray(FAULT_POINTS) && FAULT_POINTS.length > 0, 'hatch-agent/dist/src/fault.js exports FAULT_POINTS');
-  assert.deepEqual(Object.keys(SLICE).filter((n) => !FAULT_POINTS.includes(n)), [], 'SLICE names points src/fault.ts no longer has');
+  assert.ok(
+    Array.isArray(FAULT_POINTS) && FAULT_POINTS.length > 0,
+    'hatch-agent/dist/src/fault.js exports FAULT_POINTS',
+  );
+  assert.deepEqual(
+    Object.keys(SLICE).filter((n) => !FAULT_POINTS.includes(n)),
+    [],
+    'SLICE names points src/fault.ts no longer has',
+  );
 });
 // HATCH_TEST_FAULTS=a,b runs only those (a quick check of one wrapper); all by default.
 const only = process.env.HATCH_TEST_FAULTS?.split(',').filter((n) => n in FAULTS);
@@ -182,63 +202,84 @@ if (only?.length) for (const n of Object.keys(FAULTS)) if (!only.includes(n)) de
 const PARTS = [...new Set(Object.values(FAULTS))];
 
 const agentLines = (stderr) => stderr.split('\n').filter((l) => l.startsWith('hatch-agent '));
-const otherStderr = (stderr) => stderr.split('\n').filter((l) => !l.startsWith('hatch-agent ')).join('\n');
+const otherStderr = (stderr) =>
+  stderr
+    .split('\n')
+    .filter((l) => !l.startsWith('hatch-agent '))
+    .join('\n');
 
-test('each wrapper that fails on its agent side leaves the app as it is without the agent, with one log line', { timeout: 1800000 }, async (t) => {
-  const file = writeApp(APP);
-  const env = (part, extra = {}) => ({ DATABASE_URL, PART: part, ...extra });
-  // Something must listen, or the wrappers' publishing side (the close listener, a call's end, a
-  // render's timing) never runs and its fault cannot fire: the flight recorder listens to every
-  // channel and writes only its own file (StatsD is off in test apps).
-  const recorded = fs.mkdtempSync(path.join(os.tmpdir(), 'hatch-faults-recorder-'));
-  t.after(() => fs.rmSync(recorded, { recursive: true, force: true }));
-  const listen = (job) => ({ HATCH_FLIGHT_RECORDER: path.join(recorded, `${job}.jsonl`) });
-  // Without the agent (the reference), with it and no fault (control), and each fault: two at a
-  // time, since each run is an app start on a shared 2-core VM.
-  const jobs = [
-    ...PARTS.map((part) => ['base', part, { file, agent: false, env: env(part) }]),
-    ...PARTS.map((part) => ['control', part, { file, env: env(part, listen(`control-${part}`)) }]),
-    ...Object.entries(FAULTS).map(([name, part]) => [name, part, { file, env: env(part, { HATCH_TEST_FAULT: name, ...listen(name) }) }]),
-  ];
-  const results = new Map();
-  await Promise.all([1, 2].map(async () => {
-    for (let job = jobs.shift(); job; job = jobs.shift()) {
-      const [name, part, opts] = job;
-      results.set(`${name} ${part}`, await runScript('', { ...opts, timeout: 600000 })); // one run took 220 s at load 25
+test(
+  'each wrapper that fails on its agent side leaves the app as it is without the agent, with one log line',
+  { timeout: 1800000 },
+  async (t) => {
+    const file = writeApp(APP);
+    const env = (part, extra = {}) => ({ DATABASE_URL, PART: part, ...extra });
+    // Something must listen, or the wrappers' publishing side (the close listener, a call's end, a
+    // render's timing) never runs and its fault cannot fire: the flight recorder listens to every
+    // channel and writes only its own file (StatsD is off in test apps).
+    const recorded = fs.mkdtempSync(path.join(os.tmpdir(), 'hatch-faults-recorder-'));
+    t.after(() => fs.rmSync(recorded, { recursive: true, force: true }));
+    const listen = (job) => ({ HATCH_FLIGHT_RECORDER: path.join(recorded, `${job}.jsonl`) });
+    // Without the agent (the reference), with it and no fault (control), and each fault: two at a
+    // time, since each run is an app start on a shared 2-core VM.
+    const jobs = [
+      ...PARTS.map((part) => ['base', part, { file, agent: false, env: env(part) }]),
+      ...PARTS.map((part) => ['control', part, { file, env: env(part, listen(`control-${part}`)) }]),
+      ...Object.entries(FAULTS).map(([name, part]) => [
+        name,
+        part,
+        { file, env: env(part, { HATCH_TEST_FAULT: name, ...listen(name) }) },
+      ]),
+    ];
+    const results = new Map();
+    await Promise.all(
+      [1, 2].map(async () => {
+        for (let job = jobs.shift(); job; job = jobs.shift()) {
+          const [name, part, opts] = job;
+          results.set(`${name} ${part}`, await runScript('', { ...opts, timeout: 600000 })); // one run took 220 s at load 25
+        }
+      }),
+    );
+    const base = {};
+    for (const part of PARTS) {
+      const b = (base[part] = results.get(`base ${part}`));
+      assert.equal(b.code, 0, `${part}: ${b.stderr}`);
+      const out = JSON.parse(b.stdout);
+      assert.equal(out.out.length, 4);
+      assert.ok(
+        out.out.slice(0, 3).every((l) => l.startsWith('200 ')),
+        b.stdout,
+      );
+      if (part === 'logs') assert.equal(out.records.length, 6, b.stdout);
+      if (part === 'engines') assert.match(b.stdout, /1,\\u003cb\\u003e1|1,<b>1/);
+      await t.test(`control ${part}: no fault, same output, nothing logged`, () => {
+        const r = results.get(`control ${part}`);
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(r.stdout, b.stdout);
+        assert.deepEqual(agentLines(r.stderr), []);
+      });
     }
-  }));
-  const base = {};
-  for (const part of PARTS) {
-    const b = (base[part] = results.get(`base ${part}`));
-    assert.equal(b.code, 0, `${part}: ${b.stderr}`);
-    const out = JSON.parse(b.stdout);
-    assert.equal(out.out.length, 4);
-    assert.ok(out.out.slice(0, 3).every((l) => l.startsWith('200 ')), b.stdout);
-    if (part === 'logs') assert.equal(out.records.length, 6, b.stdout);
-    if (part === 'engines') assert.match(b.stdout, /1,\\u003cb\\u003e1|1,<b>1/);
-    await t.test(`control ${part}: no fault, same output, nothing logged`, () => {
-      const r = results.get(`control ${part}`);
-      assert.equal(r.code, 0, r.stderr);
-      assert.equal(r.stdout, b.stdout);
-      assert.deepEqual(agentLines(r.stderr), []);
-    });
-  }
-  for (const [name, part] of Object.entries(FAULTS)) {
-    await t.test(`HATCH_TEST_FAULT=${name} (${part})`, () => {
-      const base = results.get(`base ${part}`);
-      const expected = JSON.parse(base.stdout);
-      const r = results.get(`${name} ${part}`);
-      assert.equal(r.code, base.code, `exit code\n${r.stderr}`);
-      assert.equal(r.signal, base.signal);
-      assert.deepEqual(JSON.parse(r.stdout), expected);
-      assert.equal(r.stdout, base.stdout);
-      const lines = agentLines(r.stderr);
-      // The fault fired (its message is in the line), so the point is reached, and it was reported
-      // once, not once per call.
-      assert.notEqual(lines.length, 0, `nothing reached fault('${name}') in the ${part} slice: no call site uses the name, or the point needs another slice (SLICE above)`);
-      assert.equal(lines.length, 1, `agent lines:\n${lines.join('\n')}`);
-      assert.match(lines[0], new RegExp(`^hatch-agent warn: .*hatch-agent test fault: ${name}\\b`));
-      assert.equal(otherStderr(r.stderr), otherStderr(base.stderr));
-    });
-  }
-});
+    for (const [name, part] of Object.entries(FAULTS)) {
+      await t.test(`HATCH_TEST_FAULT=${name} (${part})`, () => {
+        const base = results.get(`base ${part}`);
+        const expected = JSON.parse(base.stdout);
+        const r = results.get(`${name} ${part}`);
+        assert.equal(r.code, base.code, `exit code\n${r.stderr}`);
+        assert.equal(r.signal, base.signal);
+        assert.deepEqual(JSON.parse(r.stdout), expected);
+        assert.equal(r.stdout, base.stdout);
+        const lines = agentLines(r.stderr);
+        // The fault fired (its message is in the line), so the point is reached, and it was reported
+        // once, not once per call.
+        assert.notEqual(
+          lines.length,
+          0,
+          `nothing reached fault('${name}') in the ${part} slice: no call site uses the name, or the point needs another slice (SLICE above)`,
+        );
+        assert.equal(lines.length, 1, `agent lines:\n${lines.join('\n')}`);
+        assert.match(lines[0], new RegExp(`^hatch-agent warn: .*hatch-agent test fault: ${name}\\b`));
+        assert.equal(otherStderr(r.stderr), otherStderr(base.stderr));
+      });
+    }
+  },
+);

@@ -64,54 +64,84 @@ server.listen(0, '127.0.0.1', async () => {
 });
 `;
 
-test('StatsD unresolvable or its port closed: same output and exit as without the agent, one line at most', { timeout: 300000 }, async () => {
-  const file = writeApp(STATSD_SCRIPT);
-  const env = { DATABASE_URL: process.env.DATABASE_URL, HATCH_STATSD: 'on', HATCH_STATSD_FLUSH_MS: '100' };
-  const base = await runScript('', { file, agent: false, env, timeout: 120000 });
-  assert.equal(base.code, 0, base.stderr);
-  assert.match(base.stdout, /done\n$/);
-  const port = await closedUdpPort();
-  const cases = {
-    unresolvable: { HATCH_STATSD_HOST: 'no-such-host.invalid' },
-    'closed port': { HATCH_STATSD_HOST: '127.0.0.1', HATCH_STATSD_PORT: String(port) },
-  };
-  for (const [name, extra] of Object.entries(cases)) {
-    const r = await runScript('', { file, env: { ...env, ...extra }, timeout: 120000 });
-    assert.equal(r.code, base.code, `${name}: ${r.stderr}`);
-    assert.equal(r.signal, base.signal, name);
-    assert.equal(r.stdout, base.stdout, name);
-    const lines = agentLines(r.stderr);
-    assert.ok(lines.length <= 1, `${name}: ${lines.join('\n')}`);
-    if (name === 'unresolvable') assert.match(lines[0] ?? '', /no-such-host\.invalid/);
-    assert.equal(r.stderr.split('\n').filter((l) => !l.startsWith('hatch-agent ')).join('\n'), base.stderr, name);
-  }
-});
+test(
+  'StatsD unresolvable or its port closed: same output and exit as without the agent, one line at most',
+  { timeout: 300000 },
+  async () => {
+    const file = writeApp(STATSD_SCRIPT);
+    const env = { DATABASE_URL: process.env.DATABASE_URL, HATCH_STATSD: 'on', HATCH_STATSD_FLUSH_MS: '100' };
+    const base = await runScript('', { file, agent: false, env, timeout: 120000 });
+    assert.equal(base.code, 0, base.stderr);
+    assert.match(base.stdout, /done\n$/);
+    const port = await closedUdpPort();
+    const cases = {
+      unresolvable: { HATCH_STATSD_HOST: 'no-such-host.invalid' },
+      'closed port': { HATCH_STATSD_HOST: '127.0.0.1', HATCH_STATSD_PORT: String(port) },
+    };
+    for (const [name, extra] of Object.entries(cases)) {
+      const r = await runScript('', { file, env: { ...env, ...extra }, timeout: 120000 });
+      assert.equal(r.code, base.code, `${name}: ${r.stderr}`);
+      assert.equal(r.signal, base.signal, name);
+      assert.equal(r.stdout, base.stdout, name);
+      const lines = agentLines(r.stderr);
+      assert.ok(lines.length <= 1, `${name}: ${lines.join('\n')}`);
+      if (name === 'unresolvable') assert.match(lines[0] ?? '', /no-such-host\.invalid/);
+      assert.equal(
+        r.stderr
+          .split('\n')
+          .filter((l) => !l.startsWith('hatch-agent '))
+          .join('\n'),
+        base.stderr,
+        name,
+      );
+    }
+  },
+);
 
-test('StatsD port closed, then a daemon starts listening on it: metrics arrive without a restart', { timeout: 300000 }, async () => {
-  const port = await closedUdpPort();
-  const app = await startApp(`
+test(
+  'StatsD port closed, then a daemon starts listening on it: metrics arrive without a restart',
+  { timeout: 300000 },
+  async () => {
+    const port = await closedUdpPort();
+    const app = await startApp(
+      `
 const http = require('node:http');
 const server = http.createServer((req, res) => res.end('ok ' + req.url));
 server.listen(0, '127.0.0.1', () => console.log('listening ' + server.address().port));
-`, { timeout: STARTUP, env: { HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(port), HATCH_STATSD_FLUSH_MS: '100', HATCH_RUNTIME_METRICS_MS: '0' } });
-  try {
-    for (let i = 0; i < 5; i++) assert.equal((await request(`${app.url}/down${i}`)).body, `ok /down${i}`);
-    await new Promise((r) => setTimeout(r, 500)); // flushes into the closed port
-    const daemon = await listenOn(port);
+`,
+      {
+        timeout: STARTUP,
+        env: {
+          HATCH_STATSD: 'on',
+          HATCH_STATSD_PORT: String(port),
+          HATCH_STATSD_FLUSH_MS: '100',
+          HATCH_RUNTIME_METRICS_MS: '0',
+        },
+      },
+    );
     try {
-      await until(async () => {
-        assert.equal((await request(`${app.url}/up`)).body, 'ok /up');
-        return daemon.lines.some((l) => l.startsWith('hatch.http.server.'));
-      }, 60000, 'http.server metrics after StatsD came up');
+      for (let i = 0; i < 5; i++) assert.equal((await request(`${app.url}/down${i}`)).body, `ok /down${i}`);
+      await new Promise((r) => setTimeout(r, 500)); // flushes into the closed port
+      const daemon = await listenOn(port);
+      try {
+        await until(
+          async () => {
+            assert.equal((await request(`${app.url}/up`)).body, 'ok /up');
+            return daemon.lines.some((l) => l.startsWith('hatch.http.server.'));
+          },
+          60000,
+          'http.server metrics after StatsD came up',
+        );
+      } finally {
+        daemon.close();
+      }
+      assert.equal(app.child.exitCode, null);
+      assert.ok(agentLines(app.stderr()).length <= 1, app.stderr());
     } finally {
-      daemon.close();
+      await app.stop();
     }
-    assert.equal(app.child.exitCode, null);
-    assert.ok(agentLines(app.stderr()).length <= 1, app.stderr());
-  } finally {
-    await app.stop();
-  }
-});
+  },
+);
 
 const PG_APP = `
 const http = require('node:http');
@@ -131,64 +161,90 @@ const server = http.createServer(async (req, res) => {
 server.listen(0, '127.0.0.1', () => console.log('listening ' + server.address().port));
 `;
 
-test('PostgreSQL stopped mid-run and restarted: same answers as without the agent; commented and counted again after', { timeout: 400000 }, async () => {
-  const shared = process.env.DATABASE_URL;
-  delete process.env.DATABASE_URL; // a private server: the shared one must never be stopped
-  let db;
-  try {
-    db = await startPostgres();
-  } finally {
-    if (shared !== undefined) process.env.DATABASE_URL = shared;
-  }
-  const stats = dgram.createSocket('udp4');
-  const lines = [];
-  stats.on('message', (m) => lines.push(...m.toString('utf8').split('\n').filter(Boolean)));
-  stats.bind(0, '127.0.0.1');
-  await once(stats, 'listening');
-  const env = { DATABASE_URL: db.url };
-  const [app, bare] = await Promise.all([
-    startApp(PG_APP, { timeout: STARTUP, env: { ...env, HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(stats.address().port), HATCH_STATSD_FLUSH_MS: '100' } }),
-    startApp(PG_APP, { agent: false, timeout: STARTUP, env }),
-  ]);
-  try {
-    const both = async (t) => {
-      const [a, b] = await Promise.all([request(`${app.url}/?t=${t}`), request(`${bare.url}/?t=${t}`)]);
-      assert.deepEqual({ status: a.status, body: a.body }, { status: b.status, body: b.body }, t);
-      return a;
-    };
-    for (let i = 0; i < 5; i++) assert.equal((await both(`before-${RUN}-${i}`)).status, 200);
-
-    await db.stop();
-    await new Promise((r) => setTimeout(r, 1000)); // let both pools see their idle clients die
-    for (let i = 0; i < 5; i++) {
-      const r = await both(`during-${RUN}-${i}`);
-      assert.equal(r.status, 503);
-      assert.match(r.body, /^db error (ECONNREFUSED|57P01|.*terminat)/);
+test(
+  'PostgreSQL stopped mid-run and restarted: same answers as without the agent; commented and counted again after',
+  { timeout: 400000 },
+  async () => {
+    const shared = process.env.DATABASE_URL;
+    delete process.env.DATABASE_URL; // a private server: the shared one must never be stopped
+    let db;
+    try {
+      db = await startPostgres();
+    } finally {
+      if (shared !== undefined) process.env.DATABASE_URL = shared;
     }
+    const stats = dgram.createSocket('udp4');
+    const lines = [];
+    stats.on('message', (m) => lines.push(...m.toString('utf8').split('\n').filter(Boolean)));
+    stats.bind(0, '127.0.0.1');
+    await once(stats, 'listening');
+    const env = { DATABASE_URL: db.url };
+    const [app, bare] = await Promise.all([
+      startApp(PG_APP, {
+        timeout: STARTUP,
+        env: {
+          ...env,
+          HATCH_STATSD: 'on',
+          HATCH_STATSD_PORT: String(stats.address().port),
+          HATCH_STATSD_FLUSH_MS: '100',
+        },
+      }),
+      startApp(PG_APP, { agent: false, timeout: STARTUP, env }),
+    ]);
+    try {
+      const both = async (t) => {
+        const [a, b] = await Promise.all([request(`${app.url}/?t=${t}`), request(`${bare.url}/?t=${t}`)]);
+        assert.deepEqual({ status: a.status, body: a.body }, { status: b.status, body: b.body }, t);
+        return a;
+      };
+      for (let i = 0; i < 5; i++) assert.equal((await both(`before-${RUN}-${i}`)).status, 200);
 
-    await db.start();
-    await until(async () => (await request(`${app.url}/?t=probe`)).status === 200 && (await request(`${bare.url}/?t=probe`)).status === 200, 60000, 'both apps query again');
-    lines.length = 0;
-    const ids = [];
-    for (let i = 0; i < 5; i++) {
-      const r = await both(`after-${RUN}-${i}`);
-      assert.equal(r.status, 200);
-      assert.match(r.headers['x-request-id'], ALLOWED_ID);
-      ids.push(r.headers['x-request-id']);
+      await db.stop();
+      await new Promise((r) => setTimeout(r, 1000)); // let both pools see their idle clients die
+      for (let i = 0; i < 5; i++) {
+        const r = await both(`during-${RUN}-${i}`);
+        assert.equal(r.status, 503);
+        assert.match(r.body, /^db error (ECONNREFUSED|57P01|.*terminat)/);
+      }
+
+      await db.start();
+      await until(
+        async () =>
+          (await request(`${app.url}/?t=probe`)).status === 200 &&
+          (await request(`${bare.url}/?t=probe`)).status === 200,
+        60000,
+        'both apps query again',
+      );
+      lines.length = 0;
+      const ids = [];
+      for (let i = 0; i < 5; i++) {
+        const r = await both(`after-${RUN}-${i}`);
+        assert.equal(r.status, 200);
+        assert.match(r.headers['x-request-id'], ALLOWED_ID);
+        ids.push(r.headers['x-request-id']);
+      }
+      // Commented again: each query after the restart carries its request's ID in the server's log.
+      await until(
+        async () => ids.every((id, i) => db.readLog().includes(`/* ${id} */ SELECT 'after-${RUN}-${i}' AS t`)),
+        30000,
+        'commented queries in the private log',
+      );
+      // Counted again: db.query timings reach StatsD.
+      await until(
+        async () => lines.some((l) => /^hatch\.db\.query\.pg\.SELECT\.ok:[\d.]+\|ms/.test(l)),
+        30000,
+        `db.query metrics after the restart (got ${lines.slice(0, 5)})`,
+      );
+      assert.equal(app.child.exitCode, null);
+      assert.equal(bare.child.exitCode, null);
+    } finally {
+      await app.stop();
+      await bare.stop();
+      stats.close();
+      await stopPostgres(db);
     }
-    // Commented again: each query after the restart carries its request's ID in the server's log.
-    await until(async () => ids.every((id, i) => db.readLog().includes(`/* ${id} */ SELECT 'after-${RUN}-${i}' AS t`)), 30000, 'commented queries in the private log');
-    // Counted again: db.query timings reach StatsD.
-    await until(async () => lines.some((l) => /^hatch\.db\.query\.pg\.SELECT\.ok:[\d.]+\|ms/.test(l)), 30000, `db.query metrics after the restart (got ${lines.slice(0, 5)})`);
-    assert.equal(app.child.exitCode, null);
-    assert.equal(bare.child.exitCode, null);
-  } finally {
-    await app.stop();
-    await bare.stop();
-    stats.close();
-    await stopPostgres(db);
-  }
-});
+  },
+);
 
 const CUT_SCRIPT = `
 const http = require('node:http');
@@ -229,30 +285,43 @@ server.listen(0, '127.0.0.1', () => {
 });
 `;
 
-test('a downstream that destroys sockets mid-response: same errors as without the agent, propagation after', { timeout: 300000 }, async () => {
-  const file = writeApp(CUT_SCRIPT);
-  const base = await runScript('', { file, agent: false, env: { DOWNSTREAM: down.url, RUN_TAG: `bare-${RUN}` }, timeout: 120000 });
-  const r = await runScript('', { file, env: { DOWNSTREAM: down.url, RUN_TAG: `agent-${RUN}` }, timeout: 120000 });
-  assert.equal(base.code, 0, base.stderr);
-  assert.equal(r.code, 0, r.stderr);
-  const strip = (s) => s.replaceAll(`bare-${RUN}`, 'X').replaceAll(`agent-${RUN}`, 'X');
-  assert.equal(strip(r.stdout), strip(base.stdout));
-  assert.match(base.stdout, /error/); // the cuts did surface as errors in the app
-  assert.deepEqual(agentLines(r.stderr), []);
-  assert.equal(r.stderr, base.stderr);
-  // After the cut sockets, the agent still propagates the request's ID.
-  const stats = JSON.parse((await request(`${down.url}/stats`)).body);
-  const h = stats.received[`cut-http-agent-${RUN}`];
-  const f = stats.received[`cut-fetch-agent-${RUN}`];
-  assert.equal(h?.length, 1);
-  assert.match(h[0], ALLOWED_ID);
-  assert.deepEqual(f, h);
-  assert.deepEqual(stats.received[`cut-http-bare-${RUN}`], ['-']);
-});
+test(
+  'a downstream that destroys sockets mid-response: same errors as without the agent, propagation after',
+  { timeout: 300000 },
+  async () => {
+    const file = writeApp(CUT_SCRIPT);
+    const base = await runScript('', {
+      file,
+      agent: false,
+      env: { DOWNSTREAM: down.url, RUN_TAG: `bare-${RUN}` },
+      timeout: 120000,
+    });
+    const r = await runScript('', { file, env: { DOWNSTREAM: down.url, RUN_TAG: `agent-${RUN}` }, timeout: 120000 });
+    assert.equal(base.code, 0, base.stderr);
+    assert.equal(r.code, 0, r.stderr);
+    const strip = (s) => s.replaceAll(`bare-${RUN}`, 'X').replaceAll(`agent-${RUN}`, 'X');
+    assert.equal(strip(r.stdout), strip(base.stdout));
+    assert.match(base.stdout, /error/); // the cuts did surface as errors in the app
+    assert.deepEqual(agentLines(r.stderr), []);
+    assert.equal(r.stderr, base.stderr);
+    // After the cut sockets, the agent still propagates the request's ID.
+    const stats = JSON.parse((await request(`${down.url}/stats`)).body);
+    const h = stats.received[`cut-http-agent-${RUN}`];
+    const f = stats.received[`cut-fetch-agent-${RUN}`];
+    assert.equal(h?.length, 1);
+    assert.match(h[0], ALLOWED_ID);
+    assert.deepEqual(f, h);
+    assert.deepEqual(stats.received[`cut-http-bare-${RUN}`], ['-']);
+  },
+);
 
 // Node prints an uncaught error with the file, the source line and a stack; the stack's frames
 // differ with the agent (its wrapper is one of them), every other line must not.
-const notFrames = (stderr) => stderr.split('\n').filter((l) => !/^\s+at /.test(l) && !l.startsWith('hatch-agent ')).join('\n');
+const notFrames = (stderr) =>
+  stderr
+    .split('\n')
+    .filter((l) => !/^\s+at /.test(l) && !l.startsWith('hatch-agent '))
+    .join('\n');
 
 const CRASH_SCRIPT = `
 const http = require('node:http');
@@ -282,24 +351,28 @@ server.listen(0, '127.0.0.1', async () => {
 });
 `;
 
-test('a handler that throws, a rejection nobody handles: same output, stderr and exit code as without the agent', { timeout: 300000 }, async (t) => {
-  const file = writeApp(CRASH_SCRIPT);
-  for (const mode of ['sync', 'reject', 'async']) {
-    for (const handlers of [false, true]) {
-      await t.test(`${mode}${handlers ? ' with process handlers' : ''}`, async () => {
-        const env = { MODE: mode, ...(handlers ? { HANDLERS: '1' } : {}) };
-        const [base, r] = await Promise.all([
-          runScript('', { file, agent: false, env, timeout: 120000 }),
-          runScript('', { file, env, timeout: 120000 }),
-        ]);
-        assert.equal(r.code, base.code, r.stderr);
-        assert.equal(r.signal, base.signal);
-        assert.equal(r.stdout, base.stdout);
-        assert.equal(notFrames(r.stderr), notFrames(base.stderr));
-        assert.deepEqual(agentLines(r.stderr), []);
-        if (!handlers) assert.equal(base.code, 1, 'the crash happens without the agent too');
-        else assert.match(base.stdout, /after 200 fine/);
-      });
+test(
+  'a handler that throws, a rejection nobody handles: same output, stderr and exit code as without the agent',
+  { timeout: 300000 },
+  async (t) => {
+    const file = writeApp(CRASH_SCRIPT);
+    for (const mode of ['sync', 'reject', 'async']) {
+      for (const handlers of [false, true]) {
+        await t.test(`${mode}${handlers ? ' with process handlers' : ''}`, async () => {
+          const env = { MODE: mode, ...(handlers ? { HANDLERS: '1' } : {}) };
+          const [base, r] = await Promise.all([
+            runScript('', { file, agent: false, env, timeout: 120000 }),
+            runScript('', { file, env, timeout: 120000 }),
+          ]);
+          assert.equal(r.code, base.code, r.stderr);
+          assert.equal(r.signal, base.signal);
+          assert.equal(r.stdout, base.stdout);
+          assert.equal(notFrames(r.stderr), notFrames(base.stderr));
+          assert.deepEqual(agentLines(r.stderr), []);
+          if (!handlers) assert.equal(base.code, 1, 'the crash happens without the agent too');
+          else assert.match(base.stdout, /after 200 fine/);
+        });
+      }
     }
-  }
-});
+  },
+);

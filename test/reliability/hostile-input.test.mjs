@@ -23,7 +23,14 @@ const SEED = Number(process.env.HATCH_TEST_SEED ?? Date.now() % 2 ** 31);
 
 // xorshift32: the same seed gives the same values (the seed is printed on failure).
 let s = SEED || 1;
-const rnd = () => { s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0; return s / 2 ** 32; };
+const rnd = () => {
+  s ^= s << 13;
+  s >>>= 0;
+  s ^= s >>> 17;
+  s ^= s << 5;
+  s >>>= 0;
+  return s / 2 ** 32;
+};
 const int = (n) => Math.floor(rnd() * n);
 const pick = (a) => a[int(a.length)];
 const bytes = (n, lo = 0, hi = 256) => Buffer.from(Array.from({ length: n }, () => lo + int(hi - lo)));
@@ -108,58 +115,76 @@ after(async () => {
   await down?.stop();
 });
 
-test(`${VALUES} hostile X-Request-ID/traceparent values reach no SQL, log line or outgoing header unvalidated`, { timeout: 2400000 }, async () => {
-  const info = `seed ${SEED} (HATCH_TEST_SEED to replay)`;
-  const withAgent = await pool(heads, CONCURRENCY, (h) => rawRequest(app.port, h));
-  const without = await pool(heads, CONCURRENCY, (h) => rawRequest(bare.port, h));
+test(
+  `${VALUES} hostile X-Request-ID/traceparent values reach no SQL, log line or outgoing header unvalidated`,
+  { timeout: 2400000 },
+  async () => {
+    const info = `seed ${SEED} (HATCH_TEST_SEED to replay)`;
+    const withAgent = await pool(heads, CONCURRENCY, (h) => rawRequest(app.port, h));
+    const without = await pool(heads, CONCURRENCY, (h) => rawRequest(bare.port, h));
 
-  // Same answers as without the agent, request by request.
-  let answered = 0;
-  withAgent.forEach((r, i) => {
-    assert.equal(r.status, without[i].status, `request ${i} (${info}): ${JSON.stringify(heads[i].toString('latin1').slice(0, 300))}\n${r.raw.slice(0, 300)}`);
-    assert.equal(r.body, without[i].body, `request ${i} (${info})`);
-    if (r.status === 200) {
-      answered++;
-      assert.equal(r.body, `ok ${i}`);
-      assert.match(r.requestId ?? '', ALLOWED_ID, `request ${i} (${info})`);
+    // Same answers as without the agent, request by request.
+    let answered = 0;
+    withAgent.forEach((r, i) => {
+      assert.equal(
+        r.status,
+        without[i].status,
+        `request ${i} (${info}): ${JSON.stringify(heads[i].toString('latin1').slice(0, 300))}\n${r.raw.slice(0, 300)}`,
+      );
+      assert.equal(r.body, without[i].body, `request ${i} (${info})`);
+      if (r.status === 200) {
+        answered++;
+        assert.equal(r.body, `ok ${i}`);
+        assert.match(r.requestId ?? '', ALLOWED_ID, `request ${i} (${info})`);
+      }
+    });
+    assert.ok(answered > REQUESTS / 2, `only ${answered} of ${REQUESTS} reached the app (${info})`);
+    assert.ok(
+      withAgent.some((r) => r.status === 400),
+      'some values are rejected by Node itself',
+    );
+
+    // Every query of this run in the statement log carries exactly one well-formed comment.
+    const tag = new RegExp(`host-${RUN}-(\\d+)`);
+    const lines = await waitForLog(tag, { count: answered, timeout: 120000 });
+    assert.equal(lines.length, answered);
+    const exact = new RegExp(`statement: /\\* ([A-Za-z0-9._:-]{1,128}) \\*/ SELECT 'host-${RUN}-(\\d+)' AS h$`);
+    for (const line of lines) {
+      const m = exact.exec(line);
+      assert.ok(m, `${line} (${info})`);
+      assert.equal(m[1], withAgent[Number(m[2])].requestId, line);
     }
-  });
-  assert.ok(answered > REQUESTS / 2, `only ${answered} of ${REQUESTS} reached the app (${info})`);
-  assert.ok(withAgent.some((r) => r.status === 400), 'some values are rejected by Node itself');
+    assert.ok(!readLog().includes(MARK), `the statement log holds a crafted value (${info})`);
 
-  // Every query of this run in the statement log carries exactly one well-formed comment.
-  const tag = new RegExp(`host-${RUN}-(\\d+)`);
-  const lines = await waitForLog(tag, { count: answered, timeout: 120000 });
-  assert.equal(lines.length, answered);
-  const exact = new RegExp(`statement: /\\* ([A-Za-z0-9._:-]{1,128}) \\*/ SELECT 'host-${RUN}-(\\d+)' AS h$`);
-  for (const line of lines) {
-    const m = exact.exec(line);
-    assert.ok(m, `${line} (${info})`);
-    assert.equal(m[1], withAgent[Number(m[2])].requestId, line);
-  }
-  assert.ok(!readLog().includes(MARK), `the statement log holds a crafted value (${info})`);
+    // Downstream: each call brought the response's ID and, if any, a well-formed traceparent.
+    const stats = JSON.parse((await request(`${down.url}/stats`)).body);
+    const mine = Object.entries(stats.received).filter(([t]) => tag.test(t));
+    assert.equal(mine.length, answered);
+    for (const [t, ids] of mine) {
+      const i = Number(tag.exec(t)[1]);
+      assert.deepEqual(ids, [withAgent[i].requestId], t);
+    }
+    for (const tp of stats.traceparents) assert.match(tp, TRACEPARENT);
+    assert.ok(!JSON.stringify(stats).includes(MARK));
 
-  // Downstream: each call brought the response's ID and, if any, a well-formed traceparent.
-  const stats = JSON.parse((await request(`${down.url}/stats`)).body);
-  const mine = Object.entries(stats.received).filter(([t]) => tag.test(t));
-  assert.equal(mine.length, answered);
-  for (const [t, ids] of mine) {
-    const i = Number(tag.exec(t)[1]);
-    assert.deepEqual(ids, [withAgent[i].requestId], t);
-  }
-  for (const tp of stats.traceparents) assert.match(tp, TRACEPARENT);
-  assert.ok(!JSON.stringify(stats).includes(MARK));
+    // The app's own log lines (pino, with the agent's requestId) and the agent's stderr.
+    const logs = app
+      .stdout()
+      .split('\n')
+      .filter((l) => l.includes('"msg":"hostile"'))
+      .map((l) => JSON.parse(l));
+    assert.equal(logs.length, answered);
+    for (const l of logs) assert.equal(l.requestId, withAgent[l.i].requestId);
+    assert.ok(
+      !app.stdout().includes(MARK) && !app.stderr().includes(MARK),
+      `a crafted value in the app's output (${info})`,
+    );
+    assert.doesNotMatch(app.stderr(), /TypeError|RangeError|uncaught/i);
 
-  // The app's own log lines (pino, with the agent's requestId) and the agent's stderr.
-  const logs = app.stdout().split('\n').filter((l) => l.includes('"msg":"hostile"')).map((l) => JSON.parse(l));
-  assert.equal(logs.length, answered);
-  for (const l of logs) assert.equal(l.requestId, withAgent[l.i].requestId);
-  assert.ok(!app.stdout().includes(MARK) && !app.stderr().includes(MARK), `a crafted value in the app's output (${info})`);
-  assert.doesNotMatch(app.stderr(), /TypeError|RangeError|uncaught/i);
-
-  // Still up and answering.
-  assert.equal(app.child.exitCode, null);
-  const after = await request(`${app.url}/h?i=0`, { headers: { 'x-request-id': 'still-alive' } });
-  assert.equal(after.status, 200);
-  assert.equal(after.headers['x-request-id'], 'still-alive');
-});
+    // Still up and answering.
+    assert.equal(app.child.exitCode, null);
+    const after = await request(`${app.url}/h?i=0`, { headers: { 'x-request-id': 'still-alive' } });
+    assert.equal(after.status, 200);
+    assert.equal(after.headers['x-request-id'], 'still-alive');
+  },
+);

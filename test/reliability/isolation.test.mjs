@@ -81,7 +81,12 @@ before(async () => {
   down = await startApp(DOWNSTREAM, { agent: false, timeout: 90000 });
   app = await startApp(APP, {
     timeout: 90000,
-    env: { DOWNSTREAM: down.url, HATCH_TOKEN: TOKEN, HATCH_RECENT_REQUESTS: String(TOTAL + 100), HATCH_SLOW_REQUESTS: '0' },
+    env: {
+      DOWNSTREAM: down.url,
+      HATCH_TOKEN: TOKEN,
+      HATCH_RECENT_REQUESTS: String(TOTAL + 100),
+      HATCH_SLOW_REQUESTS: '0',
+    },
   });
 });
 after(async () => {
@@ -89,70 +94,85 @@ after(async () => {
   await down?.stop();
 });
 
-test(`${TOTAL} requests at ${CONCURRENCY} concurrency: no request ID crosses to another request`, { timeout: 2400000 }, async () => {
-  const tags = Array.from({ length: TOTAL }, (_, i) => `iso-${RUN}-${i}`);
-  // Own IDs for even tags (a mixed-case, dotted form to exercise the allowlist); odd ones get a UUID.
-  const sent = (i) => (i % 2 === 0 ? `Req.${RUN}:${i}` : undefined);
-  // A connection per request: a keep-alive socket the server times out while this loaded VM is
-  // slow to reuse it ends in ECONNRESET, a client race that says nothing about the agent.
-  const responses = await pool(tags, CONCURRENCY, (t, i) =>
-    request(`${app.url}/?t=${t}`, { headers: sent(i) ? { 'x-request-id': sent(i) } : {} }).catch((e) => ({ status: 0, body: String(e) })));
+test(
+  `${TOTAL} requests at ${CONCURRENCY} concurrency: no request ID crosses to another request`,
+  { timeout: 2400000 },
+  async () => {
+    const tags = Array.from({ length: TOTAL }, (_, i) => `iso-${RUN}-${i}`);
+    // Own IDs for even tags (a mixed-case, dotted form to exercise the allowlist); odd ones get a UUID.
+    const sent = (i) => (i % 2 === 0 ? `Req.${RUN}:${i}` : undefined);
+    // A connection per request: a keep-alive socket the server times out while this loaded VM is
+    // slow to reuse it ends in ECONNRESET, a client race that says nothing about the agent.
+    const responses = await pool(tags, CONCURRENCY, (t, i) =>
+      request(`${app.url}/?t=${t}`, { headers: sent(i) ? { 'x-request-id': sent(i) } : {} }).catch((e) => ({
+        status: 0,
+        body: String(e),
+      })),
+    );
 
-  // Every request answered, with the ID it ran under, as the handler saw it at its end.
-  const idOf = new Map();
-  responses.forEach((r, i) => {
-    assert.equal(r.status, 200, `request ${i}: ${r.body}`);
-    const body = JSON.parse(r.body);
-    assert.equal(body.t, tags[i]);
-    assert.equal(body.id, r.headers['x-request-id'], `request ${i}`);
-    if (sent(i)) assert.equal(body.id, sent(i));
-    else assert.match(body.id, UUID);
-    idOf.set(tags[i], body.id);
-  });
-  assert.equal(new Set(idOf.values()).size, TOTAL, 'every request has its own ID');
-  assert.deepEqual(JSON.parse((await request(`${app.url}/slips`)).body), [], 'getRequestId() inside the handlers');
+    // Every request answered, with the ID it ran under, as the handler saw it at its end.
+    const idOf = new Map();
+    responses.forEach((r, i) => {
+      assert.equal(r.status, 200, `request ${i}: ${r.body}`);
+      const body = JSON.parse(r.body);
+      assert.equal(body.t, tags[i]);
+      assert.equal(body.id, r.headers['x-request-id'], `request ${i}`);
+      if (sent(i)) assert.equal(body.id, sent(i));
+      else assert.match(body.id, UUID);
+      idOf.set(tags[i], body.id);
+    });
+    assert.equal(new Set(idOf.values()).size, TOTAL, 'every request has its own ID');
+    assert.deepEqual(JSON.parse((await request(`${app.url}/slips`)).body), [], 'getRequestId() inside the handlers');
 
-  // PostgreSQL's statement log: three queries per request, each commented with its own request's ID.
-  const tagged = new RegExp(`SELECT '(iso-${RUN}-\\d+)' AS t, '([abc])' AS l`);
-  const lines = await waitForLog(tagged, { count: TOTAL * 3, timeout: 120000 });
-  assert.equal(lines.length, TOTAL * 3, 'statement log lines');
-  const commented = /statement: \/\* (\S+) \*\/ SELECT '(iso-[0-9a-f]+-\d+)' AS t, '([abc])' AS l$/;
-  const perTag = new Map();
-  for (const line of lines) {
-    const m = commented.exec(line);
-    assert.ok(m, `uncommented or malformed: ${line}`);
-    assert.equal(m[1], idOf.get(m[2]), `comment of ${m[2]}/${m[3]}: ${line}`);
-    perTag.set(m[2], (perTag.get(m[2]) ?? '') + m[3]);
-  }
-  assert.equal(perTag.size, TOTAL);
-  for (const [t, ls] of perTag) assert.equal([...ls].sort().join(''), 'abc', t);
+    // PostgreSQL's statement log: three queries per request, each commented with its own request's ID.
+    const tagged = new RegExp(`SELECT '(iso-${RUN}-\\d+)' AS t, '([abc])' AS l`);
+    const lines = await waitForLog(tagged, { count: TOTAL * 3, timeout: 120000 });
+    assert.equal(lines.length, TOTAL * 3, 'statement log lines');
+    const commented = /statement: \/\* (\S+) \*\/ SELECT '(iso-[0-9a-f]+-\d+)' AS t, '([abc])' AS l$/;
+    const perTag = new Map();
+    for (const line of lines) {
+      const m = commented.exec(line);
+      assert.ok(m, `uncommented or malformed: ${line}`);
+      assert.equal(m[1], idOf.get(m[2]), `comment of ${m[2]}/${m[3]}: ${line}`);
+      perTag.set(m[2], (perTag.get(m[2]) ?? '') + m[3]);
+    }
+    assert.equal(perTag.size, TOTAL);
+    for (const [t, ls] of perTag) assert.equal([...ls].sort().join(''), 'abc', t);
 
-  // The downstream service: two calls per request (fetch, http.request), each with the caller's ID.
-  const stats = JSON.parse((await request(`${down.url}/stats`)).body);
-  assert.equal(stats.count, TOTAL * 2);
-  for (const t of tags) assert.deepEqual(stats.received[t], [idOf.get(t), idOf.get(t)], `downstream for ${t}`);
+    // The downstream service: two calls per request (fetch, http.request), each with the caller's ID.
+    const stats = JSON.parse((await request(`${down.url}/stats`)).body);
+    assert.equal(stats.count, TOTAL * 2);
+    for (const t of tags) assert.deepEqual(stats.received[t], [idOf.get(t), idOf.get(t)], `downstream for ${t}`);
 
-  // The agent's recent-requests store: each record's queries carry its own tag and ID.
-  const recent = await request(`${app.url}/_hatch/requests?format=json`, { headers: { authorization: `Bearer ${TOKEN}` } });
-  assert.equal(recent.status, 200);
-  const records = JSON.parse(recent.body).recent.filter((r) => r.path === '/');
-  assert.equal(records.length, TOTAL, 'records kept');
-  const tagOf = new Map([...idOf].map(([t, id]) => [id, t]));
-  for (const rec of records) {
-    const t = tagOf.get(rec.id);
-    assert.ok(t, `a record for an ID no request had: ${rec.id}`);
-    const queries = rec.timeline.filter((e) => e.kind === 'query');
-    const calls = rec.timeline.filter((e) => e.kind === 'call');
-    assert.equal(queries.length, 3, `${rec.id}: ${JSON.stringify(rec.timeline)}`);
-    for (const q of queries) assert.ok(q.label.startsWith(`/* ${rec.id} */ SELECT '${t}' AS t`), `${rec.id}: ${q.label}`);
-    assert.equal(calls.length, 2, `${rec.id}: ${JSON.stringify(rec.timeline)}`);
-  }
+    // The agent's recent-requests store: each record's queries carry its own tag and ID.
+    const recent = await request(`${app.url}/_hatch/requests?format=json`, {
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
+    assert.equal(recent.status, 200);
+    const records = JSON.parse(recent.body).recent.filter((r) => r.path === '/');
+    assert.equal(records.length, TOTAL, 'records kept');
+    const tagOf = new Map([...idOf].map(([t, id]) => [id, t]));
+    for (const rec of records) {
+      const t = tagOf.get(rec.id);
+      assert.ok(t, `a record for an ID no request had: ${rec.id}`);
+      const queries = rec.timeline.filter((e) => e.kind === 'query');
+      const calls = rec.timeline.filter((e) => e.kind === 'call');
+      assert.equal(queries.length, 3, `${rec.id}: ${JSON.stringify(rec.timeline)}`);
+      for (const q of queries)
+        assert.ok(q.label.startsWith(`/* ${rec.id} */ SELECT '${t}' AS t`), `${rec.id}: ${q.label}`);
+      assert.equal(calls.length, 2, `${rec.id}: ${JSON.stringify(rec.timeline)}`);
+    }
 
-  // pino lines on the app's stdout: each carries the ID of the request that wrote it.
-  const logs = app.stdout().split('\n').filter((l) => l.includes('"msg":"handled"')).map((l) => JSON.parse(l));
-  assert.equal(logs.length, TOTAL);
-  for (const l of logs) {
-    assert.match(l.requestId, ALLOWED_ID);
-    assert.equal(l.requestId, idOf.get(l.t), JSON.stringify(l));
-  }
-});
+    // pino lines on the app's stdout: each carries the ID of the request that wrote it.
+    const logs = app
+      .stdout()
+      .split('\n')
+      .filter((l) => l.includes('"msg":"handled"'))
+      .map((l) => JSON.parse(l));
+    assert.equal(logs.length, TOTAL);
+    for (const l of logs) {
+      assert.match(l.requestId, ALLOWED_ID);
+      assert.equal(l.requestId, idOf.get(l.t), JSON.stringify(l));
+    }
+  },
+);

@@ -44,7 +44,8 @@ server.listen(0, '127.0.0.1', () => console.log('listening ' + server.address().
 /** GET returning { status, headers, body }, through a given agent (keep-alive pools for load). */
 export function request(url, { headers = {}, agent } = {}) {
   return new Promise((resolve, reject) => {
-    const req = http.get(url, { headers, agent: agent ?? false }, (res) => { // no keep-alive race by default
+    const req = http.get(url, { headers, agent: agent ?? false }, (res) => {
+      // no keep-alive race by default
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (d) => (body += d));
@@ -64,7 +65,10 @@ export function rawRequest(port, head, timeoutMs = 60000) {
   return new Promise((resolve) => {
     const sock = net.connect(port, '127.0.0.1');
     const chunks = [];
-    const timer = setTimeout(() => { sock.destroy(); resolve({ status: -1, raw: 'timeout' }); }, timeoutMs);
+    const timer = setTimeout(() => {
+      sock.destroy();
+      resolve({ status: -1, raw: 'timeout' });
+    }, timeoutMs);
     // write, not end: a half-closed client makes Node's server abort the request (httpAllowHalfOpen
     // is off); `Connection: close` has the server close once it answered.
     sock.on('connect', () => sock.write(Buffer.concat([head, Buffer.from('\r\nConnection: close\r\n\r\n')])));
@@ -86,12 +90,14 @@ export function rawRequest(port, head, timeoutMs = 60000) {
 export async function pool(items, limit, fn) {
   const results = new Array(items.length);
   let next = 0;
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) {
-      const i = next++;
-      results[i] = await fn(items[i], i);
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        results[i] = await fn(items[i], i);
+      }
+    }),
+  );
   return results;
 }
 

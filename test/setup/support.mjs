@@ -12,7 +12,8 @@ export const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 /** The environment of a newcomer's shell: no test server to borrow, no test-only settings. */
 export function cleanEnv(extra = {}) {
   const env = { ...process.env };
-  for (const k of Object.keys(env)) if (k.startsWith('HATCH_') || k.startsWith('npm_') || k === 'DATABASE_URL' || k === 'NODE_OPTIONS') delete env[k];
+  for (const k of Object.keys(env))
+    if (k.startsWith('HATCH_') || k.startsWith('npm_') || k === 'DATABASE_URL' || k === 'NODE_OPTIONS') delete env[k];
   return { ...env, NO_COLOR: '1', ...extra };
 }
 
@@ -24,9 +25,18 @@ export function run(cmd, args, { cwd, env, uid, gid, timeout = 300000 } = {}) {
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`${cmd} ${args.join(' ')} timed out\n${stdout}\n${stderr}`)); }, timeout);
-    child.on('error', (e) => { clearTimeout(timer); reject(e); });
-    child.on('close', (code, signal) => { clearTimeout(timer); resolve({ code, signal, stdout, stderr }); });
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${cmd} ${args.join(' ')} timed out\n${stdout}\n${stderr}`));
+    }, timeout);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
   });
 }
 
@@ -66,8 +76,16 @@ export function sections(stdout) {
   let cur = null;
   for (const line of stdout.split('\n')) {
     const m = /^== (\d+)\. /.exec(line);
-    if (m) { cur = Number(m[1]); order.push(cur); out[cur] = ''; continue; }
-    if (/^== /.test(line)) { cur = null; continue; }
+    if (m) {
+      cur = Number(m[1]);
+      order.push(cur);
+      out[cur] = '';
+      continue;
+    }
+    if (/^== /.test(line)) {
+      cur = null;
+      continue;
+    }
     if (cur !== null) out[cur] += `${line}\n`;
   }
   return { ...out, order };
@@ -76,6 +94,7 @@ export function sections(stdout) {
 /** Request ID per path, from section 1's `GET <path> -> <status>  X-Request-ID: <id>` lines. */
 export function requestIds(section1) {
   const ids = {};
-  for (const m of section1.matchAll(/^GET (\S+)\s+-> (\d+)\s+X-Request-ID: (\S+)/gm)) ids[m[1]] = { status: Number(m[2]), id: m[3] };
+  for (const m of section1.matchAll(/^GET (\S+)\s+-> (\d+)\s+X-Request-ID: (\S+)/gm))
+    ids[m[1]] = { status: Number(m[2]), id: m[3] };
   return ids;
 }

@@ -67,7 +67,10 @@ async function compare(mode, env = {}) {
   assert.equal(withAgent.stderr, without.stderr, 'stderr');
   const text = fs.readFileSync(recorder, 'utf8');
   assert.ok(text.endsWith('\n'), 'the file is complete');
-  const events = text.trimEnd().split('\n').map((l) => JSON.parse(l));
+  const events = text
+    .trimEnd()
+    .split('\n')
+    .map((l) => JSON.parse(l));
   assert.equal(fs.readdirSync(tmp).filter((f) => f.endsWith('.tmp')).length, 0, 'no temporary file left');
   return { ...withAgent, events };
 }
@@ -78,7 +81,11 @@ const ids = (events, type) => events.filter((e) => e.type === type).map((e) => e
 function assertRequests(events, requestIds) {
   for (const id of requestIds) {
     // each request's own server event, its outgoing call to /leaf and /leaf's server event carry its ID
-    assert.equal(events.filter((e) => e.requestId === id && e.type === 'http.server').length, 2, `${id}: ${JSON.stringify(events)}`);
+    assert.equal(
+      events.filter((e) => e.requestId === id && e.type === 'http.server').length,
+      2,
+      `${id}: ${JSON.stringify(events)}`,
+    );
     assert.equal(events.filter((e) => e.requestId === id && e.type === 'http.client').length, 1, id);
   }
   for (const e of events) {
@@ -97,7 +104,13 @@ test('normal exit: requests, calls and queries with their IDs, then the exit cod
     assert.equal(q.requestId, 'req-db');
     assert.match(q.text, /SELECT 1 AS one/);
   }
-  assert.deepEqual(r.events.at(-1), { type: 'process', time: r.events.at(-1).time, requestId: null, event: 'exit', code: 3 });
+  assert.deepEqual(r.events.at(-1), {
+    type: 'process',
+    time: r.events.at(-1).time,
+    requestId: null,
+    event: 'exit',
+    code: 3,
+  });
 });
 
 test('process.exit(4): written, code kept', async () => {
@@ -113,7 +126,10 @@ test('uncaught exception mid-request: the error with the request ID, Node crash 
   assert.match(r.stderr, /Error: boom in a request/);
   assertRequests(r.events, ['req-1', 'req-2']);
   // the crashing request never finished, but its call did, and the error knows whose it was
-  assert.deepEqual(ids(r.events, 'http.client').filter((id) => id === 'req-crash'), ['req-crash']);
+  assert.deepEqual(
+    ids(r.events, 'http.client').filter((id) => id === 'req-crash'),
+    ['req-crash'],
+  );
   const crash = r.events.find((e) => e.event === 'uncaughtException');
   assert.equal(crash.requestId, 'req-crash');
   assert.equal(crash.error.message, 'boom in a request');

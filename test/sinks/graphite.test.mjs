@@ -42,8 +42,13 @@ test('the agent -> Etsy statsd (graphite backend) -> carbon-cache: the whisper f
   let daemon;
   let app;
   try {
-    daemon = await startStatsdDaemon({ flushInterval: FLUSH_S * 1000, graphite: { host: '127.0.0.1', port: carbon.port } });
-    app = await startApp(APP, { env: { HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(daemon.port), HATCH_STATSD_FLUSH_MS: '100' } });
+    daemon = await startStatsdDaemon({
+      flushInterval: FLUSH_S * 1000,
+      graphite: { host: '127.0.0.1', port: carbon.port },
+    });
+    app = await startApp(APP, {
+      env: { HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(daemon.port), HATCH_STATSD_FLUSH_MS: '100' },
+    });
     const from = Math.floor(Date.now() / 1000) - 5;
 
     const client = []; // each /users request's round trip as the client saw it, ms
@@ -63,7 +68,9 @@ test('the agent -> Etsy statsd (graphite backend) -> carbon-cache: the whisper f
     const read = async (metric) => {
       const f = await carbon.fetch(metric, from);
       const points = new Map();
-      f?.values.forEach((v, i) => { if (v !== null) points.set(f.start + i * f.step, v); });
+      f?.values.forEach((v, i) => {
+        if (v !== null) points.set(f.start + i * f.step, v);
+      });
       return points;
     };
     const readAll = async () => {
@@ -83,11 +90,19 @@ test('the agent -> Etsy statsd (graphite backend) -> carbon-cache: the whisper f
     const deadline = Date.now() + 30_000;
     for (;;) {
       s = await readAll();
-      if (sum(s.count) >= USERS.length && sum(s.pingCount) >= HOSTILE && sum(s.errors) >= HOSTILE && sum(s.errorsRate) * FLUSH_S >= HOSTILE && complete(s)) break;
+      if (
+        sum(s.count) >= USERS.length &&
+        sum(s.pingCount) >= HOSTILE &&
+        sum(s.errors) >= HOSTILE &&
+        sum(s.errorsRate) * FLUSH_S >= HOSTILE &&
+        complete(s)
+      )
+        break;
       if (Date.now() > deadline) break;
       await new Promise((r) => setTimeout(r, 250));
     }
-    const why = () => `\nwhisper files: ${carbon.metrics().join(' ') || '(none)'}\nseries: ${JSON.stringify(Object.fromEntries(Object.entries(s).map(([k, v]) => [k, Object.fromEntries(v)])))}\nstatsd: ${daemon.output().slice(-3000)}`;
+    const why = () =>
+      `\nwhisper files: ${carbon.metrics().join(' ') || '(none)'}\nseries: ${JSON.stringify(Object.fromEntries(Object.entries(s).map(([k, v]) => [k, Object.fromEntries(v)])))}\nstatsd: ${daemon.output().slice(-3000)}`;
 
     assert.equal(sum(s.count), USERS.length, `${TIMER}.count over its points${why()}`);
     assert.equal(sum(s.pingCount), HOSTILE, `${PING}.count${why()}`);
@@ -102,14 +117,23 @@ test('the agent -> Etsy statsd (graphite backend) -> carbon-cache: the whisper f
       weighted += mean * n;
       assert.ok(lower >= STEP_MS - 2, `lower ${lower} ms at ${t}: no request took less than ${STEP_MS} ms${why()}`);
       assert.ok(lower <= mean && mean <= upper, `lower <= mean <= upper at ${t}${why()}`);
-      assert.ok(lower <= mean90 && mean90 <= upper90 && upper90 <= upper, `lower <= mean_90 <= upper_90 <= upper at ${t}${why()}`);
+      assert.ok(
+        lower <= mean90 && mean90 <= upper90 && upper90 <= upper,
+        `lower <= mean_90 <= upper_90 <= upper at ${t}${why()}`,
+      );
     }
     const waited = USERS.reduce((a, id) => a + id * STEP_MS, 0) / USERS.length;
     const seen = client.reduce((a, v) => a + v, 0) / client.length;
     const mean = weighted / USERS.length;
-    assert.ok(mean >= waited - 2 && mean <= seen + 1, `mean ${mean} ms: the handlers waited ${waited} ms on average, the client saw ${seen} ms${why()}`);
+    assert.ok(
+      mean >= waited - 2 && mean <= seen + 1,
+      `mean ${mean} ms: the handlers waited ${waited} ms on average, the client saw ${seen} ms${why()}`,
+    );
     const top = Math.max(...busy(s).map((t) => s.upper.get(t)));
-    assert.ok(top >= Math.max(...USERS) * STEP_MS - 2 && top <= Math.max(...client) + 1, `upper ${top} ms vs the slowest request (client: ${Math.max(...client)} ms)${why()}`);
+    assert.ok(
+      top >= Math.max(...USERS) * STEP_MS - 2 && top <= Math.max(...client) + 1,
+      `upper ${top} ms vs the slowest request (client: ${Math.max(...client)} ms)${why()}`,
+    );
 
     // Templates, never the concrete IDs.
     assert.ok(!carbon.metrics().some((m) => /users_\d/.test(m)), why());

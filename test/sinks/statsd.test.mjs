@@ -31,10 +31,17 @@ async function traffic(url) {
 
 test('plain StatsD (default): Graphite-safe names with dimensions in a fixed order', async () => {
   const udp = await udpListener();
-  const app = await startApp(SERVER, { env: { DATABASE_URL, HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(udp.port), HATCH_STATSD_FLUSH_MS: '100' } });
+  const app = await startApp(SERVER, {
+    env: { DATABASE_URL, HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(udp.port), HATCH_STATSD_FLUSH_MS: '100' },
+  });
   try {
     await traffic(app.url);
-    const lines = await udp.waitFor((ls) => ls.some((l) => l.startsWith('hatch.errors.')) && ls.some((l) => l.startsWith('hatch.db.query.')) && ls.some((l) => l.includes('.500:')));
+    const lines = await udp.waitFor(
+      (ls) =>
+        ls.some((l) => l.startsWith('hatch.errors.')) &&
+        ls.some((l) => l.startsWith('hatch.db.query.')) &&
+        ls.some((l) => l.includes('.500:')),
+    );
     assert.ok(lines.some((l) => /^hatch\.http\.server\.GET\.unmatched\.200(:[\d.]+\|ms)+$/.test(l)));
     assert.ok(lines.some((l) => /^hatch\.http\.server\.GET\.unmatched\.500(:[\d.]+\|ms)+$/.test(l)));
     assert.ok(lines.some((l) => /^hatch\.db\.query\.pg\.SELECT\.ok(:[\d.]+\|ms)+$/.test(l)));
@@ -48,17 +55,35 @@ test('plain StatsD (default): Graphite-safe names with dimensions in a fixed ord
 
 test('dogstatsd and telegraf modes put the dimensions in tags; the prefix is configurable', async () => {
   for (const [mode, http, db] of [
-    ['dogstatsd', /^app\.http\.server(:[\d.]+)+\|ms\|#method:GET,route:unmatched,status_code:200$/, /^app\.db\.query(:[\d.]+)+\|ms\|#system:pg,operation:SELECT,outcome:ok$/],
-    ['telegraf', /^app\.http\.server,method=GET,route=unmatched,status_code=200(:[\d.]+\|ms)+$/, /^app\.db\.query,system=pg,operation=SELECT,outcome=ok(:[\d.]+\|ms)+$/],
+    [
+      'dogstatsd',
+      /^app\.http\.server(:[\d.]+)+\|ms\|#method:GET,route:unmatched,status_code:200$/,
+      /^app\.db\.query(:[\d.]+)+\|ms\|#system:pg,operation:SELECT,outcome:ok$/,
+    ],
+    [
+      'telegraf',
+      /^app\.http\.server,method=GET,route=unmatched,status_code=200(:[\d.]+\|ms)+$/,
+      /^app\.db\.query,system=pg,operation=SELECT,outcome=ok(:[\d.]+\|ms)+$/,
+    ],
   ]) {
     const udp = await udpListener();
     const app = await startApp(SERVER, {
-      env: { DATABASE_URL, HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(udp.port), HATCH_STATSD_FLUSH_MS: '100', HATCH_STATSD_TAGS: mode, HATCH_STATSD_PREFIX: 'app.' },
+      env: {
+        DATABASE_URL,
+        HATCH_STATSD: 'on',
+        HATCH_STATSD_PORT: String(udp.port),
+        HATCH_STATSD_FLUSH_MS: '100',
+        HATCH_STATSD_TAGS: mode,
+        HATCH_STATSD_PREFIX: 'app.',
+      },
     });
     try {
       await traffic(app.url);
       const lines = await udp.waitFor((ls) => ls.some((l) => http.test(l)) && ls.some((l) => db.test(l)));
-      assert.ok(lines.every((l) => l.startsWith('app.')), lines.join('\n'));
+      assert.ok(
+        lines.every((l) => l.startsWith('app.')),
+        lines.join('\n'),
+      );
     } finally {
       await app.stop();
       udp.close();
@@ -70,7 +95,9 @@ test('the real StatsD daemon accepts the default output (several values a line) 
   // Only the default (plain StatsD) mode: dogstatsd mode's multi-value lines are a Datadog Agent
   // (>= 6.25) format that the Etsy daemon does not parse.
   const daemon = await startStatsdDaemon();
-  const app = await startApp(SERVER, { env: { DATABASE_URL, HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(daemon.port), HATCH_STATSD_FLUSH_MS: '100' } });
+  const app = await startApp(SERVER, {
+    env: { DATABASE_URL, HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(daemon.port), HATCH_STATSD_FLUSH_MS: '100' },
+  });
   try {
     for (let i = 0; i < 20; i++) await traffic(app.url);
     // The daemon has every value once its timers hold as many as we made requests.
@@ -78,7 +105,9 @@ test('the real StatsD daemon accepts the default output (several values a line) 
     const until = Date.now() + 10000;
     for (;;) {
       timers = await daemon.timers();
-      const http = Object.entries(timers).filter(([k]) => k.startsWith('hatch.http.server')).reduce((n, [, v]) => n + v.length, 0);
+      const http = Object.entries(timers)
+        .filter(([k]) => k.startsWith('hatch.http.server'))
+        .reduce((n, [, v]) => n + v.length, 0);
       if (http >= 80 || Date.now() > until) break;
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -128,7 +157,9 @@ test('StatsD down (closed port, unresolvable host): the app notices nothing', as
 
 test('an unresolvable StatsD host is reported in one line, however long DNS takes', async () => {
   // DNS here sometimes answers only after its 5 s timeout: wait for the line, do not race it.
-  const app = await startApp(SERVER, { env: { DATABASE_URL, HATCH_STATSD: 'on', HATCH_STATSD_HOST: 'no-such-host.invalid', HATCH_STATSD_FLUSH_MS: '100' } });
+  const app = await startApp(SERVER, {
+    env: { DATABASE_URL, HATCH_STATSD: 'on', HATCH_STATSD_HOST: 'no-such-host.invalid', HATCH_STATSD_FLUSH_MS: '100' },
+  });
   try {
     const until = Date.now() + 20000;
     while (!app.stderr().includes('\n') && Date.now() < until) {
@@ -136,7 +167,10 @@ test('an unresolvable StatsD host is reported in one line, however long DNS take
       await new Promise((r) => setTimeout(r, 200));
     }
     await traffic(app.url);
-    assert.match(app.stderr(), /^hatch-agent warn: statsd: cannot resolve HATCH_STATSD_HOST=no-such-host\.invalid \(\w+\); metrics are dropped until it resolves\n$/);
+    assert.match(
+      app.stderr(),
+      /^hatch-agent warn: statsd: cannot resolve HATCH_STATSD_HOST=no-such-host\.invalid \(\w+\); metrics are dropped until it resolves\n$/,
+    );
   } finally {
     await app.stop();
   }
@@ -167,7 +201,9 @@ server.listen(0, '127.0.0.1', () => {
 });
 
 test('a bad HATCH_* value prints one line naming it and what is used instead; the app runs', async () => {
-  const r = await runScript(`console.log('ran')`, { env: { HATCH_STATSD_PORT: 'eighty', HATCH_STATSD_TAGS: 'influx' } });
+  const r = await runScript(`console.log('ran')`, {
+    env: { HATCH_STATSD_PORT: 'eighty', HATCH_STATSD_TAGS: 'influx' },
+  });
   assert.equal(r.code, 0);
   assert.equal(r.stdout, 'ran\n');
   const lines = r.stderr.split('\n').filter(Boolean);
@@ -180,7 +216,9 @@ test('a bad HATCH_* value prints one line naming it and what is used instead; th
 test('HATCH_STATSD=off: nothing is sent', async () => {
   const udp = await udpListener();
   try {
-    const app = await startApp(SERVER, { env: { DATABASE_URL, HATCH_STATSD: 'off', HATCH_STATSD_PORT: String(udp.port), HATCH_STATSD_FLUSH_MS: '100' } });
+    const app = await startApp(SERVER, {
+      env: { DATABASE_URL, HATCH_STATSD: 'off', HATCH_STATSD_PORT: String(udp.port), HATCH_STATSD_FLUSH_MS: '100' },
+    });
     await traffic(app.url);
     await new Promise((r) => setTimeout(r, 400));
     const r = await get(app.url + '/');

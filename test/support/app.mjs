@@ -13,17 +13,34 @@ import { linesDir, orderFile, readStamp, sourceHash } from './cache.mjs';
 export const appDir = process.env.HATCH_TEST_APP_DIR || cachedLine();
 
 function cachedLine() {
-  const first = 'run `npm test -- <this file>` first: it installs the packed agent and starts PostgreSQL (test/README.md)';
+  const first =
+    'run `npm test -- <this file>` first: it installs the packed agent and starts PostgreSQL (test/README.md)';
   let names = [];
-  try { names = JSON.parse(fs.readFileSync(orderFile, 'utf8')); } catch {}
+  try {
+    names = JSON.parse(fs.readFileSync(orderFile, 'utf8'));
+  } catch {}
   const wanted = process.env.HATCH_TEST_LINES?.split(',')[0];
   if (wanted) names = names.includes(wanted) ? [wanted] : [];
-  const real = (p) => { try { return fs.realpathSync(p); } catch { return p; } };
+  const real = (p) => {
+    try {
+      return fs.realpathSync(p);
+    } catch {
+      return p;
+    }
+  };
   const node = real(process.execPath);
-  const line = names.map((name) => ({ name, dir: path.join(linesDir, name) })).map((l) => ({ ...l, stamp: readStamp(l.dir) }))
+  const line = names
+    .map((name) => ({ name, dir: path.join(linesDir, name) }))
+    .map((l) => ({ ...l, stamp: readStamp(l.dir) }))
     .find((l) => l.stamp && real(l.stamp.node) === node);
-  if (!line) throw new Error(`HATCH_TEST_APP_DIR is not set and no installed matrix line${wanted ? ` ${wanted}` : ''} runs on ${node}: ${first}`);
-  if (line.stamp.sources !== sourceHash()) throw new Error(`the agent installed in ${line.dir} was built from other sources than src/ and patches/ hold now: ${first}`);
+  if (!line)
+    throw new Error(
+      `HATCH_TEST_APP_DIR is not set and no installed matrix line${wanted ? ` ${wanted}` : ''} runs on ${node}: ${first}`,
+    );
+  if (line.stamp.sources !== sourceHash())
+    throw new Error(
+      `the agent installed in ${line.dir} was built from other sources than src/ and patches/ hold now: ${first}`,
+    );
   return line.dir;
 }
 

@@ -16,7 +16,10 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-export const cacheDir = path.join(os.tmpdir(), `hatch-test-cache-${createHash('sha256').update(root).digest('hex').slice(0, 12)}`);
+export const cacheDir = path.join(
+  os.tmpdir(),
+  `hatch-test-cache-${createHash('sha256').update(root).digest('hex').slice(0, 12)}`,
+);
 export const linesDir = path.join(cacheDir, 'lines');
 export const pgDir = path.join(cacheDir, 'pg');
 /** The matrix lines' names in the order of MATRIX (test/run.mjs writes it): the first is the default. */
@@ -25,7 +28,11 @@ const STAMP = '.hatch-test.json';
 
 /** What a line's folder says about itself ({ key, agent, sources, node, installedAt }), or null. */
 export function readStamp(dir) {
-  try { return JSON.parse(fs.readFileSync(path.join(dir, STAMP), 'utf8')); } catch { return null; }
+  try {
+    return JSON.parse(fs.readFileSync(path.join(dir, STAMP), 'utf8'));
+  } catch {
+    return null;
+  }
 }
 export function writeStamp(dir, stamp) {
   fs.writeFileSync(path.join(dir, STAMP), JSON.stringify(stamp, null, 1));
@@ -46,18 +53,34 @@ export function sourceHash() {
   const walk = (rel) => {
     const abs = path.join(root, rel);
     let st;
-    try { st = fs.statSync(abs); } catch { return; }
+    try {
+      st = fs.statSync(abs);
+    } catch {
+      return;
+    }
     if (st.isDirectory()) for (const e of fs.readdirSync(abs).sort()) walk(path.join(rel, e));
-    else { h.update(`${rel}\0`); h.update(fs.readFileSync(abs)); h.update('\0'); }
+    else {
+      h.update(`${rel}\0`);
+      h.update(fs.readFileSync(abs));
+      h.update('\0');
+    }
   };
   for (const rel of ['src', 'patches', 'package.json', 'tsconfig.json']) walk(rel);
   return h.digest('hex');
 }
 
 function alive(pid) {
-  try { process.kill(pid, 0); } catch (e) { return e.code === 'EPERM'; }
+  try {
+    process.kill(pid, 0);
+  } catch (e) {
+    return e.code === 'EPERM';
+  }
   // A reused pid that is no test run does not hold the lock.
-  try { return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('run.mjs'); } catch { return true; }
+  try {
+    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('run.mjs');
+  } catch {
+    return true;
+  }
 }
 
 /**
@@ -70,7 +93,13 @@ export function lockCache() {
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       fs.writeFileSync(file, String(process.pid), { flag: 'wx' });
-      return { release: () => { try { if (fs.readFileSync(file, 'utf8') === String(process.pid)) fs.unlinkSync(file); } catch {} } };
+      return {
+        release: () => {
+          try {
+            if (fs.readFileSync(file, 'utf8') === String(process.pid)) fs.unlinkSync(file);
+          } catch {}
+        },
+      };
     } catch (e) {
       if (e.code !== 'EEXIST') throw e;
       const pid = Number(fs.readFileSync(file, 'utf8'));

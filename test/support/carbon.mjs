@@ -49,7 +49,9 @@ const poll = setInterval(() => {
 }, 1000);`;
 
 const running = new Set();
-process.on('exit', () => { for (const c of running) c.killSync(); });
+process.on('exit', () => {
+  for (const c of running) c.killSync();
+});
 
 async function freeTcpPort() {
   const srv = net.createServer().listen(0, '127.0.0.1');
@@ -63,9 +65,15 @@ function connects(port) {
   return new Promise((resolve) => {
     const s = net.connect(port, '127.0.0.1');
     s.setTimeout(1000);
-    s.once('connect', () => { s.destroy(); resolve(true); });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
     s.once('error', () => resolve(false));
-    s.once('timeout', () => { s.destroy(); resolve(false); });
+    s.once('timeout', () => {
+      s.destroy();
+      resolve(false);
+    });
   });
 }
 
@@ -142,20 +150,29 @@ async function launch(dir) {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
-  const keep = (b) => { out = (out + b).slice(-20_000); };
+  const keep = (b) => {
+    out = (out + b).slice(-20_000);
+  };
   child.stdout.on('data', keep);
   child.stderr.on('data', keep);
   let spawnError;
-  child.once('error', (e) => { spawnError = e; });
-  const exited = new Promise((r) => child.once('close', (code, sig) => r(`exit code ${code}${sig ? ` signal ${sig}` : ''}`)));
-  const isRunning = () => !spawnError && child.pid !== undefined && child.exitCode === null && child.signalCode === null;
+  child.once('error', (e) => {
+    spawnError = e;
+  });
+  const exited = new Promise((r) =>
+    child.once('close', (code, sig) => r(`exit code ${code}${sig ? ` signal ${sig}` : ''}`)),
+  );
+  const isRunning = () =>
+    !spawnError && child.pid !== undefined && child.exitCode === null && child.signalCode === null;
   let watchdog = null;
 
   const carbon = {
     port,
     dir,
     whisperDir,
-    get pid() { return child.pid; },
+    get pid() {
+      return child.pid;
+    },
     /** Everything carbon printed (its console log). */
     output: () => out,
     /** The whisper file of a dotted metric name. */
@@ -163,8 +180,13 @@ async function launch(dir) {
     /** All metric names with a whisper file, sorted. */
     metrics() {
       let files = [];
-      try { files = fs.readdirSync(whisperDir, { recursive: true }); } catch {}
-      return files.filter((f) => f.endsWith('.wsp')).map((f) => f.slice(0, -4).split(path.sep).join('.')).sort();
+      try {
+        files = fs.readdirSync(whisperDir, { recursive: true });
+      } catch {}
+      return files
+        .filter((f) => f.endsWith('.wsp'))
+        .map((f) => f.slice(0, -4).split(path.sep).join('.'))
+        .sort();
     },
     /** whisper-fetch --json of a metric from `from` (unix seconds) to now; null while it has no file. */
     async fetch(metric, from) {
@@ -172,7 +194,8 @@ async function launch(dir) {
       if (!fs.existsSync(file)) return null;
       const text = await new Promise((resolve, reject) => {
         execFile(WHISPER_FETCH, ['--json', `--from=${from}`, file], { timeout: 10_000 }, (err, stdout, stderr) =>
-          err ? reject(new Error(`${WHISPER_FETCH} ${file}: ${err.message}\n${stderr}`)) : resolve(stdout));
+          err ? reject(new Error(`${WHISPER_FETCH} ${file}: ${err.message}\n${stderr}`)) : resolve(stdout),
+        );
       });
       return JSON.parse(text);
     },
@@ -201,7 +224,8 @@ async function launch(dir) {
   // Ready = the line receiver accepts a connection (or carbon died trying: a port clash, a bad conf).
   const deadline = Date.now() + 30_000;
   for (;;) {
-    if (spawnError) throw new Error(`cannot run ${CARBON} (${spawnError.message}): install graphite-carbon (.ci/run does)`);
+    if (spawnError)
+      throw new Error(`cannot run ${CARBON} (${spawnError.message}): install graphite-carbon (.ci/run does)`);
     if (!isRunning()) throw new Error(`${CARBON} ${await exited} while starting on 127.0.0.1:${port}:\n${out}`);
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
@@ -214,7 +238,10 @@ async function launch(dir) {
   child.unref();
   child.stdout.unref?.();
   child.stderr.unref?.();
-  watchdog = spawn(process.execPath, ['-', String(process.pid), String(child.pid), dir], { detached: true, stdio: ['pipe', 'ignore', 'ignore'] });
+  watchdog = spawn(process.execPath, ['-', String(process.pid), String(child.pid), dir], {
+    detached: true,
+    stdio: ['pipe', 'ignore', 'ignore'],
+  });
   watchdog.stdin.end(WATCHDOG);
   watchdog.unref();
   running.add(carbon);

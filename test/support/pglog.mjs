@@ -20,7 +20,8 @@ function readNewLines() {
   const fd = fs.openSync(logFile, 'r');
   try {
     const size = fs.fstatSync(fd).size;
-    if (size < seen.offset) Object.assign(seen, { offset: 0, partial: '', lines: [], decoder: new StringDecoder('utf8') }); // rotated or truncated
+    if (size < seen.offset)
+      Object.assign(seen, { offset: 0, partial: '', lines: [], decoder: new StringDecoder('utf8') }); // rotated or truncated
     const buf = Buffer.allocUnsafe(1 << 20);
     while (seen.offset < size) {
       const n = fs.readSync(fd, buf, 0, Math.min(buf.length, size - seen.offset), seen.offset);
@@ -44,10 +45,16 @@ export async function waitForLog(needle, { count = 1, timeout = 10000 } = {}) {
   let scanned = 0;
   for (;;) {
     const lines = readNewLines();
-    if (scanned > lines.length) { scanned = 0; found.length = 0; } // the log started over
+    if (scanned > lines.length) {
+      scanned = 0;
+      found.length = 0;
+    } // the log started over
     for (; scanned < lines.length; scanned++) if (hit(lines[scanned])) found.push(lines[scanned]);
     if (found.length >= count) return found;
-    if (Date.now() > until) throw new Error(`statement log: ${found.length} of ${count} lines with ${JSON.stringify(needle)} after ${timeout} ms`);
+    if (Date.now() > until)
+      throw new Error(
+        `statement log: ${found.length} of ${count} lines with ${JSON.stringify(needle)} after ${timeout} ms`,
+      );
     await new Promise((r) => setTimeout(r, 50));
   }
 }

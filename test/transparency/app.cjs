@@ -26,7 +26,9 @@ const pg = require('pg');
 const PgPool = require('pg-pool');
 const Cursor = require('pg-cursor');
 const QueryStream = require('pg-query-stream');
-const streamCursor = require(require.resolve('pg-cursor', { paths: [path.dirname(require.resolve('pg-query-stream'))] }));
+const streamCursor = require(
+  require.resolve('pg-cursor', { paths: [path.dirname(require.resolve('pg-query-stream'))] }),
+);
 const undici = require('undici');
 const express = require('express');
 const fastify = require('fastify');
@@ -53,7 +55,15 @@ function shape(fn) {
   for (const k of keys) {
     const d = Object.getOwnPropertyDescriptor(fn, k);
     let value;
-    if ('value' in d) value = k === 'prototype' ? protoShape(d.value) : typeof d.value === 'function' ? 'function' : typeof d.value === 'object' && d.value !== null ? 'object' : d.value;
+    if ('value' in d)
+      value =
+        k === 'prototype'
+          ? protoShape(d.value)
+          : typeof d.value === 'function'
+            ? 'function'
+            : typeof d.value === 'object' && d.value !== null
+              ? 'object'
+              : d.value;
     else value = 'accessor';
     own[keyName(k)] = { value, writable: d.writable, enumerable: d.enumerable, configurable: d.configurable };
   }
@@ -63,7 +73,7 @@ function shape(fn) {
     length: fn.length,
     keys: keys.map(keyName),
     own,
-    proto: proto === null ? null : proto.constructor?.name ?? '?',
+    proto: proto === null ? null : (proto.constructor?.name ?? '?'),
     toString: createHash('sha1').update(Function.prototype.toString.call(fn)).digest('hex').slice(0, 12),
   };
 }
@@ -92,7 +102,8 @@ function walk(module, root, label, depth, seen = walked(module)) {
       if (depth > 0 && k !== 'constructor') {
         walk(module, v, where, depth - 1, seen);
         // a plain function's prototype ({ constructor }) is no class: nothing to walk there
-        if (v.prototype && Reflect.ownKeys(v.prototype).some((p) => p !== 'constructor')) walk(module, v.prototype, `${where}.prototype`, depth - 1, seen);
+        if (v.prototype && Reflect.ownKeys(v.prototype).some((p) => p !== 'constructor'))
+          walk(module, v.prototype, `${where}.prototype`, depth - 1, seen);
       }
     } else if (v !== null && typeof v === 'object' && depth > 0) {
       walk(module, v, where, depth - 1, seen);
@@ -102,13 +113,15 @@ function walk(module, root, label, depth, seen = walked(module)) {
 /** An instance's prototype chain, up to Object.prototype. */
 function walkChain(module, instance, label) {
   let i = 0;
-  for (let p = Object.getPrototypeOf(instance); p !== null && p !== Object.prototype; p = Object.getPrototypeOf(p)) walk(module, p, `${label}<${i++}>`, 0, new Set());
+  for (let p = Object.getPrototypeOf(instance); p !== null && p !== Object.prototype; p = Object.getPrototypeOf(p))
+    walk(module, p, `${label}<${i++}>`, 0, new Set());
 }
 
 // ---- functions the app got back or was called with ------------------------------------------
 function seenByApp(where, fn) {
   shapes[`app ${where}`] = shape(fn);
-  if (typeof fn === 'function' && fn[WRAPPED] === true && !found.has(fn)) found.set(fn, { module: where.split(' ')[0], where });
+  if (typeof fn === 'function' && fn[WRAPPED] === true && !found.has(fn))
+    found.set(fn, { module: where.split(' ')[0], where });
 }
 const identities = {};
 const instances = {};
@@ -132,14 +145,20 @@ async function exercise(base) {
   walk('handlebars', hb2, 'create()', 0);
   ejs.compile('<%= a %>')({ a: 1 });
   ejs.render('<%= a %>', { a: 1 });
-  await new Promise((resolve, reject) => ejs.renderFile(path.join(tmp, 'page.ejs'), { a: 1 }, (err, s) => (err ? reject(err) : resolve(s))));
+  await new Promise((resolve, reject) =>
+    ejs.renderFile(path.join(tmp, 'page.ejs'), { a: 1 }, (err, s) => (err ? reject(err) : resolve(s))),
+  );
   pug.render('p= a', { a: 1 });
-  await new Promise((resolve, reject) => pug.renderFile(path.join(tmp, 'page.pug'), { a: 1 }, (err, s) => (err ? reject(err) : resolve(s))));
+  await new Promise((resolve, reject) =>
+    pug.renderFile(path.join(tmp, 'page.pug'), { a: 1 }, (err, s) => (err ? reject(err) : resolve(s))),
+  );
   handlebars.compile('{{a}}')({ a: 1 });
   const env = new nunjucks.Environment(new nunjucks.FileSystemLoader(tmp));
   instances['nunjucks Environment'] = env instanceof nunjucks.Environment;
   env.renderString('{{ a }}', { a: 1 });
-  await new Promise((resolve, reject) => env.render('page.njk', { a: 1 }, (err, s) => (err ? reject(err) : resolve(s))));
+  await new Promise((resolve, reject) =>
+    env.render('page.njk', { a: 1 }, (err, s) => (err ? reject(err) : resolve(s))),
+  );
 
   // pg, pg-pool, pg-cursor, pg-query-stream
   const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 2 });
@@ -191,11 +210,13 @@ async function exercise(base) {
 
   // outgoing: http, https, fetch, undici
   await new Promise((resolve, reject) =>
-    http.get(`${base}/leaf`, (res) => {
-      instances['http IncomingMessage'] = res instanceof http.IncomingMessage;
-      res.resume();
-      res.on('end', resolve);
-    }).on('error', reject),
+    http
+      .get(`${base}/leaf`, (res) => {
+        instances['http IncomingMessage'] = res instanceof http.IncomingMessage;
+        res.resume();
+        res.on('end', resolve);
+      })
+      .on('error', reject),
   );
   const creq = http.request(`${base}/leaf`);
   instances['http ClientRequest'] = creq instanceof http.ClientRequest;
@@ -213,7 +234,9 @@ async function exercise(base) {
   h2.on('stream', (s) => (h2Classes.stream ??= Object.getPrototypeOf(s)));
   await new Promise((resolve) => h2.listen(0, '127.0.0.1', resolve));
   const session = http2.connect(`http://127.0.0.1:${h2.address().port}`);
-  await new Promise((resolve, reject) => session.request({ ':path': '/' }).on('error', reject).on('end', resolve).resume().end());
+  await new Promise((resolve, reject) =>
+    session.request({ ':path': '/' }).on('error', reject).on('end', resolve).resume().end(),
+  );
   session.close();
   h2Classes.server = Object.getPrototypeOf(h2);
   await new Promise((resolve) => h2.close(resolve));
@@ -280,9 +303,14 @@ async function main() {
   logger.info('x');
   instances['pino child shares the logger chain'] = Object.getPrototypeOf(logger.child({})) === logger;
   walkChain('pino', logger, 'logger');
-  const w = winston.createLogger({ transports: [new winston.transports.Stream({ stream: new (require('node:stream').Writable)({ write: (c, e, cb) => cb() }) })] });
+  const w = winston.createLogger({
+    transports: [
+      new winston.transports.Stream({ stream: new (require('node:stream').Writable)({ write: (c, e, cb) => cb() }) }),
+    ],
+  });
   w.info('x');
-  if (typeof winston.Logger === 'function' && winston.Logger.prototype) instances['winston Logger'] = w instanceof winston.Logger;
+  if (typeof winston.Logger === 'function' && winston.Logger.prototype)
+    instances['winston Logger'] = w instanceof winston.Logger;
   walkChain('winston', w, 'logger');
   server.close();
 
@@ -291,16 +319,35 @@ async function main() {
   probe.use('/p', () => {});
   // Prototypes first, so that a wrapper is named by the prototype it sits on.
   const roots = {
-    http: { 'Server.prototype': http.Server.prototype, 'ServerResponse.prototype': http.ServerResponse.prototype, 'OutgoingMessage.prototype': http.OutgoingMessage.prototype, 'ClientRequest.prototype': http.ClientRequest.prototype, http },
+    http: {
+      'Server.prototype': http.Server.prototype,
+      'ServerResponse.prototype': http.ServerResponse.prototype,
+      'OutgoingMessage.prototype': http.OutgoingMessage.prototype,
+      'ClientRequest.prototype': http.ClientRequest.prototype,
+      http,
+    },
     https: { 'Server.prototype': https.Server.prototype, https },
     http2: { 'Http2Server.prototype': h2Classes.server, 'ServerHttp2Stream.prototype': h2Classes.stream, http2 },
     pg: { 'Client.prototype': pg.Client.prototype, 'Query.prototype': pg.Query.prototype, pg },
     'pg-pool': { 'Pool.prototype': PgPool.prototype, Pool: PgPool },
     // pg-query-stream may bring a pg-cursor of its own (it does next to pg-cursor 2.0.0): patched too
-    'pg-cursor': { 'Cursor.prototype': Cursor.prototype, Cursor, "pg-query-stream's Cursor.prototype": streamCursor.prototype },
+    'pg-cursor': {
+      'Cursor.prototype': Cursor.prototype,
+      Cursor,
+      "pg-query-stream's Cursor.prototype": streamCursor.prototype,
+    },
     'pg-query-stream': { 'QueryStream.prototype': QueryStream.prototype, QueryStream },
     undici: { undici },
-    express: { application: express.application, 'Router.prototype': typeof express.Router.prototype?.use === 'function' ? express.Router.prototype : express.Router, 'Route.prototype': express.Route.prototype, 'Layer.prototype': Object.getPrototypeOf(probe.stack[0]), request: express.request, response: express.response, express },
+    express: {
+      application: express.application,
+      'Router.prototype':
+        typeof express.Router.prototype?.use === 'function' ? express.Router.prototype : express.Router,
+      'Route.prototype': express.Route.prototype,
+      'Layer.prototype': Object.getPrototypeOf(probe.stack[0]),
+      request: express.request,
+      response: express.response,
+      express,
+    },
     fastify: { fastify },
     koa: { 'Application.prototype': Koa.prototype, Koa },
     '@koa/router': { 'Router.prototype': KoaRouter.prototype, Router: KoaRouter },
@@ -324,7 +371,13 @@ async function main() {
     report.registry = registry.length;
     report.escaped = registry.filter((r) => !reached.has(r.wrapper)).map((r) => r.where);
     // per-call wrappers (a callback handed to an engine, each render's) are many: compare them all
-    for (const r of registry) if (!reached.has(r.wrapper)) report.wrappers.push({ module: r.where.split(' ')[0], where: `${r.where} (registry)`, ...compare(r.wrapper, r.original) });
+    for (const r of registry)
+      if (!reached.has(r.wrapper))
+        report.wrappers.push({
+          module: r.where.split(' ')[0],
+          where: `${r.where} (registry)`,
+          ...compare(r.wrapper, r.original),
+        });
   }
   fs.rmSync(tmp, { recursive: true, force: true });
   process.stdout.write(JSON.stringify(report) + '\n');
@@ -345,8 +398,9 @@ function compare(w, o) {
     const a = Object.getOwnPropertyDescriptor(w, k);
     const b = Object.getOwnPropertyDescriptor(o, k);
     if (!a) continue;
-    for (const f of ['writable', 'enumerable', 'configurable']) if (a[f] !== b[f]) diffs.push(`descriptor ${keyName(k)}.${f}`);
-    if (k !== 'name' && k !== 'length' && ('value' in a) !== ('value' in b)) diffs.push(`descriptor ${keyName(k)} kind`);
+    for (const f of ['writable', 'enumerable', 'configurable'])
+      if (a[f] !== b[f]) diffs.push(`descriptor ${keyName(k)}.${f}`);
+    if (k !== 'name' && k !== 'length' && 'value' in a !== 'value' in b) diffs.push(`descriptor ${keyName(k)} kind`);
     else if ('value' in a && a.value !== b.value) diffs.push(`value ${keyName(k)}`);
   }
   if (hasOwn(o, 'prototype') !== hasOwn(w, 'prototype') || w.prototype !== o.prototype) diffs.push('prototype');

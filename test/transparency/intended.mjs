@@ -28,7 +28,8 @@ export const INTENDED = [
   },
   {
     kind: 'added',
-    where: /^http ServerResponse\.prototype\.(_storeHeader|getHeader|hasHeader|getHeaders|getHeaderNames|getRawHeaderNames|removeHeader)$/,
+    where:
+      /^http ServerResponse\.prototype\.(_storeHeader|getHeader|hasHeader|getHeaders|getHeaderNames|getRawHeaderNames|removeHeader)$/,
     why: 'The response carries `x-request-id`: these OutgoingMessage methods become own properties of ServerResponse.prototype, so the echoed header is written and seen without setHeader (and ClientRequest, also an OutgoingMessage, is untouched).',
   },
   {

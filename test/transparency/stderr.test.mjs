@@ -53,7 +53,21 @@ test(`an app whose calls fail prints on stderr exactly what it prints without th
   assert.equal(plain.code, 0, plain.stderr);
   assert.equal(plain.stdout, 'done\n');
   // the failures did happen, each as its library reports it
-  for (const what of ['bad url', 'http refused', 'fetch refused', 'undici refused', 'sql syntax', 'sql callback', 'pg refused', 'ejs syntax', 'ejs missing file', 'pug syntax', 'handlebars error', 'handlebars partial', 'nunjucks syntax']) {
+  for (const what of [
+    'bad url',
+    'http refused',
+    'fetch refused',
+    'undici refused',
+    'sql syntax',
+    'sql callback',
+    'pg refused',
+    'ejs syntax',
+    'ejs missing file',
+    'pug syntax',
+    'handlebars error',
+    'handlebars partial',
+    'nunjucks syntax',
+  ]) {
     assert.match(plain.stderr, new RegExp(`inside ${what}: [\\w ]+ \\| `), `${what} failed without the agent`);
   }
   const agent = await runScript(source, { env });

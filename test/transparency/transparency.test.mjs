@@ -27,7 +27,8 @@ const intended = (kind, where) => INTENDED.find((e) => e.kind === kind && e.wher
 /** Every difference between the run without the agent and the run under it, as { kind, where, detail }. */
 export function differences(plain, agent) {
   const out = [];
-  for (const w of agent.wrappers) for (const d of w.diffs) out.push({ kind: d.split(':')[0], where: `${w.module} ${w.where}`, detail: d });
+  for (const w of agent.wrappers)
+    for (const d of w.diffs) out.push({ kind: d.split(':')[0], where: `${w.module} ${w.where}`, detail: d });
   const keys = new Set([...Object.keys(plain.shapes), ...Object.keys(agent.shapes)]);
   const added = [];
   for (const k of keys) {
@@ -48,14 +49,32 @@ export function differences(plain, agent) {
     for (const f of Object.keys({ ...a, ...b })) {
       if (JSON.stringify(a[f]) === JSON.stringify(b[f])) continue;
       // a key order that differs shows in `own` too: one difference, named once
-      if (f === 'own' && JSON.stringify(Object.keys(a.own).sort()) === JSON.stringify(Object.keys(b.own).sort()) && Object.keys(a.own).every((p) => JSON.stringify(a.own[p]) === JSON.stringify(b.own[p]))) continue;
-      const kind = f === 'toString' ? 'toString' : f === 'keys' && JSON.stringify([...a.keys].sort()) === JSON.stringify([...b.keys].sort()) ? 'own key order' : 'shape';
-      out.push({ kind, where: k, detail: `${f}: ${JSON.stringify(a[f])} under the agent, ${JSON.stringify(b[f])} without` });
+      if (
+        f === 'own' &&
+        JSON.stringify(Object.keys(a.own).sort()) === JSON.stringify(Object.keys(b.own).sort()) &&
+        Object.keys(a.own).every((p) => JSON.stringify(a.own[p]) === JSON.stringify(b.own[p]))
+      )
+        continue;
+      const kind =
+        f === 'toString'
+          ? 'toString'
+          : f === 'keys' && JSON.stringify([...a.keys].sort()) === JSON.stringify([...b.keys].sort())
+            ? 'own key order'
+            : 'shape';
+      out.push({
+        kind,
+        where: k,
+        detail: `${f}: ${JSON.stringify(a[f])} under the agent, ${JSON.stringify(b[f])} without`,
+      });
     }
   }
-  for (const [what, map] of [['instanceof', 'instances'], ['identity', 'identities']]) {
+  for (const [what, map] of [
+    ['instanceof', 'instances'],
+    ['identity', 'identities'],
+  ]) {
     for (const k of new Set([...Object.keys(plain[map]), ...Object.keys(agent[map])])) {
-      if (plain[map][k] !== agent[map][k]) out.push({ kind: what, where: k, detail: `${agent[map][k]} under the agent, ${plain[map][k]} without` });
+      if (plain[map][k] !== agent[map][k])
+        out.push({ kind: what, where: k, detail: `${agent[map][k]} under the agent, ${plain[map][k]} without` });
     }
   }
   return out;
@@ -63,7 +82,21 @@ export function differences(plain, agent) {
 
 // The modules whose patch installs wrappers (fastify adds a hook, undici/fetch subscribe to
 // channels: nothing of theirs is replaced, and the walk must find nothing marked there).
-const WRAPPING = ['http', 'https', 'pg', 'pg-pool', 'pg-cursor', 'express', 'koa', 'ejs', 'pug', 'handlebars', 'nunjucks', 'pino', 'winston'];
+const WRAPPING = [
+  'http',
+  'https',
+  'pg',
+  'pg-pool',
+  'pg-cursor',
+  'express',
+  'koa',
+  'ejs',
+  'pug',
+  'handlebars',
+  'nunjucks',
+  'pino',
+  'winston',
+];
 
 test(`every function the agent hands out looks like the library's own (node ${process.versions.node})`, async (t) => {
   const env = { HATCH_LOG: '' };
@@ -83,22 +116,40 @@ test(`every function the agent hands out looks like the library's own (node ${pr
   for (const w of agent.wrappers) counts[w.module] = (counts[w.module] ?? 0) + 1;
   t.diagnostic(`wrappers enumerated per module: ${JSON.stringify(counts)} (shim list: ${agent.registry})`);
   for (const m of WRAPPING) assert.ok(counts[m] > 0, `no wrapper of ${m} was found`);
-  for (const m of ['fastify', 'undici', '@koa/router', 'pg-query-stream']) assert.equal(counts[m], undefined, `${m}: nothing of it is replaced`);
+  for (const m of ['fastify', 'undici', '@koa/router', 'pg-query-stream'])
+    assert.equal(counts[m], undefined, `${m}: nothing of it is replaced`);
   const escaped = agent.escaped.filter((where) => !/( compiled template|^render callback \(\w+\))$/.test(where));
   assert.deepEqual(escaped, [], 'wrappers the walk did not reach (add their module or prototype to app.cjs)');
-  assert.ok(agent.wrappers.some((w) => / compiled template \(registry\)$/.test(w.where)), 'compiled templates were compared');
-  assert.ok(agent.wrappers.some((w) => /^render callback \(\w+\) \(registry\)$/.test(w.where)), 'render callbacks were compared');
+  assert.ok(
+    agent.wrappers.some((w) => / compiled template \(registry\)$/.test(w.where)),
+    'compiled templates were compared',
+  );
+  assert.ok(
+    agent.wrappers.some((w) => /^render callback \(\w+\) \(registry\)$/.test(w.where)),
+    'render callbacks were compared',
+  );
 
   const found = differences(plain, agent);
   const unexplained = found.filter((d) => !intended(d.kind, d.where));
-  assert.deepEqual(unexplained.map((d) => `${d.kind} at ${d.where}: ${d.detail}`), [], 'differences not in test/transparency/intended.mjs');
-  const gaps = [...new Set(found.filter((d) => intended(d.kind, d.where)?.why.startsWith('to mark')).map((d) => `${d.kind} at ${d.where}`))];
+  assert.deepEqual(
+    unexplained.map((d) => `${d.kind} at ${d.where}: ${d.detail}`),
+    [],
+    'differences not in test/transparency/intended.mjs',
+  );
+  const gaps = [
+    ...new Set(
+      found.filter((d) => intended(d.kind, d.where)?.why.startsWith('to mark')).map((d) => `${d.kind} at ${d.where}`),
+    ),
+  ];
   if (gaps.length) t.diagnostic(`known gaps (to mark): ${gaps.join('; ')}`);
 });
 
 test('the table of intended differences is the one README shows', () => {
   const readme = fs.readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
   const section = readme.slice(readme.indexOf('### Intended differences'));
-  assert.ok(section.length > 0 && readme.includes('### Intended differences'), 'README has an "Intended differences" section');
+  assert.ok(
+    section.length > 0 && readme.includes('### Intended differences'),
+    'README has an "Intended differences" section',
+  );
   for (const e of INTENDED) assert.ok(section.includes(`\`${e.kind}\``), `README's table names the kind ${e.kind}`);
 });

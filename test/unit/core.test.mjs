@@ -34,10 +34,22 @@ test('config: each bad value gives one line naming the variable, the value and w
     HATCH_STATSD_FLUSH_MS: '5',
   });
   assert.equal(problems.length, 7, problems.join('\n'));
-  assert.match(problems.find((p) => p.startsWith('HATCH_STATSD_PORT=')), /"eighty".*using 8125/);
-  assert.match(problems.find((p) => p.startsWith('HATCH_STATSD_TAGS=')), /"influx".*none\|dogstatsd\|telegraf.*using "none"/);
-  assert.match(problems.find((p) => p.startsWith('HATCH_LOG=')), /using "warn"/);
-  assert.match(problems.find((p) => p.startsWith('HATCH_STATSD_FLUSH_MS=')), /using 1000/);
+  assert.match(
+    problems.find((p) => p.startsWith('HATCH_STATSD_PORT=')),
+    /"eighty".*using 8125/,
+  );
+  assert.match(
+    problems.find((p) => p.startsWith('HATCH_STATSD_TAGS=')),
+    /"influx".*none\|dogstatsd\|telegraf.*using "none"/,
+  );
+  assert.match(
+    problems.find((p) => p.startsWith('HATCH_LOG=')),
+    /using "warn"/,
+  );
+  assert.match(
+    problems.find((p) => p.startsWith('HATCH_STATSD_FLUSH_MS=')),
+    /using 1000/,
+  );
   assert.equal(config.statsdPort, 8125);
   assert.equal(config.statsdTags, 'none');
   assert.equal(config.statsdPrefix, 'hatch.');
@@ -69,7 +81,21 @@ test('request IDs: the allowlist', () => {
   for (const ok of ['a', 'abc-DEF_1.2:3', 'x'.repeat(128), '0f8fad5b-d9cb-469f-a165-70867728950e']) {
     assert.equal(isValidRequestId(ok), true, ok);
   }
-  const hostile = ['', 'x'.repeat(129), '*/ DROP TABLE x; --', 'a b', 'a\r\nSet-Cookie: x=1', 'é', 'a/b', "a'b", 'a"b', 'a*b', 'a\0b', '😀', 'x'.repeat(10240)];
+  const hostile = [
+    '',
+    'x'.repeat(129),
+    '*/ DROP TABLE x; --',
+    'a b',
+    'a\r\nSet-Cookie: x=1',
+    'é',
+    'a/b',
+    "a'b",
+    'a"b',
+    'a*b',
+    'a\0b',
+    '😀',
+    'x'.repeat(10240),
+  ];
   for (const bad of hostile) assert.equal(isValidRequestId(bad), false, JSON.stringify(bad));
   assert.equal(isValidRequestId(undefined), false);
   assert.equal(isValidRequestId(['a', 'b']), false);
@@ -93,19 +119,19 @@ test('SQL operation: first keyword after blanks, comments and parentheses; else 
     '(SELECT 1) UNION (SELECT 2)': 'SELECT',
     'with x as (select 1) select * from x': 'WITH',
     'delete from t': 'DELETE',
-    'BEGIN': 'BEGIN',
-    'frobnicate': 'OTHER',
+    BEGIN: 'BEGIN',
+    frobnicate: 'OTHER',
     '': 'OTHER',
     '/* unterminated': 'OTHER',
-    '1234': 'OTHER',
+    1234: 'OTHER',
     'SELECTED 1': 'OTHER',
-    'selectx': 'OTHER',
+    selectx: 'OTHER',
     'DeLeTe from t': 'DELETE',
     'deallocate all': 'DEALLOCATE',
-    'deallocatex': 'OTHER',
+    deallocatex: 'OTHER',
     'do $$ begin end $$': 'DO',
-    'select1': 'SELECT',
-    'ÉSELECT': 'OTHER',
+    select1: 'SELECT',
+    ÉSELECT: 'OTHER',
   };
   for (const [sql, op] of Object.entries(cases)) assert.equal(sqlOperation(sql), op, sql);
 });
@@ -118,7 +144,11 @@ test('metrics: plain StatsD names are Graphite-safe and in a fixed dimension ord
   m.series('GET', '/users/{id}', 200).add(2); // hapi's template: no trailing `_`
   const lines = drainLines([m], 'none');
   // One line per series: its name once, then each value with its type (`name:v1|ms:v2|ms`).
-  assert.deepEqual(lines, ['hatch.http.server.GET.api_users_id.200:12.346|ms:7|ms', 'hatch.http.server.POST.un_safe_name.500:1|ms', 'hatch.http.server.GET.users_id.200:2|ms']);
+  assert.deepEqual(lines, [
+    'hatch.http.server.GET.api_users_id.200:12.346|ms:7|ms',
+    'hatch.http.server.POST.un_safe_name.500:1|ms',
+    'hatch.http.server.GET.users_id.200:2|ms',
+  ]);
   for (const l of lines) assert.match(l, /^[A-Za-z0-9_.-]+(:[0-9.]+\|ms)+$/);
   assert.deepEqual(drainLines([m], 'none'), [], 'a flush empties the series');
 });
@@ -130,7 +160,9 @@ test('metrics: dogstatsd tags and multi-value lines; telegraf tags', () => {
   const t = new Metric('http.server', 'ms', ['method', 'route', 'status_code'], 'hatch.', 'telegraf');
   t.series('GET', '/a/:b', 404).add(4);
   t.series('GET', '/a/:b', 404).add(5.5);
-  assert.deepEqual(drainLines([t], 'telegraf'), ['hatch.http.server,method=GET,route=/a/_b,status_code=404:4|ms:5.5|ms']);
+  assert.deepEqual(drainLines([t], 'telegraf'), [
+    'hatch.http.server,method=GET,route=/a/_b,status_code=404:4|ms:5.5|ms',
+  ]);
   const c = new Metric('errors', 'c', ['kind'], 'hatch.', 'dogstatsd');
   c.series('invalid_request_id').sum += 3;
   assert.deepEqual(drainLines([c], 'dogstatsd'), ['hatch.errors:3|c|#kind:invalid_request_id']);
@@ -145,9 +177,14 @@ test('metrics: many values are cut into lines and packets that fit 1432 bytes, n
   for (const p of packets) assert.ok(p.length <= 1432, `packet of ${p.length}`);
   const lines = packets.flatMap((p) => p.toString('latin1').split('\n'));
   assert.ok(lines.length > 1);
-  for (const l of lines) assert.match(l, /^hatch\.http\.server(:\d+(\.\d+)?)+\|ms\|#method:GET,route:unmatched,status_code:200$/);
+  for (const l of lines)
+    assert.match(l, /^hatch\.http\.server(:\d+(\.\d+)?)+\|ms\|#method:GET,route:unmatched,status_code:200$/);
   const values = lines.flatMap((l) => l.split('|')[0].split(':').slice(1)).map(Number);
-  assert.deepEqual(values, Array.from({ length: 5000 }, (_, i) => i + 0.5), 'every value, in order');
+  assert.deepEqual(
+    values,
+    Array.from({ length: 5000 }, (_, i) => i + 0.5),
+    'every value, in order',
+  );
   // Plain StatsD: `name:v1|ms:v2|ms…` lines, packets full but none over 1432 bytes.
   const m = new Metric('http.server', 'ms', ['method', 'route', 'status_code'], 'hatch.', 'none');
   const t = m.series('GET', 'unmatched', 200);
@@ -157,19 +194,48 @@ test('metrics: many values are cut into lines and packets that fit 1432 bytes, n
   for (const p of plain.slice(0, -1)) assert.ok(p.length > 1400, `a packet cut early: ${p.length} bytes`);
   const got = plain.flatMap((p) => p.toString('latin1').split('\n'));
   for (const l of got) assert.match(l, /^hatch\.http\.server\.GET\.unmatched\.200(:\d+(\.\d+)?\|ms)+$/);
-  assert.deepEqual(valuesOf(got), Array.from({ length: 5000 }, (_, i) => Math.round((i / 7) * 1000) / 1000), 'every value, in order');
+  assert.deepEqual(
+    valuesOf(got),
+    Array.from({ length: 5000 }, (_, i) => Math.round((i / 7) * 1000) / 1000),
+    'every value, in order',
+  );
   assert.ok(plain.length <= 60, `${plain.length} packets for 5000 values: the name is written once a line`);
 });
 
 test('metrics: values are printed as String(round(v, 3)) would, written digit by digit', () => {
-  const samples = [0, 0.0004, 0.0005, 0.001, 0.05, 0.1, 0.5, 1, 2.5, 7, 9.999, 9.9995, 10, 12.3456, 99.005, 1234.5678, 52723712, 1e11 + 0.123, 4e12, -1.5, NaN];
+  const samples = [
+    0,
+    0.0004,
+    0.0005,
+    0.001,
+    0.05,
+    0.1,
+    0.5,
+    1,
+    2.5,
+    7,
+    9.999,
+    9.9995,
+    10,
+    12.3456,
+    99.005,
+    1234.5678,
+    52723712,
+    1e11 + 0.123,
+    4e12,
+    -1.5,
+    NaN,
+  ];
   const m = new Metric('runtime.x', 'ms', [], 'hatch.', 'none');
   const s = m.series('');
   for (const v of samples) s.add(v);
   const [line, ...more] = drainLines([m], 'none');
   assert.deepEqual(more, []);
   const got = line.slice('hatch.runtime.x:'.length, -'|ms'.length).split('|ms:');
-  assert.deepEqual(got, samples.map((v) => String(Math.round(v * 1000) / 1000)));
+  assert.deepEqual(
+    got,
+    samples.map((v) => String(Math.round(v * 1000) / 1000)),
+  );
 });
 
 test('metrics: a series keeps its storage from one flush to the next, and holds at most 100000 values an interval', () => {
@@ -278,5 +344,6 @@ test('traceparent from a request ID: a UUID or 32 hex digits becomes the trace-i
     '0f8c1a2b-3c4d-4e5f-8a9b-0123456789ag', // not hex
     'req-1',
     'abcdef0123456789abcdef012345678', // 31
-  ]) assert.equal(traceparentFor(bad), undefined, bad);
+  ])
+    assert.equal(traceparentFor(bad), undefined, bad);
 });

@@ -48,7 +48,8 @@ export class Series {
 
   /** Forgets the interval's values; keeps the storage unless it is four times what was used. */
   reset(): void {
-    if (this.values.length >= 1024 && this.count * 4 < this.values.length) this.values = new Float64Array(this.values.length / 2);
+    if (this.values.length >= 1024 && this.count * 4 < this.values.length)
+      this.values = new Float64Array(this.values.length / 2);
     this.count = 0;
   }
 }
@@ -58,7 +59,9 @@ export class Series {
  * not turned into `_` (`/users/{id}`, hapi's template, is `users_id`), and those inside become one `_`.
  */
 export function segment(v: Dim): string {
-  const s = String(v).replace(/^[^A-Za-z0-9_-]+|[^A-Za-z0-9_-]+$/g, '').replace(/[^A-Za-z0-9_-]+/g, '_');
+  const s = String(v)
+    .replace(/^[^A-Za-z0-9_-]+|[^A-Za-z0-9_-]+$/g, '')
+    .replace(/[^A-Za-z0-9_-]+/g, '_');
   return s === '' ? 'root' : s;
 }
 /** DogStatsD tag value: no `|`, `,`, `#`, blanks or non-ASCII. */

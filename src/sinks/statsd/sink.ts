@@ -11,7 +11,16 @@
  * dropped at their flush.
  */
 import type { Config } from '../../config';
-import { channels, Subscriptions, type DbQueryEvent, type ErrorEvent, type HttpClientEvent, type HttpServerEvent, type RenderEvent, type RuntimeEvent } from '../../bus';
+import {
+  channels,
+  Subscriptions,
+  type DbQueryEvent,
+  type ErrorEvent,
+  type HttpClientEvent,
+  type HttpServerEvent,
+  type RenderEvent,
+  type RuntimeEvent,
+} from '../../bus';
 import { log } from '../../log';
 import { Metric, MAX_VALUES, type Series } from './series';
 import type * as Packer from './packer';
@@ -53,7 +62,15 @@ export class StatsdSink {
       activeHandles: gauge('active_handles'),
     };
     this.gcPause = new Metric('runtime.gc.pause', 'ms', ['kind'], p, mode);
-    this.metrics = [this.httpServer, this.dbQuery, this.httpClient, this.render, this.errors, ...Object.values(this.runtime), this.gcPause];
+    this.metrics = [
+      this.httpServer,
+      this.dbQuery,
+      this.httpClient,
+      this.render,
+      this.errors,
+      ...Object.values(this.runtime),
+      this.gcPause,
+    ];
   }
 
   start(): void {
@@ -79,7 +96,14 @@ export class StatsdSink {
     this.subscriptions.on(channels.runtime, (m) => {
       const e = m as RuntimeEvent;
       const r = this.runtime;
-      for (const [metric, v] of [[r.p50, e.eventLoopDelay.p50], [r.p99, e.eventLoopDelay.p99], [r.max, e.eventLoopDelay.max], [r.heapUsed, e.heapUsed], [r.rss, e.rss], [r.activeHandles, e.activeHandles]] as const) {
+      for (const [metric, v] of [
+        [r.p50, e.eventLoopDelay.p50],
+        [r.p99, e.eventLoopDelay.p99],
+        [r.max, e.eventLoopDelay.max],
+        [r.heapUsed, e.heapUsed],
+        [r.rss, e.rss],
+        [r.activeHandles, e.activeHandles],
+      ] as const) {
         const g = metric.series('');
         g.count = 0; // a gauge sends its latest value only
         g.add(v);
@@ -121,7 +145,10 @@ export class StatsdSink {
   flush(): void {
     try {
       if (this.dropped > 0) {
-        log.warnOnce('statsd-dropped', `statsd: more than ${MAX_VALUES} values of one series in one flush interval; the excess is dropped`);
+        log.warnOnce(
+          'statsd-dropped',
+          `statsd: more than ${MAX_VALUES} values of one series in one flush interval; the excess is dropped`,
+        );
         this.dropped = 0;
       }
       // The transport is asked at the first packet (an idle interval has none). Without an address

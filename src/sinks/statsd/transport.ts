@@ -84,7 +84,13 @@ export class StatsdTransport {
         try {
           const client = this.getClient();
           if (!client) return resolve({ ok: false, detail: `${this.host} does not resolve` });
-          client.sendMessage(line, (err) => resolve(err ? { ok: false, detail: `sending to ${to} failed: ${err.message}` } : { ok: true, detail: `sent to ${to} (UDP: sent without error, receipt not confirmed)` }));
+          client.sendMessage(line, (err) =>
+            resolve(
+              err
+                ? { ok: false, detail: `sending to ${to} failed: ${err.message}` }
+                : { ok: true, detail: `sent to ${to} (UDP: sent without error, receipt not confirmed)` },
+            ),
+          );
         } catch (err) {
           resolve({ ok: false, detail: `sending to ${to} failed: ${(err as Error).message}` });
         }
@@ -92,14 +98,19 @@ export class StatsdTransport {
       if (this.address !== undefined) return send();
       // Not resolved yet (or it failed): look it up now rather than report a stale failure.
       this.resolve((err, address) => {
-        if (err || address === undefined) return resolve({ ok: false, detail: `${this.host} does not resolve (${err?.code ?? 'no address'})` });
+        if (err || address === undefined)
+          return resolve({ ok: false, detail: `${this.host} does not resolve (${err?.code ?? 'no address'})` });
         send();
       });
     });
   }
 
   private readonly onSent = (err?: Error | null) => {
-    if (err) log.warnOnce('statsd-send', `statsd: sending to ${this.host}:${this.port} failed (${err.message}); metrics are dropped until it answers`);
+    if (err)
+      log.warnOnce(
+        'statsd-send',
+        `statsd: sending to ${this.host}:${this.port} failed (${err.message}); metrics are dropped until it answers`,
+      );
   };
 
   /** Looks the host name up in the background (one lookup at a time); a new address replaces the client. */
@@ -115,7 +126,10 @@ export class StatsdTransport {
       const address = pick(all);
       if (err || address === undefined) {
         const why = err ?? Object.assign(new Error('no address'), { code: 'ENODATA' });
-        log.warnOnce('statsd-dns', `statsd: cannot resolve HATCH_STATSD_HOST=${this.host} (${why.code ?? why.message}); metrics are dropped until it resolves`);
+        log.warnOnce(
+          'statsd-dns',
+          `statsd: cannot resolve HATCH_STATSD_HOST=${this.host} (${why.code ?? why.message}); metrics are dropped until it resolves`,
+        );
       } else if (address !== this.address) {
         this.address = address;
         const old = this.client;
