@@ -143,7 +143,6 @@ let emitUsers = 0;
 
 function clientRequestPrototype(): object {
   // Both modules create http.ClientRequest; an https-only app never requires http itself.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   return (require('node:http') as typeof http).ClientRequest.prototype;
 }
 

@@ -45,7 +45,6 @@ interface ModuleInternals {
   _resolveFilename(request: string, parent: unknown): string;
   isBuiltin(name: string): boolean;
 }
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const Module = require('node:module') as ModuleInternals;
 
 export interface LoadTarget {
@@ -167,7 +166,6 @@ export function hookOtherLoads(
 ): () => void {
   const builtins = names.filter((n) => Module.isBuiltin(n));
   const packages = new Set(names.filter((n) => !Module.isBuiltin(n)));
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const patchBuiltin = (name: string) => onModule(require(name), name, undefined);
   const w: UnpatchedWatch = { packages, builtins, seen, patchBuiltin };
   const load = hookLoad({
@@ -183,7 +181,6 @@ export function hookOtherLoads(
 }
 
 // The looking code is loaded only when it looks: a process that serves no request pays nothing.
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const unpatched = () => require('./unpatched') as typeof import('./unpatched');
 
 const CHANNEL = 'http.server.request.start';

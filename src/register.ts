@@ -110,7 +110,6 @@ function run(config: Config): Run {
       setPreHandler({
         prefix: config.hatchPrefix,
         handle(req, res) {
-          // eslint-disable-next-line @typescript-eslint/no-require-imports
           hatches ??= (require('./hatches/index') as typeof import('./hatches/index')).createHatches(deps);
           return hatches.handle(req, res);
         },
@@ -143,7 +142,6 @@ export function boot(): Agent | null {
   // node:worker_threads to ask costs 1.5 ms, so it is asked only inside a worker, which Node marks
   // by replacing process.chdir with a function flagged `disabled` (Node 20 to 24).
   if ((process.chdir as { disabled?: boolean }).disabled === true) {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
     const threads = require('node:worker_threads') as typeof import('node:worker_threads');
     if (!threads.isMainThread && threads.parentPort === null) return (holder[KEY] = null);
   }

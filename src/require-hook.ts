@@ -6,9 +6,7 @@
  * With DEBUG set (someone wants debug lines) it is loaded as it is.
  */
 export function loadRequireInTheMiddle(): typeof import('require-in-the-middle') {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   if (process.env.DEBUG) return require('require-in-the-middle') as typeof import('require-in-the-middle');
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const Module = require('node:module') as {
     _load: (request: string, parent: { filename?: string } | undefined, isMain: boolean) => unknown;
   };
@@ -24,7 +22,6 @@ export function loadRequireInTheMiddle(): typeof import('require-in-the-middle')
     return Reflect.apply(load, this, arguments);
   } as typeof Module._load;
   try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
     return require('require-in-the-middle') as typeof import('require-in-the-middle');
   } finally {
     Module._load = load;

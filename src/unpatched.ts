@@ -46,7 +46,6 @@ export function patchLoadedBuiltins(w: Pick<UnpatchedWatch, 'builtins' | 'seen' 
     patched = true;
     log.debug(`${name} was imported where no hook saw it: patched ${why}`);
   }
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   if (patched) (require('node:module') as typeof import('node:module')).syncBuiltinESMExports();
 }
 
@@ -54,7 +53,6 @@ export function patchLoadedBuiltins(w: Pick<UnpatchedWatch, 'builtins' | 'seen' 
 export function lookForUnpatched(w: UnpatchedWatch): string[] {
   const said: string[] = [];
   patchLoadedBuiltins(w, 'at the first request');
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const cache = (require('node:module') as { _cache: Record<string, Cached | undefined> })._cache;
   const told = new Set<string>();
   for (const filename of Object.keys(cache)) {
@@ -76,7 +74,6 @@ export function lookForUnpatched(w: UnpatchedWatch): string[] {
 
 function versionAt(basedir: string): string | undefined {
   try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
     const fs = require('node:fs') as typeof import('node:fs');
     return (JSON.parse(fs.readFileSync(`${basedir}/package.json`, 'utf8')) as { version?: string }).version;
   } catch {

@@ -122,7 +122,6 @@ const RESPONSE_WRAPPERS: Record<string, (original: Fn) => Fn> = {
 let responseWrapperUsers = 0;
 
 function responsePrototype(): Record<string, unknown> {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   return (require('node:http') as typeof http).ServerResponse.prototype as unknown as Record<string, unknown>;
 }
 
