@@ -115,7 +115,7 @@ export function bindContext<F extends (...args: never[]) => unknown>(fn: F): F {
 
 /**
  * Any function, as Reflect.apply takes it: callers hand over callbacks of every shape (src/render.ts
- * holds them as `Function`), and callIn only forwards `this` and the arguments.
+ * holds them as `AnyFunction`), and callIn only forwards `this` and the arguments.
  */
 type Callable = Parameters<typeof Reflect.apply>[0];
 

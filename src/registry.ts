@@ -27,7 +27,7 @@ import type { Config } from './config';
 /** [lowest supported, first unsupported), as major.minor.patch. */
 export type VersionRange = readonly [string, string];
 
-export interface PatchDefinition<T = any> {
+export interface PatchDefinition<T = unknown> {
   kind?: 'module';
   /** The module name as required (`pg`, `http`). */
   module: string;

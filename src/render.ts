@@ -17,7 +17,7 @@ import { callIn, storage, type RequestContext } from './context';
 import { log } from './log';
 import { fault } from './fault';
 import { now } from './clock';
-import { isWrapped, markWrapper } from './shim';
+import { isWrapped, markWrapper, type AnyFunction } from './shim';
 
 let depth = 0;
 
@@ -155,10 +155,10 @@ function isThenable(v: unknown): v is PromiseLike<unknown> {
  */
 function boundCallback(
   engine: string,
-  cb: Function,
+  cb: AnyFunction,
   store: RequestContext | undefined,
   r: Render | undefined,
-): Function {
+): AnyFunction {
   return markWrapper(
     function (this: unknown, err: unknown) {
       if (r !== undefined) end(r, err != null);
@@ -177,7 +177,7 @@ function boundCallback(
 export function runRender(
   engine: string,
   template: () => string,
-  original: Function,
+  original: AnyFunction,
   self: unknown,
   args: unknown[],
   cbIndex: number,
@@ -186,7 +186,7 @@ export function runRender(
   const store = storage.getStore();
   if (depth > 0 || (store !== undefined && store.rendering) || !channels.render.hasSubscribers) {
     if (hasCallback && store !== undefined)
-      args[cbIndex] = boundCallback(engine, args[cbIndex] as Function, store, undefined);
+      args[cbIndex] = boundCallback(engine, args[cbIndex] as AnyFunction, store, undefined);
     return Reflect.apply(original, self, args);
   }
   let r: Render | undefined;
@@ -194,7 +194,7 @@ export function runRender(
     fault('render');
     r = { store, requestId: store?.id, engine, template: template(), start: now(), done: false };
     if (store !== undefined) store.rendering = 1;
-    if (hasCallback) args[cbIndex] = boundCallback(engine, args[cbIndex] as Function, store, r);
+    if (hasCallback) args[cbIndex] = boundCallback(engine, args[cbIndex] as AnyFunction, store, r);
   } catch (err) {
     log.warnOnce('render-start', `timing a render failed: ${(err as Error).message}`);
     r = undefined;
@@ -245,7 +245,7 @@ export function lastFunction(args: ArrayLike<unknown>): number {
  * of the engine's function, so it looks like it (src/shim.ts markWrapper): ejs names it after the
  * file (`foo`, or `anonymous`), ejs and pug keep `dependencies` on it.
  */
-export function timedTemplate<F extends Function>(fn: F, engine: string, template: () => string): F {
+export function timedTemplate<F extends AnyFunction>(fn: F, engine: string, template: () => string): F {
   // pug's compileFile returns what its (wrapped) compile made: timed once is enough.
   if (isWrapped(fn)) return fn;
   const wrapper = function (this: unknown) {

@@ -19,17 +19,25 @@ const ORIGINAL = Symbol.for('hatch-agent.original');
 const WAS_OWN = Symbol.for('hatch-agent.wasOwn');
 const MARKERS: readonly PropertyKey[] = [WRAPPED, ORIGINAL, WAS_OWN];
 
-type AnyFn = (...args: any[]) => any;
-type Marked = AnyFn & { [WRAPPED]?: true; [ORIGINAL]?: AnyFn; [WAS_OWN]?: boolean };
+/**
+ * Any function. Every parameter list accepts `never`, so a wrapper of any signature is one; it is
+ * called only through `apply` with the `this` and arguments it was given.
+ */
+export type AnyFunction = (...args: never[]) => unknown;
+/** The function a wrapper wraps, as the wrapper sees it: it takes whatever it is passed on. */
+export type Fn = (...args: unknown[]) => unknown;
+type Marked = AnyFunction & { [WRAPPED]?: true; [ORIGINAL]?: AnyFunction; [WAS_OWN]?: boolean };
 
 export interface WrapperRecord {
-  wrapper: Function;
-  original: Function;
+  wrapper: AnyFunction;
+  original: AnyFunction;
   where: string;
 }
 const REGISTRY_KEY = Symbol.for('hatch-agent.testWrappers');
 const registry: WrapperRecord[] | undefined =
-  process.env.HATCH_TEST_WRAPPERS === '1' ? ((globalThis as any)[REGISTRY_KEY] ??= []) : undefined;
+  process.env.HATCH_TEST_WRAPPERS === '1'
+    ? ((globalThis as { [REGISTRY_KEY]?: WrapperRecord[] })[REGISTRY_KEY] ??= [])
+    : undefined;
 
 const hasOwn = (o: object, k: PropertyKey) => Object.prototype.hasOwnProperty.call(o, k);
 
@@ -41,7 +49,7 @@ export function isWrapped(fn: unknown): boolean {
  * The same wrapper as a method: no `prototype` of its own, not a constructor, as the class method
  * it stands for. One more call on the way (V8 inlines it); only wrappers of class methods need it.
  */
-function asMethod(inner: Function): Function {
+function asMethod(inner: AnyFunction): AnyFunction {
   return {
     m(this: unknown) {
       return Reflect.apply(inner, this, arguments);
@@ -54,8 +62,8 @@ function asMethod(inner: Function): Function {
  * out, which is `wrapper` itself unless `original` has no `prototype` and `wrapper` has one. Never
  * throws: a property that cannot be copied is left as it is.
  */
-export function markWrapper<F extends Function>(wrapper: F, original: Function, where: string): F {
-  let w: Function = wrapper;
+export function markWrapper<F extends AnyFunction>(wrapper: F, original: AnyFunction, where: string): F {
+  let w: AnyFunction = wrapper;
   try {
     const keepsPrototype = hasOwn(original, 'prototype');
     if (!keepsPrototype && hasOwn(w, 'prototype')) w = asMethod(w);
@@ -65,7 +73,7 @@ export function markWrapper<F extends Function>(wrapper: F, original: Function, 
     for (const key of Reflect.ownKeys(w)) {
       if (!hasOwn(original, key) && !MARKERS.includes(key)) {
         try {
-          delete (w as any)[key];
+          delete (w as unknown as Record<PropertyKey, unknown>)[key];
         } catch {
           // non-configurable: stays
         }
@@ -77,7 +85,7 @@ export function markWrapper<F extends Function>(wrapper: F, original: Function, 
       const mine = Object.getOwnPropertyDescriptor(w, key);
       try {
         if (mine === undefined || mine.configurable) Object.defineProperty(w, key, desc);
-        else if (mine.writable && 'value' in desc) (w as any)[key] = desc.value; // a function's own prototype
+        else if (mine.writable && 'value' in desc) (w as unknown as Record<PropertyKey, unknown>)[key] = desc.value; // a function's own prototype
       } catch {
         // an exotic property: left as the wrapper has it
       }
@@ -98,7 +106,7 @@ function placeOf(obj: object, name: PropertyKey): string {
   const ctor = hasOwn(obj, 'constructor') ? (obj as { constructor?: { name?: unknown } }).constructor : undefined;
   if (typeof ctor === 'function' && typeof ctor.name === 'string' && ctor.name !== '')
     return `${ctor.name}.prototype.${key}`;
-  if (typeof obj === 'function' && (obj as Function).name) return `${(obj as Function).name}.${key}`;
+  if (typeof obj === 'function' && (obj as AnyFunction).name) return `${(obj as AnyFunction).name}.${key}`;
   return key;
 }
 
@@ -111,14 +119,18 @@ function inheritedDescriptor(obj: object, name: PropertyKey): PropertyDescriptor
 }
 
 /** Replaces obj[name] with makeWrapper(original). Returns false when there is nothing to wrap. */
-export function wrap(obj: object, name: PropertyKey, makeWrapper: (original: AnyFn) => AnyFn): boolean {
+export function wrap<F extends AnyFunction = Fn>(
+  obj: object,
+  name: PropertyKey,
+  makeWrapper: (original: F) => AnyFunction,
+): boolean {
   const target = obj as Record<PropertyKey, unknown>;
   const original = target[name];
   if (typeof original !== 'function') return false;
   if (isWrapped(original)) return false;
   const wrapper = markWrapper(
-    makeWrapper(original as AnyFn),
-    original as AnyFn,
+    makeWrapper(original as F),
+    original as AnyFunction,
     registry !== undefined ? placeOf(obj, name) : '',
   ) as Marked;
   const own = Object.getOwnPropertyDescriptor(obj, name);
