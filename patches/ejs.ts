@@ -7,8 +7,9 @@
  * template without a filename is `inline`.
  */
 import { argsOf, lastFunction, runRender, templateName, timedTemplate } from '../src/render';
-import { wrap, unwrap } from '../src/shim';
+import { wrap, unwrap, type Fn } from '../src/shim';
 import type { PatchDefinition } from '../src/registry';
+import type * as Ejs from 'ejs';
 
 type Opts =
   { filename?: unknown; views?: unknown; root?: unknown; client?: unknown; settings?: { views?: unknown } } | undefined;
@@ -26,13 +27,13 @@ function roots(...all: Opts[]): unknown[] {
   return out;
 }
 
-function wrapRender(original: (...args: any[]) => any) {
+function wrapRender(original: Fn) {
   return function render(this: unknown, _template: unknown, _data: unknown, opts: Opts) {
     return runRender('ejs', () => templateName(opts?.filename, roots(opts)), original, this, argsOf(arguments), -1);
   };
 }
 
-function wrapRenderFile(original: (...args: any[]) => any) {
+function wrapRenderFile(original: Fn) {
   return function renderFile(this: unknown, file: unknown) {
     const args = argsOf(arguments);
     // renderFile(path, [data], [opts], [cb]): Express passes its settings (with views) in data.
@@ -47,11 +48,11 @@ function wrapRenderFile(original: (...args: any[]) => any) {
   };
 }
 
-function wrapCompile(original: (...args: any[]) => any) {
+function wrapCompile(original: Fn) {
   return function compile(this: unknown, _template: unknown, opts: Opts) {
-    const fn = original.apply(this, arguments as any);
+    const fn = original.apply(this, arguments as unknown as unknown[]);
     if (typeof fn !== 'function' || (opts !== null && typeof opts === 'object' && opts.client)) return fn;
-    return timedTemplate(fn, 'ejs', () => templateName(opts?.filename, roots(opts)));
+    return timedTemplate(fn as Fn, 'ejs', () => templateName(opts?.filename, roots(opts)));
   };
 }
 
@@ -59,7 +60,7 @@ export const ejs: PatchDefinition = {
   module: 'ejs',
   feature: 'ejs',
   versions: ['3.0.0', '8.0.0'],
-  patch(e: any) {
+  patch(e: typeof Ejs) {
     if (typeof e.render !== 'function' || typeof e.renderFile !== 'function' || typeof e.compile !== 'function')
       throw new Error('render/renderFile/compile not found');
     wrap(e, 'render', wrapRender);
@@ -67,7 +68,7 @@ export const ejs: PatchDefinition = {
     wrap(e, '__express', wrapRenderFile);
     wrap(e, 'compile', wrapCompile);
   },
-  unpatch(e: any) {
+  unpatch(e: typeof Ejs) {
     for (const k of ['render', 'renderFile', '__express', 'compile']) unwrap(e, k);
   },
 };

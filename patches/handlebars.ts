@@ -7,24 +7,30 @@
  * not timed.
  */
 import { templateName, timedTemplate } from '../src/render';
-import { wrap, unwrap } from '../src/shim';
+import { wrap, unwrap, type Fn } from '../src/shim';
 import type { PatchDefinition } from '../src/registry';
 
-function wrapCompile(original: (...args: any[]) => any) {
+function wrapCompile(original: Fn) {
   return function compile(this: unknown, _input: unknown, options: { srcName?: unknown } | undefined) {
-    const fn = original.apply(this, arguments as any);
+    const fn = original.apply(this, arguments as unknown as unknown[]);
     if (typeof fn !== 'function') return fn;
-    return timedTemplate(fn, 'handlebars', () => templateName(options?.srcName));
+    return timedTemplate(fn as Fn, 'handlebars', () => templateName(options?.srcName));
   };
 }
 
-function patchInstance(hb: any): void {
+/** What the patch touches of a Handlebars environment (the package's own types need the package). */
+interface HandlebarsLike {
+  compile?: unknown;
+  create?: unknown;
+}
+
+function patchInstance(hb: HandlebarsLike | null | undefined): void {
   if (hb !== null && typeof hb === 'object' && typeof hb.compile === 'function') wrap(hb, 'compile', wrapCompile);
 }
 
-function wrapCreate(original: (...args: any[]) => any) {
+function wrapCreate(original: Fn) {
   return function create(this: unknown) {
-    const hb = original.apply(this, arguments as any);
+    const hb = original.apply(this, arguments as unknown as unknown[]) as HandlebarsLike | null | undefined;
     try {
       patchInstance(hb);
     } catch {
@@ -38,12 +44,12 @@ export const handlebars: PatchDefinition = {
   module: 'handlebars',
   feature: 'handlebars',
   versions: ['4.0.0', '5.0.0'],
-  patch(hb: any) {
+  patch(hb: HandlebarsLike) {
     if (typeof hb.compile !== 'function') throw new Error('compile not found');
     patchInstance(hb);
     wrap(hb, 'create', wrapCreate);
   },
-  unpatch(hb: any) {
+  unpatch(hb: HandlebarsLike) {
     unwrap(hb, 'compile');
     unwrap(hb, 'create');
   },

@@ -26,7 +26,7 @@
  */
 import { storage, type RequestContext } from '../src/context';
 import { channels, type ErrorEvent } from '../src/bus';
-import { wrap, unwrap } from '../src/shim';
+import { wrap, unwrap, type Fn } from '../src/shim';
 import { log } from '../src/log';
 import { fault } from '../src/fault';
 import type { PatchDefinition } from '../src/registry';
@@ -42,8 +42,8 @@ interface HapiServer {
   ext?(event: string, method: (request: HapiRequest, h: Toolkit) => unknown): unknown;
 }
 interface Hapi {
-  server?: (...args: any[]) => HapiServer;
-  Server?: (...args: any[]) => HapiServer;
+  server?: (...args: never[]) => HapiServer;
+  Server?: (...args: never[]) => HapiServer;
 }
 
 /** What the request's store reads its route from, when the response closes. */
@@ -129,10 +129,10 @@ function instrument(server: HapiServer): void {
   }
 }
 
-function wrapFactory(original: (...args: any[]) => any) {
+function wrapFactory(original: Fn) {
   // A plain function: `Hapi.server(o)` and `new Hapi.Server(o)` both return hapi's server object.
   return function server(this: unknown) {
-    const result = original.apply(this, arguments as any);
+    const result = original.apply(this, arguments as unknown as unknown[]) as HapiServer;
     instrument(result);
     return result;
   };

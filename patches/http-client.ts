@@ -20,7 +20,7 @@ import { storage } from '../src/context';
 import { channels } from '../src/bus';
 import { newCall, endCall, type ClientCall } from '../src/client-call';
 import { outgoingHeaders, hasHeaderNamed } from '../src/propagation';
-import { wrap, unwrap } from '../src/shim';
+import { wrap, unwrap, type Fn } from '../src/shim';
 import { log } from '../src/log';
 import { fault } from '../src/fault';
 import type { PatchDefinition } from '../src/registry';
@@ -70,7 +70,7 @@ function target(
 }
 
 /** A copy of the options with the extra headers, keeping the caller's object as it was. */
-function withHeaders(opts: any, extra: Array<[string, string]>): any {
+function withHeaders(opts: { headers?: unknown } | undefined, extra: Array<[string, string]>): unknown {
   const headers = opts?.headers;
   const missing = extra.filter(([name]) => !hasHeaderNamed(headers, name));
   if (missing.length === 0) return opts;
@@ -83,8 +83,8 @@ function withHeaders(opts: any, extra: Array<[string, string]>): any {
 }
 
 function wrapRequest(defaultPort: string) {
-  return (original: (...args: any[]) => any) =>
-    function request(this: unknown, ...args: any[]) {
+  return (original: Fn) =>
+    function request(this: unknown, ...args: unknown[]) {
       let call: ClientCall | undefined;
       try {
         const store = storage.getStore();
@@ -97,7 +97,7 @@ function wrapRequest(defaultPort: string) {
               const extra = outgoingHeaders(store.id, t.hostname, t.port);
               if (extra) {
                 if (t.insert) args.splice(1, 0, withHeaders(undefined, extra));
-                else args[t.index] = withHeaders(args[t.index], extra);
+                else args[t.index] = withHeaders(args[t.index] as { headers?: unknown } | undefined, extra);
               }
             }
             if (publish) call = newCall(store?.id, t.method, t.hostname);
@@ -110,14 +110,14 @@ function wrapRequest(defaultPort: string) {
         );
         call = undefined;
       }
-      const req: Req = original.apply(this, args);
+      const req = original.apply(this, args) as Req;
       if (call !== undefined && req !== null && typeof req === 'object') req[CALL] = call;
       return req;
     };
 }
 
-function wrapEmit(original: (...args: any[]) => boolean) {
-  return function emit(this: Req, event: string | symbol, arg?: any) {
+function wrapEmit(original: (...args: unknown[]) => boolean) {
+  return function emit(this: Req, event: string | symbol, arg?: { statusCode?: number }) {
     const call = this[CALL];
     if (call !== undefined) {
       try {
@@ -134,7 +134,7 @@ function wrapEmit(original: (...args: any[]) => boolean) {
         );
       }
     }
-    return original.apply(this, arguments as any);
+    return original.apply(this, arguments as unknown as unknown[]);
   };
 }
 

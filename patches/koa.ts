@@ -7,10 +7,11 @@
  * private field. Without a router, or when no route matched, the route is `unmatched`.
  */
 import { storage } from '../src/context';
-import { wrap, unwrap } from '../src/shim';
+import { wrap, unwrap, type Fn } from '../src/shim';
 import { log } from '../src/log';
 import { fault } from '../src/fault';
 import type { PatchDefinition } from '../src/registry';
+import type Application from 'koa';
 
 /** The route @koa/router matched: a template string, or a route declared as a RegExp. */
 function matchedRoute(ctx: object): string | undefined {
@@ -20,9 +21,9 @@ function matchedRoute(ctx: object): string | undefined {
   return undefined;
 }
 
-function wrapCreateContext(original: (...args: any[]) => any) {
+function wrapCreateContext(original: Fn) {
   return function createContext(this: unknown) {
-    const ctx = original.apply(this, arguments as any);
+    const ctx = original.apply(this, arguments as unknown as unknown[]);
     try {
       fault('koa');
       const store = storage.getStore();
@@ -41,11 +42,11 @@ export const koa: PatchDefinition = {
   module: 'koa',
   feature: 'koa',
   versions: ['2.0.0', '4.0.0'],
-  patch(Koa: any) {
+  patch(Koa: typeof Application) {
     if (!wrap(Koa.prototype, 'createContext', wrapCreateContext))
       throw new Error('Application.prototype.createContext not found');
   },
-  unpatch(Koa: any) {
+  unpatch(Koa: typeof Application) {
     unwrap(Koa.prototype, 'createContext');
   },
 };

@@ -8,8 +8,9 @@
  * renderString is `inline` unless given `opts.path`.
  */
 import { argsOf, lastFunction, runRender, templateName } from '../src/render';
-import { wrap, unwrap } from '../src/shim';
+import { wrap, unwrap, type Fn } from '../src/shim';
 import type { PatchDefinition } from '../src/registry';
+import type * as Nunjucks from 'nunjucks';
 
 type Env = { loaders?: Array<{ searchPaths?: unknown[] }> };
 
@@ -18,14 +19,14 @@ function searchPaths(env: Env): unknown[] {
   return loaders.flatMap((l) => (Array.isArray(l?.searchPaths) ? l.searchPaths : []));
 }
 
-function wrapRender(original: (...args: any[]) => any) {
+function wrapRender(original: Fn) {
   return function render(this: Env, name: unknown) {
     const args = argsOf(arguments);
     return runRender('nunjucks', () => templateName(name, searchPaths(this)), original, this, args, lastFunction(args));
   };
 }
 
-function wrapRenderString(original: (...args: any[]) => any) {
+function wrapRenderString(original: Fn) {
   return function renderString(this: Env, _src: unknown, _ctx: unknown, opts: { path?: unknown } | undefined) {
     const args = argsOf(arguments);
     const file = opts !== null && typeof opts === 'object' ? opts.path : undefined;
@@ -37,14 +38,14 @@ export const nunjucks: PatchDefinition = {
   module: 'nunjucks',
   feature: 'nunjucks',
   versions: ['3.0.0', '4.0.0'],
-  patch(n: any) {
+  patch(n: typeof Nunjucks) {
     const proto = n.Environment?.prototype;
     if (typeof proto?.render !== 'function' || typeof proto?.renderString !== 'function')
       throw new Error('Environment.prototype.render/renderString not found');
     wrap(proto, 'render', wrapRender);
     wrap(proto, 'renderString', wrapRenderString);
   },
-  unpatch(n: any) {
+  unpatch(n: typeof Nunjucks) {
     unwrap(n.Environment.prototype, 'render');
     unwrap(n.Environment.prototype, 'renderString');
   },

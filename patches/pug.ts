@@ -6,8 +6,9 @@
  * without a `filename` option is `inline`.
  */
 import { argsOf, lastFunction, runRender, templateName, timedTemplate } from '../src/render';
-import { wrap, unwrap } from '../src/shim';
+import { wrap, unwrap, type Fn } from '../src/shim';
 import type { PatchDefinition } from '../src/registry';
+import type * as Pug from 'pug';
 
 type Opts = { filename?: unknown; basedir?: unknown; settings?: { views?: unknown } } | undefined;
 
@@ -18,7 +19,7 @@ function roots(opts: Opts): unknown[] {
 }
 const nameOf = (file: unknown, opts: Opts) => () => templateName(file, roots(opts));
 
-function wrapRender(original: (...args: any[]) => any) {
+function wrapRender(original: Fn) {
   return function render(this: unknown, _src: unknown, opts: Opts) {
     const args = argsOf(arguments);
     return runRender(
@@ -32,7 +33,7 @@ function wrapRender(original: (...args: any[]) => any) {
   };
 }
 
-function wrapRenderFile(original: (...args: any[]) => any) {
+function wrapRenderFile(original: Fn) {
   return function renderFile(this: unknown, file: unknown, opts: Opts) {
     const args = argsOf(arguments);
     return runRender(
@@ -47,11 +48,11 @@ function wrapRenderFile(original: (...args: any[]) => any) {
 }
 
 function wrapCompile(fileArg: boolean) {
-  return (original: (...args: any[]) => any) =>
+  return (original: Fn) =>
     function compile(this: unknown, first: unknown, opts: Opts) {
-      const fn = original.apply(this, arguments as any);
+      const fn = original.apply(this, arguments as unknown as unknown[]);
       if (typeof fn !== 'function') return fn;
-      return timedTemplate(fn, 'pug', nameOf(fileArg ? first : opts?.filename, opts));
+      return timedTemplate(fn as Fn, 'pug', nameOf(fileArg ? first : opts?.filename, opts));
     };
 }
 
@@ -59,7 +60,7 @@ export const pug: PatchDefinition = {
   module: 'pug',
   feature: 'pug',
   versions: ['3.0.0', '4.0.0'],
-  patch(p: any) {
+  patch(p: typeof Pug) {
     if (typeof p.render !== 'function' || typeof p.renderFile !== 'function' || typeof p.compile !== 'function')
       throw new Error('render/renderFile/compile not found');
     wrap(p, 'render', wrapRender);
@@ -67,7 +68,7 @@ export const pug: PatchDefinition = {
     wrap(p, 'compile', wrapCompile(false));
     wrap(p, 'compileFile', wrapCompile(true));
   },
-  unpatch(p: any) {
+  unpatch(p: typeof Pug) {
     for (const k of ['render', 'renderFile', 'compile', 'compileFile']) unwrap(p, k);
   },
 };

@@ -15,7 +15,7 @@
 import type * as http from 'node:http';
 import { activeConfig } from '../../src/config';
 import { hasHeaderNamed } from '../../src/propagation';
-import { wrap, unwrap } from '../../src/shim';
+import { wrap, unwrap, type AnyFunction, type Fn } from '../../src/shim';
 import { log } from '../../src/log';
 import { fault } from '../../src/fault';
 
@@ -55,8 +55,7 @@ function pendingIdHeader(res: Res): IdHeaderState | undefined {
   return state !== undefined && state.idHeaderPending ? state : undefined;
 }
 
-type Fn = (...args: any[]) => any;
-const RESPONSE_WRAPPERS: Record<string, (original: Fn) => Fn> = {
+const RESPONSE_WRAPPERS: Record<string, (original: Fn) => AnyFunction> = {
   _storeHeader: (original) =>
     function _storeHeader(this: Res, firstLine: string, headers: unknown) {
       const state = pendingIdHeader(this);
@@ -70,22 +69,25 @@ const RESPONSE_WRAPPERS: Record<string, (original: Fn) => Fn> = {
           log.warnOnce('http-echo', `http server: could not echo the request ID: ${(err as Error).message}`);
         }
       }
-      return original.apply(this, arguments as any);
+      return original.apply(this, arguments as unknown as unknown[]);
     },
   getHeader: (original) =>
     function getHeader(this: Res, name: string) {
-      const value = original.apply(this, arguments as any);
+      const value = original.apply(this, arguments as unknown as unknown[]);
       if (value !== undefined) return value;
       const state = pendingIdHeader(this);
       return state !== undefined && isIdHeader(name) ? state.id : value;
     },
   hasHeader: (original) =>
     function hasHeader(this: Res, name: string) {
-      return original.apply(this, arguments as any) || (pendingIdHeader(this) !== undefined && isIdHeader(name));
+      return (
+        original.apply(this, arguments as unknown as unknown[]) ||
+        (pendingIdHeader(this) !== undefined && isIdHeader(name))
+      );
     },
   getHeaders: (original) =>
     function getHeaders(this: Res) {
-      const headers = original.apply(this, arguments as any);
+      const headers = original.apply(this, arguments as unknown as unknown[]) as http.OutgoingHttpHeaders;
       const state = pendingIdHeader(this);
       if (state !== undefined && headers !== null && typeof headers === 'object') {
         const header = activeConfig().requestIdHeader;
@@ -95,7 +97,7 @@ const RESPONSE_WRAPPERS: Record<string, (original: Fn) => Fn> = {
     },
   getHeaderNames: (original) =>
     function getHeaderNames(this: Res) {
-      const names = original.apply(this, arguments as any);
+      const names = original.apply(this, arguments as unknown as unknown[]);
       if (pendingIdHeader(this) !== undefined && Array.isArray(names)) {
         const header = activeConfig().requestIdHeader;
         if (!names.includes(header)) names.push(header);
@@ -104,14 +106,14 @@ const RESPONSE_WRAPPERS: Record<string, (original: Fn) => Fn> = {
     },
   getRawHeaderNames: (original) =>
     function getRawHeaderNames(this: Res) {
-      const names = original.apply(this, arguments as any);
+      const names = original.apply(this, arguments as unknown as unknown[]);
       if (pendingIdHeader(this) !== undefined && Array.isArray(names) && !names.some(isIdHeader))
         names.push(activeConfig().requestIdHeader);
       return names;
     },
   removeHeader: (original) =>
     function removeHeader(this: Res, name: string) {
-      const result = original.apply(this, arguments as any);
+      const result = original.apply(this, arguments as unknown as unknown[]);
       const state = this[CTX];
       if (state !== undefined && isIdHeader(name)) state.idHeaderPending = false;
       return result;
