@@ -25,10 +25,11 @@
 import * as path from 'node:path';
 import { addRouteReader, removeRouteReader } from '../src/context';
 import { argsOf, engineName, runRender, templateName } from '../src/render';
-import { wrap, unwrap } from '../src/shim';
+import { wrap, unwrap, type Fn } from '../src/shim';
 import { log } from '../src/log';
 import { fault } from '../src/fault';
 import type { PatchDefinition } from '../src/registry';
+import type ExpressModule from 'express';
 
 const OWNER = Symbol('hatch-agent.owner');
 const MOUNTS = Symbol('hatch-agent.mounts');
@@ -70,10 +71,10 @@ export function joinRoute(mounts: readonly string[] | undefined, route: string):
 
 // Registration time: `use` records, on each function it mounts (a router, an app, a middleware), the
 // router it was mounted on and the path; `route` records the router a route belongs to.
-function wrapUse(original: (...args: any[]) => any) {
+function wrapUse(original: Fn) {
   return function use(this: { stack?: Array<{ handle?: unknown }> }, first: unknown) {
     const before = Array.isArray(this?.stack) ? this.stack.length : -1;
-    const result = original.apply(this, arguments as any);
+    const result = original.apply(this, arguments as unknown as unknown[]);
     try {
       fault('express-use');
       if (before >= 0) {
@@ -95,9 +96,9 @@ function wrapUse(original: (...args: any[]) => any) {
   };
 }
 
-function wrapRoute(original: (...args: any[]) => any) {
+function wrapRoute(original: Fn) {
   return function route(this: object) {
-    const result = original.apply(this, arguments as any);
+    const result = original.apply(this, arguments as unknown as unknown[]);
     try {
       fault('express-route');
       if (result !== null && typeof result === 'object') (result as RouteObj)[OWNER] = this;
@@ -212,26 +213,26 @@ function readRoute(source: object): string | undefined {
   }
 }
 
-function wrapRender(original: (...args: any[]) => any) {
+function wrapRender(original: Fn) {
   return function render(this: { get?(k: string): unknown }, name: unknown, options: unknown) {
-    const app = this;
     let engine: string;
     try {
       fault('express-render');
-      engine = engineOf(app, name);
+      engine = engineOf(this, name);
     } catch (err) {
       log.warnOnce(
         'express-render',
         `express: naming a render's engine failed (${(err as Error).message}); it renders untimed`,
       );
-      return original.apply(this, arguments as any);
+      return original.apply(this, arguments as unknown as unknown[]);
     }
     const args = argsOf(arguments);
     const cbIndex = typeof options === 'function' ? 1 : 2;
     return runRender(
       engine,
       () => {
-        const views = typeof app.get === 'function' ? app.get('views') : undefined;
+        // An arrow function: `this` is render's, the app.
+        const views = typeof this.get === 'function' ? this.get('views') : undefined;
         return templateName(name, Array.isArray(views) ? views : [views]);
       },
       original,
@@ -249,11 +250,11 @@ function engineOf(app: { get?(k: string): unknown }, name: unknown): string {
   return typeof setting === 'string' && setting !== '' ? engineName(setting) : 'unknown';
 }
 
-interface Express {
-  Router: any;
-  Route: { prototype: object };
-  application: object;
-}
+/**
+ * The exports as @types/express describes them (Express 5). Express 4's Router is a function whose
+ * prototype object holds `use` and `route` (routerProto); `lazyrouter` is Express 4's, not typed.
+ */
+type Express = typeof ExpressModule;
 
 /** Where `use` lives: Express 4's Router is the prototype object itself; Express 5's is a class. */
 function routerProto(express: Express): object {
@@ -266,10 +267,13 @@ export const express: PatchDefinition<Express> = {
   versions: ['4.16.0', '6.0.0'],
   patch(exports) {
     const proto = routerProto(exports);
-    if (typeof (proto as any).route !== 'function' || typeof (proto as any).use !== 'function') {
+    if (
+      typeof (proto as { route?: unknown }).route !== 'function' ||
+      typeof (proto as { use?: unknown }).use !== 'function'
+    ) {
       throw new Error('Router.prototype.route or use not found');
     }
-    express4 = typeof (exports.application as any).lazyrouter === 'function';
+    express4 = typeof (exports.application as { lazyrouter?: unknown }).lazyrouter === 'function';
     wrap(proto, 'use', wrapUse);
     wrap(proto, 'route', wrapRoute);
     wrap(exports.application, 'render', wrapRender);

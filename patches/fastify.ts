@@ -44,7 +44,8 @@ function onResponse(request: FastifyRequest, _reply: unknown, done: () => void):
 
 function onInit(message: unknown): void {
   try {
-    const instance = (message as { fastify?: { addHook?: Function } }).fastify;
+    const instance = (message as { fastify?: { addHook?: (name: string, hook: typeof onResponse) => unknown } })
+      .fastify;
     if (typeof instance?.addHook === 'function') instance.addHook('onResponse', onResponse);
   } catch (err) {
     log.warnOnce('fastify-init', `fastify: adding the route hook failed: ${(err as Error).message}`);

@@ -36,7 +36,7 @@ import { isValidRequestId, newRequestId } from '../src/request-id';
 import { hasHeaderNamed, traceIdOf, traceparentEnabled } from '../src/propagation';
 import { activeConfig } from '../src/config';
 import { channels, type HttpServerEvent } from '../src/bus';
-import { wrap, unwrap } from '../src/shim';
+import { wrap, unwrap, type Fn } from '../src/shim';
 import { log } from '../src/log';
 import { fault } from '../src/fault';
 import { now } from '../src/clock';
@@ -133,8 +133,9 @@ let streamProto: object | undefined;
 const serverProtos = new Set<object>();
 let patched = false;
 
-function wrapEmit(original: (...args: any[]) => boolean) {
-  return function emit(this: unknown, event: string | symbol, a: any, b: any) {
+// `stream` passes (stream, headers); `request` and `checkContinue` pass (request, response).
+function wrapEmit(original: (...args: unknown[]) => boolean) {
+  return function emit(this: unknown, event: string | symbol, a: unknown, b: unknown) {
     if (event === 'stream') {
       const stream = a as Stream;
       if (
@@ -144,7 +145,7 @@ function wrapEmit(original: (...args: any[]) => boolean) {
         b === null ||
         typeof b !== 'object'
       ) {
-        return original.apply(this, arguments as any);
+        return original.apply(this, arguments as unknown as unknown[]);
       }
       let ctx: Ctx;
       try {
@@ -152,23 +153,24 @@ function wrapEmit(original: (...args: any[]) => boolean) {
         ctx = begin(stream, b as Headers);
       } catch (err) {
         log.warnOnce('http2-begin', `http2 server: could not start a request context: ${(err as Error).message}`);
-        return original.apply(this, arguments as any);
+        return original.apply(this, arguments as unknown as unknown[]);
       }
       return storage.run(ctx, Reflect.apply, original, this, arguments);
     }
     if (event === 'request' || event === 'checkContinue') {
       // Emitted by Node's own `stream` listener, inside the stream's context.
-      const ctx = (a?.stream as Stream | undefined)?.[CTX];
+      const ctx = ((a as http2.Http2ServerRequest | undefined)?.stream as Stream | undefined)?.[CTX];
       if (ctx !== undefined && b !== undefined) {
         try {
-          compatRequest(ctx, b);
-          if (event === 'request' && offerToPreHandler(a, b)) return true;
+          compatRequest(ctx, b as http2.Http2ServerResponse);
+          if (event === 'request' && offerToPreHandler(a as http2.Http2ServerRequest, b as http2.Http2ServerResponse))
+            return true;
         } catch (err) {
           log.warnOnce('http2-echo', `http2 server: could not echo the request ID: ${(err as Error).message}`);
         }
       }
     }
-    return original.apply(this, arguments as any);
+    return original.apply(this, arguments as unknown as unknown[]);
   };
 }
 
@@ -179,10 +181,10 @@ function withId(headers: unknown, id: string, sensitive: symbol | undefined): un
   if (hasHeaderNamed(headers, header)) return headers;
   if (Array.isArray(headers)) {
     // The raw form [name, value, ...] (newer Node); its sensitive-header list rides on the array.
-    const copy: unknown[] & Headers = headers.slice() as any;
+    const copy = headers.slice() as unknown[] & Headers;
     copy.push(header, id);
-    if (sensitive !== undefined && (headers as any)[sensitive] !== undefined)
-      copy[sensitive] = (headers as any)[sensitive];
+    if (sensitive !== undefined && (headers as unknown as Headers)[sensitive] !== undefined)
+      copy[sensitive] = (headers as unknown as Headers)[sensitive];
     return copy;
   }
   if (typeof headers !== 'object') return headers;
@@ -194,7 +196,7 @@ let sensitiveHeaders: symbol | undefined;
 
 /** respond(headers), respondWithFD(fd, headers), respondWithFile(path, headers). */
 function wrapRespond(headersAt: number) {
-  return (original: (...args: any[]) => any) =>
+  return (original: Fn) =>
     function respond(this: Stream) {
       const ctx = this[CTX];
       if (ctx !== undefined && ctx.idHeaderPending) {
@@ -208,7 +210,7 @@ function wrapRespond(headersAt: number) {
           log.warnOnce('http2-echo', `http2 server: could not echo the request ID: ${(err as Error).message}`);
         }
       }
-      return original.apply(this, arguments as any);
+      return original.apply(this, arguments as unknown as unknown[]);
     };
 }
 const RESPOND: Array<[string, number]> = [
@@ -218,7 +220,7 @@ const RESPOND: Array<[string, number]> = [
 ];
 
 function learnStream(proto: object | null): void {
-  if (proto === null || typeof (proto as any).respond !== 'function') return;
+  if (proto === null || typeof (proto as { respond?: unknown }).respond !== 'function') return;
   streamProto = proto;
   if (patched) for (const [name, at] of RESPOND) wrap(proto, name, wrapRespond(at));
 }
@@ -230,9 +232,9 @@ function learnServer(server: unknown): void {
   if (patched) wrap(proto, 'emit', wrapEmit);
 }
 
-function wrapFactory(original: (...args: any[]) => any) {
+function wrapFactory(original: Fn) {
   return function createServer(this: unknown) {
-    const server = original.apply(this, arguments as any);
+    const server = original.apply(this, arguments as unknown as unknown[]);
     try {
       learnServer(server);
     } catch (err) {

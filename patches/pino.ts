@@ -15,9 +15,10 @@ import { wrap, unwrap } from '../src/shim';
 import { log } from '../src/log';
 import { fault } from '../src/fault';
 import type { PatchDefinition } from '../src/registry';
+import type Pino from 'pino';
 
 /** The object holding asJson: the prototype every pino logger inherits from. */
-function loggerPrototype(pino: any): { proto: object; asJson: symbol; chindings: symbol | undefined } {
+function loggerPrototype(pino: typeof Pino): { proto: object; asJson: symbol; chindings: symbol | undefined } {
   const asJson: unknown = pino?.symbols?.asJsonSym;
   if (typeof pino !== 'function' || typeof asJson !== 'symbol') throw new Error('pino.symbols.asJsonSym not found');
   const probe = pino({ level: 'silent' }, { write() {} });
@@ -34,13 +35,19 @@ export const pino: PatchDefinition = {
   module: 'pino',
   feature: 'pino',
   versions: ['8.0.0', '11.0.0'],
-  patch(exports: any) {
+  patch(exports: typeof Pino) {
     const { proto, asJson, chindings } = loggerPrototype(exports);
     const ok = wrap(
       proto,
       asJson,
       (original) =>
-        function asJsonWithRequestId(this: any, obj: any, msg: unknown, num: unknown, time: unknown) {
+        function asJsonWithRequestId(
+          this: Record<symbol, unknown>,
+          obj: { requestId?: unknown } | null | undefined,
+          msg: unknown,
+          num: unknown,
+          time: unknown,
+        ) {
           const store = storage.getStore();
           if (store !== undefined) {
             try {

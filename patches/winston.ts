@@ -18,7 +18,13 @@ import { fault } from '../src/fault';
 import type { PatchDefinition } from '../src/registry';
 
 /** winston 3.0 does not export Logger; every created logger's class extends it. */
-function loggerPrototype(winston: any): object {
+/** What the patch reads of winston's exports (its types ship inside the package only). */
+interface Winston {
+  Logger?: { prototype?: object };
+  createLogger?: (options: { silent: boolean }) => object;
+}
+
+function loggerPrototype(winston: Winston): object {
   let proto: object | null = winston?.Logger?.prototype ?? null;
   if (proto === null) {
     if (typeof winston?.createLogger !== 'function') throw new Error('winston.createLogger not found');
@@ -26,7 +32,7 @@ function loggerPrototype(winston: any): object {
     while (proto !== null && !Object.prototype.hasOwnProperty.call(proto, '_transform'))
       proto = Object.getPrototypeOf(proto);
   }
-  if (proto === null || typeof (proto as any)._transform !== 'function')
+  if (proto === null || typeof (proto as { _transform?: unknown })._transform !== 'function')
     throw new Error('winston Logger prototype not found');
   return proto;
 }
@@ -37,13 +43,13 @@ export const winston: PatchDefinition = {
   module: 'winston',
   feature: 'winston',
   versions: ['3.0.0', '4.0.0'],
-  patch(exports: any) {
+  patch(exports: Winston) {
     const proto = loggerPrototype(exports);
     const ok = wrap(
       proto,
       'write',
       (original) =>
-        function write(this: unknown, info: any) {
+        function write(this: unknown, info: { requestId?: unknown } | null) {
           const store = storage.getStore();
           if (store !== undefined) {
             try {
@@ -63,7 +69,7 @@ export const winston: PatchDefinition = {
               );
             }
           }
-          return original.apply(this, arguments as any);
+          return original.apply(this, arguments as unknown as unknown[]);
         },
     );
     if (!ok) throw new Error('Logger.prototype.write is not a function');

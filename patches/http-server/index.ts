@@ -129,10 +129,13 @@ function onUncaught(err: unknown): void {
   if (ctx !== undefined) storage.run(ctx, reportError, 'uncaught', err);
 }
 
+/** Server.prototype.emit, as the wrapper passes its arguments on. */
+type Emit = (...args: unknown[]) => boolean;
+
 /** How many server definitions are patched: the uncaught-error listener stays while one is. */
 let listenerUsers = 0;
 
-function callEmit(original: Function, server: unknown, event: string, req: unknown, res: unknown): unknown {
+function callEmit(original: Emit, server: unknown, event: string, req: unknown, res: unknown): unknown {
   // try/finally, not catch + rethrow: the exception leaves unchanged, with its own source position.
   let threw = true;
   try {
@@ -149,7 +152,7 @@ function callEmit(original: Function, server: unknown, event: string, req: unkno
 
 function preHandleOrEmit(
   pre: PreHandler,
-  original: Function,
+  original: Emit,
   server: unknown,
   event: string,
   req: http.IncomingMessage,
@@ -164,17 +167,17 @@ function preHandleOrEmit(
   return served ? true : callEmit(original, server, event, req, res);
 }
 
-function wrapEmit(original: (...args: any[]) => boolean) {
+function wrapEmit(original: Emit) {
   return function emit(this: unknown, event: string | symbol, req: http.IncomingMessage, res: Res) {
     if ((event !== 'request' && event !== 'checkContinue') || res === undefined || res[CTX] !== undefined) {
-      return original.apply(this, arguments as any);
+      return original.apply(this, arguments as unknown as unknown[]);
     }
     let ctx: Ctx;
     try {
       ctx = begin(req, res);
     } catch (err) {
       log.warnOnce('http-begin', `http server: could not start a request context: ${(err as Error).message}`);
-      return original.apply(this, arguments as any);
+      return original.apply(this, arguments as unknown as unknown[]);
     }
     const pre = preHandler();
     if (pre !== undefined && event === 'request' && underPrefix(req.url, pre.prefix)) {
