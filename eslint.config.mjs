@@ -39,6 +39,13 @@ export default tseslint.config(
     rules: { '@typescript-eslint/no-require-imports': 'off' },
   },
   {
+    // The transparency test's app is CommonJS on purpose: it is started with `node -r hatch-agent`
+    // as a user's CommonJS app is, and require is its module system.
+    files: ['test/**/*.cjs'],
+    languageOptions: { sourceType: 'commonjs' },
+    rules: { '@typescript-eslint/no-require-imports': 'off' },
+  },
+  {
     // Test, benchmark and demo tools clean up on a best-effort basis (kill a process that may be gone,
     // remove a file that may be removed): an empty catch there means exactly that. The agent's own
     // code keeps the rule: where it swallows an error, a comment says why.

@@ -251,7 +251,7 @@ const work = fs.mkdtempSync(path.join(cached ? cacheDir : os.tmpdir(), cached ? 
 // Reused installs are reinstalled after a week, so that "newest" stays near the registry's newest.
 const MAX_AGE_MS = 7 * 24 * 3600 * 1000;
 let pgServer;
-let code = 1;
+let code; // 0 once the runs start (then each failing line's status), or 1 from the catch
 try {
   say('building');
   sh(npm, ['run', '--silent', 'build']);

@@ -167,7 +167,7 @@ async function exercise(base) {
   const client = await pool.connect();
   instances['pg Client'] = client instanceof pg.Client;
   await new Promise((resolve, reject) => client.query('SELECT 1', (err) => (err ? reject(err) : resolve())));
-  const appCallback = function appCallback(err) {};
+  const appCallback = function appCallback(_err) {};
   const q = new pg.Query('SELECT 1');
   await new Promise((resolve) => {
     client.query(q, (...a) => {
