@@ -35,12 +35,13 @@ const IMPORTS = {
   cjs: `const Hapi = require('@hapi/hapi');
 const Boom = require('@hapi/boom');
 const pg = require('pg');
-const { getRequestId } = require('hatch-agent');
+// The run without the agent must not start it late (its unpatched-module warning would be right there).
+const { getRequestId } = process.env.WITHOUT_AGENT ? { getRequestId: () => undefined } : require('hatch-agent');
 const createServer = (options) => new Hapi.Server(options);`,
   esm: `import { server as createServer } from '@hapi/hapi';
 import Boom from '@hapi/boom';
 import pg from 'pg';
-import { getRequestId } from 'hatch-agent';`,
+const { getRequestId } = process.env.WITHOUT_AGENT ? { getRequestId: () => undefined } : await import('hatch-agent');`,
 };
 
 // With an `x-probe` header, the IDs the request saw along hapi's lifecycle come back in `x-seen`.
@@ -163,7 +164,7 @@ for (const { kind, agent, label } of LOADERS) {
 
   test(`${HAPI} under ${label}: the same bytes and stderr as without the agent; timings named by template; each Boom 5xx counted once`, async () => {
     const env = { MARKER: 'hapi-' + randomBytes(4).toString('hex') };
-    const plainApp = await startApp(source, { agent: false, ext, env, timeout: WAIT });
+    const plainApp = await startApp(source, { agent: false, ext, env: { ...env, WITHOUT_AGENT: '1' }, timeout: WAIT });
     const plain = [];
     for (const [p] of REQUESTS) plain.push(await raw(plainApp.port, p));
     await plainApp.stop();
@@ -270,7 +271,7 @@ test(`${HAPI} under -r: the agent's own failure in either extension or in adding
     for (const [p] of [...REQUESTS, ...REQUESTS]) out.push(comparable(await raw(a.port, p)));
     return out;
   };
-  const plainApp = await startApp(source, { agent: false, env, timeout: WAIT });
+  const plainApp = await startApp(source, { agent: false, env: { ...env, WITHOUT_AGENT: '1' }, timeout: WAIT });
   const plain = await answers(plainApp);
   await plainApp.stop();
   const agentLines = (s) => s.split('\n').filter((l) => l.startsWith('hatch-agent '));
