@@ -4,11 +4,10 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as net from 'node:net';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { execFileSync } from 'node:child_process';
 import { startApp, get, UUID } from '../support/app.mjs';
 import { udpListener } from '../support/udp.mjs';
+import { throwAwayCertificate } from '../support/tls.mjs';
 
 // One app for most tests: it answers with what the app itself sees of the ID, after a tour of
 // promises, timers, immediates, nextTick, microtasks and an event emitter.
@@ -181,26 +180,7 @@ test('a request the client aborts is recorded at the socket close as `aborted`',
 });
 
 test('https servers get the same treatment; a custom header name is honoured', async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hatch-tls-'));
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-keyout',
-      path.join(dir, 'key.pem'),
-      '-out',
-      path.join(dir, 'cert.pem'),
-      '-days',
-      '1',
-      '-subj',
-      '/CN=127.0.0.1',
-    ],
-    { stdio: 'ignore' },
-  );
+  const { dir } = throwAwayCertificate();
   const tls = await startApp(
     `
 const https = require('node:https'); const fs = require('node:fs');

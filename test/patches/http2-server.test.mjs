@@ -11,14 +11,13 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import * as http2 from 'node:http2';
 import { randomBytes } from 'node:crypto';
-import { execFileSync } from 'node:child_process';
 import { startApp, UUID } from '../support/app.mjs';
 import { udpListener } from '../support/udp.mjs';
 import { waitForLog } from '../support/pglog.mjs';
+import { throwAwayCertificate } from '../support/tls.mjs';
 
 const run = randomBytes(4).toString('hex'); // this run's statements, apart in the shared log
 const TOKEN = 'http2-test-token-0123456789abcdef';
@@ -28,26 +27,7 @@ let tlsDir;
 let udp;
 before(async () => {
   udp = await udpListener();
-  tlsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'hatch-h2-tls-'));
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-keyout',
-      path.join(tlsDir, 'key.pem'),
-      '-out',
-      path.join(tlsDir, 'cert.pem'),
-      '-days',
-      '1',
-      '-subj',
-      '/CN=127.0.0.1',
-    ],
-    { stdio: 'ignore' },
-  );
+  ({ dir: tlsDir } = throwAwayCertificate('hatch-h2-tls-'));
 });
 after(() => {
   udp?.close();

@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { appDir, startApp, runScript, get, UUID } from '../support/app.mjs';
 import { udpListener, statsdValues } from '../support/udp.mjs';
 import { waitForLog } from '../support/pglog.mjs';
+import { throwAwayCertificate } from '../support/tls.mjs';
 
 /** How many values StatsD lines carry: a line holds every value of its series in one flush (`name:v1|ms:v2|ms`). */
 const values = (ls) => statsdValues(ls).length;
@@ -285,28 +286,7 @@ test('failures (refused, unknown host, timeout, abort): the app sees exactly its
 });
 
 test('https.get and https.request carry the ID and are timed once each', async () => {
-  const { execFileSync } = await import('node:child_process');
-  const os = await import('node:os');
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hatch-tls-'));
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-keyout',
-      path.join(dir, 'key.pem'),
-      '-out',
-      path.join(dir, 'cert.pem'),
-      '-days',
-      '1',
-      '-subj',
-      '/CN=127.0.0.1',
-    ],
-    { stdio: 'ignore' },
-  );
+  const { dir } = throwAwayCertificate();
   const own = await udpListener();
   try {
     const r = await runScript(

@@ -248,10 +248,14 @@ test('stop() takes the agent out exactly, start() puts it back', async () => {
   const again = await get(`${app.url}/_hatch/config?format=json`, { authorization: `Bearer ${TOKEN}` });
   assert.equal(again.status, 200);
   const outcomes3 = JSON.parse(again.body).patches;
+  const named = (list) => list.map((p) => `${p.module} ${p.status} ${p.detail}`).sort();
+  assert.equal(new Set(named(outcomes3)).size, outcomes3.length, `none doubled: ${named(outcomes3)}`);
+  // The same outcomes, and one more where Node 22+ loaded node:http2 for fetch after the first request's
+  // look for loaded builtins: start() patches what is loaded then.
   assert.deepEqual(
-    outcomes3.map((p) => `${p.module} ${p.status} ${p.detail}`).sort(),
-    outcomes1.map((p) => `${p.module} ${p.status} ${p.detail}`).sort(),
-    'the same outcomes, none doubled',
+    named(outcomes3).filter((o) => o !== 'http2 patched http2' || named(outcomes1).includes(o)),
+    named(outcomes1),
+    'the same outcomes',
   );
   assert.equal(app.stderr(), '', 'nothing logged');
 });
