@@ -7,40 +7,23 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { launchChromium } from '../support/chromium.mjs';
 import { startApp, get } from '../support/app.mjs';
 import { APP, TOKEN, STARTUP_MS, auth, until } from './apps.mjs';
 
-const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'artifacts');
-
-const ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 
 let app;
 let profile;
 let context;
 // The app and the browser start side by side: on the shared VM each can take tens of seconds.
 before(async () => {
-  assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)`);
   profile = fs.mkdtempSync(path.join(os.tmpdir(), 'hatch-chromium-'));
   [app, context] = await Promise.all([
     startApp(APP, { env: { HATCH_TOKEN: TOKEN, APP_NO_CLIENT: '1' }, timeout: STARTUP_MS }),
     // A persistent context is how playwright takes a --user-data-dir: a fresh one per run.
-    chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ARGS,
+    launchChromium(profile, {
       extraHTTPHeaders: auth(),
-      viewport: { width: 1400, height: 900 },
     }),
   ]);
 });

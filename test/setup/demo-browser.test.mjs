@@ -10,21 +10,10 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { chromium } from 'playwright-core';
+import { launchChromium } from '../support/chromium.mjs';
 import { cleanEnv, repo, requestIds, sections } from './support.mjs';
 
-const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = path.join(repo, 'test', 'artifacts');
-const ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 
 let demo;
 let context;
@@ -45,7 +34,6 @@ test(
   "the demo's requests page shows GET /orders/42 with its query, call and render as bars; Ctrl-C stops it",
   { timeout: 600000 },
   async (t) => {
-    assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)`);
     demo = spawn(process.execPath, ['demo/run.mjs'], { cwd: repo, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
@@ -53,12 +41,7 @@ test(
     demo.stderr.on('data', (d) => (err += d));
     const exited = new Promise((r) => demo.on('close', (code, signal) => r({ code, signal })));
     profile = fs.mkdtempSync(path.join(os.tmpdir(), 'hatch-chromium-'));
-    const browser = chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ARGS,
-      viewport: { width: 1400, height: 900 },
-    });
+    const browser = launchChromium(profile);
     const ready = new Promise((resolve, reject) => {
       demo.stdout.on('data', () => {
         if (/^== serving until Ctrl-C/m.test(out)) resolve();
