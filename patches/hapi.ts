@@ -11,10 +11,10 @@
  *   (`/api/items/{id}`). hapi answers a request no route took (and one it rejected before
  *   routing) with its special `notFound`/`badRequest` routes, whose method is `_special`: those
  *   stay `unmatched`.
- * - `onPreResponse` publishes a response that is a Boom error with status >= 500 (a handler that
- *   threw, `Boom.badImplementation`, a plain Error hapi wrapped) on `hatch:error` with kind
- *   `handler`, once per request. It is published without the warning line `reportError` prints:
- *   hapi prints its own debug line for such errors, and the app's stderr must stay its own.
+ * - `onPreResponse` captures a response that is a Boom error with status >= 500 (a handler that
+ *   threw, `Boom.badImplementation`, a plain Error hapi wrapped) as the error the request ends in
+ *   (src/errors.ts captureError), once per request. Nothing is printed: hapi prints its own debug
+ *   line for such errors, and the app's stderr must stay its own.
  *
  * Both exts return `h.continue` and touch nothing the app sees. They act only when the current
  * store belongs to this hapi request (the adapter points back to it), so a `server.inject()` made
@@ -25,7 +25,7 @@
  * makes. A server made before the agent loaded (impossible with `-r`/`--import`) is not seen.
  */
 import { storage, type RequestContext } from '../src/context';
-import { channels, type ErrorEvent } from '../src/bus';
+import { captureError } from '../src/errors';
 import { wrap, unwrap, type Fn } from '../src/shim';
 import { log } from '../src/log';
 import { fault } from '../src/fault';
@@ -99,14 +99,7 @@ function onPreResponse(request: HapiRequest, h: Toolkit): symbol {
       const own = typeof status === 'number' && status >= 500 ? ownRoute(request) : undefined;
       if (own !== undefined && !own.reported) {
         own.reported = true;
-        if (channels.error.hasSubscribers) {
-          const event: ErrorEvent = {
-            kind: 'handler',
-            requestId: storage.getStore()?.id,
-            message: `${response.name}: ${response.message}`.slice(0, 1000),
-          };
-          channels.error.publish(event);
-        }
+        captureError(response);
       }
     }
   } catch (err) {

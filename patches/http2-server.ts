@@ -40,6 +40,7 @@ import { wrap, unwrap, type Fn } from '../src/shim';
 import { log } from '../src/log';
 import { fault } from '../src/fault';
 import { now } from '../src/clock';
+import { endError } from '../src/errors';
 import { preHandler } from '../src/pre-handler';
 import type { PatchDefinition } from '../src/registry';
 import { underPrefix, pathOf } from './http-server/index';
@@ -58,10 +59,12 @@ type Stream = http2.ServerHttp2Stream & { [CTX]?: Ctx };
 function onStreamClose(this: Stream): void {
   try {
     const ctx = this[CTX];
-    if (ctx === undefined || !channels.httpServer.hasSubscribers) return;
-    fault('http2-server-close');
+    if (ctx === undefined) return;
     const sent = (this.sentHeaders as Headers | undefined)?.[':status'];
     const statusCode = Number(sent) || 0;
+    const error = ctx.error !== undefined || statusCode >= 500 ? endError(ctx, statusCode) : undefined;
+    if (!channels.httpServer.hasSubscribers) return;
+    fault('http2-server-close');
     const event: HttpServerEvent = {
       requestId: ctx.id,
       method: ctx.method,
@@ -72,6 +75,7 @@ function onStreamClose(this: Stream): void {
       aborted: this.aborted === true || statusCode === 0,
       start: ctx.start,
       duration: now() - ctx.start,
+      error,
     };
     channels.httpServer.publish(event);
   } catch (err) {
@@ -100,6 +104,7 @@ function begin(stream: Stream, headers: Headers): Ctx {
     route: undefined,
     routeSource: undefined,
     routeResolver: undefined,
+    error: undefined,
     method: typeof method === 'string' ? method : 'OTHER',
     path: typeof path === 'string' ? path : undefined,
     idHeaderPending: stream.headersSent !== true,

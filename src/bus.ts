@@ -20,6 +20,25 @@ export interface HttpServerEvent {
   start: number;
   /** ms */
   duration: number;
+  /**
+   * The error the request ended in (src/errors.ts), present only when the response's status is 500 or
+   * above: the first error a framework patch captured, or, when none was, a `status` record.
+   */
+  error?: ErrorDetail;
+}
+
+/** An error as the agent records it: plain strings only, so the error object itself is never kept. */
+export interface ErrorDetail {
+  /** `handler`: an error the app's code threw or passed on; `status`: the app answered 5xx and no error was seen. */
+  kind: 'handler' | 'status';
+  /** The error's class (`TypeError`), or the type of a thrown non-Error (`string`, `null`, `object`). */
+  name: string;
+  /** Cut to MAX_MESSAGE characters. */
+  message: string;
+  /** The first MAX_FRAMES `at …` lines, trimmed, paths under the app's directory made relative. */
+  stack: string[];
+  /** The response's status. */
+  status: number;
 }
 
 export interface DbQueryEvent {
@@ -41,6 +60,8 @@ export interface HttpClientEvent {
   method: string;
   /** Host name only, no port. */
   host: string;
+  /** The path called, without its query string, cut to 200 characters (for the requests hatch, not for metrics). */
+  path?: string;
   /** The response status, or `error` when no response came (refused, DNS, timeout, abort). */
   statusCode: number | 'error';
   /** performance.now() when the call began */

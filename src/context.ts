@@ -24,6 +24,11 @@ export interface RequestContext {
   routeResolver?: ((source: object) => string | undefined) | undefined;
   /** The incoming request (node:http's IncomingMessage), for the route readers when the request ends. */
   req?: object | undefined;
+  /**
+   * The first error a framework patch captured for this request (src/errors.ts captureError), held
+   * until the request ends and is recorded; dropped with the context.
+   */
+  error?: unknown;
   /** Renders in flight for this request (1 or 0): a render started meanwhile is part of that page. */
   rendering?: number;
 }

@@ -29,7 +29,7 @@ import { channels, type HttpServerEvent } from '../../src/bus';
 import { wrap, unwrap } from '../../src/shim';
 import { log } from '../../src/log';
 import { fault } from '../../src/fault';
-import { reportError } from '../../src/errors';
+import { reportError, endError } from '../../src/errors';
 import type { PatchDefinition } from '../../src/registry';
 import { now } from '../../src/clock';
 import { preHandler, type PreHandler } from '../../src/pre-handler';
@@ -61,17 +61,21 @@ export function pathOf(url: string | undefined): string {
 function onClose(this: Res): void {
   const ctx = this[CTX];
   try {
-    if (!ctx || !channels.httpServer.hasSubscribers) return;
+    if (!ctx) return;
+    const status = this.statusCode;
+    const error = ctx.error !== undefined || status >= 500 ? endError(ctx, status) : undefined;
+    if (!channels.httpServer.hasSubscribers) return;
     fault('http-server-close');
     const event: HttpServerEvent = {
       requestId: ctx.id,
       method: ctx.method,
       route: finalRoute(ctx),
       path: pathOf(ctx.url),
-      statusCode: this.statusCode,
+      statusCode: status,
       aborted: !this.writableFinished,
       start: ctx.start,
       duration: now() - ctx.start,
+      error,
     };
     channels.httpServer.publish(event);
   } catch (err) {
@@ -107,6 +111,7 @@ function begin(req: http.IncomingMessage, res: Res): Ctx {
     routeSource: undefined,
     routeResolver: undefined,
     req,
+    error: undefined,
     method: req.method ?? 'OTHER',
     url: req.url,
     idHeaderPending,

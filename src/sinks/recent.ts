@@ -16,6 +16,7 @@ import {
   channels,
   Subscriptions,
   type DbQueryEvent,
+  type ErrorDetail,
   type ErrorEvent,
   type HttpClientEvent,
   type HttpServerEvent,
@@ -53,7 +54,10 @@ export interface RequestRecord {
   timeline: TimelineEntry[];
   /** Timeline entries beyond MAX_ENTRIES, counted but not kept. */
   dropped: number;
+  /** Errors the agent reported under this request's ID (the error hatch's test error, …). */
   errors: string[];
+  /** The error the request ended in (status 500 or above), or null. */
+  error: ErrorDetail | null;
 }
 
 interface Pending {
@@ -113,6 +117,7 @@ function record(
     timeline,
     dropped,
     errors,
+    error: e.error ?? null,
   };
 }
 
@@ -137,6 +142,7 @@ function fill(
   r.timeline = timeline;
   r.dropped = dropped;
   r.errors = errors;
+  r.error = e.error ?? null;
 }
 
 export class RecentRequests {

@@ -128,7 +128,7 @@ const timings = (lines, route, code) =>
 function errorCounts(lines) {
   const out = {};
   for (const l of lines.filter((x) => x.startsWith('hatch.errors:'))) {
-    const kind = /\|#kind:(.*)$/.exec(l)?.[1];
+    const kind = /\|#kind:([^,|]*)/.exec(l)?.[1];
     out[kind] = (out[kind] ?? 0) + statsdValues([l]).reduce((a, b) => a + b, 0);
   }
   return out;

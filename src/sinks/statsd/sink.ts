@@ -34,6 +34,8 @@ export class StatsdSink {
   readonly httpClient: Metric;
   readonly render: Metric;
   readonly errors: Metric;
+  /** The errors requests end in: the same metric, with the request's route and status. */
+  readonly requestErrors: Metric;
   /** runtime.* gauges (src/runtime-metrics.ts); one value per series, the latest. */
   readonly runtime: Record<string, Metric>;
   readonly gcPause: Metric;
@@ -52,6 +54,7 @@ export class StatsdSink {
     this.httpClient = new Metric('http.client', 'ms', ['method', 'host', 'status_code'], p, mode);
     this.render = new Metric('render', 'ms', ['engine', 'template', 'outcome'], p, mode);
     this.errors = new Metric('errors', 'c', ['kind'], p, mode);
+    this.requestErrors = new Metric('errors', 'c', ['kind', 'route', 'status_code'], p, mode);
     const gauge = (name: string) => new Metric(`runtime.${name}`, 'g', [], p, mode);
     this.runtime = {
       p50: gauge('event_loop.delay.p50'),
@@ -68,6 +71,7 @@ export class StatsdSink {
       this.httpClient,
       this.render,
       this.errors,
+      this.requestErrors,
       ...Object.values(this.runtime),
       this.gcPause,
     ];
@@ -77,6 +81,8 @@ export class StatsdSink {
     this.subscriptions.on(channels.httpServer, (m) => {
       const e = m as HttpServerEvent;
       this.time(this.httpServer.series(e.method, e.route, e.aborted ? 'aborted' : e.statusCode), e.duration);
+      const err = e.error;
+      if (err !== undefined) this.requestErrors.series(err.kind, e.route, e.statusCode).sum++;
     });
     this.subscriptions.on(channels.dbQuery, (m) => {
       const e = m as DbQueryEvent;
