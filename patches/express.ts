@@ -18,6 +18,16 @@
  * with the engine named by the view's extension or the `view engine` setting, and the template
  * relative to the `views` folder. The engine's own render runs nested inside and is not counted again.
  *
+ * Errors: an error on its way to an error middleware (a handler or middleware threw, passed
+ * `next(err)`, or, on Express 5, rejected) passes through the Layer's error path
+ * (`Layer.prototype.handle_error` on Express 4, `handleError` in Express 5's router), which is
+ * wrapped to capture it (src/errors.ts captureErrorFor) before Express goes on as before. The Layer
+ * class is not exported: it is found as the prototype of the first layer `use` or `route` adds to a
+ * router. An error no error middleware answers reaches finalhandler, which has its own patch
+ * (patches/finalhandler.ts). Only errors that already exist pass there, so their `err.stack` is the
+ * same; while an app's error middleware runs, the wrapper's frame is on the stack (an error made
+ * inside an error middleware has one more frame per layer the error passed).
+ *
  * Limitations: a path given as a RegExp or an array is shown as written (`/^\/a/`, `/a,/b`); a
  * sub-app's route whose handler called `next()` out of the sub-app (the parent answering) lacks the
  * sub-app's mount, since `req.app` is the parent again by then.
@@ -26,6 +36,7 @@ import * as path from 'node:path';
 import { addRouteReader, removeRouteReader } from '../src/context';
 import { argsOf, engineName, runRender, templateName } from '../src/render';
 import { wrap, unwrap, type Fn } from '../src/shim';
+import { captureErrorFor } from '../src/errors';
 import { log } from '../src/log';
 import { fault } from '../src/fault';
 import type { PatchDefinition } from '../src/registry';
@@ -69,6 +80,41 @@ export function joinRoute(mounts: readonly string[] | undefined, route: string):
   return out.replace(/\/{2,}/g, '/');
 }
 
+// The Layer prototypes found (Express 4's, or its router's; a second copy of Express brings its
+// own): wrapped while patched, unwrapped by unpatch and wrapped again by the next patch, since the
+// app declares its routes once.
+const layerProtos = new Set<object>();
+let patched = false;
+
+function wrapHandleError(original: Fn) {
+  return function handle_error(this: unknown, error: unknown, req: unknown) {
+    try {
+      fault('express-error');
+      captureErrorFor(req, error);
+    } catch (err) {
+      log.warnOnce('express-error', `express: capturing an error failed: ${(err as Error).message}`);
+    }
+    return original.apply(this, arguments as unknown as unknown[]);
+  };
+}
+
+/** Wraps the error path of the class of the layers a router holds from `from` on (once per class). */
+function watchLayers(stack: unknown, from: number): void {
+  if (!patched || !Array.isArray(stack)) return;
+  for (let i = Math.max(0, from); i < stack.length; i++) {
+    const layer: unknown = stack[i];
+    if (layer === null || typeof layer !== 'object') continue;
+    const proto = Object.getPrototypeOf(layer) as object | null;
+    if (proto === null || layerProtos.has(proto)) continue;
+    if (wrapLayer(proto)) layerProtos.add(proto);
+  }
+}
+
+function wrapLayer(proto: object): boolean {
+  const name = typeof (proto as { handleError?: unknown }).handleError === 'function' ? 'handleError' : 'handle_error';
+  return wrap(proto, name, wrapHandleError);
+}
+
 // Registration time: `use` records, on each function it mounts (a router, an app, a middleware), the
 // router it was mounted on and the path; `route` records the router a route belongs to.
 function wrapUse(original: Fn) {
@@ -78,6 +124,7 @@ function wrapUse(original: Fn) {
     try {
       fault('express-use');
       if (before >= 0) {
+        watchLayers(this.stack, before);
         const pathless = typeof first === 'function' || (Array.isArray(first) && typeof first[0] === 'function');
         const template = pathless ? '/' : pathText(first);
         for (let i = before; i < this.stack!.length; i++) {
@@ -97,11 +144,12 @@ function wrapUse(original: Fn) {
 }
 
 function wrapRoute(original: Fn) {
-  return function route(this: object) {
+  return function route(this: { stack?: unknown[] }) {
     const result = original.apply(this, arguments as unknown as unknown[]);
     try {
       fault('express-route');
       if (result !== null && typeof result === 'object') (result as RouteObj)[OWNER] = this;
+      if (Array.isArray(this.stack)) watchLayers(this.stack, this.stack.length - 1);
     } catch (err) {
       log.warnOnce('express-route', `express: recording a route failed: ${(err as Error).message}`);
     }
@@ -278,6 +326,8 @@ export const express: PatchDefinition<Express> = {
     wrap(proto, 'route', wrapRoute);
     wrap(exports.application, 'render', wrapRender);
     addRouteReader(readRoute);
+    patched = true;
+    for (const p of layerProtos) wrapLayer(p);
   },
   unpatch(exports) {
     const proto = routerProto(exports);
@@ -285,5 +335,10 @@ export const express: PatchDefinition<Express> = {
     unwrap(proto, 'route');
     unwrap(exports.application, 'render');
     removeRouteReader(readRoute);
+    patched = false;
+    for (const p of layerProtos) {
+      unwrap(p, 'handleError');
+      unwrap(p, 'handle_error');
+    }
   },
 };

@@ -9,6 +9,7 @@ import { httpClient, httpsClient } from './http-client';
 import { undici } from './undici';
 import { pg, pgPool, pgCursor } from './pg/index';
 import { express } from './express';
+import { finalhandler } from './finalhandler';
 import { fastify } from './fastify';
 import { koa } from './koa';
 import { hapi } from './hapi';
@@ -29,6 +30,7 @@ export const ALL_PATCHES: PatchDefinition[] = [
   pgPool,
   pgCursor,
   express,
+  finalhandler,
   fastify,
   koa,
   hapi,

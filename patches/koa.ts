@@ -5,8 +5,22 @@
  * function that reads the route from it; the core calls it when the request ends (src/context.ts
  * finalRoute), so a router running after awaits is still seen, and only this file knows the router's
  * private field. Without a router, or when no route matched, the route is `unmatched`.
+ *
+ * Errors: Koa reports an error to the app's `error` listeners with `app.emit('error', err, ctx)`:
+ * its own `ctx.onerror` does for an error no middleware caught (a non-Error thrown is wrapped in
+ * Koa's `non-error thrown` Error first), and Koa's documentation has a middleware that catches and
+ * answers do the same. `Application.prototype.emit` is wrapped to capture that error for the
+ * request `ctx` belongs to (src/errors.ts captureErrorFor), then emits as before: the error exists
+ * before, so its `err.stack` is the same, and Koa's own logging (or the app's listeners) runs
+ * unchanged; only an error made inside a listener has the wrapper's frame.
+ * Limitation, chosen: an error a middleware catches and answers without emitting it is not seen
+ * (the request is recorded as answered 5xx with no error, kind `status`). Seeing it would need the
+ * agent in every middleware call (a wrapper, or a copy of koa-compose's dispatch): a frame in the
+ * stack of every error a Koa app makes, or frames of another file in place of koa-compose's, and a
+ * promise reaction per middleware per request.
  */
 import { storage } from '../src/context';
+import { captureErrorFor } from '../src/errors';
 import { wrap, unwrap, type Fn } from '../src/shim';
 import { log } from '../src/log';
 import { fault } from '../src/fault';
@@ -38,6 +52,20 @@ function wrapCreateContext(original: Fn) {
   };
 }
 
+function wrapEmit(original: Fn) {
+  return function emit(this: unknown, event: unknown, err: unknown, ctx: unknown) {
+    if (event === 'error') {
+      try {
+        fault('koa-error');
+        captureErrorFor(ctx !== null && typeof ctx === 'object' ? (ctx as { req?: unknown }).req : undefined, err);
+      } catch (e) {
+        log.warnOnce('koa-error', `koa: capturing an error failed: ${(e as Error).message}`);
+      }
+    }
+    return original.apply(this, arguments as unknown as unknown[]);
+  };
+}
+
 export const koa: PatchDefinition = {
   module: 'koa',
   feature: 'koa',
@@ -45,8 +73,10 @@ export const koa: PatchDefinition = {
   patch(Koa: typeof Application) {
     if (!wrap(Koa.prototype, 'createContext', wrapCreateContext))
       throw new Error('Application.prototype.createContext not found');
+    wrap(Koa.prototype, 'emit', wrapEmit);
   },
   unpatch(Koa: typeof Application) {
     unwrap(Koa.prototype, 'createContext');
+    unwrap(Koa.prototype, 'emit');
   },
 };

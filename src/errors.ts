@@ -56,14 +56,27 @@ export function captureError(err: unknown): void {
   if (ctx !== undefined && ctx.error === undefined) ctx.error = err === undefined ? UNDEFINED : err;
 }
 
+/**
+ * captureError for the framework request whose node:http request is `req`: nothing when the current
+ * context is another request's (a framework's in-process request, as Fastify's inject, made inside a
+ * request). A context that holds no request (an http2 stream's) takes it.
+ */
+export function captureErrorFor(req: unknown, err: unknown): void {
+  const ctx = storage.getStore();
+  if (ctx !== undefined && ctx.error === undefined && (ctx.req === undefined || ctx.req === req))
+    ctx.error = err === undefined ? UNDEFINED : err;
+}
+
 /** Stands for a thrown `undefined`, so that it still counts as captured. */
 const UNDEFINED = Symbol('undefined');
+/** Left in a context whose request was recorded: an error captured later (timers) is not kept. */
+const ENDED = Symbol('ended');
 
 /** The record of the error `ctx`'s request ended in, or undefined when its status is below 500. */
 export function endError(ctx: RequestContext, status: number): ErrorDetail | undefined {
   const err = ctx.error;
-  ctx.error = undefined; // not kept past the record: a context can outlive its request (timers)
-  if (!(status >= 500)) return undefined;
+  ctx.error = ENDED; // not kept past the record: a context can outlive its request (timers)
+  if (err === ENDED || !(status >= 500)) return undefined;
   if (err === undefined)
     return { kind: 'status', name: 'none', message: `answered ${status} with no error`, stack: [], status };
   return describeError(err === UNDEFINED ? undefined : err, 'handler', status);

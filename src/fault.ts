@@ -30,9 +30,13 @@ export const FAULT_POINTS = [
   'express-use',
   'express-read',
   'express-route',
-  'express-render', // patches/express.ts
+  'express-render',
+  'express-error', // patches/express.ts
+  'finalhandler', // patches/finalhandler.ts
   'fastify',
-  'koa', // patches/fastify.ts, koa.ts
+  'fastify-error',
+  'koa',
+  'koa-error', // patches/fastify.ts, koa.ts
   'hapi-server',
   'hapi',
   'hapi-error', // patches/hapi.ts

@@ -41,6 +41,14 @@ export interface PatchDefinition<T = unknown> {
   patch(exports: T, config: Config): void;
   /** Undoes `patch` exactly; also called after a `patch` that threw halfway. */
   unpatch(exports: T): void;
+  /**
+   * For a module whose export is one function that cannot be patched in place (finalhandler): the
+   * function `require` hands the module's caller instead, given the exports (after `patch` was
+   * applied). It must return the same wrapper for the same exports and pass straight through once
+   * `unpatch` ran (the caller keeps it). Only a `require` (require-in-the-middle) is answered with
+   * it; a module reached otherwise keeps its own export.
+   */
+  replace?(exports: T): unknown;
 }
 
 export interface SubscriberDefinition {
@@ -197,8 +205,10 @@ let runConfig: Config | undefined;
 /**
  * The one patcher both hooks call. While stopped, the module is only remembered: the next start
  * patches it. The handler object lives as long as the process, because src/esm.mts keeps it.
+ * Returns what `require` hands on: the exports, or a definition's replacement of them.
  */
-function onModule(moduleExports: unknown, name: string, basedir: string | undefined): void {
+function onModule(moduleExports: unknown, name: string, basedir: string | undefined): unknown {
+  let out = moduleExports;
   try {
     const bare = name.startsWith('node:') ? name.slice(5) : name;
     const key = Object(moduleExports) as object;
@@ -211,11 +221,16 @@ function onModule(moduleExports: unknown, name: string, basedir: string | undefi
       seen.push({ name: bare, exports: moduleExports, version });
     }
     seenAt.add(`${bare}\0${basedir ?? ''}`);
-    if (!running || byModule === undefined || runConfig === undefined) return;
-    for (const def of byModule.get(bare) ?? []) applyPatch(def, moduleExports, version, runConfig);
+    if (!running || byModule === undefined || runConfig === undefined) return out;
+    for (const def of byModule.get(bare) ?? []) {
+      const outcome = applyPatch(def, moduleExports, version, runConfig);
+      if (outcome.status === 'patched' && def.replace !== undefined) out = def.replace(out);
+    }
   } catch (err) {
     log.warnOnce(`hook-${name}`, `${name}: patching failed (${(err as Error).message}); left untouched`);
+    return moduleExports;
   }
+  return out;
 }
 
 export interface Enabled {
@@ -276,10 +291,12 @@ export function enable(defs: readonly Definition[], config: Config): Enabled {
   if (byModule.size > 0) {
     moduleHandler ??= { names: [...byModule.keys()], onModule };
     const { Hook } = loadRequireInTheMiddle();
-    hook = new Hook([...byModule.keys()], { internals: false }, (moduleExports, name, basedir) => {
-      onModule(moduleExports, name, basedir);
-      return moduleExports;
-    });
+    // What the callback returns is what `require` hands on (its type says the same exports).
+    hook = new Hook(
+      [...byModule.keys()],
+      { internals: false },
+      (moduleExports, name, basedir) => onModule(moduleExports, name, basedir) as typeof moduleExports,
+    );
     unhookOthers = hookOtherLoads([...byModule.keys()], onModule, wasSeen);
   }
   return {

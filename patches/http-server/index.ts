@@ -12,9 +12,12 @@
  * - A pre-handler (src/pre-handler.ts; the hatches plug in there) is offered a request under its
  *   prefix first, inside the request's context; when it declines, the app's handler gets the request
  *   untouched. With none plugged in the only cost is one `undefined` check.
- * - An error the app's handler throws synchronously is reported (hatch:error) from an
- *   'uncaughtExceptionMonitor' listener, not caught and rethrown: a rethrow would make Node's crash
- *   output point at the agent's `throw` line instead of the app's (found by test/reliability).
+ * - An error the app's handler throws synchronously is reported (hatch:error, errors{kind=uncaught})
+ *   from an 'uncaughtExceptionMonitor' listener, not caught and rethrown: a rethrow would make Node's
+ *   crash output point at the agent's `throw` line instead of the app's (found by test/reliability).
+ *   It is also captured as the error the request ends in (src/errors.ts), for an app that lives on
+ *   (its own uncaughtException listener) and answers 5xx: that request is then recorded and
+ *   counted once more, as errors{kind=handler}.
  * The http and https definitions share the response wrappers and the listener, counted: each is
  * installed by the first definition patched and removed with the last one unpatched, so unpatching
  * one leaves the other working.
@@ -29,7 +32,7 @@ import { channels, type HttpServerEvent } from '../../src/bus';
 import { wrap, unwrap } from '../../src/shim';
 import { log } from '../../src/log';
 import { fault } from '../../src/fault';
-import { reportError, endError } from '../../src/errors';
+import { reportError, endError, captureError } from '../../src/errors';
 import type { PatchDefinition } from '../../src/registry';
 import { now } from '../../src/clock';
 import { preHandler, type PreHandler } from '../../src/pre-handler';
@@ -131,7 +134,11 @@ const clearThrown = () => {
 function onUncaught(err: unknown): void {
   const ctx = thrownIn;
   thrownIn = undefined;
-  if (ctx !== undefined) storage.run(ctx, reportError, 'uncaught', err);
+  if (ctx === undefined) return;
+  // Also the error the request ends in: an app that lives on (an uncaughtException listener) and
+  // answers 5xx gets it in the request's record.
+  storage.run(ctx, captureError, err);
+  storage.run(ctx, reportError, 'uncaught', err);
 }
 
 /** Server.prototype.emit, as the wrapper passes its arguments on. */

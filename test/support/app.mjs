@@ -96,11 +96,13 @@ export function runScript(source, { agent = true, env = {}, timeout = 180000, fi
 }
 
 /**
- * Starts a server app; the app must print `listening <port>` on stdout once it listens.
+ * Starts a server app; the app must print `listening <port>` on stdout once it listens. `file` runs
+ * a file written before (writeApp) instead of `source`: the same file with and without the agent
+ * gives the same stack traces.
  * Returns { port, url, stdout(), stderr(), stop(): Promise<{code, signal}> }.
  */
-export function startApp(source, { agent = true, env = {}, timeout = 90000, ext } = {}) {
-  const f = writeApp(source, ext ?? (String(agent).includes('import') ? '.mjs' : '.js'));
+export function startApp(source, { agent = true, env = {}, timeout = 90000, ext, file } = {}) {
+  const f = file ?? writeApp(source, ext ?? (String(agent).includes('import') ? '.mjs' : '.js'));
   const child = spawn(process.execPath, nodeArgs(f, agent), { cwd: appDir, env: baseEnv(env) });
   let stdout = '';
   let stderr = '';
