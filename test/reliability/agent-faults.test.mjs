@@ -2,7 +2,8 @@
 // agent-side part of one wrapper throws on every call. For each name in src/fault.ts's
 // FAULT_POINTS (read from the installed package), one app that goes through
 // every patched module (http and http2 servers, http client, fetch, undici, pg pool/client/cursor, Express with
-// a mounted router and res.render, Fastify, Koa, hapi, ejs, pug, handlebars, nunjucks, pino, winston)
+// a mounted router, res.render and an error through an error middleware to finalhandler, Fastify and
+// Koa with a route that throws, hapi, ejs, pug, handlebars, nunjucks, pino, winston)
 // must print exactly what it prints without the agent, exit the same, and the agent must say
 // exactly one line about the fault, however many calls hit it.
 import { test } from 'node:test';
@@ -94,6 +95,10 @@ async function serve() {
         res.render('page', w, (err, html) => (err ? next(err) : res.send(html + JSON.stringify(w))));
       } catch (e) { next(e); }
     });
+    // The run's last request: an error through an error middleware (which passes it on) to
+    // finalhandler's 500 (what the express-error and finalhandler points are on).
+    api.get('/nothing', (req, res, next) => next(new Error('nothing here')));
+    api.use((err, req, res, next) => next(err));
     app.use('/api', api);
     const ex = http.createServer(app);
     await new Promise((r) => ex.listen(0, '127.0.0.1', r));
@@ -102,6 +107,7 @@ async function serve() {
   if (PART === 'fastify') {
     const fy = require('fastify')();
     fy.get('/fy/:id', async (req) => work(Number(req.params.id)));
+    fy.get('/nothing', async () => { throw new Error('nothing here'); }); // the fastify-error point's 500
     await fy.listen({ port: 0, host: '127.0.0.1' });
     return 'http://127.0.0.1:' + fy.server.address().port + '/fy/';
   }
@@ -138,6 +144,7 @@ async function serve() {
     const koa = new Koa();
     const router = new Router();
     router.get('/k/:id', async (ctx) => { ctx.body = await work(Number(ctx.params.id)); });
+    router.get('/nothing', () => { throw new Error('nothing here'); }); // the koa-error point's 500
     koa.use(router.routes());
     const ks = http.createServer(koa.callback());
     await new Promise((r) => ks.listen(0, '127.0.0.1', r));
@@ -172,8 +179,12 @@ const SLICE = {
   'express-read': 'express',
   'express-route': 'express',
   'express-render': 'express',
+  'express-error': 'express',
+  finalhandler: 'express',
   fastify: 'fastify',
+  'fastify-error': 'fastify',
   koa: 'koa',
+  'koa-error': 'koa',
   render: 'engines',
   pino: 'logs',
   winston: 'logs',
