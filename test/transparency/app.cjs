@@ -1,7 +1,7 @@
 // The app the transparency test runs, with and without `-r hatch-agent` (copied into the fixture
 // folder, where the libraries are installed). It uses every patched module inside a request
 // (http/https/http2 server and client, pg with pg-pool, pg-cursor and pg-query-stream, undici and fetch,
-// express, fastify, koa with @koa/router, ejs, pug, handlebars, nunjucks, pino, winston), then
+// express with finalhandler, fastify, koa with @koa/router, ejs, pug, handlebars, nunjucks, pino, winston), then
 // prints one JSON report on stdout:
 // - `shapes`: every function reachable from the modules' exports and prototypes, and every
 //   function the app got back or was called with (compiled templates, Express's `next`, an engine's
@@ -358,6 +358,9 @@ async function main() {
     pino: { pino },
     winston: { winston },
   };
+  // finalhandler's export is one function, answered to require with a wrapper: the app's require
+  // gets the one Express got.
+  seenByApp('finalhandler export', require('finalhandler'));
   for (const [module, named] of Object.entries(roots)) {
     const seen = walked(module);
     for (const [label, r] of Object.entries(named)) walk(module, r, label, 2, seen);

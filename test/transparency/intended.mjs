@@ -34,6 +34,11 @@ export const INTENDED = [
   },
   {
     kind: 'added',
+    where: /^koa Application\.prototype\.emit$/,
+    why: "Koa reports a request's error with `app.emit('error', err, ctx)`: Koa's Application.prototype gets its own `emit`, which captures that error for the request's record (the original stays on EventEmitter.prototype, shared by every emitter).",
+  },
+  {
+    kind: 'added',
     where: /^winston (winston\.Logger\.prototype|logger<\d+>)\.write$/,
     why: "Records get `requestId`: Logger.prototype gets its own `write` (the original stays on stream.Transform's prototype, shared by every stream).",
   },

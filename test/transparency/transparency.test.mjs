@@ -89,6 +89,7 @@ const WRAPPING = [
   'pg-pool',
   'pg-cursor',
   'express',
+  'finalhandler',
   'koa',
   'ejs',
   'pug',
