@@ -468,3 +468,35 @@ for (const [key, cases] of Object.entries(TODO)) {
     },
   );
 }
+
+// finalhandler is answered to `require` with a wrapper: under `--import` Express (CommonJS) still
+// requires it, so an ES-module app's errors reach the record the same way.
+test(`express@${version('express')} under --import: errors through finalhandler and an error middleware are captured`, async () => {
+  const source = `
+import express from 'express';
+const app = express();
+app.get('/sync/:id', () => { throw new Error('sync under import'); });
+const own = express.Router();
+own.get('/next/:id', (req, res, next) => next(new TypeError('passed under import')));
+own.use((err, req, res, next) => { res.status(500).send('own handler: ' + err.message); });
+app.use('/own', own);
+const server = app.listen(0, '127.0.0.1', () => console.log('listening ' + server.address().port));
+process.on('SIGTERM', () => server.close());
+`;
+  const a = await startApp(source, { agent: 'import', ext: '.mjs', timeout: WAIT, env: { HATCH_TOKEN: TOKEN } });
+  try {
+    const run = randomBytes(3).toString('hex');
+    for (const [p, name, message] of [
+      ['/sync/1', 'Error', 'sync under import'],
+      ['/own/next/2', 'TypeError', 'passed under import'],
+    ]) {
+      const id = `esm-${run}-${p.length}`;
+      assert.equal(status(await raw(a.port, p, { 'x-request-id': id })), 500, p);
+      const e = (await recordOf(a.port, id)).error;
+      assert.deepEqual([e?.kind, e?.name, e?.message, e?.status], ['handler', name, message, 500], p);
+      assert.match(e.stack[0], /app-[0-9a-f]{12}\.mjs:\d+:\d+/, p);
+    }
+  } finally {
+    await a.stop();
+  }
+});
