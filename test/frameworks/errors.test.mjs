@@ -19,6 +19,10 @@
 // request's record, read from /_hatch/requests/<id>, holds the class, the message and the stack,
 // whose first frame is in the app's file, named relative to the app's folder. Last, a request
 // after all that is answered, and the agent still records it.
+// Where a throw is fewer than 10 frames above the server's emit (node:http, Fastify 4.0), the
+// server's frames are left out of the comparison: the known exception of stacks.test.mjs. A TODO
+// test shows the one difference the capture itself makes (an error made inside finalhandler), and
+// Express is also run as an ES module under `--import`.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
