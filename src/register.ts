@@ -100,7 +100,7 @@ function run(config: Config): Run {
     // their handler.
     let recent: RecentRequests | undefined;
     if (config.hatchToken !== undefined) {
-      recent = new RecentRequests(config.hatchRecentRequests, config.hatchSlowRequests);
+      recent = new RecentRequests(config.hatchRecentRequests, config.hatchSlowRequests, config.hatchErrorRequests);
       recent.start();
       rememberInstances(true);
       // The hatches' code (pages, checks, node:crypto) is loaded by the first request under the
