@@ -109,3 +109,35 @@ export async function until(fn, timeoutMs = 20000, what = 'condition') {
     await new Promise((r) => setTimeout(r, 200));
   }
 }
+
+/**
+ * A hapi app whose routes end in errors, for the errors list and the debug pages. `/boom` calls its
+ * backend twice (fetch, then http.get, each URL with a secret in its query string) and throws a
+ * TypeError: hapi answers its own Boom 500, and the agent's hapi patch captures the error with its
+ * stack. `/status500` answers 500 with no error (a `status` record), `/big500` a 500 body larger
+ * than the debug pages hold, `/ok` 200, `/cookies` the Cookie header the app got. Without the agent
+ * (WITHOUT_AGENT=1) it runs the same.
+ */
+export const ERRORS_APP = `
+const http = require('node:http');
+const Hapi = require('@hapi/hapi');
+const backend = http.createServer((req, res) => res.end('backend ' + req.url));
+backend.keepAliveTimeout = 120000;
+const get = (url) => new Promise((ok, fail) => http.get(url, (r) => { r.resume(); r.on('end', ok); }).on('error', fail));
+(async () => {
+  await new Promise((r) => backend.listen(0, '127.0.0.1', r));
+  const base = 'http://127.0.0.1:' + backend.address().port;
+  const server = new Hapi.Server({ port: 0, host: '127.0.0.1' });
+  server.route({ method: 'GET', path: '/boom', handler: async () => {
+    await (await fetch(base + '/api/items/7?api_key=SECRET-FETCH-123')).text();
+    await get(base + '/v2/users?token=SECRET-GET-456&x=1');
+    throw new TypeError('boom from the route');
+  } });
+  server.route({ method: 'GET', path: '/status500', handler: (request, h) => h.response('the app says no').code(500) });
+  server.route({ method: 'GET', path: '/big500', handler: (request, h) => h.response('x'.repeat(300 * 1024)).code(500) });
+  server.route({ method: 'GET', path: '/ok', handler: () => 'ok' });
+  server.route({ method: 'GET', path: '/cookies', handler: (request) => request.headers.cookie ?? '(none)' });
+  await server.start();
+  console.log('listening ' + server.info.port);
+})();
+`;
