@@ -1,6 +1,7 @@
 // The app the hatch tests run under `node -r hatch-agent`: a pg.Pool and a standalone pg.Client on
-// DATABASE_URL, a backend server it calls with fetch, and a render (published on `hatch:render`,
-// as a render patch would). Its own 404 names nothing about the hatches.
+// DATABASE_URL, a backend server it calls with fetch (with a query string, which the hatches must not
+// show), and a render (published on `hatch:render`, as a render patch would). Its own 404 names
+// nothing about the hatches.
 export const TOKEN = 'hatch-test-token-0123456789abcdef';
 
 export const APP = `
@@ -25,7 +26,7 @@ backend.keepAliveTimeout = 120000; // no idle-socket race with the keep-alive ag
       const url = new URL(req.url, 'http://x');
       if (url.pathname === '/work') {
         await pool.query("SELECT 'work' AS w, pg_sleep(0.02)");
-        const r = await fetch('http://127.0.0.1:' + backend.address().port + '/b');
+        const r = await fetch('http://127.0.0.1:' + backend.address().port + '/b?key=secret-in-the-query');
         await r.text();
         const start = performance.now();
         await new Promise((ok) => setTimeout(ok, 5));
