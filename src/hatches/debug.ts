@@ -11,14 +11,19 @@
  * (writeHead, write, end), own properties of the instance, never of the prototype:
  * - at the first of them the status decides: below 500 (or headers already sent) they pass
  *   everything through from then on;
- * - 500 or above: writeHead and the body are held (up to MAX_HELD bytes); at `end` the held response is
- *   dropped and the debug page sent with the same status.
+ * - 500 or above: writeHead and the body are held (up to MAX_HELD bytes; a held write's callback is
+ *   called at once); at `end` the held response is dropped and the debug page sent with the same
+ *   status. A body written in pieces (hapi pipes every payload) is held as well, up to the bound.
  * The wrappers never leave (a middleware such as `compression` may have wrapped them in turn): they
  * become pass-through.
- * Limitations: a body longer than MAX_HELD (a streamed 5xx) is let through as the app wrote it, with no
- * debug page; a response whose headers were sent before its status was 5xx keeps the app's body; an
- * exception Node would have thrown from the app's `writeHead` (a bad header) surfaces from its `end`;
- * http2 requests get no debug page; the app's own response headers are dropped with its body.
+ * Limitations (all of them for token holders only; nobody else's response is touched):
+ * - a body longer than MAX_HELD (a large or streamed 5xx) is let through as the app wrote it, with no
+ *   debug page; a 5xx streamed slowly shows nothing until it ends or passes MAX_HELD;
+ * - a response whose headers were sent before its status was 5xx keeps the app's body;
+ * - while held, `res.headersSent` stays false, and an exception Node would have thrown from the app's
+ *   `writeHead` (a bad header) surfaces from its `end`;
+ * - the app's own response headers are dropped with its body (the request ID echo stays);
+ * - http2 requests get no debug page.
  */
 import type * as http from 'node:http';
 import { activeConfig, type Config } from '../config';
@@ -37,7 +42,7 @@ import { pageHeaders } from './reply';
 export const MAX_HELD = 256 * 1024;
 
 type Fn = (...args: unknown[]) => unknown;
-type Held = [chunk: unknown, encoding: unknown, callback: unknown];
+type Held = [chunk: unknown, encoding: unknown];
 
 const UNDECIDED = 0;
 const HOLD = 1;
@@ -177,7 +182,7 @@ function hold(req: http.IncomingMessage, res: http.ServerResponse, ctx: RequestC
   const release = (self: http.ServerResponse): void => {
     mode = PASS;
     if (head !== undefined) writeHead.apply(self, head);
-    for (const [chunk, encoding, cb] of held) write.call(self, chunk, encoding, cb);
+    for (const [chunk, encoding] of held) write.call(self, chunk, encoding);
     held.length = 0;
   };
 
@@ -192,7 +197,10 @@ function hold(req: http.IncomingMessage, res: http.ServerResponse, ctx: RequestC
   r.write = function (this: http.ServerResponse, chunk: unknown, encoding: unknown, cb: unknown) {
     if (!decide(this, this.statusCode)) return write.apply(this, arguments as unknown as unknown[]);
     if (typeof encoding === 'function') [encoding, cb] = [undefined, encoding];
-    held.push([chunk, encoding, cb]);
+    held.push([chunk, encoding]);
+    // Called at once, as if written: an app that waits for it before its next write or its end
+    // must not wait for the end we are waiting for.
+    if (typeof cb === 'function') process.nextTick(cb as Fn);
     size += byteLength(chunk, encoding);
     if (size > MAX_HELD) {
       release(this);
@@ -218,7 +226,6 @@ function hold(req: http.IncomingMessage, res: http.ServerResponse, ctx: RequestC
     }
     if (typeof chunk === 'function') cb = chunk;
     else if (typeof encoding === 'function') cb = encoding;
-    const callbacks = held.map((h) => h[2]).filter((f): f is Fn => typeof f === 'function');
     held.length = 0;
     head = undefined;
     try {
@@ -230,7 +237,6 @@ function hold(req: http.IncomingMessage, res: http.ServerResponse, ctx: RequestC
     } catch (err) {
       log.warnOnce('debug-page', `debug page: could not set its headers (${(err as Error).message})`);
     }
-    if (callbacks.length > 0) this.once('finish', () => callbacks.forEach((f) => f()));
     return end.call(this, pageOut.body, 'utf8', cb);
   };
 }
