@@ -116,7 +116,8 @@ export async function until(fn, timeoutMs = 20000, what = 'condition') {
  * backend twice (fetch, then http.get, each URL with a secret in its query string) and throws a
  * TypeError: hapi answers its own Boom 500, and the agent's hapi patch captures the error with its
  * stack. `/status500` answers 500 with no error (a `status` record), `/big500` a 500 body larger
- * than the debug pages hold, `/ok` 200, `/cookies` the Cookie header the app got. Without the agent
+ * than the debug pages hold, `/pieces` a 503 written in two parts (the end waits for the first
+ * write's callback), `/ok` 200, `/cookies` the Cookie header the app got. Without the agent
  * (WITHOUT_AGENT=1) it runs the same.
  */
 export const ERRORS_APP = `
@@ -137,6 +138,12 @@ const get = (url) => new Promise((ok, fail) => http.get(url, (r) => { r.resume()
   server.route({ method: 'GET', path: '/status500', handler: (request, h) => h.response('the app says no').code(500) });
   server.route({ method: 'GET', path: '/big500', handler: (request, h) => h.response('x'.repeat(300 * 1024)).code(500) });
   server.route({ method: 'GET', path: '/ok', handler: () => 'ok' });
+  server.route({ method: 'GET', path: '/pieces', handler: (request, h) => {
+    const res = request.raw.res;
+    res.statusCode = 503;
+    res.write('part one, ', () => res.end('part two'));
+    return h.abandon;
+  } });
   server.route({ method: 'GET', path: '/cookies', handler: (request) => request.headers.cookie ?? '(none)' });
   await server.start();
   console.log('listening ' + server.info.port);

@@ -140,7 +140,7 @@ test('a 5xx the app answers itself, with no error, is a status record', async ()
   });
 });
 
-test('the token holder gets the debug page with the same status; JSON or HTML', async () => {
+test('the token holder gets the debug page with the same status; JSON or HTML', { timeout: 60000 }, async () => {
   const j = await raw(app.url + '/boom?q=private', { ...auth(), accept: 'application/json', 'x-api-key': 'k-123' });
   assert.equal(j.status, 500);
   assert.match(j.headers['content-type'], /^application\/json/);
@@ -173,9 +173,13 @@ test('the token holder gets the debug page with the same status; JSON or HTML', 
   assert.match(body, /<pre class="stack">at [^<]*app-[0-9a-f]+\.js:\d+/);
   assert.match(body, /<code>authorization<\/code><\/td><td><code>\[redacted\]<\/code>/);
 
-  // A 5xx with no error is a debug page too.
+  // A 5xx with no error is a debug page too, and so is one written in parts, whose end waits for
+  // the callback of its first write (held, not written: it is called all the same).
   const s = JSON.parse((await raw(app.url + '/status500', auth())).body);
   assert.equal(s.error.kind, 'status');
+  const p = await raw(app.url + '/pieces', auth());
+  assert.equal(p.status, 503);
+  assert.equal(JSON.parse(p.body).error.message, 'answered 503 with no error');
 });
 
 test("without the token, with a wrong one, or for a 200 or a body too big to hold: the app's own bytes", async () => {
@@ -185,6 +189,7 @@ test("without the token, with a wrong one, or for a 200 or a body too big to hol
     ['/boom', wrong],
     ['/boom', { cookie: 'hatch_debug=1.' + '0'.repeat(64) }],
     ['/status500', {}],
+    ['/pieces', {}],
     ['/ok', auth()],
     ['/big500', auth()],
   ]) {
