@@ -30,8 +30,23 @@ export interface Auth {
   debug(req: http.IncomingMessage): boolean;
   /** The token as typed into the login form. */
   isToken(s: string): boolean;
-  /** The Set-Cookie values of a login (or, `logout`, of a logout). */
-  cookies(req: http.IncomingMessage, prefix: string, logout?: boolean): string[];
+  /** The Set-Cookie values of a login. */
+  cookies(req: http.IncomingMessage, prefix: string): string[];
+}
+
+/** The attributes both cookies get: Secure when the request came over TLS or a proxy says it did. */
+function attributes(req: http.IncomingMessage, maxAge: number): string {
+  const proto = req.headers['x-forwarded-proto'];
+  const secure =
+    (req.socket as { encrypted?: boolean } | undefined)?.encrypted === true ||
+    (typeof proto === 'string' && proto.split(',')[0]!.trim().toLowerCase() === 'https');
+  return `HttpOnly; SameSite=Strict${secure ? '; Secure' : ''}; Max-Age=${maxAge}`;
+}
+
+/** The Set-Cookie values of a logout: both cookies emptied and expired. */
+export function logoutCookies(req: http.IncomingMessage, prefix: string): string[] {
+  const attrs = attributes(req, 0);
+  return [`${HATCH_COOKIE}=; Path=${prefix}; ${attrs}`, `${DEBUG_COOKIE}=; Path=/; ${attrs}`];
 }
 
 /** The value of cookie `name` in a Cookie header, or undefined. */
@@ -72,14 +87,10 @@ export function tokenCheck(token: string | undefined): Auth {
     hatch: (req) => bearer(req) || session(req, HATCH_COOKIE),
     debug: (req) => bearer(req) || session(req, DEBUG_COOKIE),
     isToken: (s) => s.length <= 1024 && isToken(s),
-    cookies(req, prefix, logout = false) {
-      const proto = req.headers['x-forwarded-proto'];
-      const secure =
-        (req.socket as { encrypted?: boolean } | undefined)?.encrypted === true ||
-        (typeof proto === 'string' && proto.split(',')[0]!.trim().toLowerCase() === 'https');
+    cookies(req, prefix) {
       const expiry = String(Math.floor(Date.now() / 1000) + SESSION_SECONDS);
-      const attrs = `HttpOnly; SameSite=Strict${secure ? '; Secure' : ''}; Max-Age=${logout ? 0 : SESSION_SECONDS}`;
-      const value = (name: string) => (logout ? '' : `${expiry}.${mac(name, expiry)}`);
+      const attrs = attributes(req, SESSION_SECONDS);
+      const value = (name: string) => `${expiry}.${mac(name, expiry)}`;
       return [
         `${HATCH_COOKIE}=${value(HATCH_COOKIE)}; Path=${prefix}; ${attrs}`,
         `${DEBUG_COOKIE}=${value(DEBUG_COOKIE)}; Path=/; ${attrs}`,

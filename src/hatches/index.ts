@@ -19,7 +19,6 @@ import { channels } from '../bus';
 import { log } from '../log';
 import { tokenCheck } from './auth';
 import { login } from './login';
-import { page } from './pages';
 import { healthHatch } from './health';
 import { route } from './router';
 import { send, wantsHtml, type HatchDeps, type Reply } from './reply';
@@ -80,22 +79,7 @@ export function createHatches(deps: HatchDeps): PreHandler {
         respond(req, res, Promise.resolve({ status: 405, json: { error: 'hatches answer GET only' } }), url);
         return true;
       }
-      if (sub === '/logout') {
-        const cookies = auth.cookies(req, prefix, true);
-        respond(
-          req,
-          res,
-          Promise.resolve({
-            status: 200,
-            json: { loggedOut: true },
-            html: page('logged out', '<p>The hatch cookies of this browser are cleared.</p>'),
-            headers: { 'set-cookie': cookies },
-          }),
-          url,
-        );
-        return true;
-      }
-      respond(req, res, route(sub, url.searchParams, deps), url);
+      respond(req, res, route(sub, url.searchParams, deps, req), url);
       return true;
     },
   };

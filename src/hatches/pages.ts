@@ -56,7 +56,7 @@ export function indexHtml(hatches: HatchInfo[]): string {
     .join('');
   return page(
     'hatch-agent: maintenance hatches',
-    `<table><tr><th>hatch</th><th>what it does</th></tr>${rows}</table><p>Every hatch needs <code>Authorization: Bearer &lt;HATCH_TOKEN&gt;</code>; add <code>?format=json</code> or <code>?format=html</code> to choose the format.</p>`,
+    `<table><tr><th>hatch</th><th>what it does</th></tr>${rows}</table><p>Every hatch needs <code>Authorization: Bearer &lt;HATCH_TOKEN&gt;</code> (or, in a browser, the cookie <code>/login</code> sets with HATCH_DEBUG_ERRORS=on); add <code>?format=json</code> or <code>?format=html</code> to choose the format.</p>`,
   );
 }
 

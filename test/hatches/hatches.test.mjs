@@ -56,6 +56,7 @@ test('the index lists every hatch, as JSON and as HTML', async () => {
     '/_hatch/config',
     '/_hatch/requests',
     '/_hatch/requests/<id>',
+    '/_hatch/logout',
   ])
     assert.ok(paths.includes(p), p);
   for (const h of body.hatches) assert.ok(h.description.length > 10);
