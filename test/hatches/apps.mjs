@@ -117,8 +117,8 @@ export async function until(fn, timeoutMs = 20000, what = 'condition') {
  * TypeError: hapi answers its own Boom 500, and the agent's hapi patch captures the error with its
  * stack. `/status500` answers 500 with no error (a `status` record), `/big500` a 500 body larger
  * than the debug pages hold, `/pieces` a 503 written in two parts (the end waits for the first
- * write's callback), `/ok` 200, `/cookies` the Cookie header the app got. Without the agent
- * (WITHOUT_AGENT=1) it runs the same.
+ * write's callback), `/ok` 200, `/cookies` the Cookie header the app got. It never requires the
+ * agent, so the tests run it with and without `-r hatch-agent` unchanged.
  */
 export const ERRORS_APP = `
 const http = require('node:http');

@@ -30,7 +30,7 @@ before(async () => {
   [app, errApp, bare, context] = await Promise.all([
     startApp(APP, { env: { HATCH_TOKEN: TOKEN, APP_NO_CLIENT: '1' }, timeout: STARTUP_MS }),
     startApp(ERRORS_APP, { env: { HATCH_TOKEN: TOKEN, HATCH_DEBUG_ERRORS: 'on' }, timeout: STARTUP_MS }),
-    startApp(ERRORS_APP, { agent: false, env: { WITHOUT_AGENT: '1' }, timeout: STARTUP_MS }),
+    startApp(ERRORS_APP, { agent: false, timeout: STARTUP_MS }),
     // A persistent context is how playwright takes a --user-data-dir: a fresh one per run. No
     // Authorization header of its own: a page sets it, or logs in.
     launchChromium(profile),

@@ -66,7 +66,7 @@ let bare;
 before(async () => {
   [app, bare] = await Promise.all([
     startApp(ERRORS_APP, { env: { HATCH_TOKEN: TOKEN, HATCH_DEBUG_ERRORS: 'on' }, timeout: STARTUP_MS }),
-    startApp(ERRORS_APP, { agent: false, env: { WITHOUT_AGENT: '1' }, timeout: STARTUP_MS }),
+    startApp(ERRORS_APP, { agent: false, timeout: STARTUP_MS }),
   ]);
 });
 after(() => Promise.all([app?.stop(), bare?.stop()]));
