@@ -257,5 +257,10 @@ export function loadConfig(env: Env = process.env): ConfigResult {
   c.hatchSlowRequests = integer('HATCH_SLOW_REQUESTS', 0, 1000, DEFAULTS.hatchSlowRequests);
   c.hatchErrorRequests = integer('HATCH_ERROR_REQUESTS', 0, 1000, DEFAULTS.hatchErrorRequests);
   c.hatchDebugErrors = onOff('HATCH_DEBUG_ERRORS', DEFAULTS.hatchDebugErrors);
+  if (c.hatchDebugErrors && c.hatchToken === undefined) {
+    // The pages are for the token's holder: with no (valid) token there is nobody to show them to.
+    problems.push('HATCH_DEBUG_ERRORS=on needs a valid HATCH_TOKEN; using "off"');
+    c.hatchDebugErrors = false;
+  }
   return { config: c, problems };
 }

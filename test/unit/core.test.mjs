@@ -80,7 +80,11 @@ test('config: good values are taken', () => {
 test('config: HATCH_ERROR_REQUESTS and HATCH_DEBUG_ERRORS', () => {
   assert.equal(DEFAULTS.hatchErrorRequests, 50);
   assert.equal(DEFAULTS.hatchDebugErrors, false);
-  const good = loadConfig({ HATCH_ERROR_REQUESTS: '7', HATCH_DEBUG_ERRORS: 'on' });
+  const good = loadConfig({
+    HATCH_ERROR_REQUESTS: '7',
+    HATCH_DEBUG_ERRORS: 'on',
+    HATCH_TOKEN: 'a-token-of-24-characters',
+  });
   assert.deepEqual(good.problems, []);
   assert.equal(good.config.hatchErrorRequests, 7);
   assert.equal(good.config.hatchDebugErrors, true);
@@ -91,6 +95,9 @@ test('config: HATCH_ERROR_REQUESTS and HATCH_DEBUG_ERRORS', () => {
   ]);
   assert.equal(bad.config.hatchErrorRequests, 50);
   assert.equal(bad.config.hatchDebugErrors, false);
+  const tokenless = loadConfig({ HATCH_DEBUG_ERRORS: 'on' });
+  assert.deepEqual(tokenless.problems, ['HATCH_DEBUG_ERRORS=on needs a valid HATCH_TOKEN; using "off"']);
+  assert.equal(tokenless.config.hatchDebugErrors, false);
 });
 
 test('request IDs: the allowlist', () => {
