@@ -19,7 +19,6 @@
  * Limitations (all of them for token holders only; nobody else's response is touched):
  * - a body longer than MAX_HELD (a large or streamed 5xx) is let through as the app wrote it, with no
  *   debug page; a 5xx streamed slowly shows nothing until it ends or passes MAX_HELD;
- * - a response whose headers were sent before its status was 5xx keeps the app's body;
  * - while held, `res.headersSent` stays false, and an exception Node would have thrown from the app's
  *   `writeHead` (a bad header) surfaces from its `end`;
  * - the app's own response headers are dropped with its body (the request ID echo stays);
