@@ -149,3 +149,34 @@ const get = (url) => new Promise((ok, fail) => http.get(url, (r) => { r.resume()
   console.log('listening ' + server.info.port);
 })();
 `;
+
+/**
+ * Express, Fastify and Koa in one process, each with a route that answers 500 itself and one that
+ * throws: how each framework writes its response (Express `end` with its own Content-Length and
+ * ETag, Fastify `writeHead` then `end`, Koa `end`). Express listens on the port printed; GET /ports
+ * on it gives the other two. It never requires the agent.
+ */
+export const FRAMEWORKS_APP = `
+const express = require('express');
+const Fastify = require('fastify');
+const Koa = require('koa');
+(async () => {
+  const f = Fastify();
+  f.get('/answer', async (req, reply) => reply.code(500).send({ fastify: 'answered 500' }));
+  f.get('/throw', async () => { throw new Error('fastify threw'); });
+  await f.listen({ port: 0, host: '127.0.0.1' });
+  const k = new Koa();
+  k.silent = true; // Koa's own stderr line for a thrown error is the same with and without the agent, but noisy
+  k.use(async (ctx) => {
+    if (ctx.path === '/answer') { ctx.status = 500; ctx.body = 'koa answered 500'; return; }
+    throw new Error('koa threw');
+  });
+  const ks = await new Promise((r) => { const s = k.listen(0, '127.0.0.1', () => r(s)); });
+  const e = express();
+  e.get('/ports', (req, res) => res.json({ fastify: f.server.address().port, koa: ks.address().port }));
+  e.get('/answer', (req, res) => res.status(500).send('express answered 500'));
+  e.get('/throw', () => { throw new Error('express threw'); });
+  e.use((err, req, res, next) => res.status(500).type('text').send('the app says: ' + err.message));
+  const es = e.listen(0, '127.0.0.1', () => console.log('listening ' + es.address().port));
+})();
+`;

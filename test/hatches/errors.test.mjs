@@ -9,12 +9,14 @@
 //   token holder's 200 and a 5xx body too large to hold;
 // - the login form sets two HttpOnly, SameSite=Strict cookies: one for the prefix, one (Path=/) that
 //   the debug pages take and the app never sees; neither holds the token.
+// - Express, Fastify and Koa: each way they write a 500 becomes the debug page for the token holder,
+//   and stays the framework's own bytes for everyone else.
 // The same in Chromium: test/hatches/browser.test.mjs.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as http from 'node:http';
 import { startApp } from '../support/app.mjs';
-import { ERRORS_APP, TOKEN, STARTUP_MS, auth, until } from './apps.mjs';
+import { ERRORS_APP, FRAMEWORKS_APP, TOKEN, STARTUP_MS, auth, until } from './apps.mjs';
 
 /** GET with headers: { status, rawHeaders, headers, body: Buffer }. */
 function raw(url, headers = {}) {
@@ -243,4 +245,37 @@ test('the login form sets the cookies; the debug cookie opens the debug page, th
     out.headers['set-cookie'].map((c) => c.replace(/HttpOnly.*Max-Age=0$/, 'cleared')),
     ['hatch_session=; Path=/_hatch; cleared', 'hatch_debug=; Path=/; cleared'],
   );
+});
+
+test('Express, Fastify and Koa: the debug page for the token holder, their own bytes for everyone else', async () => {
+  const [fw, fwBare] = await Promise.all([
+    startApp(FRAMEWORKS_APP, { env: { HATCH_TOKEN: TOKEN, HATCH_DEBUG_ERRORS: 'on' }, timeout: STARTUP_MS }),
+    startApp(FRAMEWORKS_APP, { agent: false, timeout: STARTUP_MS }),
+  ]);
+  try {
+    const bases = async (a) => {
+      const ports = JSON.parse((await raw(a.url + '/ports')).body);
+      return { express: a.url, fastify: `http://127.0.0.1:${ports.fastify}`, koa: `http://127.0.0.1:${ports.koa}` };
+    };
+    const [mine, theirs] = await Promise.all([bases(fw), bases(fwBare)]);
+    for (const name of ['express', 'fastify', 'koa'])
+      for (const path of ['/answer', '/throw']) {
+        const what = `${name} ${path}`;
+        const [a, b] = await Promise.all([raw(mine[name] + path), raw(theirs[name] + path)]);
+        assert.equal(a.status, 500, what);
+        assert.deepEqual(appsOwn(a), appsOwn(b), what);
+        const d = await raw(mine[name] + path, auth());
+        assert.equal(d.status, 500, what);
+        assert.match(d.headers['content-type'], /^application\/json/, what);
+        const page = JSON.parse(d.body);
+        assert.equal(page.debug, true, what);
+        // Koa's error path removes every header the response had, the echoed ID with them.
+        if (!(name === 'koa' && path === '/throw')) assert.equal(page.id, d.headers['x-request-id'], what);
+        assert.match(page.id, /^[0-9a-f-]{36}$/, what);
+        assert.equal(page.error.status, 500, what);
+        assert.equal(page.headers.authorization, '[redacted]', what);
+      }
+  } finally {
+    await Promise.all([fw.stop(), fwBare.stop()]);
+  }
 });
