@@ -10,6 +10,7 @@
  * - ClientRequest.prototype.emit is wrapped to see 'response' and 'close' without adding
  *   listeners (an added 'response' listener would stop Node dumping unread responses; an added
  *   'error' listener would swallow errors the app does not handle).
+ * The call's path (for the requests hatch) is the options' `path` or the URL's, without its query string.
  * The timing runs from the call to the request's 'close'; no response by then means `error`
  * (refused, DNS failure, timeout, abort). Errors reach the app exactly as without the agent.
  * The http and https definitions share the one emit wrapper, counted: it is removed when the last
@@ -18,7 +19,7 @@
 import type * as http from 'node:http';
 import { storage } from '../src/context';
 import { channels } from '../src/bus';
-import { newCall, endCall, type ClientCall } from '../src/client-call';
+import { newCall, endCall, callPath, type ClientCall } from '../src/client-call';
 import { outgoingHeaders, hasHeaderNamed } from '../src/propagation';
 import { wrap, unwrap, type Fn } from '../src/shim';
 import { log } from '../src/log';
@@ -33,7 +34,7 @@ type Req = http.ClientRequest & { [CALL]?: ClientCall };
 function target(
   args: unknown[],
   defaultPort: string,
-): { index: number; insert: boolean; hostname: string; port: string; method: string } | undefined {
+): { index: number; insert: boolean; hostname: string; port: string; method: string; path: unknown } | undefined {
   const a = args[0];
   let url: URL | undefined;
   if (typeof a === 'string') {
@@ -66,6 +67,8 @@ function target(
     hostname: hostname as string,
     port,
     method: method.toUpperCase(),
+    // As Node takes it: the options' path over the URL's; its query string is cut off by newCall's caller.
+    path: o.path ?? url?.pathname ?? '/',
   };
 }
 
@@ -100,7 +103,7 @@ function wrapRequest(defaultPort: string) {
                 else args[t.index] = withHeaders(args[t.index] as { headers?: unknown } | undefined, extra);
               }
             }
-            if (publish) call = newCall(store?.id, t.method, t.hostname);
+            if (publish) call = newCall(store?.id, t.method, t.hostname, callPath(t.path));
           }
         }
       } catch (err) {

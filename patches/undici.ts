@@ -6,7 +6,8 @@
  *
  * - create: inside a request context, add X-Request-ID (and traceparent) unless the caller set it,
  *   with `request.addHeader`, or for undici without it by appending to `request.headers` (a raw
- *   string before undici 6, an array after);
+ *   string before undici 6, an array after); the call begins, with undici's `request.path` (less its
+ *   query string) as its path;
  * - headers: the response status; trailers (the response is complete) or error: publish the
  *   timing on `hatch:http.client`.
  * A call's state lives on undici's request object, under a symbol of ours, so a response never
@@ -17,7 +18,7 @@
 import * as dc from 'node:diagnostics_channel';
 import { storage } from '../src/context';
 import { channels } from '../src/bus';
-import { newCall, endCall, type ClientCall } from '../src/client-call';
+import { newCall, endCall, callPath, type ClientCall } from '../src/client-call';
 import { outgoingHeaders, hasHeaderNamed } from '../src/propagation';
 import { log } from '../src/log';
 import { fault } from '../src/fault';
@@ -26,6 +27,8 @@ import type { SubscriberDefinition } from '../src/registry';
 interface UndiciRequest {
   origin?: string | URL;
   method?: string;
+  /** The request target: path and query string. */
+  path?: string;
   headers: string | string[] | unknown;
   addHeader?: (name: string, value: string) => unknown;
 }
@@ -84,7 +87,12 @@ function onCreate(message: unknown): void {
         for (const [name, value] of extra) if (!hasHeader(request.headers, name)) addHeader(request, name, value);
     }
     if (channels.httpClient.hasSubscribers) {
-      (request as Tracked)[CALL] = newCall(store?.id, request.method ?? 'GET', origin?.hostname ?? 'unknown');
+      (request as Tracked)[CALL] = newCall(
+        store?.id,
+        request.method ?? 'GET',
+        origin?.hostname ?? 'unknown',
+        callPath(request.path),
+      );
     }
   } catch (err) {
     log.warnOnce(

@@ -1,6 +1,7 @@
 /**
  * One outgoing call as both client patches (http/https and undici/fetch) record it, and its
- * publication on `hatch:http.client` when it ends.
+ * publication on `hatch:http.client` when it ends. The path is kept for the requests hatch only, without
+ * its query string or fragment (either can hold a secret: `?api_key=`), cut to MAX_PATH characters.
  */
 import { channels, type HttpClientEvent } from './bus';
 import { log } from './log';
@@ -11,12 +12,33 @@ export interface ClientCall {
   requestId: string | undefined;
   method: string;
   host: string;
+  /** `/path` without query string, at most MAX_PATH characters; undefined when unknown. */
+  path: string | undefined;
   /** The response status once headers arrived; `error` until then. */
   status: number | 'error';
 }
 
-export function newCall(requestId: string | undefined, method: string, host: string): ClientCall {
-  return { start: now(), requestId, method, host: host.replace(/^\[|\]$/g, ''), status: 'error' };
+export const MAX_PATH = 200;
+
+/** A request target (`/a/b?q=1`) as a call's path: no query string, no fragment, cut to MAX_PATH. */
+export function callPath(target: unknown): string | undefined {
+  if (typeof target !== 'string' || target === '') return undefined;
+  let end = target.length;
+  const q = target.indexOf('?');
+  if (q !== -1) end = q;
+  const h = target.indexOf('#');
+  if (h !== -1 && h < end) end = h;
+  if (end > MAX_PATH) end = MAX_PATH;
+  return end === target.length ? target : target.slice(0, end);
+}
+
+export function newCall(
+  requestId: string | undefined,
+  method: string,
+  host: string,
+  path: string | undefined,
+): ClientCall {
+  return { start: now(), requestId, method, host: host.replace(/^\[|\]$/g, ''), path, status: 'error' };
 }
 
 /** Publishes the call's timing; `failed` when it ended in an error whatever status came before. */
@@ -26,6 +48,7 @@ export function endCall(call: ClientCall, failed: boolean): void {
       requestId: call.requestId,
       method: call.method,
       host: call.host,
+      path: call.path,
       statusCode: failed ? 'error' : call.status,
       start: call.start,
       duration: now() - call.start,

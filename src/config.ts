@@ -41,6 +41,10 @@ export interface Config {
   /** How many recent and how many slowest requests the requests hatch keeps. */
   hatchRecentRequests: number;
   hatchSlowRequests: number;
+  /** How many requests that ended in a 5xx the requests hatch keeps apart from the recent and slow ones. */
+  hatchErrorRequests: number;
+  /** A token holder's request that ends in a 5xx is answered with a debug page (src/hatches/debug.ts). */
+  hatchDebugErrors: boolean;
 }
 
 export const DEFAULTS: Config = {
@@ -67,6 +71,8 @@ export const DEFAULTS: Config = {
   hatchHealthTimeoutMs: 2000,
   hatchRecentRequests: 200,
   hatchSlowRequests: 50,
+  hatchErrorRequests: 50,
+  hatchDebugErrors: false,
 };
 
 let active: Config = DEFAULTS;
@@ -249,5 +255,12 @@ export function loadConfig(env: Env = process.env): ConfigResult {
   c.hatchHealthTimeoutMs = integer('HATCH_HEALTH_TIMEOUT_MS', 100, 60000, DEFAULTS.hatchHealthTimeoutMs);
   c.hatchRecentRequests = integer('HATCH_RECENT_REQUESTS', 0, 10000, DEFAULTS.hatchRecentRequests);
   c.hatchSlowRequests = integer('HATCH_SLOW_REQUESTS', 0, 1000, DEFAULTS.hatchSlowRequests);
+  c.hatchErrorRequests = integer('HATCH_ERROR_REQUESTS', 0, 1000, DEFAULTS.hatchErrorRequests);
+  c.hatchDebugErrors = onOff('HATCH_DEBUG_ERRORS', DEFAULTS.hatchDebugErrors);
+  if (c.hatchDebugErrors && c.hatchToken === undefined) {
+    // The pages are for the token's holder: with no (valid) token there is nobody to show them to.
+    problems.push('HATCH_DEBUG_ERRORS=on needs a valid HATCH_TOKEN; using "off"');
+    c.hatchDebugErrors = false;
+  }
   return { config: c, problems };
 }

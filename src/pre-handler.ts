@@ -5,6 +5,7 @@
  * path costs one `undefined` check.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { RequestContext } from './context';
 
 export interface PreHandler {
   /** Requests whose URL is this prefix, or starts with it followed by `/` or `?`, are offered first. */
@@ -22,3 +23,23 @@ export function setPreHandler(h: PreHandler | undefined): void {
 export function preHandler(): PreHandler | undefined {
   return current;
 }
+
+/**
+ * The second seam: a watcher offered every request outside the prefix (before the app's handler),
+ * with its context. Set only with HATCH_DEBUG_ERRORS=on (the debug pages, src/hatches/debug.ts): with
+ * none set, the request path costs one `undefined` check.
+ */
+export type ResponseWatcher = (req: IncomingMessage, res: ServerResponse, ctx: RequestContext) => void;
+
+let watcher: ResponseWatcher | undefined;
+
+export function setResponseWatcher(w: ResponseWatcher | undefined): void {
+  watcher = w;
+}
+
+export function responseWatcher(): ResponseWatcher | undefined {
+  return watcher;
+}
+
+/** The debug pages' cookie (Path=/), named here so that the watcher can look for it without loading them. */
+export const DEBUG_COOKIE = 'hatch_debug';

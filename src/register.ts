@@ -20,7 +20,7 @@ import { FlightRecorder } from './sinks/flight-recorder';
 import { RuntimeMetrics } from './runtime-metrics';
 import { RecentRequests } from './sinks/recent';
 import { rememberInstances } from './instances';
-import { setPreHandler, type PreHandler } from './pre-handler';
+import { setPreHandler, setResponseWatcher, DEBUG_COOKIE, type PreHandler } from './pre-handler';
 
 export interface Agent {
   readonly config: Config;
@@ -100,7 +100,7 @@ function run(config: Config): Run {
     // their handler.
     let recent: RecentRequests | undefined;
     if (config.hatchToken !== undefined) {
-      recent = new RecentRequests(config.hatchRecentRequests, config.hatchSlowRequests);
+      recent = new RecentRequests(config.hatchRecentRequests, config.hatchSlowRequests, config.hatchErrorRequests);
       recent.start();
       rememberInstances(true);
       // The hatches' code (pages, checks, node:crypto) is loaded by the first request under the
@@ -115,11 +115,29 @@ function run(config: Config): Run {
         },
       });
       log.debug(`hatches on under ${config.hatchPrefix}`);
+      if (config.hatchDebugErrors) {
+        // Only a request that may carry the token pays anything: an Authorization header as long as
+        // `Bearer <token>` (an app's own bearer tokens of other lengths skip the digest), or the debug
+        // cookie. The debug pages' code loads at the first such request.
+        let debug: ReturnType<typeof import('./hatches/debug').createDebugPages> | undefined;
+        const min = 'Bearer '.length + config.hatchToken.length;
+        const cookieAt = DEBUG_COOKIE + '=';
+        setResponseWatcher((req, res, ctx) => {
+          const h = req.headers;
+          const a = h.authorization;
+          const c = h.cookie;
+          const hasCookie = typeof c === 'string' && c.includes(cookieAt);
+          if (!hasCookie && !(typeof a === 'string' && a.length >= min && a.length <= min + 8)) return;
+          debug ??= (require('./hatches/debug') as typeof import('./hatches/debug')).createDebugPages(deps);
+          debug.watch(req, res, ctx, hasCookie);
+        });
+      }
     }
     if (recent !== undefined) {
       const r = recent;
       undo.push(() => {
         setPreHandler(undefined);
+        setResponseWatcher(undefined);
         rememberInstances(false);
         r.stop();
       });

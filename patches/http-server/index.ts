@@ -11,7 +11,9 @@
  *   alone when the client aborts), with one shared listener: no closure per request.
  * - A pre-handler (src/pre-handler.ts; the hatches plug in there) is offered a request under its
  *   prefix first, inside the request's context; when it declines, the app's handler gets the request
- *   untouched. With none plugged in the only cost is one `undefined` check.
+ *   untouched. With none plugged in the only cost is one `undefined` check. Every other request is
+ *   offered to the response watcher of the same seam (HATCH_DEBUG_ERRORS=on only; again one
+ *   `undefined` check without it).
  * - An error the app's handler throws synchronously is reported (hatch:error, errors{kind=uncaught})
  *   from an 'uncaughtExceptionMonitor' listener, not caught and rethrown: a rethrow would make Node's
  *   crash output point at the agent's `throw` line instead of the app's (found by test/reliability).
@@ -35,7 +37,7 @@ import { fault } from '../../src/fault';
 import { reportError, endError, captureError } from '../../src/errors';
 import type { PatchDefinition } from '../../src/registry';
 import { now } from '../../src/clock';
-import { preHandler, type PreHandler } from '../../src/pre-handler';
+import { preHandler, responseWatcher, type PreHandler } from '../../src/pre-handler';
 import {
   CTX,
   useResponseWrappers,
@@ -194,6 +196,14 @@ function wrapEmit(original: Emit) {
     const pre = preHandler();
     if (pre !== undefined && event === 'request' && underPrefix(req.url, pre.prefix)) {
       return storage.run(ctx, preHandleOrEmit, pre, original, this, event, req, res);
+    }
+    const watch = responseWatcher();
+    if (watch !== undefined) {
+      try {
+        watch(req, res, ctx);
+      } catch (err) {
+        log.warnOnce('response-watcher', `http server: the debug pages failed: ${(err as Error).message}`);
+      }
     }
     return storage.run(ctx, callEmit, original, this, event, req, res);
   };

@@ -4,7 +4,8 @@
  * servers, before the app's handler, inside the request's context (a hatch request has its ID, and
  * its health queries are commented and recorded).
  *
- * - Off unless HATCH_TOKEN is set (24 characters or more); a request needs the token (./auth.ts).
+ * - Off unless HATCH_TOKEN is set (24 characters or more); a request needs the token (./auth.ts), in
+ *   the Authorization header or, after a login (`/login`, HATCH_DEBUG_ERRORS=on only), in a cookie.
  * - Without a valid token the hatches touch nothing: the app's handler answers as if they did not
  *   exist, and the attempt is counted (errors{kind=hatch_auth}). HATCH_HEALTH_PUBLIC opens the
  *   health summary (pass or fail, no details) to everyone.
@@ -17,6 +18,7 @@ import { storage } from '../context';
 import { channels } from '../bus';
 import { log } from '../log';
 import { tokenCheck } from './auth';
+import { login } from './login';
 import { healthHatch } from './health';
 import { route } from './router';
 import { send, wantsHtml, type HatchDeps, type Reply } from './reply';
@@ -26,7 +28,7 @@ export type { HatchDeps } from './reply';
 export function createHatches(deps: HatchDeps): PreHandler {
   const { config } = deps;
   const prefix = config.hatchPrefix;
-  const authorized = tokenCheck(config.hatchToken);
+  const auth = tokenCheck(config.hatchToken);
 
   function respond(req: http.IncomingMessage, res: http.ServerResponse, reply: Promise<Reply>, url: URL): void {
     const html = wantsHtml(req, url);
@@ -42,7 +44,7 @@ export function createHatches(deps: HatchDeps): PreHandler {
   return {
     prefix,
     handle(req, res) {
-      const ok = authorized(req);
+      const ok = auth.hatch(req);
       let url: URL;
       try {
         url = new URL(req.url ?? '/', 'http://hatch.invalid');
@@ -53,6 +55,11 @@ export function createHatches(deps: HatchDeps): PreHandler {
       if (!url.pathname.startsWith(prefix)) return false;
       const sub = url.pathname.slice(prefix.length);
       const method = req.method ?? 'GET';
+      // The one URL that answers without a token (and only with the debug pages on): a browser's way in.
+      if (config.hatchDebugErrors && sub === '/login') {
+        login(req, res, auth, prefix);
+        return true;
+      }
       if (!ok) {
         if (config.hatchHealthPublic && sub === '/health' && (method === 'GET' || method === 'HEAD')) {
           respond(req, res, healthHatch(deps, false), url);
@@ -72,7 +79,7 @@ export function createHatches(deps: HatchDeps): PreHandler {
         respond(req, res, Promise.resolve({ status: 405, json: { error: 'hatches answer GET only' } }), url);
         return true;
       }
-      respond(req, res, route(sub, url.searchParams, deps), url);
+      respond(req, res, route(sub, url.searchParams, deps, req), url);
       return true;
     },
   };

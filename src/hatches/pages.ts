@@ -2,8 +2,11 @@
  * HTML of the hatches: self-contained pages (inline CSS, no script), every value escaped, since
  * SQL text, paths, hosts and request IDs can be chosen by whoever sends a request. The requests page
  * draws each request as a waterfall: one row per query, outgoing call and render, its bar placed at
- * its start offset and as wide as its duration, relative to the request's own duration.
+ * its start offset and as wide as its duration, relative to the request's own duration. A request that
+ * ended in an error shows it: a one-line summary in the recent list, the class, message and stack
+ * frames in the errors list and on its own page (and on the debug page, ./debug.ts).
  */
+import type { ErrorDetail } from '../bus';
 import type { RequestRecord, TimelineEntry } from '../sinks/recent';
 
 export function escapeHtml(v: unknown): string {
@@ -30,6 +33,8 @@ code,pre{font-family:ui-monospace,monospace;font-size:12px}pre{background:#f6f6f
 .bar.error{outline:2px solid #b00020}
 .ms{flex:0 0 7.5em;text-align:right;font-size:12px;color:#555;white-space:nowrap}
 .dropped,.errors{font-size:12px;color:#b00020;margin:.3em 0}
+.error-detail{border-left:4px solid #b00020;padding:.2em .8em;margin:.5em 0}.error-summary{color:#b00020;margin:.3em 0}
+.error-detail pre.stack{margin:.3em 0;white-space:pre-wrap}
 `;
 
 export function page(title: string, body: string): string {
@@ -51,7 +56,7 @@ export function indexHtml(hatches: HatchInfo[]): string {
     .join('');
   return page(
     'hatch-agent: maintenance hatches',
-    `<table><tr><th>hatch</th><th>what it does</th></tr>${rows}</table><p>Every hatch needs <code>Authorization: Bearer &lt;HATCH_TOKEN&gt;</code>; add <code>?format=json</code> or <code>?format=html</code> to choose the format.</p>`,
+    `<table><tr><th>hatch</th><th>what it does</th></tr>${rows}</table><p>Every hatch needs <code>Authorization: Bearer &lt;HATCH_TOKEN&gt;</code> (or, in a browser, the cookie <code>/login</code> sets with HATCH_DEBUG_ERRORS=on); add <code>?format=json</code> or <code>?format=html</code> to choose the format.</p>`,
   );
 }
 
@@ -98,7 +103,23 @@ function entryRow(e: TimelineEntry, total: number): string {
   return `<div class="row entry entry-${e.kind}" data-kind="${e.kind}"><span class="label" title="${escapeHtml(e.label)}">${escapeHtml(e.label)}</span><div class="track"><div class="bar bar-${e.kind}${e.error ? ' error' : ''}" style="left:${left}%;width:${width}%" title="${escapeHtml(title)}"></div></div><span class="ms">${e.duration} ms</span></div>`;
 }
 
-export function waterfall(r: RequestRecord, prefix: string): string {
+/** The error a request ended in: class, message, status, and its stack frames. */
+export function errorHtml(e: ErrorDetail): string {
+  const head =
+    e.kind === 'status'
+      ? `<p class="error-head">The app answered <b class="error-status">${e.status}</b> without an error the agent saw (<span class="error-name">${escapeHtml(e.name)}</span>: <span class="error-message">${escapeHtml(e.message)}</span>).</p>`
+      : `<p class="error-head"><b class="error-name">${escapeHtml(e.name)}</b>: <span class="error-message">${escapeHtml(e.message)}</span> → status <b class="error-status">${e.status}</b></p>`;
+  const stack =
+    e.stack.length > 0
+      ? `<pre class="stack">${e.stack.map((f) => escapeHtml(f)).join('\n')}</pre>`
+      : e.kind === 'status'
+        ? ''
+        : '<p class="stack-none">no stack</p>';
+  return `<div class="error-detail" data-kind="${escapeHtml(e.kind)}">${head}${stack}</div>`;
+}
+
+/** `detail`: the error with its stack (else its one-line summary). */
+export function waterfall(r: RequestRecord, prefix: string, detail = false): string {
   const end = r.timeline.reduce((m, e) => Math.max(m, e.offset + e.duration), r.duration);
   const status = r.aborted ? 'aborted' : String(r.status);
   const head = `<h3><a href="${escapeHtml(prefix)}/requests/${encodeURIComponent(r.id)}?format=html"><code class="request-id">${escapeHtml(r.id)}</code></a> <b>${escapeHtml(r.method)} ${escapeHtml(r.path)}</b> → <span class="${r.aborted || r.status >= 500 ? 'status-err' : ''}">${escapeHtml(status)}</span> · ${r.duration} ms · route ${escapeHtml(r.route)} · ${escapeHtml(r.at)}</h3>`;
@@ -109,10 +130,20 @@ export function waterfall(r: RequestRecord, prefix: string): string {
   const dropped = r.dropped > 0 ? `<p class="dropped">${r.dropped} more entries not kept</p>` : '';
   const errors =
     r.errors.length > 0 ? `<ul class="errors">${r.errors.map((e) => `<li>${escapeHtml(e)}</li>`).join('')}</ul>` : '';
-  return `<section class="request" data-request-id="${escapeHtml(r.id)}">${head}<div class="timeline">${rows}</div>${dropped}${errors}</section>`;
+  let error = '';
+  if (r.error != null)
+    error = detail
+      ? errorHtml(r.error)
+      : `<p class="error-summary">${escapeHtml(r.error.name)}: ${escapeHtml(r.error.message)}</p>`;
+  return `<section class="request" data-request-id="${escapeHtml(r.id)}">${head}${error}<div class="timeline">${rows}</div>${dropped}${errors}</section>`;
 }
 
-export function requestsHtml(recent: RequestRecord[], slowest: RequestRecord[], prefix: string): string {
+export function requestsHtml(
+  recent: RequestRecord[],
+  slowest: RequestRecord[],
+  errored: RequestRecord[],
+  prefix: string,
+): string {
   const slowRows = slowest
     .map(
       (r) =>
@@ -123,11 +154,12 @@ export function requestsHtml(recent: RequestRecord[], slowest: RequestRecord[], 
     '<p>Bars: <span class="bar-request">&nbsp;request&nbsp;</span> <span class="bar-query">&nbsp;query&nbsp;</span> <span class="bar-call">&nbsp;outgoing call&nbsp;</span> <span class="bar-render">&nbsp;render&nbsp;</span>, placed at their start and as long as they took. <code>?format=json</code> for scripts.</p>';
   return page(
     'recent requests',
-    `${legend}<h2>Slowest (${slowest.length})</h2><table class="slowest"><tr><th>ID</th><th>request</th><th>route</th><th>status</th><th>duration</th><th>entries</th></tr>${slowRows}</table>` +
+    `${legend}<h2>Errors, newest first (${errored.length})</h2><div class="errored">${errored.map((r) => waterfall(r, prefix, true)).join('')}</div>` +
+      `<h2>Slowest (${slowest.length})</h2><table class="slowest"><tr><th>ID</th><th>request</th><th>route</th><th>status</th><th>duration</th><th>entries</th></tr>${slowRows}</table>` +
       `<h2>Recent, newest first (${recent.length})</h2><div class="recent">${recent.map((r) => waterfall(r, prefix)).join('')}</div>`,
   );
 }
 
 export function requestHtml(r: RequestRecord, prefix: string): string {
-  return page(`request ${r.id}`, waterfall(r, prefix));
+  return page(`request ${r.id}`, waterfall(r, prefix, true));
 }

@@ -21,6 +21,21 @@ export interface Reply {
   status: number;
   json?: unknown;
   html?: string;
+  /** Headers set after the usual ones (Set-Cookie, Location, another Content-Security-Policy). */
+  headers?: Record<string, string | string[]>;
+}
+
+/** No script, no framing, no form posted anywhere: every hatch page, and the debug page. */
+export const CSP =
+  "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/** The headers every page of the agent's is sent with. */
+export function pageHeaders(res: http.ServerResponse, asHtml: boolean, body: string): void {
+  res.setHeader('content-type', asHtml ? 'text/html; charset=utf-8' : 'application/json; charset=utf-8');
+  res.setHeader('content-length', Buffer.byteLength(body));
+  res.setHeader('cache-control', 'no-store');
+  res.setHeader('x-content-type-options', 'nosniff');
+  res.setHeader('content-security-policy', CSP);
 }
 
 /** Printable ASCII only, at most 200 characters: the msg parameter reaches logs and metric names. */
@@ -43,13 +58,8 @@ export function send(req: http.IncomingMessage, res: http.ServerResponse, reply:
   const asHtml = html && reply.html !== undefined;
   const body = asHtml ? reply.html! : JSON.stringify(reply.json, null, 2) + '\n';
   res.statusCode = reply.status;
-  res.setHeader('content-type', asHtml ? 'text/html; charset=utf-8' : 'application/json; charset=utf-8');
-  res.setHeader('content-length', Buffer.byteLength(body));
-  res.setHeader('cache-control', 'no-store');
-  res.setHeader('x-content-type-options', 'nosniff');
-  res.setHeader(
-    'content-security-policy',
-    "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-  );
+  pageHeaders(res, asHtml, body);
+  if (reply.headers !== undefined)
+    for (const [name, value] of Object.entries(reply.headers)) res.setHeader(name, value);
   res.end(req.method === 'HEAD' ? undefined : body);
 }

@@ -1,6 +1,7 @@
 /**
- * The requests hatches: the recent and the slowest requests the store (src/sinks/recent.ts) kept,
- * each with its timeline, and one request by its ID. HTML draws each as a waterfall (./pages.ts).
+ * The requests hatches: the recent, the slowest and the errored requests the store
+ * (src/sinks/recent.ts) kept, each with its timeline (an errored one with its error and stack), and
+ * one request by its ID. HTML draws each as a waterfall (./pages.ts).
  */
 import { escapeHtml, page, requestHtml, requestsHtml } from './pages';
 import type { HatchDeps, Reply } from './reply';
@@ -8,10 +9,11 @@ import type { HatchDeps, Reply } from './reply';
 export function requestsHatch(deps: HatchDeps, prefix: string): Reply {
   const recent = deps.recent.recentRequests();
   const slowest = deps.recent.slowest();
+  const errored = deps.recent.erroredRequests();
   return {
     status: 200,
-    json: { recent, slowest, inFlight: deps.recent.inFlight, evicted: deps.recent.evicted },
-    html: requestsHtml(recent, slowest, prefix),
+    json: { recent, slowest, errored, inFlight: deps.recent.inFlight, evicted: deps.recent.evicted },
+    html: requestsHtml(recent, slowest, errored, prefix),
   };
 }
 

@@ -3,7 +3,9 @@
  * answers and its handler. The index page and the 404's list are made from the same table, so a
  * hatch listed is a hatch served. Sub-paths are what follows HATCH_PREFIX; `/` is the index too.
  */
-import { indexHtml, jsonPage, type HatchInfo } from './pages';
+import type * as http from 'node:http';
+import { indexHtml, jsonPage, page, type HatchInfo } from './pages';
+import { logoutCookies } from './auth';
 import { healthHatch } from './health';
 import { errorHatch } from './error';
 import { statsdHatch } from './statsd';
@@ -12,6 +14,7 @@ import { requestHatch, requestsHatch } from './requests';
 import type { HatchDeps, Reply } from './reply';
 
 export interface HatchRequest {
+  req: http.IncomingMessage;
   deps: HatchDeps;
   prefix: string;
   query: URLSearchParams;
@@ -58,14 +61,25 @@ const HATCHES: Hatch[] = [
     path: '/requests',
     route: '/requests',
     description:
-      'recent and slowest requests, each with its timeline of queries, outgoing calls and renders (a waterfall in HTML; ?format=json for scripts)',
+      'errored (status 500 or above, with error and stack), recent and slowest requests, each with its timeline of queries, outgoing calls (method, host, path) and renders (a waterfall in HTML; ?format=json for scripts)',
     serve: (r) => requestsHatch(r.deps, r.prefix),
   },
   {
     path: '/requests/<id>',
     route: '/requests/*',
-    description: 'one request of the requests hatch',
+    description: 'one request of the requests hatch, with its error and stack if it ended in one',
     serve: (r) => requestHatch(r.deps, r.prefix, r.rest),
+  },
+  {
+    path: '/logout',
+    route: '/logout',
+    description: 'clears the session cookies a login (/login, with HATCH_DEBUG_ERRORS=on) set in this browser',
+    serve: (r) => ({
+      status: 200,
+      json: { loggedOut: true },
+      html: page('logged out', '<p>The hatch cookies of this browser are cleared.</p>'),
+      headers: { 'set-cookie': logoutCookies(r.req, r.prefix) },
+    }),
   },
 ];
 
@@ -80,13 +94,18 @@ function notFound(prefix: string): Reply {
 }
 
 /** The reply of the hatch at `sub` (the path after the prefix), or the 404 listing every hatch. */
-export async function route(sub: string, query: URLSearchParams, deps: HatchDeps): Promise<Reply> {
+export async function route(
+  sub: string,
+  query: URLSearchParams,
+  deps: HatchDeps,
+  req: http.IncomingMessage,
+): Promise<Reply> {
   const prefix = deps.config.hatchPrefix;
   const path = sub === '/' ? '' : sub;
   for (const h of HATCHES) {
     const below = h.route.endsWith('*') ? h.route.slice(0, -1) : undefined;
     if (below !== undefined ? path.startsWith(below) : path === h.route) {
-      return h.serve({ deps, prefix, query, rest: below !== undefined ? path.slice(below.length) : '' });
+      return h.serve({ req, deps, prefix, query, rest: below !== undefined ? path.slice(below.length) : '' });
     }
   }
   return notFound(prefix);

@@ -2,7 +2,9 @@
  * The recent-requests store behind the requests hatch: a sink on the bus. While a request is in
  * flight its queries, outgoing calls, renders and errors are collected under its ID; when its
  * `hatch:http.server` event arrives the record is filed among the recent (a ring of
- * HATCH_RECENT_REQUESTS) and, if slow enough, the slowest (HATCH_SLOW_REQUESTS).
+ * HATCH_RECENT_REQUESTS) and, if slow enough, the slowest (HATCH_SLOW_REQUESTS). A request that
+ * ended in an error (status 500 or above: its event carries an `error`) is also kept in a ring of its
+ * own (HATCH_ERROR_REQUESTS), so that a rare error is not pushed out of the recent ones by traffic.
  *
  * One ID can be shared by two requests in flight in the same process (a service calling itself: the
  * ID is propagated, the inner request adopts it). A request takes only the entries that began
@@ -31,7 +33,7 @@ const MAX_ERRORS = 10;
 
 export interface TimelineEntry {
   kind: 'query' | 'call' | 'render';
-  /** SQL as sent (cut to MAX_SQL), `GET host`, or `engine template`. */
+  /** SQL as sent (cut to MAX_SQL), `GET host/path` (no query string), or `engine template`. */
   label: string;
   /** ms from the request's start */
   offset: number;
@@ -150,6 +152,9 @@ export class RecentRequests {
   private readonly recent: Stored[] = [];
   private next = 0;
   private readonly slow: Stored[] = [];
+  /** Requests that ended in an error: a ring of their own records (errors are rare: no reuse). */
+  private readonly errored: Stored[] = [];
+  private nextErrored = 0;
   /** Requests whose in-flight events were dropped because MAX_PENDING were in flight. */
   evicted = 0;
   private readonly subscriptions = new Subscriptions('requests store');
@@ -157,6 +162,7 @@ export class RecentRequests {
   constructor(
     private readonly recentMax: number,
     private readonly slowMax: number,
+    private readonly erroredMax = 0,
   ) {}
 
   start(): void {
@@ -176,7 +182,7 @@ export class RecentRequests {
       const e = m as HttpClientEvent;
       this.add(e.requestId, {
         kind: 'call',
-        label: `${e.method} ${e.host}`,
+        label: e.path === undefined ? `${e.method} ${e.host}` : `${e.method} ${e.host}${e.path}`,
         offset: e.start,
         duration: round(e.duration),
         outcome: String(e.statusCode),
@@ -272,6 +278,12 @@ export class RecentRequests {
         if (s.length > this.slowMax) s.pop();
       }
     }
+    if (e.error !== undefined && this.erroredMax > 0) {
+      const r = record(e, atMs, duration, timeline, dropped, errors);
+      if (this.errored.length < this.erroredMax) this.errored.push(r);
+      else this.errored[this.nextErrored] = r;
+      this.nextErrored = (this.nextErrored + 1) % this.erroredMax;
+    }
   }
 
   /**
@@ -340,6 +352,31 @@ export class RecentRequests {
     return this.recent[(this.next - k + n * 2) % n]!;
   }
 
+  /** The requests that ended in an error, newest first. */
+  erroredRequests(): RequestRecord[] {
+    const out: RequestRecord[] = [];
+    const n = this.errored.length;
+    for (let k = 1; k <= n; k++) out.push(view(this.errored[(this.nextErrored - k + n * 2) % n]!));
+    return out;
+  }
+
+  /**
+   * What has been collected so far for a request still in flight (ID `id`, begun at performance.now()
+   * `start`): copies, offsets from its start, oldest first. For the debug page, which is written
+   * before the request is filed; the pending record is left as it is.
+   */
+  soFar(id: string, start: number): { timeline: TimelineEntry[]; dropped: number; errors: string[] } {
+    const p = this.pending.get(id);
+    if (p === undefined) return { timeline: [], dropped: 0, errors: [] };
+    const timeline: TimelineEntry[] = [];
+    for (const e of p.timeline) if (e.offset >= start) timeline.push({ ...e, offset: round(e.offset - start) });
+    timeline.sort((a, b) => a.offset - b.offset);
+    const errors: string[] = [];
+    const pe = p.errors ?? [];
+    for (let i = 0; i < pe.length; i++) if (p.errorsAt![i]! >= start) errors.push(pe[i]!);
+    return { timeline, dropped: p.dropped, errors };
+  }
+
   /** The slowest requests kept, slowest first. */
   slowest(): RequestRecord[] {
     return this.slow.map(view);
@@ -348,6 +385,11 @@ export class RecentRequests {
   find(id: string): RequestRecord | undefined {
     for (let k = 1; k <= this.recent.length; k++) {
       const r = this.newest(k); // newest first, as recentRequests()
+      if (r.id === id) return view(r);
+    }
+    const n = this.errored.length;
+    for (let k = 1; k <= n; k++) {
+      const r = this.errored[(this.nextErrored - k + n * 2) % n]!;
       if (r.id === id) return view(r);
     }
     const s = this.slow.find((x) => x.id === id);

@@ -1,9 +1,11 @@
 // Access to the hatches: without a valid token (missing, wrong, near-miss) exactly the app's own
 // answer, counted; nothing without HATCH_TOKEN; a short token refused; the public health summary;
-// HATCH_HEALTH_URLS; HATCH_PREFIX.
+// HATCH_HEALTH_URLS; HATCH_PREFIX. Session cookies: expired, forged, of the other scope, or the token
+// itself as a cookie open nothing.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as http from 'node:http';
+import { createHmac } from 'node:crypto';
 import { startApp, runScript, get } from '../support/app.mjs';
 import { udpListener } from '../support/udp.mjs';
 import { APP, TOKEN, STARTUP_MS, SLOW_OK, auth, until } from './apps.mjs';
@@ -32,6 +34,12 @@ function shape(r) {
   return { status: r.status, headers, body: r.body };
 }
 
+/** `name=<expiry>.<HMAC-SHA256(token, name:expiry)>`, expiring `seconds` from now. */
+function session(name, seconds) {
+  const expiry = String(Math.floor(Date.now() / 1000) + seconds);
+  return `${name}=${expiry}.${createHmac('sha256', TOKEN).update(`${name}:${expiry}`).digest('hex')}`;
+}
+
 const BAD = [
   ['no Authorization', {}],
   ['a wrong token', auth('x'.repeat(TOKEN.length))],
@@ -41,6 +49,14 @@ const BAD = [
   ['the token without Bearer', { authorization: TOKEN }],
   ['the token as Basic', { authorization: `Basic ${TOKEN}` }],
   ['the token upper-cased', auth(TOKEN.toUpperCase())],
+  // Session cookies (src/hatches/auth.ts): made here as the agent makes them, from the token.
+  ['an expired session cookie', { cookie: session('hatch_session', -60) }],
+  [
+    'a session cookie with a forged MAC',
+    { cookie: session('hatch_session', 3600).replace(/.$/, (c) => (c === '0' ? '1' : '0')) },
+  ],
+  ['the debug cookie, which opens no hatch', { cookie: session('hatch_debug', 3600) }],
+  ['the token as a cookie', { cookie: `hatch_session=${TOKEN}` }],
 ];
 const PATHS = [
   '/_hatch',
@@ -51,6 +67,8 @@ const PATHS = [
   '/_hatch/error?msg=x',
   '/_hatch/statsd?msg=x',
   '/_hatch/nope',
+  '/_hatch/logout',
+  '/_hatch/login', // served only with HATCH_DEBUG_ERRORS=on
 ];
 
 // Every path with no token and a near miss; every kind of bad token on two paths (the machine is shared: not all 64 pairs).

@@ -1,6 +1,7 @@
 // The app the hatch tests run under `node -r hatch-agent`: a pg.Pool and a standalone pg.Client on
-// DATABASE_URL, a backend server it calls with fetch, and a render (published on `hatch:render`,
-// as a render patch would). Its own 404 names nothing about the hatches.
+// DATABASE_URL, a backend server it calls with fetch (with a query string, which the hatches must not
+// show), and a render (published on `hatch:render`, as a render patch would). Its own 404 names
+// nothing about the hatches.
 export const TOKEN = 'hatch-test-token-0123456789abcdef';
 
 export const APP = `
@@ -25,7 +26,7 @@ backend.keepAliveTimeout = 120000; // no idle-socket race with the keep-alive ag
       const url = new URL(req.url, 'http://x');
       if (url.pathname === '/work') {
         await pool.query("SELECT 'work' AS w, pg_sleep(0.02)");
-        const r = await fetch('http://127.0.0.1:' + backend.address().port + '/b');
+        const r = await fetch('http://127.0.0.1:' + backend.address().port + '/b?key=secret-in-the-query');
         await r.text();
         const start = performance.now();
         await new Promise((ok) => setTimeout(ok, 5));
@@ -109,3 +110,73 @@ export async function until(fn, timeoutMs = 20000, what = 'condition') {
     await new Promise((r) => setTimeout(r, 200));
   }
 }
+
+/**
+ * A hapi app whose routes end in errors, for the errors list and the debug pages. `/boom` calls its
+ * backend twice (fetch, then http.get, each URL with a secret in its query string) and throws a
+ * TypeError: hapi answers its own Boom 500, and the agent's hapi patch captures the error with its
+ * stack. `/status500` answers 500 with no error (a `status` record), `/big500` a 500 body larger
+ * than the debug pages hold, `/pieces` a 503 written in two parts (the end waits for the first
+ * write's callback), `/ok` 200, `/cookies` the Cookie header the app got. It never requires the
+ * agent, so the tests run it with and without `-r hatch-agent` unchanged.
+ */
+export const ERRORS_APP = `
+const http = require('node:http');
+const Hapi = require('@hapi/hapi');
+const backend = http.createServer((req, res) => res.end('backend ' + req.url));
+backend.keepAliveTimeout = 120000;
+const get = (url) => new Promise((ok, fail) => http.get(url, (r) => { r.resume(); r.on('end', ok); }).on('error', fail));
+(async () => {
+  await new Promise((r) => backend.listen(0, '127.0.0.1', r));
+  const base = 'http://127.0.0.1:' + backend.address().port;
+  const server = new Hapi.Server({ port: 0, host: '127.0.0.1' });
+  server.route({ method: 'GET', path: '/boom', handler: async () => {
+    await (await fetch(base + '/api/items/7?api_key=SECRET-FETCH-123')).text();
+    await get(base + '/v2/users?token=SECRET-GET-456&x=1');
+    throw new TypeError('boom from the route');
+  } });
+  server.route({ method: 'GET', path: '/status500', handler: (request, h) => h.response('the app says no').code(500) });
+  server.route({ method: 'GET', path: '/big500', handler: (request, h) => h.response('x'.repeat(300 * 1024)).code(500) });
+  server.route({ method: 'GET', path: '/ok', handler: () => 'ok' });
+  server.route({ method: 'GET', path: '/pieces', handler: (request, h) => {
+    const res = request.raw.res;
+    res.statusCode = 503;
+    res.write('part one, ', () => res.end('part two'));
+    return h.abandon;
+  } });
+  server.route({ method: 'GET', path: '/cookies', handler: (request) => request.headers.cookie ?? '(none)' });
+  await server.start();
+  console.log('listening ' + server.info.port);
+})();
+`;
+
+/**
+ * Express, Fastify and Koa in one process, each with a route that answers 500 itself and one that
+ * throws: how each framework writes its response (Express `end` with its own Content-Length and
+ * ETag, Fastify `writeHead` then `end`, Koa `end`). Express listens on the port printed; GET /ports
+ * on it gives the other two. It never requires the agent.
+ */
+export const FRAMEWORKS_APP = `
+const express = require('express');
+const Fastify = require('fastify');
+const Koa = require('koa');
+(async () => {
+  const f = Fastify();
+  f.get('/answer', async (req, reply) => reply.code(500).send({ fastify: 'answered 500' }));
+  f.get('/throw', async () => { throw new Error('fastify threw'); });
+  await f.listen({ port: 0, host: '127.0.0.1' });
+  const k = new Koa();
+  k.silent = true; // Koa's own stderr line for a thrown error is the same with and without the agent, but noisy
+  k.use(async (ctx) => {
+    if (ctx.path === '/answer') { ctx.status = 500; ctx.body = 'koa answered 500'; return; }
+    throw new Error('koa threw');
+  });
+  const ks = await new Promise((r) => { const s = k.listen(0, '127.0.0.1', () => r(s)); });
+  const e = express();
+  e.get('/ports', (req, res) => res.json({ fastify: f.server.address().port, koa: ks.address().port }));
+  e.get('/answer', (req, res) => res.status(500).send('express answered 500'));
+  e.get('/throw', () => { throw new Error('express threw'); });
+  e.use((err, req, res, next) => res.status(500).type('text').send('the app says: ' + err.message));
+  const es = e.listen(0, '127.0.0.1', () => console.log('listening ' + es.address().port));
+})();
+`;

@@ -1,6 +1,11 @@
 // The requests page in real headless Chromium (Debian's /usr/bin/chromium through playwright-core):
-// the row of a request that ran a query and made a call, with a visible bar for each. The
-// screenshot is kept in test/artifacts/requests.png.
+// the row of a request that ran a query and made a call, with a visible bar for each, the call shown
+// with its path and without its query string. Then errors, against the hapi app of
+// test/hatches/apps.mjs (ERRORS_APP) with HATCH_DEBUG_ERRORS=on, and the same app without the agent:
+// a browser without the token gets the app's own 500 body, byte for byte; after a login through the
+// form, the errors list and the errored request's page show its stack, and the same app URL answers
+// with the debug page (same status, the stack, the redacted headers). Screenshots are kept in
+// test/artifacts/ (requests.png, debug-page.png).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -9,26 +14,30 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { launchChromium } from '../support/chromium.mjs';
 import { startApp, get } from '../support/app.mjs';
-import { APP, TOKEN, STARTUP_MS, auth, until } from './apps.mjs';
+import * as http from 'node:http';
+import { APP, ERRORS_APP, TOKEN, STARTUP_MS, auth, until } from './apps.mjs';
 
 const ARTIFACTS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'artifacts');
 
 let app;
+let errApp;
+let bare;
 let profile;
 let context;
 // The app and the browser start side by side: on the shared VM each can take tens of seconds.
 before(async () => {
   profile = fs.mkdtempSync(path.join(os.tmpdir(), 'hatch-chromium-'));
-  [app, context] = await Promise.all([
+  [app, errApp, bare, context] = await Promise.all([
     startApp(APP, { env: { HATCH_TOKEN: TOKEN, APP_NO_CLIENT: '1' }, timeout: STARTUP_MS }),
-    // A persistent context is how playwright takes a --user-data-dir: a fresh one per run.
-    launchChromium(profile, {
-      extraHTTPHeaders: auth(),
-    }),
+    startApp(ERRORS_APP, { env: { HATCH_TOKEN: TOKEN, HATCH_DEBUG_ERRORS: 'on' }, timeout: STARTUP_MS }),
+    startApp(ERRORS_APP, { agent: false, timeout: STARTUP_MS }),
+    // A persistent context is how playwright takes a --user-data-dir: a fresh one per run. No
+    // Authorization header of its own: a page sets it, or logs in.
+    launchChromium(profile),
   ]);
 });
 after(async () => {
-  await Promise.all([context?.close().catch(() => {}), app?.stop()]);
+  await Promise.all([context?.close().catch(() => {}), app?.stop(), errApp?.stop(), bare?.stop()]);
   if (profile) fs.rmSync(profile, { recursive: true, force: true });
 });
 
@@ -47,7 +56,8 @@ test(
       'the record',
     );
 
-    const page = context.pages()[0] ?? (await context.newPage());
+    const page = await context.newPage();
+    await page.setExtraHTTPHeaders(auth());
     const res = await page.goto(`${app.url}/_hatch/requests`, { waitUntil: 'load' });
     assert.equal(res.status(), 200);
     assert.match(res.headers()['content-type'], /^text\/html/);
@@ -72,7 +82,9 @@ test(
     assert.ok(bars.call.x >= bars.request.x);
     const queryLabel = await row.locator('.entry-query .label').innerText();
     assert.equal(queryLabel, `/* ${id} */ SELECT 'work' AS w, pg_sleep(0.02)`);
-    assert.equal(await row.locator('.entry-call .label').innerText(), 'GET 127.0.0.1');
+    // The path of the call, never its query string (`?key=secret-in-the-query`).
+    assert.equal(await row.locator('.entry-call .label').innerText(), 'GET 127.0.0.1/b');
+    assert.ok(!(await page.content()).includes('secret-in-the-query'));
 
     fs.mkdirSync(ARTIFACTS, { recursive: true });
     const shot = path.join(ARTIFACTS, 'requests.png');
@@ -80,5 +92,114 @@ test(
     await page.screenshot({ path: shot, fullPage: false });
     assert.ok(fs.statSync(shot).size > 1000);
     t.diagnostic(`screenshot: ${shot}`);
+    await page.close();
+  },
+);
+
+/** The body bytes and content type of a GET, outside the browser. */
+function bytes(url) {
+  return new Promise((resolve, reject) => {
+    http
+      .get(url, { agent: false }, (res) => {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () =>
+          resolve({ status: res.statusCode, type: res.headers['content-type'], body: Buffer.concat(chunks) }),
+        );
+      })
+      .on('error', reject);
+  });
+}
+
+const STACK_FRAME = /^at .*app-[0-9a-f]+\.js:\d+:\d+/m;
+
+test(
+  "errors in the browser: the app's own 500 without the token; the stack on the errors list, the request page and the debug page after a login",
+  { timeout: 600000 },
+  async (t) => {
+    const page = await context.newPage();
+    // Without the token: hapi's own 500, the same bytes as without the agent.
+    const plain = await page.goto(`${errApp.url}/boom`, { waitUntil: 'load' });
+    assert.equal(plain.status(), 500);
+    const theirs = await bytes(`${bare.url}/boom`);
+    assert.equal(theirs.status, 500);
+    assert.deepEqual(await plain.body(), theirs.body);
+    assert.equal(plain.headers()['content-type'], theirs.type);
+    const id = plain.headers()['x-request-id'];
+
+    // The login form: the token typed in, the cookies set, on to the requests page.
+    const form = await page.goto(`${errApp.url}/_hatch/login`, { waitUntil: 'load' });
+    assert.equal(form.status(), 200);
+    await page.locator('input[name="token"]').fill(TOKEN);
+    await Promise.all([
+      page.waitForURL(`${errApp.url}/_hatch/requests`),
+      page.locator('button[type="submit"]').click(),
+    ]);
+    // (Cookies know no port: the other app on 127.0.0.1 would get them too; its test ran before.)
+    const cookies = await context.cookies(`${errApp.url}/_hatch/requests`);
+    assert.deepEqual(cookies.map((c) => [c.name, c.path, c.httpOnly, c.sameSite]).sort(), [
+      ['hatch_debug', '/', true, 'Strict'],
+      ['hatch_session', '/_hatch', true, 'Strict'],
+    ]);
+
+    // The errors list: the untokened request's error, with its stack and its calls' paths.
+    await until(
+      async () => {
+        await page.reload({ waitUntil: 'load' });
+        return (await page.locator(`.errored section.request[data-request-id="${id}"]`).count()) === 1;
+      },
+      30000,
+      'the errored request on the page',
+    );
+    const listed = page.locator(`.errored section.request[data-request-id="${id}"]`);
+    assert.equal(await listed.locator('.error-name').innerText(), 'TypeError');
+    assert.equal(await listed.locator('.error-message').innerText(), 'boom from the route');
+    const stack = listed.locator('pre.stack');
+    assert.ok(await stack.isVisible());
+    assert.match(await stack.innerText(), STACK_FRAME);
+    assert.deepEqual(await listed.locator('.entry-call .label').allInnerTexts(), [
+      'GET 127.0.0.1/api/items/7',
+      'GET 127.0.0.1/v2/users',
+    ]);
+    const html = await page.content();
+    for (const secret of ['SECRET-FETCH-123', 'SECRET-GET-456']) assert.ok(!html.includes(secret), secret);
+
+    // Its own page, through the link.
+    await Promise.all([page.waitForURL(/\/_hatch\/requests\/[^/]+\?format=html$/), listed.locator('h3 a').click()]);
+    const own = page.locator(`section.request[data-request-id="${id}"]`);
+    assert.match(await own.locator('h3').innerText(), /GET \/boom → 500/);
+    assert.ok(await own.locator('pre.stack').isVisible());
+    assert.match(await own.locator('pre.stack').innerText(), STACK_FRAME);
+
+    // The same app URL, now with the debug cookie: the debug page, with the app's status.
+    await page.setExtraHTTPHeaders({ 'x-api-key': 'browser-key-123' });
+    const debug = await page.goto(`${errApp.url}/boom`, { waitUntil: 'load' });
+    assert.equal(debug.status(), 500);
+    assert.match(await page.title(), /^500 · TypeError: boom from the route/);
+    const block = page.locator('.debug section.request');
+    assert.ok(await block.locator('pre.stack').isVisible());
+    assert.match(await block.locator('pre.stack').innerText(), STACK_FRAME);
+    assert.deepEqual(await block.locator('.entry-call .label').allInnerTexts(), [
+      'GET 127.0.0.1/api/items/7',
+      'GET 127.0.0.1/v2/users',
+    ]);
+    // The headers as the app got them, redacted: an API key's value hidden, and no cookie (the debug
+    // cookie was the only one, and the app never sees it).
+    const headerRow = (name) =>
+      page
+        .locator('table.headers tr')
+        .filter({ has: page.locator('td:first-child', { hasText: new RegExp(`^${name}$`) }) });
+    assert.equal(await headerRow('x-api-key').locator('td').nth(1).innerText(), '[redacted]');
+    assert.equal(await headerRow('cookie').count(), 0);
+    assert.match(await headerRow('user-agent').locator('td').nth(1).innerText(), /Chrome/);
+    assert.ok(!(await page.content()).includes('browser-key-123'));
+    assert.ok(!(await page.content()).includes(TOKEN));
+
+    fs.mkdirSync(ARTIFACTS, { recursive: true });
+    const shot = path.join(ARTIFACTS, 'debug-page.png');
+    await page.screenshot({ path: shot, fullPage: true });
+    assert.ok(fs.statSync(shot).size > 1000);
+    t.diagnostic(`screenshot: ${shot}`);
+    await page.close();
   },
 );

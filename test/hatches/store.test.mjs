@@ -9,20 +9,30 @@ const { RecentRequests, MAX_ENTRIES, MAX_SQL, MAX_PENDING } = require('../../dis
 const { channels } = require('../../dist/src/bus.js');
 const { escapeHtml, waterfall } = require('../../dist/src/hatches/pages.js');
 const { redactEnv } = require('../../dist/src/hatches/redact.js');
+const { callPath, MAX_PATH } = require('../../dist/src/client-call.js');
 
 // As the http server patch publishes it: `start` is performance.now() when the request began.
-function serve(id, duration, start = performance.now() - duration) {
+function serve(id, duration, start = performance.now() - duration, error = undefined) {
   channels.httpServer.publish({
     requestId: id,
     method: 'GET',
     route: 'unmatched',
     path: '/' + id,
-    statusCode: 200,
+    statusCode: error?.status ?? 200,
     aborted: false,
     start,
     duration,
+    error,
   });
 }
+
+const failure = (message) => ({
+  kind: 'handler',
+  name: 'TypeError',
+  message,
+  stack: ['at handler (app.js:3:9)'],
+  status: 500,
+});
 
 test('recent keeps the last N newest first; slowest keeps the M slowest, slowest first', (t) => {
   const store = new RecentRequests(3, 2);
@@ -231,4 +241,111 @@ test('HTML escapes what a caller can choose; env secrets are redacted', () => {
       X: 'has [redacted] inside',
     },
   );
+});
+
+test('errored requests are kept apart: newest first, bounded, not pushed out by traffic', (t) => {
+  const store = new RecentRequests(3, 1, 2);
+  store.start();
+  t.after(() => store.stop());
+  const t0 = performance.now();
+  channels.httpClient.publish({
+    requestId: 'e0',
+    method: 'GET',
+    host: 'api',
+    path: '/items/7',
+    statusCode: 200,
+    start: t0 + 1,
+    duration: 2,
+  });
+  serve('e0', performance.now() - t0 + 5, t0, failure('first'));
+  serve('e1', 1, undefined, failure('second'));
+  for (let i = 0; i < 10; i++) serve(`ok${i}`, 100); // traffic: slower, and more of it than the ring holds
+  assert.deepEqual(
+    store.erroredRequests().map((r) => [r.id, r.status, r.error.message]),
+    [
+      ['e1', 500, 'second'],
+      ['e0', 500, 'first'],
+    ],
+  );
+  assert.ok(store.recentRequests().every((r) => r.error === null));
+  const e0 = store.find('e0'); // only among the errored by now
+  assert.deepEqual(e0.error, failure('first'));
+  assert.deepEqual(
+    e0.timeline.map((e) => e.label),
+    ['GET api/items/7'],
+  );
+  serve('e2', 1, undefined, failure('third')); // the oldest goes
+  assert.deepEqual(
+    store.erroredRequests().map((r) => r.id),
+    ['e2', 'e1'],
+  );
+  assert.equal(store.find('e0'), undefined);
+  // 0 keeps none.
+  const none = new RecentRequests(3, 1, 0);
+  none.start();
+  t.after(() => none.stop());
+  serve('e3', 1, undefined, failure('fourth'));
+  assert.deepEqual(none.erroredRequests(), []);
+});
+
+test("a request's timeline so far: copies, from its start, the pending record left as it is", (t) => {
+  const store = new RecentRequests(3, 1, 2);
+  store.start();
+  t.after(() => store.stop());
+  const t0 = performance.now();
+  for (const [text, at] of [
+    ['SELECT 2', 8],
+    ['SELECT 1', 4],
+  ])
+    channels.dbQuery.publish({ requestId: 'live', system: 'pg', text, error: false, start: t0 + at, duration: 1 });
+  const so = store.soFar('live', t0);
+  assert.deepEqual(
+    so.timeline.map((e) => [e.label, e.offset]),
+    [
+      ['SELECT 1', 4],
+      ['SELECT 2', 8],
+    ],
+  );
+  assert.deepEqual(store.soFar('nothing', t0), { timeline: [], dropped: 0, errors: [] });
+  serve('live', performance.now() - t0 + 10, t0);
+  assert.deepEqual(
+    store.find('live').timeline.map((e) => [e.label, e.offset]),
+    [
+      ['SELECT 1', 4],
+      ['SELECT 2', 8],
+    ],
+  );
+});
+
+test("a call's path: no query string or fragment, cut to a bound", () => {
+  assert.equal(callPath('/a/b?api_key=secret'), '/a/b');
+  assert.equal(callPath('/a#frag?x'), '/a');
+  assert.equal(callPath('/plain'), '/plain');
+  assert.equal(callPath('/' + 'x'.repeat(MAX_PATH + 10) + '?q=1').length, MAX_PATH);
+  assert.equal(callPath(''), undefined);
+  assert.equal(callPath(undefined), undefined);
+  assert.equal(callPath(42), undefined);
+});
+
+test("HTML: an errored request's stack on its page, its summary in a list, every value escaped", () => {
+  const r = {
+    id: 'x',
+    method: 'GET',
+    route: '/r',
+    path: '/r',
+    status: 500,
+    aborted: false,
+    at: 'now',
+    duration: 1,
+    timeline: [],
+    dropped: 0,
+    errors: [],
+    error: { ...failure('<img src=x>'), stack: ['at <script>(app.js:1:1)', 'at two (app.js:2:2)'] },
+  };
+  const full = waterfall(r, '/_hatch', true);
+  assert.match(full, /<pre class="stack">at &lt;script&gt;\(app.js:1:1\)\nat two \(app.js:2:2\)<\/pre>/);
+  assert.match(full, /<b class="error-name">TypeError<\/b>: <span class="error-message">&lt;img src=x&gt;<\/span>/);
+  const summary = waterfall(r, '/_hatch');
+  assert.ok(!summary.includes('class="stack"'));
+  assert.match(summary, /<p class="error-summary">TypeError: &lt;img src=x&gt;<\/p>/);
 });

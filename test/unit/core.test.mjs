@@ -77,6 +77,29 @@ test('config: good values are taken', () => {
   assert.deepEqual(config.disable, ['pg', 'http']);
 });
 
+test('config: HATCH_ERROR_REQUESTS and HATCH_DEBUG_ERRORS', () => {
+  assert.equal(DEFAULTS.hatchErrorRequests, 50);
+  assert.equal(DEFAULTS.hatchDebugErrors, false);
+  const good = loadConfig({
+    HATCH_ERROR_REQUESTS: '7',
+    HATCH_DEBUG_ERRORS: 'on',
+    HATCH_TOKEN: 'a-token-of-24-characters',
+  });
+  assert.deepEqual(good.problems, []);
+  assert.equal(good.config.hatchErrorRequests, 7);
+  assert.equal(good.config.hatchDebugErrors, true);
+  const bad = loadConfig({ HATCH_ERROR_REQUESTS: '5000', HATCH_DEBUG_ERRORS: 'sometimes' });
+  assert.deepEqual(bad.problems, [
+    'HATCH_ERROR_REQUESTS="5000" is not a whole number from 0 to 1000; using 50',
+    'HATCH_DEBUG_ERRORS="sometimes" is not on|off; using "off"',
+  ]);
+  assert.equal(bad.config.hatchErrorRequests, 50);
+  assert.equal(bad.config.hatchDebugErrors, false);
+  const tokenless = loadConfig({ HATCH_DEBUG_ERRORS: 'on' });
+  assert.deepEqual(tokenless.problems, ['HATCH_DEBUG_ERRORS=on needs a valid HATCH_TOKEN; using "off"']);
+  assert.equal(tokenless.config.hatchDebugErrors, false);
+});
+
 test('request IDs: the allowlist', () => {
   for (const ok of ['a', 'abc-DEF_1.2:3', 'x'.repeat(128), '0f8fad5b-d9cb-469f-a165-70867728950e']) {
     assert.equal(isValidRequestId(ok), true, ok);
