@@ -38,7 +38,8 @@ test('plain StatsD (default): Graphite-safe names with dimensions in a fixed ord
     await traffic(app.url);
     const lines = await udp.waitFor(
       (ls) =>
-        ls.some((l) => l.startsWith('hatch.errors.')) &&
+        ls.includes('hatch.errors.invalid_request_id:1|c') &&
+        ls.some((l) => l.startsWith('hatch.errors.status.')) &&
         ls.some((l) => l.startsWith('hatch.db.query.')) &&
         ls.some((l) => l.includes('.500:')),
     );
@@ -46,6 +47,8 @@ test('plain StatsD (default): Graphite-safe names with dimensions in a fixed ord
     assert.ok(lines.some((l) => /^hatch\.http\.server\.GET\.unmatched\.500(:[\d.]+\|ms)+$/.test(l)));
     assert.ok(lines.some((l) => /^hatch\.db\.query\.pg\.SELECT\.ok(:[\d.]+\|ms)+$/.test(l)));
     assert.ok(lines.includes('hatch.errors.invalid_request_id:1|c'));
+    // The app's own 500 (no error thrown): counted once, by kind, route and status.
+    assert.ok(lines.includes('hatch.errors.status.unmatched.500:1|c'), lines.join('\n'));
     for (const l of lines) assert.match(l, /^[A-Za-z0-9_.-]+(:[\d.]+\|(ms|c|g))+$/, `not Graphite-safe: ${l}`); // g: runtime.* gauges
   } finally {
     await app.stop();
