@@ -12,6 +12,7 @@ import { express } from './express';
 import { finalhandler } from './finalhandler';
 import { fastify } from './fastify';
 import { koa } from './koa';
+import { koaCompose } from './koa-compose';
 import { hapi } from './hapi';
 import { ejs } from './ejs';
 import { pug } from './pug';
@@ -33,6 +34,7 @@ export const ALL_PATCHES: PatchDefinition[] = [
   finalhandler,
   fastify,
   koa,
+  koaCompose,
   hapi,
   ejs,
   pug,

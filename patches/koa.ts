@@ -13,11 +13,8 @@
  * request `ctx` belongs to (src/errors.ts captureErrorFor), then emits as before: the error exists
  * before, so its `err.stack` is the same, and Koa's own logging (or the app's listeners) runs
  * unchanged; only an error made inside a listener has the wrapper's frame.
- * Limitation, chosen: an error a middleware catches and answers without emitting it is not seen
- * (the request is recorded as answered 5xx with no error, kind `status`). Seeing it would need the
- * agent in every middleware call (a wrapper, or a copy of koa-compose's dispatch): a frame in the
- * stack of every error a Koa app makes, or frames of another file in place of koa-compose's, and a
- * promise reaction per middleware per request.
+ * Errors a middleware throws or rejects with, caught by the app or not, are captured where they
+ * pass through koa-compose (patches/koa-compose.ts); this event adds the errors Koa itself makes.
  */
 import { storage } from '../src/context';
 import { captureErrorFor } from '../src/errors';

@@ -37,6 +37,7 @@ export const FAULT_POINTS = [
   'fastify-error',
   'koa',
   'koa-error', // patches/fastify.ts, koa.ts
+  'koa-compose', // patches/koa-compose.ts
   'hapi-server',
   'hapi',
   'hapi-error', // patches/hapi.ts

@@ -5,7 +5,8 @@
 // rejected promise (Express 5), with and without an error middleware of the app's; Fastify a
 // handler and hooks, sync, async and through `done(err)`, with and without a custom error handler;
 // Koa a throw in a middleware and in a router handler, sync and async, uncaught, caught by a
-// middleware that answers 500 and reports it with `ctx.app.emit('error')`, and caught silently;
+// middleware that answers 500 and reports it with `ctx.app.emit('error')`, and caught silently by
+// one that answers 500 and tells no one (its body holds the error's stack: the same text);
 // node:http an uncaught sync throw that the app's own uncaughtException listener answers 500.
 // Each also throws hostile values (a string, null, undefined, an object whose getters throw, a
 // cyclic object) where the framework survives them (Koa never answers a thrown null; Fastify 4.0
@@ -14,8 +15,7 @@
 // header and the X-Request-ID echo) and stderr is the same text (Express's finalhandler and Koa
 // print the stacks, so their frames are compared too). With the agent, read from a real UDP socket,
 // `errors` counts each 5xx exactly once, with kind `handler` (or `status` where no error was seen:
-// the 503, and Koa's silent catch, which the agent does not see by choice: patches/koa.ts), route
-// and status code; a 4xx never; plain http also counts errors{kind=uncaught} once per throw. The
+// the 503), route and status code; a 4xx never; plain http also counts errors{kind=uncaught} once per throw. The
 // request's record, read from /_hatch/requests/<id>, holds the class, the message and the stack,
 // whose first frame is in the app's file, named relative to the app's folder. Last, a request
 // after all that is answered, and the agent still records it.
@@ -175,7 +175,7 @@ app.use(async (ctx, next) => {
 // Catches and answers 500, telling no one.
 app.use(async (ctx, next) => {
   if (!ctx.path.startsWith('/quiet/')) return next();
-  try { await next(); } catch (err) { ctx.status = 500; ctx.body = 'quiet: ' + err.message; }
+  try { await next(); } catch (err) { ctx.status = 500; ctx.body = 'quiet: ' + err.stack; }
 });
 app.use((ctx, next) => {
   if (ctx.path.startsWith('/mw/') || ctx.path.startsWith('/own/mw/')) throw new TypeError('sync in a middleware');
@@ -190,6 +190,7 @@ router.get('/sync/:id', () => { throw new Error('sync in a handler'); });
 router.get('/async/:id', async () => { await null; throw new RangeError('rejected by an async handler'); });
 router.get('/own/sync/:id', () => { throw new Error('caught by the app'); });
 router.get('/quiet/sync/:id', () => { throw new Error('caught quietly'); });
+router.get('/quiet/async/:id', async () => { await null; throw new RangeError('caught quietly after an await'); });
 router.get('/gone/:id', (ctx) => ctx.throw(404, 'not here'));
 router.get('/manual/:id', (ctx) => { ctx.status = 503; ctx.body = 'manual'; });
 router.get('/hostile/:kind', (ctx) => { throw hostile(ctx.params.kind); });
@@ -197,10 +198,9 @@ app.use(router.routes());
 const server = app.listen(0, '127.0.0.1', () => console.log('listening ' + server.address().port));
 process.on('SIGTERM', () => server.close());
 `,
-    // Koa hands its listeners (and so the agent) a non-Error wrapped in its own Error.
+    // The agent sees a thrown value as the middleware threw it (patches/koa-compose.ts), before Koa
+    // wraps a non-Error in its own Error for its listeners.
     requests: () => {
-      const koa2 = major('koa') < 3;
-      const wrapped = (what) => err('Error', `non-error thrown: ${what}`, { own: false });
       return [
         ['/ok', '/ok', 200, null],
         ['/sync/1', '/sync/:id', 500, err('Error', 'sync in a handler')],
@@ -209,12 +209,13 @@ process.on('SIGTERM', () => server.close());
         ['/amw/4', 'unmatched', 500, err('RangeError', 'rejected by a middleware')],
         ['/own/sync/5', '/own/sync/:id', 500, err('Error', 'caught by the app')],
         ['/own/mw/6', 'unmatched', 500, err('TypeError', 'sync in a middleware')],
-        ['/quiet/sync/7', '/quiet/sync/:id', 500, 'status'],
+        ['/quiet/sync/7', '/quiet/sync/:id', 500, err('Error', 'caught quietly')],
+        ['/quiet/async/7', '/quiet/async/:id', 500, err('RangeError', 'caught quietly after an await')],
         ['/gone/8', '/gone/:id', 404, null],
         ['/manual/9', '/manual/:id', 503, 'status'],
-        ['/hostile/string', '/hostile/:kind', 500, wrapped(koa2 ? 'a thrown string' : '"a thrown string"')],
-        ['/hostile/getter', '/hostile/:kind', 500, wrapped(koa2 ? '[object Object]' : '{}')],
-        ['/hostile/cyclic', '/hostile/:kind', 500, wrapped(koa2 ? '[object Object]' : '[Circular]')],
+        ['/hostile/string', '/hostile/:kind', 500, hostileRecord.string],
+        ['/hostile/getter', '/hostile/:kind', 500, hostileRecord.getter],
+        ['/hostile/cyclic', '/hostile/:kind', 500, hostileRecord.cyclic],
       ];
     },
   },

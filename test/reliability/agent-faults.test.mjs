@@ -185,6 +185,7 @@ const SLICE = {
   'fastify-error': 'fastify',
   koa: 'koa',
   'koa-error': 'koa',
+  'koa-compose': 'koa',
   render: 'engines',
   pino: 'logs',
   winston: 'logs',

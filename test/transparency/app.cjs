@@ -361,6 +361,8 @@ async function main() {
   // finalhandler's export is one function, answered to require with a wrapper: the app's require
   // gets the one Express got.
   seenByApp('finalhandler export', require('finalhandler'));
+  // koa-compose's export is answered with a copy compiled from its own source (patches/koa-compose.ts).
+  seenByApp('koa-compose export', require('koa-compose'));
   for (const [module, named] of Object.entries(roots)) {
     const seen = walked(module);
     for (const [label, r] of Object.entries(named)) walk(module, r, label, 2, seen);
