@@ -100,9 +100,29 @@ export class FlightRecorder {
   private readonly method: 'PUT' | 'POST';
   private readonly timeoutMs: number;
   private readonly run: () => RunIdentity;
+  /** Per slot: the event's type; for text kept in the arena, its source (`stdout`, `stderr`, `pino`). */
   private readonly types: Array<string | undefined>;
+  /** Per slot: the published object (events other than text). */
   private readonly events: unknown[];
   private readonly sizes: Uint32Array;
+  // Per slot, for text: where its UTF-8 bytes are in the arena, when and under which ID it was written.
+  private readonly textAt: Uint32Array;
+  private readonly textLength: Uint32Array;
+  private readonly starts: Float64Array;
+  private readonly ids: Array<string | undefined>;
+  private readonly levels: Array<string | undefined>;
+  /**
+   * The text's bytes (stdout, stderr, pino's lines), copied in, so the ring keeps no string alive:
+   * kept strings outlive the young generation, and copying them out of it costs the app more than
+   * copying their bytes once here (bench/run-log.mjs). A FIFO in a circular buffer of maxBytes:
+   * text is written at `head`; the live region runs from `tail` (the oldest text's start); after a
+   * wrap to 0, `wrapAt` marks where the data before the wrap ends. Made at the first text.
+   */
+  private arena: Buffer | undefined;
+  private head = 0;
+  private tail = 0;
+  private wrapAt = -1;
+  private arenaEntries = 0;
   private next = 0;
   private count = 0;
   private bytes = 0;
@@ -123,6 +143,11 @@ export class FlightRecorder {
     this.types = new Array(this.size);
     this.events = new Array(this.size);
     this.sizes = new Uint32Array(this.size);
+    this.textAt = new Uint32Array(this.size);
+    this.textLength = new Uint32Array(this.size);
+    this.starts = new Float64Array(this.size);
+    this.ids = new Array(this.size);
+    this.levels = new Array(this.size);
   }
 
   start(): void {
@@ -156,34 +181,90 @@ export class FlightRecorder {
   /** Keeps one event; the oldest go when a bound is reached. */
   record(type: string, event: unknown): void {
     try {
-      let e = event;
-      let size = estimate(type, e);
-      if (size > this.maxBytes) {
-        // one huge write: its end is what led up to what came next
-        const log = e as LogEvent;
-        if (type === 'log' && typeof log.data === 'string') {
-          const keep = Math.max(1, this.maxBytes - LINE_OVERHEAD);
-          this.droppedBytes += log.data.length - keep;
-          e = { ...log, data: log.data.slice(-keep) };
-          size = keep + LINE_OVERHEAD;
-        }
-      }
-      if (this.count === this.size) this.dropOldest();
-      this.types[this.next] = type;
-      this.events[this.next] = e;
-      this.sizes[this.next] = size;
-      this.next = (this.next + 1) % this.size;
-      this.count++;
-      this.bytes += size;
-      while (this.bytes > this.maxBytes && this.count > 1) this.dropOldest();
+      const l = event as LogEvent;
+      if (type === 'log' && typeof l.data === 'string') return this.recordText(l);
+      this.store(type, event, estimate(type, event));
     } catch (err) {
       // a subscriber that throws would surface in the app as an uncaught exception
       log.warnOnce('flight-recorder-record', `flight recorder failed to record an event: ${(err as Error).message}`);
     }
   }
 
+  private store(type: string, event: unknown, size: number): number {
+    if (this.count === this.size) this.dropOldest();
+    const at = this.next;
+    this.types[at] = type;
+    this.events[at] = event;
+    this.sizes[at] = size;
+    this.next = (at + 1) % this.size;
+    this.count++;
+    this.bytes += size;
+    while (this.bytes > this.maxBytes && this.count > 1) this.dropOldest();
+    return at;
+  }
+
+  /** Copies a text's bytes into the arena; the oldest events go until they fit. */
+  private recordText(e: LogEvent): void {
+    const arenaSize = this.maxBytes;
+    const arena = (this.arena ??= Buffer.allocUnsafeSlow(arenaSize));
+    let text = e.data as string;
+    // At most 3 bytes per UTF-16 unit: when that bound fits where the head is, no need to count.
+    let need = text.length * 3;
+    let at = this.room(need);
+    if (at < 0) {
+      need = Buffer.byteLength(text);
+      if (need > arenaSize - LINE_OVERHEAD) {
+        // one huge write: its end is what led up to what came next
+        const keep = Math.floor((arenaSize - LINE_OVERHEAD) / 3);
+        this.droppedBytes += need - keep;
+        text = text.slice(-keep);
+        need = keep * 3;
+      }
+      while ((at = this.room(need)) < 0) this.dropOldest();
+    }
+    const written = utf8Write(arena, text, at);
+    if (at === 0 && this.arenaEntries > 0 && this.head !== 0) this.wrapAt = this.head;
+    if (this.arenaEntries === 0) this.tail = at;
+    this.head = at + written;
+    this.arenaEntries++;
+    const slot = this.store(e.source, undefined, written + LINE_OVERHEAD);
+    this.textAt[slot] = at;
+    this.textLength[slot] = written;
+    this.starts[slot] = e.start;
+    this.ids[slot] = e.requestId;
+    this.levels[slot] = e.level;
+  }
+
+  /** Where `n` bytes fit in the arena now without dropping anything, or -1. */
+  private room(n: number): number {
+    const size = this.maxBytes;
+    if (this.arenaEntries === 0) return n <= size ? 0 : -1;
+    if (this.wrapAt < 0) {
+      // live region [tail, head): free at the end, or from 0 to tail
+      if (size - this.head >= n) return this.head;
+      return this.tail >= n ? 0 : -1;
+    }
+    // wrapped: live [tail, wrapAt) and [0, head); free is [head, tail)
+    return this.tail - this.head >= n ? this.head : -1;
+  }
+
   private dropOldest(): void {
     const first = (this.next - this.count + this.size) % this.size;
+    const type = this.types[first];
+    if (type === 'stdout' || type === 'stderr' || type === 'pino') {
+      this.arenaEntries--;
+      this.ids[first] = undefined;
+      if (this.arenaEntries === 0) {
+        this.head = this.tail = 0;
+        this.wrapAt = -1;
+      } else {
+        this.tail = this.textAt[first]! + this.textLength[first]!;
+        if (this.wrapAt >= 0 && this.tail >= this.wrapAt) {
+          this.tail = 0;
+          this.wrapAt = -1;
+        }
+      }
+    }
     this.bytes -= this.sizes[first]!;
     this.droppedBytes += this.sizes[first]!;
     this.droppedEvents++;
@@ -205,29 +286,38 @@ export class FlightRecorder {
   /** The ring as JSON lines, oldest first (text cut into its lines). */
   lines(): string[] {
     const out: string[] = [];
-    const partial: Record<string, { text: string; event: LogEvent } | undefined> = {};
+    const partial: Record<string, Held | undefined> = {};
     const first = (this.next - this.count + this.size) % this.size;
     for (let i = 0; i < this.count; i++) {
       const at = (first + i) % this.size;
       try {
         const type = this.types[at]!;
-        const event = this.events[at];
-        const e = event as LogEvent;
-        if (type === 'log' && (e.source === 'stdout' || e.source === 'stderr') && typeof e.data === 'string') {
+        if (type === 'stdout' || type === 'stderr' || type === 'pino') {
+          const piece: Held = {
+            source: type,
+            text: this.arena!.toString('utf8', this.textAt[at]!, this.textAt[at]! + this.textLength[at]!),
+            start: this.starts[at]!,
+            requestId: this.ids[at],
+          };
+          if (type === 'pino') {
+            out.push(format('log', { ...piece, source: 'pino', data: piece.text, level: this.levels[at] }));
+            continue;
+          }
           // A line written in pieces is one line, with the time of its first piece.
-          const held = partial[e.source];
-          const pieces = ((held?.text ?? '') + e.data).split('\n');
+          const held = partial[type];
+          const pieces = ((held?.text ?? '') + piece.text).split('\n');
           const rest = pieces.pop()!;
-          for (let j = 0; j < pieces.length; j++) out.push(textLine(j === 0 && held ? held.event : e, pieces[j]!));
-          partial[e.source] = rest === '' ? undefined : { text: rest, event: startOfRest(held, pieces.length, e) };
+          for (let j = 0; j < pieces.length; j++) out.push(textLine(j === 0 && held ? held : piece, pieces[j]!));
+          partial[type] =
+            rest === '' ? undefined : { ...(held !== undefined && pieces.length === 0 ? held : piece), text: rest };
           continue;
         }
-        out.push(format(type, event));
+        out.push(format(type, this.events[at]));
       } catch {
         // an event that cannot be formatted is left out, the rest still written
       }
     }
-    for (const held of Object.values(partial)) if (held) out.push(textLine(held.event, held.text));
+    for (const held of Object.values(partial)) if (held) out.push(textLine(held, held.text));
     return out;
   }
 
@@ -365,9 +455,23 @@ export class FlightRecorder {
   }
 }
 
-/** The event whose time the held piece of a line keeps: the first piece's, unless it ended a line. */
-function startOfRest(held: { event: LogEvent } | undefined, completed: number, e: LogEvent): LogEvent {
-  return held !== undefined && completed === 0 ? held.event : e;
+/**
+ * Buffer#utf8Write: what Buffer#write calls after checking its arguments (ours are valid), which
+ * took a third of the copy's time for a short line (a CPU profile of 1M pino lines; a plain JS loop
+ * over the characters was slower still). Buffer#write where a Node lacks it.
+ */
+type Utf8Writer = { utf8Write?: (s: string, offset: number, length?: number) => number };
+const directWrite = typeof (Buffer.prototype as Utf8Writer).utf8Write === 'function';
+function utf8Write(arena: Buffer, text: string, at: number): number {
+  return directWrite ? (arena as Utf8Writer).utf8Write!(text, at) : arena.write(text, at, 'utf8');
+}
+
+/** A piece of text read back from the arena (or the start of a line still being joined). */
+interface Held {
+  source: string;
+  text: string;
+  start: number;
+  requestId: string | undefined;
 }
 
 /** The URL as it may be told: no query (a pre-signed URL's signature), no credentials. */
@@ -399,7 +503,7 @@ function isoTime(start: unknown): string | undefined {
   return typeof start === 'number' ? new Date(performance.timeOrigin + start).toISOString() : undefined;
 }
 
-function textLine(e: LogEvent, text: string): string {
+function textLine(e: Held, text: string): string {
   return JSON.stringify({
     type: 'log',
     time: isoTime(e.start),
