@@ -10,7 +10,9 @@
 //    on 127.0.0.1, a URL target nothing listens on, and one that never answers
 //    (HATCH_FLIGHT_RECORDER_TIMEOUT_MS=500).
 // Variants interleaved over rounds; medians.
-//   node bench/run-log.mjs [--rounds N] [--lines N] [--exits N]   (after `npm run build`)
+//   node bench/run-log.mjs [--instructions] [--rounds N] [--lines N] [--exits N]   (after `npm run build`)
+// --instructions counts part 1 in instructions per line under valgrind's callgrind (the figure a
+// busy machine cannot disturb; bench/callgrind.mjs), all threads, 4 blocks each way of --lines.
 // pino and winston are taken from bench/node_modules (`npm install --prefix bench`), or from the
 // folder HATCH_BENCH_MODULES names (any app folder with both installed); a logger not found is skipped.
 import { spawn } from 'node:child_process';
@@ -20,11 +22,13 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { benchDir, opt } from './variants.mjs';
+import * as cg from './callgrind.mjs';
 
 const root = path.resolve(benchDir, '..');
 const agent = path.join(root, 'dist/src/index.js');
-const ROUNDS = Number(opt('rounds', 5));
-const LINES = Number(opt('lines', 200_000));
+const INSTRUCTIONS = process.argv.includes('--instructions');
+const ROUNDS = Number(opt('rounds', INSTRUCTIONS ? 1 : 5));
+const LINES = Number(opt('lines', INSTRUCTIONS ? 10_000 : 200_000));
 const EXITS = Number(opt('exits', 10));
 const modules = process.env.HATCH_BENCH_MODULES || benchDir;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'hatch-bench-run-log-'));
@@ -54,28 +58,39 @@ try {
   kinds.winston = () => (i) => w.info('line of the run', { i });
 } catch {}
 const median = (xs) => xs.sort((a, b) => a - b)[xs.length >> 1];
-const out = [];
-for (const [name, make] of Object.entries(kinds)) {
-  const f = make();
-  for (let i = 0; i < 20000; i++) f(i);
-  const t = { on: [], off: [] };
-  for (let b = 0; b < BLOCKS * 2; b++) {
-    const on = b % 2 === 1;
-    if (on) agent.flightRecorder.start(); else agent.flightRecorder.stop();
-    const c = process.cpuUsage();
-    for (let i = 0; i < PER; i++) f(i);
-    const d = process.cpuUsage(c);
-    t[on ? 'on' : 'off'].push(((d.user + d.system) * 1000) / PER);
+(async () => {
+  const counter = process.env.${cg.ENV} ? (await import(${JSON.stringify(path.join(benchDir, 'callgrind.mjs'))})).inProcess() : null;
+  const blocks = counter ? 4 : BLOCKS;
+  const per = counter ? N : PER;
+  const out = [];
+  for (const [name, make] of Object.entries(kinds)) {
+    const f = make();
+    for (let i = 0; i < 20000; i++) f(i);
+    const t = { on: [], off: [] };
+    for (let b = 0; b < blocks * 2; b++) {
+      const on = b % 2 === 1;
+      if (on) agent.flightRecorder.start(); else agent.flightRecorder.stop();
+      for (let i = 0; i < 1000; i++) f(i);
+      if (counter) {
+        t[on ? 'on' : 'off'].push((await counter.count(async () => { for (let i = 0; i < per; i++) f(i); })) / per);
+      } else {
+        const c = process.cpuUsage();
+        for (let i = 0; i < per; i++) f(i);
+        const d = process.cpuUsage(c);
+        t[on ? 'on' : 'off'].push(((d.user + d.system) * 1000) / per);
+      }
+    }
+    out.push(name + ' ' + median(t.off) + ' ' + median(t.on));
   }
-  out.push(name + ' ' + median(t.off) + ' ' + median(t.on));
-}
-require('node:fs').writeSync(3, out.join('\\n') + '\\n');
+  require('node:fs').writeSync(3, out.join('\\n') + '\\n');
+})();
 `;
 
-function run(args, env, { stdio = ['ignore', 'ignore', 'pipe', 'pipe'] } = {}) {
+function run(args, env, { stdio = ['ignore', 'ignore', 'pipe', 'pipe'], dir = null } = {}) {
   return new Promise((resolve, reject) => {
     const started = process.hrtime.bigint();
-    const child = spawn(process.execPath, args, { env: { ...process.env, HATCH_STATSD: 'off', ...env }, stdio });
+    const [cmd, cmdArgs] = cg.wrap(dir, [process.execPath, ...args]);
+    const child = spawn(cmd, cmdArgs, { env: { ...process.env, HATCH_STATSD: 'off', ...cg.env(dir), ...env }, stdio });
     let fd3 = '';
     let stderr = '';
     child.stdio[3]?.on('data', (d) => (fd3 += d));
@@ -99,14 +114,17 @@ const script = path.join(tmp, 'lines.js');
 fs.writeFileSync(script, LINES_CHILD);
 const perLine = {};
 for (let r = 0; r < ROUNDS; r++) {
-  const { fd3 } = await run(['-r', agent, script], { HATCH_FLIGHT_RECORDER: path.join(tmp, 'lines.jsonl') });
+  const dir = INSTRUCTIONS ? cg.outputDir() : null;
+  const { fd3 } = await run(['-r', agent, script], { HATCH_FLIGHT_RECORDER: path.join(tmp, 'lines.jsonl') }, { dir });
+  if (dir) fs.rmSync(dir, { recursive: true, force: true });
   for (const line of fd3.trim().split('\n')) {
     const [kind, off, on] = line.split(' ');
     (perLine[kind] ??= []).push([Number(off), Number(on)]);
   }
 }
+const unit = INSTRUCTIONS ? 'instructions' : 'CPU ns';
 console.log(
-  `## what a kept log line costs (CPU ns per line; median over ${ROUNDS} processes of the medians of 20 blocks each way)`,
+  `## what a kept log line costs (${unit} per line; median over ${ROUNDS} processes of the medians of ${INSTRUCTIONS ? 4 : 20} blocks each way)`,
 );
 console.log('| line | recorder not listening | recorder keeping it | a kept line costs |');
 console.log('|---|---|---|---|');
@@ -114,62 +132,70 @@ for (const [kind, runs] of Object.entries(perLine)) {
   const off = median(runs.map((x) => x[0]));
   const on = median(runs.map((x) => x[1]));
   const diff = median(runs.map((x) => x[1] - x[0]));
-  console.log(`| ${kind} | ${off.toFixed(0)} | ${on.toFixed(0)} | ${diff.toFixed(0)} ns |`);
+  console.log(
+    `| ${kind} | ${off.toFixed(0)} | ${on.toFixed(0)} | ${diff.toFixed(0)} ${INSTRUCTIONS ? 'instructions' : 'ns'} |`,
+  );
 }
 
 // Part 2
-const answering = http.createServer((req, res) => {
-  req.resume();
-  req.on('end', () => res.end('ok'));
-});
-const silent = http.createServer(() => {}); // never answers
-await new Promise((r) => answering.listen(0, '127.0.0.1', r));
-await new Promise((r) => silent.listen(0, '127.0.0.1', r));
-const probe = net.createServer();
-await new Promise((r) => probe.listen(0, '127.0.0.1', r));
-const closed = probe.address().port;
-await new Promise((r) => probe.close(r));
+if (EXITS > 0) await exitCosts();
 
-const empty = path.join(tmp, 'nothing.js');
-fs.writeFileSync(empty, '');
-const exits = {
-  'no agent': { args: [empty], env: {} },
-  agent: { args: ['-r', agent, empty], env: {} },
-  'agent, file target': { args: ['-r', agent, empty], env: { HATCH_FLIGHT_RECORDER: path.join(tmp, 'exit.jsonl') } },
-  'agent, URL target answering': {
-    args: ['-r', agent, empty],
-    env: { HATCH_FLIGHT_RECORDER: `http://127.0.0.1:${answering.address().port}/run.jsonl` },
-  },
-  'agent, URL target refused': {
-    args: ['-r', agent, empty],
-    env: { HATCH_FLIGHT_RECORDER: `http://127.0.0.1:${closed}/run.jsonl`, HATCH_LOG: 'silent' },
-  },
-  'agent, URL target silent, timeout 500 ms': {
-    args: ['-r', agent, empty],
-    env: {
-      HATCH_FLIGHT_RECORDER: `http://127.0.0.1:${silent.address().port}/run.jsonl`,
-      HATCH_FLIGHT_RECORDER_TIMEOUT_MS: '500',
-      HATCH_LOG: 'silent',
+async function exitCosts() {
+  // Part 2
+  const answering = http.createServer((req, res) => {
+    req.resume();
+    req.on('end', () => res.end('ok'));
+  });
+  const silent = http.createServer(() => {}); // never answers
+  await new Promise((r) => answering.listen(0, '127.0.0.1', r));
+  await new Promise((r) => silent.listen(0, '127.0.0.1', r));
+  const probe = net.createServer();
+  await new Promise((r) => probe.listen(0, '127.0.0.1', r));
+  const closed = probe.address().port;
+  await new Promise((r) => probe.close(r));
+
+  const empty = path.join(tmp, 'nothing.js');
+  fs.writeFileSync(empty, '');
+  const exits = {
+    'no agent': { args: [empty], env: {} },
+    agent: { args: ['-r', agent, empty], env: {} },
+    'agent, file target': { args: ['-r', agent, empty], env: { HATCH_FLIGHT_RECORDER: path.join(tmp, 'exit.jsonl') } },
+    'agent, URL target answering': {
+      args: ['-r', agent, empty],
+      env: { HATCH_FLIGHT_RECORDER: `http://127.0.0.1:${answering.address().port}/run.jsonl` },
     },
-  },
-};
-const times = {};
-for (let r = 0; r < EXITS; r++) {
-  for (const [name, v] of Object.entries(exits)) {
-    const { ms } = await run(v.args, { TMPDIR: tmp, ...v.env }, { stdio: ['ignore', 'ignore', 'pipe'] });
-    (times[name] ??= []).push(ms);
+    'agent, URL target refused': {
+      args: ['-r', agent, empty],
+      env: { HATCH_FLIGHT_RECORDER: `http://127.0.0.1:${closed}/run.jsonl`, HATCH_LOG: 'silent' },
+    },
+    'agent, URL target silent, timeout 500 ms': {
+      args: ['-r', agent, empty],
+      env: {
+        HATCH_FLIGHT_RECORDER: `http://127.0.0.1:${silent.address().port}/run.jsonl`,
+        HATCH_FLIGHT_RECORDER_TIMEOUT_MS: '500',
+        HATCH_LOG: 'silent',
+      },
+    },
+  };
+  const times = {};
+  for (let r = 0; r < EXITS; r++) {
+    for (const [name, v] of Object.entries(exits)) {
+      const { ms } = await run(v.args, { TMPDIR: tmp, ...v.env }, { stdio: ['ignore', 'ignore', 'pipe'] });
+      (times[name] ??= []).push(ms);
+    }
+  }
+  answering.close();
+  silent.closeAllConnections?.();
+  silent.close();
+  console.log(`\n## a script that does nothing: spawn to exit, ms (median of ${EXITS})`);
+  console.log('| variant | ms | over the agent alone |');
+  console.log('|---|---|---|');
+  const base = median(times.agent);
+  for (const [name, t] of Object.entries(times)) {
+    const m = median(t);
+    console.log(`| ${name} | ${m.toFixed(1)} | ${name === 'no agent' ? '' : `${(m - base).toFixed(1)}`} |`);
   }
 }
-answering.close();
-silent.closeAllConnections?.();
-silent.close();
-console.log(`\n## a script that does nothing: spawn to exit, ms (median of ${EXITS})`);
-console.log('| variant | ms | over the agent alone |');
-console.log('|---|---|---|');
-const base = median(times.agent);
-for (const [name, t] of Object.entries(times)) {
-  const m = median(t);
-  console.log(`| ${name} | ${m.toFixed(1)} | ${name === 'no agent' ? '' : `${(m - base).toFixed(1)}`} |`);
-}
+
 console.log(`\nnode ${process.version}, ${os.cpus().length} CPUs, load ${os.loadavg()[0].toFixed(2)}`);
 fs.rmSync(tmp, { recursive: true, force: true });

@@ -5,16 +5,21 @@
  *
  * What it keeps: the events the patches publish, and from `hatch:log` (src/log-capture.ts) every
  * write to process.stdout/stderr (console.* included) and every pino and winston record. On the
- * app's path an event costs a few array stores (its type, the published object, its estimated
- * size); nothing is copied, split or formatted until the record is delivered. Text is cut into
- * lines then (a line written in pieces is joined again), pino's line parsed back into its object.
+ * app's path an event costs a few array stores; text (stream writes, pino's lines) is copied once
+ * as UTF-8 into a circular byte arena, so the ring keeps no string alive (a kept string outlives
+ * the young generation, and its promotion cost more than the copy); winston's info object is kept
+ * as it is. Nothing is split or formatted until the record is delivered: text is cut into lines
+ * then (a line written in pieces is joined again), pino's line parsed back into its object.
+ * What a kept line costs (bench/run-log.mjs, Node 20, 2 shared CPUs at load 10, which slows
+ * everything about threefold): 610-1030 ns of CPU (stdout.write 614, winston 886, pino 954,
+ * console.log 1025), 2,000-5,100 instructions (stdout.write 1,990, winston 2,487, pino 4,080,
+ * console.log 5,063: the copy flattens the string the app built, which the fd write needs anyway).
  *
  * Bounds: HATCH_FLIGHT_RECORDER_SIZE events and HATCH_FLIGHT_RECORDER_BYTES bytes, whichever is
  * reached first; the oldest events go, and a `{"type":"dropped",…}` line at the top of the record
- * counts them. Sizes are estimates made without formatting: a text's length in UTF-16 code units
- * plus a fixed 128 for the line's other fields, 256 plus the SQL text or message for other events
- * (so non-ASCII text can take up to three times its estimate in the file). One text longer than
- * the byte bound keeps its last HATCH_FLIGHT_RECORDER_BYTES characters.
+ * counts them. Text counts its UTF-8 bytes plus 128 for the line's other fields; other events an
+ * estimate made without formatting them (256, plus their SQL text or message). One text longer
+ * than the arena keeps its end.
  *
  * Where it goes (src/config.ts RecorderTarget):
  * - a file: written synchronously to a temporary file renamed over the target (a reader never sees
@@ -23,10 +28,10 @@
  * - an http(s) URL: the JSON lines sent (PUT, or POST) once, at the process's last moment, through
  *   a synchronous child process (src/sync-http.ts), bounded by HATCH_FLIGHT_RECORDER_TIMEOUT_MS;
  *   when it fails (no answer in time, refused, a status >= 300) the record goes to a file in the
- *   OS temp directory and one line on stderr says where. Measured cost (bench/run-log.mjs, Node
- *   20, 2 shared CPUs): a script that logs nothing exits about 45 ms later with a URL target
- *   answering on 127.0.0.1 than with a file target (start of the child Node, the request); a
- *   target that does not answer holds the exit for the timeout and no more.
+ *   OS temp directory and one line on stderr says where. What it costs the exit of a script that
+ *   logs nothing (bench/run-log.mjs, same machine, where `node -e 0` took 228 ms): a file target
+ *   nothing measurable, a URL answering on 127.0.0.1 +166 ms (one more Node start, then the
+ *   request), a refused one +211 ms, one that never answers the timeout (+503 ms for 500 ms).
  *
  * The process's end, without changing how it ends:
  * - normal exit and process.exit(): 'exit';
