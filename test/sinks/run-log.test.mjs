@@ -420,3 +420,65 @@ test('bad HATCH_FLIGHT_RECORDER_* values: one line each, naming the variable and
   assert.match(r.stderr, /HATCH_FLIGHT_RECORDER_METHOD="GET" is not one of put\|post; using "put"/);
   assert.match(r.stderr, /HATCH_FLIGHT_RECORDER_TIMEOUT_MS="5" is not a whole number from 100 to 60000; using 2000/);
 });
+
+test("SIGTERM with the app's own handler: the app decides (exit code 5); the record is uploaded once, at the exit", async () => {
+  const server = await target();
+  const source = `
+console.log('working');
+setInterval(() => {}, 1000);
+process.on('SIGTERM', () => { console.log('app: closing'); process.exit(5); });
+setTimeout(() => process.kill(process.pid, 'SIGTERM'), 10);
+`;
+  const file = writeApp(source);
+  try {
+    const [r, without] = await Promise.all([
+      runScript(null, { file, env: { HATCH_FLIGHT_RECORDER: `${server.url}/handled` } }),
+      runScript(null, { file, agent: false }),
+    ]);
+    assert.deepEqual(
+      [r.code, r.signal, r.stdout, r.stderr],
+      [without.code, without.signal, without.stdout, without.stderr],
+    );
+    assert.equal(r.code, 5);
+    assert.equal(server.received.length, 1);
+    const events = parse(server.received[0].body);
+    assert.deepEqual(
+      events.filter((e) => e.type === 'log').map((e) => e.text),
+      ['working', 'app: closing'],
+    );
+    assert.deepEqual(
+      events.filter((e) => e.type === 'process').map((e) => e.event),
+      ['signal', 'exit'],
+    );
+  } finally {
+    await server.close();
+  }
+});
+
+test('an ES-module script under --import: its console and pino lines are in the record', async () => {
+  const source = `
+import pino from 'pino';
+const p = pino({ base: null, timestamp: false }, pino.destination({ dest: 1, sync: true }));
+console.log('esm console');
+p.info('esm pino');
+await new Promise((r) => setTimeout(r, 1));
+throw new Error('esm broke');
+`;
+  const file = writeApp(source, '.mjs');
+  const recordFile = path.join(tmp, 'esm.jsonl');
+  const [r, without] = await Promise.all([
+    runScript(null, { file, agent: 'import', env: { HATCH_FLIGHT_RECORDER: recordFile } }),
+    runScript(null, { file, agent: false }),
+  ]);
+  assert.deepEqual([r.code, r.stdout, r.stderr], [without.code, without.stdout, without.stderr]);
+  const events = parse(fs.readFileSync(recordFile, 'utf8'));
+  assert.deepEqual(
+    events.filter((e) => e.type === 'log').map((e) => [e.source, e.text ?? e.record.msg]),
+    [
+      ['stdout', 'esm console'],
+      ['pino', 'esm pino'],
+    ],
+  );
+  // a module's top-level await rejects: Node reports it as an unhandled rejection
+  assert.equal(events.find((e) => e.event === 'unhandledRejection').error.message, 'esm broke');
+});
