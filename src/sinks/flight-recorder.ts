@@ -387,11 +387,6 @@ export class FlightRecorder {
     }
   }
 
-  /** Kept for callers of the file-only recorder: writes a file or directory target now. */
-  write(): void {
-    this.deliver(false);
-  }
-
   private upload(url: string): void {
     const body = this.content();
     const r = syncRequest({

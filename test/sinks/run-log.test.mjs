@@ -482,3 +482,24 @@ throw new Error('esm broke');
   // a module's top-level await rejects: Node reports it as an unhandled rejection
   assert.equal(events.find((e) => e.event === 'unhandledRejection').error.message, 'esm broke');
 });
+
+test("a worker thread leaves no record of its own: its output is in the main thread's", async () => {
+  const file = writeApp(`
+const { Worker, isMainThread } = require('node:worker_threads');
+if (isMainThread) new Worker(__filename).on('exit', () => console.log('main after the worker'));
+else console.log('in the worker');
+`);
+  const dir = path.join(tmp, 'workers') + path.sep;
+  const r = await runScript(null, { file, env: { HATCH_FLIGHT_RECORDER: dir } });
+  assert.equal(r.code, 0, r.stderr);
+  const names = fs.readdirSync(dir);
+  assert.equal(names.length, 1, names.join(', '));
+  const events = parse(fs.readFileSync(path.join(dir, names[0]), 'utf8'));
+  assert.deepEqual(
+    events
+      .filter((e) => e.type === 'log')
+      .map((e) => e.text)
+      .sort(),
+    ['in the worker', 'main after the worker'].sort(),
+  );
+});
