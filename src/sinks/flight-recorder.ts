@@ -62,6 +62,11 @@ const SIGNALS = ['SIGTERM', 'SIGINT'] as const;
 /** The JSON fields every line has besides its text (type, time, requestId, source). */
 const LINE_OVERHEAD = 128;
 const EVENT_SIZE = 256;
+/** Texts held before they are copied into the arena together, at most (see recordText). */
+const BATCH = 64;
+const PENDING_CHARS = 8192;
+/** A text longer than this is copied at once. */
+const LONG_TEXT = 4096;
 
 export interface RunIdentity {
   /** Metric- and file-name-safe job name. */
@@ -128,6 +133,11 @@ export class FlightRecorder {
   private tail = 0;
   private wrapAt = -1;
   private arenaEntries = 0;
+  /** Slots of the texts held until the next flush, oldest first: pending[pendingStart…pendingEnd). */
+  private readonly pending = new Int32Array(BATCH);
+  private pendingStart = 0;
+  private pendingEnd = 0;
+  private pendingChars = 0;
   private next = 0;
   private count = 0;
   private bytes = 0;
@@ -140,7 +150,8 @@ export class FlightRecorder {
 
   constructor(options: RecorderOptions) {
     this.size = options.size;
-    this.maxBytes = options.bytes;
+    // a batch (flush) must fit in an arena emptied of older text: HATCH_FLIGHT_RECORDER_BYTES's own minimum
+    this.maxBytes = Math.max(options.bytes, 65536);
     this.target = options.target;
     this.method = options.method ?? 'PUT';
     this.timeoutMs = options.timeoutMs ?? 2000;
@@ -208,29 +219,91 @@ export class FlightRecorder {
     return at;
   }
 
-  /** Copies a text's bytes into the arena; the oldest events go until they fit. */
+  /**
+   * Keeps a text: held by reference in its slot until BATCH texts (or PENDING_CHARS characters)
+   * wait, then copied into the arena together (flush), which pays the call into Buffer's native
+   * writer once per batch instead of once per line; a held string is still young when it is
+   * copied, so it is not promoted. A long text is copied at once.
+   */
   private recordText(e: LogEvent): void {
-    const arenaSize = this.maxBytes;
-    const arena = (this.arena ??= Buffer.allocUnsafeSlow(arenaSize));
-    let text = e.data as string;
+    const text = e.data as string;
+    if (text.length > LONG_TEXT) {
+      this.flush();
+      return this.copyText(e, text);
+    }
+    const slot = this.store(e.source, text, text.length + LINE_OVERHEAD);
+    this.textLength[slot] = 0;
+    this.starts[slot] = e.start;
+    this.ids[slot] = e.requestId;
+    this.levels[slot] = e.level;
+    this.pending[this.pendingEnd++] = slot;
+    this.pendingChars += text.length;
+    if (this.pendingEnd === BATCH || this.pendingChars >= PENDING_CHARS) this.flush();
+  }
+
+  /** Copies the held texts into the arena, in their order; the oldest events go until they fit. */
+  private flush(): void {
+    const from = this.pendingStart;
+    const k = this.pendingEnd - from;
+    if (k <= 0) {
+      this.pendingStart = this.pendingEnd = this.pendingChars = 0;
+      return;
+    }
+    const arena = (this.arena ??= Buffer.allocUnsafeSlow(this.maxBytes));
+    const parts: string[] = new Array(k);
+    for (let i = 0; i < k; i++) parts[i] = this.events[this.pending[from + i]!] as string;
+    const joined = k === 1 ? parts[0]! : parts.join('');
     // At most 3 bytes per UTF-16 unit: when that bound fits where the head is, no need to count.
-    let need = text.length * 3;
+    let need = joined.length * 3;
     let at = this.room(need);
     if (at < 0) {
-      need = Buffer.byteLength(text);
-      if (need > arenaSize - LINE_OVERHEAD) {
-        // one huge write: its end is what led up to what came next
-        const keep = Math.floor((arenaSize - LINE_OVERHEAD) / 3);
-        this.droppedBytes += need - keep;
-        text = text.slice(-keep);
-        need = keep * 3;
-      }
+      need = Buffer.byteLength(joined);
+      // Only older events go: a batch is far smaller than the arena, which fits it once they are gone.
       while ((at = this.room(need)) < 0) this.dropOldest();
     }
-    const written = utf8Write(arena, text, at);
+    const written = utf8Write(arena, joined, at);
+    this.placed(at, written);
+    const ascii = written === joined.length;
+    let off = at;
+    for (let i = 0; i < k; i++) {
+      const slot = this.pending[from + i]!;
+      const length = ascii ? parts[i]!.length : Buffer.byteLength(parts[i]!);
+      this.textAt[slot] = off;
+      this.textLength[slot] = length;
+      off += length;
+      this.events[slot] = undefined;
+      this.bytes += length + LINE_OVERHEAD - this.sizes[slot]!;
+      this.sizes[slot] = length + LINE_OVERHEAD;
+    }
+    this.arenaEntries += k;
+    this.pendingStart = this.pendingEnd = this.pendingChars = 0;
+    while (this.bytes > this.maxBytes && this.count > 1) this.dropOldest();
+  }
+
+  /** Bookkeeping for `written` bytes just placed at `at`. */
+  private placed(at: number, written: number): void {
     if (at === 0 && this.arenaEntries > 0 && this.head !== 0) this.wrapAt = this.head;
     if (this.arenaEntries === 0) this.tail = at;
     this.head = at + written;
+  }
+
+  /** Copies one long text into the arena at once (nothing is held: see recordText). */
+  private copyText(e: LogEvent, data: string): void {
+    const arenaSize = this.maxBytes;
+    const arena = (this.arena ??= Buffer.allocUnsafeSlow(arenaSize));
+    let text = data;
+    let need = Buffer.byteLength(text);
+    if (need > arenaSize - LINE_OVERHEAD) {
+      // one huge write: its end is what led up to what came next
+      const keep = Math.floor((arenaSize - LINE_OVERHEAD) / 3);
+      this.droppedBytes += need - keep;
+      text = text.slice(-keep);
+      need = Buffer.byteLength(text);
+    }
+    let at: number;
+    while ((at = this.room(need)) < 0) this.dropOldest();
+    const written = utf8Write(arena, text, at);
+    this.placed(at, written);
     this.arenaEntries++;
     const slot = this.store(e.source, undefined, written + LINE_OVERHEAD);
     this.textAt[slot] = at;
@@ -256,7 +329,12 @@ export class FlightRecorder {
   private dropOldest(): void {
     const first = (this.next - this.count + this.size) % this.size;
     const type = this.types[first];
-    if (type === 'stdout' || type === 'stderr' || type === 'pino') {
+    if ((type === 'stdout' || type === 'stderr' || type === 'pino') && typeof this.events[first] === 'string') {
+      // still held: the oldest of the batch (held texts are the newest, in order)
+      this.pendingChars -= (this.events[first] as string).length;
+      this.pendingStart++;
+      this.ids[first] = undefined;
+    } else if (type === 'stdout' || type === 'stderr' || type === 'pino') {
       this.arenaEntries--;
       this.ids[first] = undefined;
       if (this.arenaEntries === 0) {
@@ -290,6 +368,7 @@ export class FlightRecorder {
 
   /** The ring as JSON lines, oldest first (text cut into its lines). */
   lines(): string[] {
+    this.flush();
     const out: string[] = [];
     const partial: Record<string, Held | undefined> = {};
     const first = (this.next - this.count + this.size) % this.size;
