@@ -12,7 +12,7 @@
  * Limitations: no proxy support (node:http has none); redirects are not followed; the answer's
  * body is not read, only its status.
  */
-import { spawnSync } from 'node:child_process';
+import type * as ChildProcess from 'node:child_process';
 
 export interface SyncRequest {
   url: string;
@@ -55,6 +55,8 @@ export function syncRequest({ url, method, headers = {}, body = '', timeoutMs }:
     delete env.NODE_OPTIONS;
     // The child's own deadline comes first, so a slow server is reported as such, not as a kill.
     const deadline = Date.now() + Math.max(1, timeoutMs - 25);
+    // Loaded here, not at start-up: most processes never make one.
+    const { spawnSync } = require('node:child_process') as typeof ChildProcess;
     const r = spawnSync(process.execPath, ['-e', CHILD, url, method, JSON.stringify(headers), String(deadline)], {
       input: body,
       env,

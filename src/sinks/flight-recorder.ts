@@ -6,9 +6,9 @@
  * What it keeps: the events the patches publish, and from `hatch:log` (src/log-capture.ts) every
  * write to process.stdout/stderr (console.* included) and every pino and winston record. On the
  * app's path an event costs a few array stores; text (stream writes, pino's lines) is copied once
- * as UTF-8 into a circular byte arena, so the ring keeps no string alive (a kept string outlives
- * the young generation, and its promotion cost more than the copy); winston's info object is kept
- * as it is. Nothing is split or formatted until the record is delivered: text is cut into lines
+ * as UTF-8 into a circular byte arena, 64 texts at a time (recordText), so the ring keeps no string
+ * alive past its batch (a kept string outlives the young generation, and its promotion cost more
+ * than the copy); winston's info object is kept as it is. Nothing is split or formatted until the record is delivered: text is cut into lines
  * then (a line written in pieces is joined again), pino's line parsed back into its object.
  * What a kept line costs (bench/run-log.mjs, Node 20, 2 shared CPUs at load 10, which slows
  * everything about threefold): 610-1030 ns of CPU (stdout.write 614, winston 886, pino 954,
@@ -48,7 +48,7 @@
  * only when those run before the agent's (listeners added before the agent loaded).
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
+import type * as Os from 'node:os';
 import * as path from 'node:path';
 import { channels, Subscriptions, type LogEvent } from '../bus';
 import { storage } from '../context';
@@ -477,6 +477,7 @@ export class FlightRecorder {
     });
     if (r.status !== undefined && r.status >= 200 && r.status < 300) return;
     const why = r.status !== undefined ? `HTTP ${r.status}` : (r.error ?? 'no answer');
+    const os = require('node:os') as typeof Os; // only for a failed upload
     const fallback = path.join(os.tmpdir(), `hatch-flight-${this.runFileName()}`);
     const where = this.writeFile(fallback, body) ? `the record is in ${fallback}` : 'the record is lost';
     log.warn(`flight recorder: ${this.method} ${publicUrl(url)} failed (${why}); ${where}`);
