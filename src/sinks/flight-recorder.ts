@@ -10,10 +10,11 @@
  * alive past its batch (a kept string outlives the young generation, and its promotion cost more
  * than the copy); winston's info object is kept as it is. Nothing is split or formatted until the record is delivered: text is cut into lines
  * then (a line written in pieces is joined again), pino's line parsed back into its object.
- * What a kept line costs (bench/run-log.mjs, Node 20, 2 shared CPUs at load 10, which slows
- * everything about threefold): 610-1030 ns of CPU (stdout.write 614, winston 886, pino 954,
- * console.log 1025), 2,000-5,100 instructions (stdout.write 1,990, winston 2,487, pino 4,080,
- * console.log 5,063: the copy flattens the string the app built, which the fd write needs anyway).
+ * What a kept line costs (bench/run-log.mjs, Node 20, 2 shared CPUs at load 3-5): 340-960 ns of
+ * CPU over five runs (stdout.write 344-473, pino 432-536, winston 530-831, console.log 462-963);
+ * in instructions, stdout.write 1,400 and pino 2,200 (console.log's 6,300 and winston's are not
+ * stable across runs). Touching process.stdout and stderr at start (to wrap them) costs 2-4 ms
+ * to a script that would never have printed.
  *
  * Bounds: HATCH_FLIGHT_RECORDER_SIZE events and HATCH_FLIGHT_RECORDER_BYTES bytes, whichever is
  * reached first; the oldest events go, and a `{"type":"dropped",…}` line at the top of the record
@@ -29,9 +30,10 @@
  *   a synchronous child process (src/sync-http.ts), bounded by HATCH_FLIGHT_RECORDER_TIMEOUT_MS;
  *   when it fails (no answer in time, refused, a status >= 300) the record goes to a file in the
  *   OS temp directory and one line on stderr says where. What it costs the exit of a script that
- *   logs nothing (bench/run-log.mjs, same machine, where `node -e 0` took 228 ms): a file target
- *   nothing measurable, a URL answering on 127.0.0.1 +166 ms (one more Node start, then the
- *   request), a refused one +211 ms, one that never answers the timeout (+503 ms for 500 ms).
+ *   logs nothing (bench/run-log.mjs, same machine, where `node` with nothing to run took 119 ms):
+ *   a file target 5-20 ms (within the noise of three runs), a URL answering on 127.0.0.1
+ *   +150-220 ms (one more Node start, then the request), a refused one about the same, one that
+ *   never answers the timeout (+508 ms for 500 ms).
  *
  * The process's end, without changing how it ends:
  * - normal exit and process.exit(): 'exit';
