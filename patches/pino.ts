@@ -8,12 +8,16 @@
  * run as before (formatters.log sees requestId like a mixin's field).
  * Nothing is added when the object already has a `requestId`, or the logger was bound to one
  * (`logger.child({ requestId })`): the app's own value wins.
+ * With a subscriber on `hatch:log` (the flight recorder), the line asJson returns is also published
+ * with its level name (src/log-capture.ts): a reference to the string pino made, nothing copied.
  * Limitations: the key is always `requestId`; pino's browser build is not patched.
  */
 import { storage } from '../src/context';
 import { wrap, unwrap } from '../src/shim';
 import { log } from '../src/log';
 import { fault } from '../src/fault';
+import { channels } from '../src/bus';
+import { notePinoLine, publishLog } from '../src/log-capture';
 import type { PatchDefinition } from '../src/registry';
 import type Pino from 'pino';
 
@@ -30,6 +34,18 @@ function loggerPrototype(pino: typeof Pino): { proto: object; asJson: symbol; ch
 }
 
 let target: { proto: object; asJson: symbol } | undefined;
+
+/** Publishes pino's line with the level's name (`logger.levels.labels`, custom levels included). */
+function keep(logger: unknown, line: string, num: unknown): void {
+  try {
+    const labels = (logger as { levels?: { labels?: Record<string, string> } }).levels?.labels;
+    const level = labels !== undefined && typeof num === 'number' ? labels[num] : undefined;
+    notePinoLine(line);
+    publishLog('pino', line, level ?? String(num), undefined);
+  } catch {
+    // the app's record is written all the same
+  }
+}
 
 export const pino: PatchDefinition = {
   module: 'pino',
@@ -66,7 +82,9 @@ export const pino: PatchDefinition = {
               );
             }
           }
-          return original.call(this, obj, msg, num, time);
+          const line = original.call(this, obj, msg, num, time);
+          if (channels.log.hasSubscribers && typeof line === 'string') keep(this, line, num);
+          return line;
         },
     );
     if (!ok) throw new Error('asJson is not a function');

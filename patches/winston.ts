@@ -9,12 +9,17 @@
  * The info object is the one winston itself writes its level onto, so the field is set on it
  * (for `logger.error(err)` that is the Error itself, which keeps `errors()` working). An info that
  * already has a `requestId` (from the call, defaultMeta or a child's metadata) keeps it.
+ * With a subscriber on `hatch:log` (the flight recorder), the info object is also published with its
+ * level and message as logged (formats such as colorize change both later), and text the transports
+ * write to process.stdout/stderr meanwhile is not kept a second time (src/log-capture.ts muteText).
  * Limitations: winston 2 is not supported; a frozen info object is written without the ID.
  */
 import { storage } from '../src/context';
 import { wrap, unwrap } from '../src/shim';
 import { log } from '../src/log';
 import { fault } from '../src/fault';
+import { channels } from '../src/bus';
+import { muteText, publishLog } from '../src/log-capture';
 import type { PatchDefinition } from '../src/registry';
 
 /** winston 3.0 does not export Logger; every created logger's class extends it. */
@@ -68,6 +73,16 @@ export const winston: PatchDefinition = {
                 `winston: adding requestId failed (${(err as Error).message}); the record is written without it`,
               );
             }
+          }
+          if (channels.log.hasSubscribers && info !== null && typeof info === 'object') {
+            try {
+              const record = info as { level?: unknown; message?: unknown };
+              publishLog('winston', info, String(record.level), record.message);
+            } catch {
+              // an info whose level or message getter throws: written as it is, not kept
+            }
+            const args = arguments as unknown as unknown[];
+            return muteText(() => original.apply(this, args));
           }
           return original.apply(this, arguments as unknown as unknown[]);
         },

@@ -114,6 +114,29 @@ export interface InstanceEvent {
   instance: object;
 }
 
+/**
+ * One of the app's own log lines (src/log-capture.ts, patches/pino.ts, patches/winston.ts), published
+ * only while someone subscribes (the flight recorder). The same shape for every source, so the
+ * publishers and the ring stay monomorphic.
+ */
+export interface LogEvent {
+  /** Where the line was seen: written to process.stdout or process.stderr (console.* included), or a logger's record. */
+  source: 'stdout' | 'stderr' | 'pino' | 'winston';
+  /**
+   * stdout/stderr: the text of one write, as written (part of a line, a line or several);
+   * pino: the JSON line pino made of the record; winston: the record's info object (read when formatted).
+   */
+  data: string | object;
+  /** pino, winston: the record's level name; undefined for text. */
+  level: string | undefined;
+  /** winston: the message as the app logged it, before formats change it; undefined otherwise. */
+  message: unknown;
+  /** The request (or run) the line was written in (src/log-capture.ts currentCorrelation). */
+  requestId: string | undefined;
+  /** performance.now() when the line was written */
+  start: number;
+}
+
 // Held here so the channel objects (weakly held by Node) live as long as the agent.
 export const channels = {
   httpServer: dc.channel('hatch:http.server'),
@@ -123,6 +146,7 @@ export const channels = {
   error: dc.channel('hatch:error'),
   runtime: dc.channel('hatch:runtime'),
   instance: dc.channel('hatch:instance'),
+  log: dc.channel('hatch:log'),
 };
 
 type Channel = { subscribe(fn: (m: unknown) => void): void; unsubscribe(fn: (m: unknown) => void): void };

@@ -2,10 +2,20 @@
  * Every HATCH_* variable, in one place. A bad value never stops the app: it yields one line naming
  * the variable, the value and what is used instead (README has the same table).
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { LogLevel } from './log';
 
 export type TagMode = 'none' | 'dogstatsd' | 'telegraf';
+
+/** Where the flight record goes (HATCH_FLIGHT_RECORDER). */
+export type RecorderTarget =
+  /** One file, rewritten at each ending. */
+  | { kind: 'file'; path: string }
+  /** One file per run in this directory: `<job>-<UTC timestamp>-<run-id>.jsonl`. */
+  | { kind: 'directory'; path: string }
+  /** The JSON lines sent there with HATCH_FLIGHT_RECORDER_METHOD. */
+  | { kind: 'url'; url: string };
 
 export interface Config {
   log: LogLevel;
@@ -25,8 +35,14 @@ export interface Config {
   logInjection: boolean;
   /** Events kept in the flight recorder's ring; 0: no ring. */
   flightRecorderSize: number;
-  /** Absolute path the ring is written to when the process ends; undefined: not written. */
-  flightRecorderFile: string | undefined;
+  /** Bytes (estimated as the JSON lines' length) the ring keeps at most. */
+  flightRecorderBytes: number;
+  /** Where the ring goes when the process ends; undefined: no flight recorder. */
+  flightRecorder: RecorderTarget | undefined;
+  /** PUT or POST, for a URL target. */
+  flightRecorderMethod: 'PUT' | 'POST';
+  /** How long the upload to a URL target may take, ms. */
+  flightRecorderTimeoutMs: number;
   /** How often runtime gauges are sampled; 0: never. */
   runtimeMetricsMs: number;
   /** Bearer token of the /_hatch URLs; undefined: hatches off. */
@@ -61,8 +77,11 @@ export const DEFAULTS: Config = {
   statsdTags: 'none',
   statsdFlushMs: 1000,
   logInjection: true,
-  flightRecorderSize: 1000,
-  flightRecorderFile: undefined,
+  flightRecorderSize: 10_000,
+  flightRecorderBytes: 4 * 1024 * 1024,
+  flightRecorder: undefined,
+  flightRecorderMethod: 'PUT',
+  flightRecorderTimeoutMs: 2000,
   runtimeMetricsMs: 10_000,
   hatchToken: undefined,
   hatchPrefix: '/_hatch',
@@ -190,18 +209,20 @@ export function loadConfig(env: Env = process.env): ConfigResult {
   c.statsdFlushMs = integer('HATCH_STATSD_FLUSH_MS', 100, 60000, DEFAULTS.statsdFlushMs);
   c.logInjection = onOff('HATCH_LOG_INJECTION', DEFAULTS.logInjection);
   c.flightRecorderSize = integer('HATCH_FLIGHT_RECORDER_SIZE', 0, 1_000_000, DEFAULTS.flightRecorderSize);
-  const recorder = env.HATCH_FLIGHT_RECORDER;
-  // Resolved now: the app may chdir before it ends.
-  if (recorder !== undefined && recorder.trim() !== '') c.flightRecorderFile = path.resolve(recorder.trim());
-  if (c.flightRecorderFile !== undefined && c.flightRecorderSize === 0) {
+  c.flightRecorderBytes = integer('HATCH_FLIGHT_RECORDER_BYTES', 65536, 1024 ** 3, DEFAULTS.flightRecorderBytes);
+  c.flightRecorder = recorderTarget(env.HATCH_FLIGHT_RECORDER, reject);
+  if (c.flightRecorder !== undefined && c.flightRecorderSize === 0) {
     reject(
       'HATCH_FLIGHT_RECORDER_SIZE',
       env.HATCH_FLIGHT_RECORDER_SIZE ?? '',
-      'is 0 while HATCH_FLIGHT_RECORDER names a file',
+      'is 0 while HATCH_FLIGHT_RECORDER names a destination',
       DEFAULTS.flightRecorderSize,
     );
     c.flightRecorderSize = DEFAULTS.flightRecorderSize;
   }
+  c.flightRecorderMethod = oneOf('HATCH_FLIGHT_RECORDER_METHOD', ['put', 'post'], 'put').toUpperCase() as
+    'PUT' | 'POST';
+  c.flightRecorderTimeoutMs = integer('HATCH_FLIGHT_RECORDER_TIMEOUT_MS', 100, 60000, DEFAULTS.flightRecorderTimeoutMs);
   c.runtimeMetricsMs = integer('HATCH_RUNTIME_METRICS_MS', 0, 3_600_000, DEFAULTS.runtimeMetricsMs);
   if (c.runtimeMetricsMs > 0 && c.runtimeMetricsMs < 100) {
     reject('HATCH_RUNTIME_METRICS_MS', env.HATCH_RUNTIME_METRICS_MS!, 'is neither 0 (off) nor at least 100', 100);
@@ -263,4 +284,40 @@ export function loadConfig(env: Env = process.env): ConfigResult {
     c.hatchDebugErrors = false;
   }
   return { config: c, problems };
+}
+
+/**
+ * HATCH_FLIGHT_RECORDER: an http(s) URL, a directory (an existing one, or a path ending in `/`), or a
+ * file. Paths are resolved now: the app may chdir before it ends.
+ */
+function recorderTarget(
+  raw: string | undefined,
+  reject: (name: string, value: string, why: string, used: unknown) => void,
+): RecorderTarget | undefined {
+  if (raw === undefined || raw.trim() === '') return undefined;
+  const v = raw.trim();
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(v)) {
+    try {
+      const u = new URL(v);
+      if (u.protocol === 'http:' || u.protocol === 'https:') return { kind: 'url', url: u.href };
+    } catch {
+      // told below
+    }
+    // The value may be a pre-signed URL: only its scheme and host are repeated.
+    reject(
+      'HATCH_FLIGHT_RECORDER',
+      v.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/?#]*).*$/i, '$1/…'),
+      'is no http(s) URL',
+      'no flight recorder',
+    );
+    return undefined;
+  }
+  const resolved = path.resolve(v);
+  if (v.endsWith('/') || v.endsWith(path.sep)) return { kind: 'directory', path: resolved };
+  try {
+    if (fs.statSync(resolved).isDirectory()) return { kind: 'directory', path: resolved };
+  } catch {
+    // not there yet: a file to be
+  }
+  return { kind: 'file', path: resolved };
 }

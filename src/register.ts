@@ -17,6 +17,7 @@ import { StatsdSink } from './sinks/statsd/sink';
 import { enable, outcomes, type PatchOutcome } from './registry';
 import { definitions } from '../patches/index';
 import { FlightRecorder } from './sinks/flight-recorder';
+import { startTextCapture, stopTextCapture } from './log-capture';
 import { RuntimeMetrics } from './runtime-metrics';
 import { RecentRequests } from './sinks/recent';
 import { rememberInstances } from './instances';
@@ -70,15 +71,28 @@ function run(config: Config): Run {
       const s = statsd;
       undo.push(() => s.stop());
     }
-    // The ring is read only when the process ends and writes it to HATCH_FLIGHT_RECORDER: without a
-    // file nothing could ever read it, and keeping every event alive for a while is not free (the
-    // young generation copies them, and the ring's stores pay the write barrier).
+    // The ring is read only when the process ends and delivers it to HATCH_FLIGHT_RECORDER: without
+    // a destination nothing could ever read it, and keeping every event alive for a while is not free
+    // (the young generation copies them, and the ring's stores pay the write barrier).
+    // One record per process: a worker thread's own would overwrite the main thread's file, or
+    // upload once more (its stdout and stderr reach the main thread's streams, and are kept there).
     let flightRecorder: FlightRecorder | undefined;
-    if (config.flightRecorderFile !== undefined && config.flightRecorderSize > 0) {
-      flightRecorder = new FlightRecorder(config.flightRecorderSize, config.flightRecorderFile);
+    if (config.flightRecorder !== undefined && config.flightRecorderSize > 0 && !inWorkerThread()) {
+      flightRecorder = new FlightRecorder({
+        size: config.flightRecorderSize,
+        bytes: config.flightRecorderBytes,
+        target: config.flightRecorder,
+        method: config.flightRecorderMethod,
+        timeoutMs: config.flightRecorderTimeoutMs,
+      });
       flightRecorder.start();
+      // The app's stdout and stderr are wrapped only for a recorder that keeps them.
+      startTextCapture();
       const f = flightRecorder;
-      undo.push(() => f.stop());
+      undo.push(() => {
+        stopTextCapture();
+        f.stop();
+      });
     }
     // Sampled only for a sink that sends them.
     let runtime: RuntimeMetrics | undefined;
@@ -149,6 +163,15 @@ function run(config: Config): Run {
     stop();
     throw err;
   }
+}
+
+/**
+ * Whether this is one of the app's worker threads. node:worker_threads (1.5 ms to load) is asked
+ * only where Node marks a worker by a disabled process.chdir (Node 20 to 24; see boot).
+ */
+function inWorkerThread(): boolean {
+  if ((process.chdir as { disabled?: boolean }).disabled !== true) return false;
+  return !(require('node:worker_threads') as typeof import('node:worker_threads')).isMainThread;
 }
 
 /** What loading the package runs: starts the agent, once per process (a stop does not undo "once"). */

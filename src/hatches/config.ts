@@ -35,6 +35,11 @@ export function configHatch(deps: HatchDeps): Reply {
       ...config,
       hatchToken: token === undefined ? undefined : '[redacted]',
       hatchHealthUrls: config.hatchHealthUrls.map((u) => redactValue(u, token)),
+      // a pre-signed upload URL is a credential: its query is never shown
+      flightRecorder:
+        config.flightRecorder?.kind === 'url'
+          ? { kind: 'url', url: config.flightRecorder.url.replace(/\?.*$/, '?[redacted]') }
+          : config.flightRecorder,
     },
     patches: deps.patches,
     env: redactEnv(process.env, token),

@@ -89,7 +89,7 @@ function assertRequests(events, requestIds) {
     assert.equal(events.filter((e) => e.requestId === id && e.type === 'http.client').length, 1, id);
   }
   for (const e of events) {
-    if (e.type === 'process') continue;
+    if (['process', 'run', 'dropped', 'log'].includes(e.type)) continue;
     assert.match(e.time, /^\d{4}-\d\d-\d\dT/);
     assert.equal(typeof e.duration, 'number');
   }
@@ -169,9 +169,15 @@ test("SIGTERM with the app's own handler: the app decides (here: exit code 5), t
   assert.deepEqual(tail, ['signal', 'exit']);
 });
 
-test('the ring keeps only the last HATCH_FLIGHT_RECORDER_SIZE events', async () => {
+test('the ring keeps only the last HATCH_FLIGHT_RECORDER_SIZE events, and a line counts the dropped', async () => {
   const r = await compare('exit', { REQUESTS: '10', HATCH_FLIGHT_RECORDER_SIZE: '5' });
-  assert.equal(r.events.length, 5);
+  // the run's line and the dropped count head the record; 10 requests with 2 server events and a
+  // call each, the /db request's 3 (and its query), and the exit make at least 35 events
+  const [run, dropped, ...kept] = r.events;
+  assert.equal(run.type, 'run');
+  assert.equal(dropped.type, 'dropped');
+  assert.ok(dropped.events >= 30, JSON.stringify(dropped));
+  assert.equal(kept.length, 5);
   // the newest survive: the last request's events and the exit
   assert.equal(r.events.at(-1).event, 'exit');
   assert.ok(r.events.some((e) => e.requestId === 'req-db'));
@@ -181,5 +187,5 @@ test('the ring keeps only the last HATCH_FLIGHT_RECORDER_SIZE events', async () 
 test('a bad HATCH_FLIGHT_RECORDER_SIZE is named on one line, and the default used', async () => {
   const r = await runScript('', { env: { HATCH_FLIGHT_RECORDER_SIZE: 'lots' } });
   assert.equal(r.code, 0);
-  assert.match(r.stderr, /HATCH_FLIGHT_RECORDER_SIZE="lots" is not a whole number .*; using 1000/);
+  assert.match(r.stderr, /HATCH_FLIGHT_RECORDER_SIZE="lots" is not a whole number .*; using 10000/);
 });
