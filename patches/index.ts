@@ -12,6 +12,7 @@ import { express } from './express';
 import { fastify } from './fastify';
 import { koa } from './koa';
 import { hapi } from './hapi';
+import { nest } from './nest';
 import { ejs } from './ejs';
 import { pug } from './pug';
 import { handlebars } from './handlebars';
@@ -32,6 +33,7 @@ export const ALL_PATCHES: PatchDefinition[] = [
   fastify,
   koa,
   hapi,
+  nest,
   ejs,
   pug,
   handlebars,
