@@ -25,10 +25,11 @@
  * ours: the proxy functions Nest builds are returned as they are.
  *
  * Limitations: an error a filter throws is Nest's to answer (not captured again: the first one is
- * the cause). A Nest 12 app that is itself an ES module, started with `-r`, imports Nest where no
- * `-r` hook sees it: start it with `--import` (the route templates still come from Express's and
- * Fastify's patches). Microservice and WebSocket exception handlers are not HTTP requests and are
- * left alone.
+ * the cause). A Nest 12 app that is itself an ES module, started with `-r`, imports Nest's own
+ * ES-module files, which only Node's in-thread module hooks show the agent (src/load-hook.ts, 3.:
+ * Node 22.22.3+, 24.11.1+, 26); on Node 20 its errors are not captured (start it with `--import`;
+ * the route templates still come from Express's and Fastify's patches). Microservice and
+ * WebSocket exception handlers are not HTTP requests and are left alone.
  */
 import { captureError } from '../src/errors';
 import { wrap, unwrap, type Fn } from '../src/shim';
