@@ -26,10 +26,13 @@
  * The http and https definitions share the channel subscriber, the listener and the response
  * wrappers, counted: each is installed by the first definition patched and removed with the last one
  * unpatched, so unpatching one leaves the other working.
- * What the context's entry leaves: the store stays current on the connection's parser resource
- * after the handler returned, so Node's later parser callbacks for that connection (the body's
- * `data` and `end` events) run in the request's context too, until the next request on the
- * connection enters its own. Work the handler started keeps the context it started in, as before.
+ * What the context's entry leaves: on Node 20 and 22 (AsyncLocalStorage on async_hooks) the store
+ * stays current on the connection's parser resource after the handler returned, so Node's later
+ * parser callbacks for that connection (the body's `data` and `end` events) run in the request's
+ * context too, until the next request on the connection enters its own (with the emit wrapper they
+ * ran in none). On Node 24 and 26 (AsyncContextFrame) the entry lasts for the parser callback it was
+ * made in, and later parser callbacks run in the connection's context, as they did with the
+ * wrapper. Work the handler started keeps the context it started in, as before.
  * Limitations: a request an app emits itself (`server.emit('request', req, res)`) passes no parser
  * and gets no context. Servers created by http2 have a patch of their own (patches/http2-server.ts);
  * the HTTP/1 requests of an http2 server with `allowHTTP1` pass Node's http parser and get one here.
