@@ -16,10 +16,9 @@ import { log, setLogLevel } from './log';
 import { StatsdSink } from './sinks/statsd/sink';
 import { enable, outcomes, type PatchOutcome } from './registry';
 import { definitions } from '../patches/index';
-import { FlightRecorder } from './sinks/flight-recorder';
+import type { FlightRecorder } from './sinks/flight-recorder';
 import { RuntimeMetrics } from './runtime-metrics';
-import { RecentRequests } from './sinks/recent';
-import { rememberInstances } from './instances';
+import type { RecentRequests } from './sinks/recent';
 import { setPreHandler, type PreHandler } from './pre-handler';
 
 export interface Agent {
@@ -75,7 +74,10 @@ function run(config: Config): Run {
     // young generation copies them, and the ring's stores pay the write barrier).
     let flightRecorder: FlightRecorder | undefined;
     if (config.flightRecorderFile !== undefined && config.flightRecorderSize > 0) {
-      flightRecorder = new FlightRecorder(config.flightRecorderSize, config.flightRecorderFile);
+      // Loaded only when it is on (as the hatches' store below): files a start-up does not use cost it.
+      const { FlightRecorder: Recorder } =
+        require('./sinks/flight-recorder') as typeof import('./sinks/flight-recorder');
+      flightRecorder = new Recorder(config.flightRecorderSize, config.flightRecorderFile);
       flightRecorder.start();
       const f = flightRecorder;
       undo.push(() => f.stop());
@@ -99,8 +101,11 @@ function run(config: Config): Run {
     // The hatches (HATCH_TOKEN): their request store, the registry of the instances patches announce,
     // their handler.
     let recent: RecentRequests | undefined;
+    let rememberInstances: ((on: boolean) => void) | undefined;
     if (config.hatchToken !== undefined) {
-      recent = new RecentRequests(config.hatchRecentRequests, config.hatchSlowRequests);
+      rememberInstances = (require('./instances') as typeof import('./instances')).rememberInstances;
+      const { RecentRequests: Store } = require('./sinks/recent') as typeof import('./sinks/recent');
+      recent = new Store(config.hatchRecentRequests, config.hatchSlowRequests);
       recent.start();
       rememberInstances(true);
       // The hatches' code (pages, checks, node:crypto) is loaded by the first request under the
@@ -118,9 +123,10 @@ function run(config: Config): Run {
     }
     if (recent !== undefined) {
       const r = recent;
+      const remember = rememberInstances;
       undo.push(() => {
         setPreHandler(undefined);
-        rememberInstances(false);
+        remember?.(false);
         r.stop();
       });
     }
