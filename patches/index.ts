@@ -1,25 +1,83 @@
 /**
  * Every instrumentation the agent declares (src/registry.ts applies them): the module patches, in
  * the order they are declared to require-in-the-middle, and the channel subscribers.
+ *
+ * The patches of libraries (pg, the frameworks, the template engines, the loggers) are declared here
+ * by module, feature and version range, and their code is loaded when the first module they apply
+ * to is handed over: loading those files at every start-up was about a fifth of the agent's
+ * start-up (in instructions, on Node 20), in processes that load few of the libraries. The
+ * declaration here and the definition in each file must agree: test/unit/core.test.mjs compares
+ * them. The http, https and http2 servers, the http clients and undici are loaded at once (nearly
+ * every process uses one).
  */
-import type { Definition, PatchDefinition, SubscriberDefinition } from '../src/registry';
+import type { Config } from '../src/config';
+import type { Definition, PatchDefinition, SubscriberDefinition, VersionRange } from '../src/registry';
 import { httpServer, httpsServer } from './http-server/index';
 import { http2Server } from './http2-server';
 import { httpClient, httpsClient } from './http-client';
 import { undici } from './undici';
-import { pg, pgPool, pgCursor } from './pg/index';
-import { express } from './express';
-import { finalhandler } from './finalhandler';
-import { fastify } from './fastify';
-import { koa } from './koa';
-import { koaCompose } from './koa-compose';
-import { hapi } from './hapi';
-import { ejs } from './ejs';
-import { pug } from './pug';
-import { handlebars } from './handlebars';
-import { nunjucks } from './nunjucks';
-import { pino } from './pino';
-import { winston } from './winston';
+
+/** A patch declared by module, feature and range, whose code is `require`d at its first use. */
+export interface LazyPatch extends PatchDefinition {
+  /** The file (relative to this one) and export name of the full definition. */
+  readonly source: readonly [file: string, name: string];
+  /** The full definition (loads its file). */
+  load(): PatchDefinition;
+}
+
+/**
+ * `replaces`: the definition answers `require` with a replacement of the module's export
+ * (src/registry.ts `replace`: finalhandler, koa-compose), so the declaration has one too.
+ */
+function lazy(
+  module: string,
+  feature: string,
+  versions: VersionRange,
+  file: string,
+  name: string,
+  replaces = false,
+): LazyPatch {
+  let real: PatchDefinition | undefined;
+  const load = () =>
+    (real ??= (require(file) as Record<string, PatchDefinition | undefined>)[name] ?? missing(file, name));
+  const declared: LazyPatch = {
+    module,
+    feature,
+    versions,
+    source: [file, name],
+    load,
+    patch(exports: unknown, config: Config) {
+      load().patch(exports, config);
+    },
+    unpatch(exports: unknown) {
+      // Nothing was patched if the file never loaded.
+      if (real !== undefined) real.unpatch(exports);
+    },
+  };
+  if (replaces) declared.replace = (exports: unknown) => load().replace?.(exports) ?? exports;
+  return declared;
+}
+
+function missing(file: string, name: string): never {
+  throw new Error(`${file} exports no ${name}`);
+}
+
+const pg = lazy('pg', 'pg', ['8.0.3', '9.0.0'], './pg/index', 'pg');
+const pgPool = lazy('pg-pool', 'pg', ['3.1.1', '4.0.0'], './pg/index', 'pgPool');
+const pgCursor = lazy('pg-cursor', 'pg', ['2.0.0', '3.0.0'], './pg/index', 'pgCursor');
+const express = lazy('express', 'express', ['4.16.0', '6.0.0'], './express', 'express');
+const finalhandler = lazy('finalhandler', 'express', ['1.0.0', '3.0.0'], './finalhandler', 'finalhandler', true);
+const fastify = lazy('fastify', 'fastify', ['4.0.0', '6.0.0'], './fastify', 'fastify');
+const koa = lazy('koa', 'koa', ['2.0.0', '4.0.0'], './koa', 'koa');
+const koaCompose = lazy('koa-compose', 'koa', ['3.0.0', '5.0.0'], './koa-compose', 'koaCompose', true);
+const hapi = lazy('@hapi/hapi', 'hapi', ['20.1.2', '22.0.0'], './hapi', 'hapi');
+const nest = lazy('@nestjs/core', 'nest', ['10.0.0', '13.0.0'], './nest', 'nest');
+const ejs = lazy('ejs', 'ejs', ['3.0.0', '8.0.0'], './ejs', 'ejs');
+const pug = lazy('pug', 'pug', ['3.0.0', '4.0.0'], './pug', 'pug');
+const handlebars = lazy('handlebars', 'handlebars', ['4.0.0', '5.0.0'], './handlebars', 'handlebars');
+const nunjucks = lazy('nunjucks', 'nunjucks', ['3.0.0', '4.0.0'], './nunjucks', 'nunjucks');
+const pino = lazy('pino', 'pino', ['8.0.0', '11.0.0'], './pino', 'pino');
+const winston = lazy('winston', 'winston', ['3.0.0', '4.0.0'], './winston', 'winston');
 
 export const ALL_PATCHES: PatchDefinition[] = [
   httpServer,
@@ -36,6 +94,7 @@ export const ALL_PATCHES: PatchDefinition[] = [
   koa,
   koaCompose,
   hapi,
+  nest,
   ejs,
   pug,
   handlebars,

@@ -30,6 +30,8 @@ import type { ModuleHandler } from './registry.js';
 
 const { createRequire, isBuiltin } = nodeModule;
 const require = createRequire(import.meta.url);
+// Before the agent starts: the hooks here see packages' ES-module builds, so -r's own (src/load-hook.ts) step aside.
+(require('./load-hook.js') as typeof import('./load-hook.js')).leaveEsmBuildsToImportHooks();
 const api = require('./index.js') as typeof import('./index.js');
 const { currentModuleHandler } = require('./registry.js') as typeof import('./registry.js');
 const { log } = require('./log.js') as typeof import('./log.js');

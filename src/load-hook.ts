@@ -23,16 +23,30 @@
  *    imports, builtins included, are loaded), and at the first request; their ES-module bindings
  *    are brought up to date (`syncBuiltinESMExports`). Nothing is loaded for this: loading http
  *    and https up front cost an ES-module start 9 ms.
- * 3. What is still missed is named in one warning line at the first incoming request
+ * 3. A package's own ES-module build (ejs 7's `lib/esm/ejs.js`, all of Nest 12), imported by
+ *    name: no CommonJS load happens, so 1. never sees it. Where Node has in-thread module hooks
+ *    that import-in-the-middle also trusts (`module.registerHooks`: Node 22.22.3+, 24.11.1+,
+ *    25.1+, 26), a resolve hook notes the file a patched package's name resolves to, and the
+ *    load hook appends one line to that file's source when it is an ES module (nothing else is
+ *    touched, so no line or column of the library moves): the module imports its own namespace
+ *    and hands it on, once its body has run. The patch gets the namespace's `default` when that is
+ *    an object or function (ejs's), else the namespace (Nest's classes): a real namespace is
+ *    read-only, so a patch of a named function export fails (logged once); patches change objects
+ *    and prototypes that the exports hold. Every other load costs one Set look-up.
+ * 4. What is still missed is named in one warning line at the first incoming request
  *    (src/unpatched.ts, loaded only then).
  * Why not import-in-the-middle under `-r`, as under `--import`: its module-hooks thread (Node 20,
- * `module.register`) and even its in-thread hooks (Node 22.22.3+, 24.11.1+, 26; acorn and a lexer
- * are loaded) cost start-up about 95 ms on Node 20 and 25 ms on Node 26 (`--import` against `-r`
- * in bench/RESULTS.md, "Start-up in wall time"), against the +15 ms budget of `-r`; and what they add, no patched library needs but ejs's own
- * ES-module build (7.x has one).
- * Limitations: a package's own ES-module build is not CommonJS, so not seen here; a process that
- * serves no HTTP is not looked at for the warning (a timer for it was 0.4 ms of every start-up: the
- * first timer a process creates sets up Node's timer lists).
+ *    `module.register`) and even its in-thread hooks (acorn and a lexer are loaded) cost start-up
+ *    about 95 ms on Node 20 and 25 ms on Node 26 (`--import` against `-r` in bench/RESULTS.md,
+ *    "Start-up in wall time"), against the +15 ms budget of `-r`. A loader thread of our own on Node
+ *    20 (`module.register`, the only hook there that sees ES modules) costs the thread's start: a
+ *    loader that does nothing made `node -r … -e 0` over 100 ms slower on this project's machine.
+ *    So Node 20 (and 22 before 22.22.3) under `-r` does not see ES-module builds.
+ * Limitations: a package's own ES-module build is not seen under `-r` on Node 20 (3.), nor
+ * reached by a deep import or a relative path, nor warned about (it is not in `require.cache`);
+ * its named function exports cannot be replaced; a process that serves no HTTP is not looked at
+ * for the warning (a timer for it was 0.4 ms of every start-up: the first timer a process creates
+ * sets up Node's timer lists).
  */
 import * as path from 'node:path';
 import * as fs from 'node:fs';
@@ -174,9 +188,115 @@ export function hookOtherLoads(
     onEsmLoad: () => unpatched().patchLoadedBuiltins(w, 'when the ES-module loader loaded a CommonJS module'),
   });
   const unwatch = watchUnpatched(w);
+  const unhookEsm = hookEsmBuilds(packages, onModule);
   return () => {
     load.unhook();
+    unhookEsm();
     unwatch();
+  };
+}
+
+interface SyncHooks {
+  registerHooks?(hooks: {
+    resolve(specifier: string, context: object, next: (s: string, c?: object) => { url: string }): { url: string };
+    load(
+      url: string,
+      context: object,
+      next: (u: string, c?: object) => { format?: string | null; source?: unknown },
+    ): { format?: string | null; source?: unknown };
+  }): { deregister(): void };
+}
+
+/** Whether this Node's in-thread module hooks are ones import-in-the-middle trusts too (see 3.). */
+export function trustsSyncHooks(version = process.versions.node): boolean {
+  const [major = 0, minor = 0, patch = 0] = version.split('.').map(Number);
+  if (major === 22) return minor > 22 || (minor === 22 && patch >= 3);
+  if (major === 24) return minor > 11 || (minor === 11 && patch >= 1);
+  if (major === 25) return minor >= 1;
+  return major >= 26;
+}
+
+const ESM_KEY = Symbol.for('hatch-agent.esmBuild');
+/**
+ * Set on globalThis by src/esm.mts (`--import`), whose import-in-the-middle hooks see ES-module
+ * builds themselves: two hooks on one module would each wrap the other's import of it.
+ */
+const IMPORT_HOOKS_KEY = Symbol.for('hatch-agent.importHooks');
+type Holder = { [ESM_KEY]?: EsmHandoff; [IMPORT_HOOKS_KEY]?: true };
+let esmHooks: { deregister(): void } | undefined;
+
+/** Called by src/esm.mts before it hooks imports: the hooks of 3. step aside, now and at later starts. */
+export function leaveEsmBuildsToImportHooks(): void {
+  (globalThis as Holder)[IMPORT_HOOKS_KEY] = true;
+  const h = esmHooks;
+  esmHooks = undefined;
+  h?.deregister();
+}
+type EsmHandoff = (ns: Record<string, unknown>, name: string, basedir: string) => void;
+
+/**
+ * 3. in the header: a patched package's ES-module build, handed on once its body has run. Returns
+ * the undo (the hooks are deregistered; a module they already changed calls a no-op).
+ */
+function hookEsmBuilds(packages: ReadonlySet<string>, onModule: OnModule): () => void {
+  const registerHooks = (require('node:module') as SyncHooks).registerHooks;
+  const holder = globalThis as Holder;
+  if (packages.size === 0 || typeof registerHooks !== 'function' || !trustsSyncHooks() || holder[IMPORT_HOOKS_KEY])
+    return () => {};
+  const { fileURLToPath } = require('node:url') as typeof import('node:url'); // only where it is used
+  const handoff: EsmHandoff = (ns, name, basedir) => {
+    try {
+      const d = ns.default;
+      onModule(d !== null && (typeof d === 'object' || typeof d === 'function') ? d : ns, name, basedir);
+    } catch (err) {
+      log.warnOnce(`esm-build-${name}`, `${name}: patching its ES-module build failed (${(err as Error).message})`);
+    }
+  };
+  holder[ESM_KEY] = handoff;
+  /** The file URLs bare patched names resolved to, with their package. */
+  const entries = new Map<string, { name: string; basedir: string }>();
+  const hooks = (esmHooks = registerHooks({
+    resolve(specifier, context, next) {
+      const r = next(specifier, context);
+      if (packages.has(specifier)) {
+        try {
+          if (!entries.has(r.url) && r.url.startsWith('file:')) {
+            const pkg = packageOf(fileURLToPath(r.url));
+            if (pkg !== undefined && pkg.name === specifier) entries.set(r.url, pkg);
+          }
+        } catch (err) {
+          log.warnOnce(
+            `esm-resolve-${specifier}`,
+            `${specifier}: looking at its resolution failed (${(err as Error).message})`,
+          );
+        }
+      }
+      return r;
+    },
+    load(url, context, next) {
+      const r = next(url, context);
+      const pkg = entries.get(url);
+      if (pkg === undefined || r.format !== 'module' || r.source == null) return r;
+      try {
+        const source = typeof r.source === 'string' ? r.source : Buffer.from(r.source as Uint8Array).toString('utf8');
+        // One line after the module's own code: its namespace, complete once its body has run.
+        const self = JSON.stringify(url);
+        r.source = `${source}\n;import * as hatchAgentOwnNamespace from ${self}; globalThis[Symbol.for('hatch-agent.esmBuild')]?.(hatchAgentOwnNamespace, ${JSON.stringify(pkg.name)}, ${JSON.stringify(pkg.basedir)});\n`;
+      } catch (err) {
+        log.warnOnce(
+          `esm-load-${pkg.name}`,
+          `${pkg.name}: hooking its ES-module build failed (${(err as Error).message})`,
+        );
+      }
+      return r;
+    },
+  }));
+  return () => {
+    if (holder[ESM_KEY] === handoff) holder[ESM_KEY] = () => {};
+    if (esmHooks === hooks) {
+      esmHooks = undefined;
+      hooks.deregister();
+    }
   };
 }
 

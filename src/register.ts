@@ -16,11 +16,9 @@ import { log, setLogLevel } from './log';
 import { StatsdSink } from './sinks/statsd/sink';
 import { enable, outcomes, type PatchOutcome } from './registry';
 import { definitions } from '../patches/index';
-import { FlightRecorder } from './sinks/flight-recorder';
-import { startTextCapture, stopTextCapture } from './log-capture';
+import type { FlightRecorder } from './sinks/flight-recorder';
 import { RuntimeMetrics } from './runtime-metrics';
-import { RecentRequests } from './sinks/recent';
-import { rememberInstances } from './instances';
+import type { RecentRequests } from './sinks/recent';
 import { setPreHandler, setResponseWatcher, DEBUG_COOKIE, type PreHandler } from './pre-handler';
 
 export interface Agent {
@@ -78,7 +76,10 @@ function run(config: Config): Run {
     // upload once more (its stdout and stderr reach the main thread's streams, and are kept there).
     let flightRecorder: FlightRecorder | undefined;
     if (config.flightRecorder !== undefined && config.flightRecorderSize > 0 && !inWorkerThread()) {
-      flightRecorder = new FlightRecorder({
+      // Loaded only when it is on (as the hatches' store below): files a start-up does not use cost it.
+      const { FlightRecorder: Recorder } =
+        require('./sinks/flight-recorder') as typeof import('./sinks/flight-recorder');
+      flightRecorder = new Recorder({
         size: config.flightRecorderSize,
         bytes: config.flightRecorderBytes,
         target: config.flightRecorder,
@@ -87,10 +88,11 @@ function run(config: Config): Run {
       });
       flightRecorder.start();
       // The app's stdout and stderr are wrapped only for a recorder that keeps them.
-      startTextCapture();
+      const capture = require('./log-capture') as typeof import('./log-capture');
+      capture.startTextCapture();
       const f = flightRecorder;
       undo.push(() => {
-        stopTextCapture();
+        capture.stopTextCapture();
         f.stop();
       });
     }
@@ -113,8 +115,11 @@ function run(config: Config): Run {
     // The hatches (HATCH_TOKEN): their request store, the registry of the instances patches announce,
     // their handler.
     let recent: RecentRequests | undefined;
+    let rememberInstances: ((on: boolean) => void) | undefined;
     if (config.hatchToken !== undefined) {
-      recent = new RecentRequests(config.hatchRecentRequests, config.hatchSlowRequests, config.hatchErrorRequests);
+      rememberInstances = (require('./instances') as typeof import('./instances')).rememberInstances;
+      const { RecentRequests: Store } = require('./sinks/recent') as typeof import('./sinks/recent');
+      recent = new Store(config.hatchRecentRequests, config.hatchSlowRequests, config.hatchErrorRequests);
       recent.start();
       rememberInstances(true);
       // The hatches' code (pages, checks, node:crypto) is loaded by the first request under the
@@ -149,10 +154,11 @@ function run(config: Config): Run {
     }
     if (recent !== undefined) {
       const r = recent;
+      const remember = rememberInstances;
       undo.push(() => {
         setPreHandler(undefined);
         setResponseWatcher(undefined);
-        rememberInstances(false);
+        remember?.(false);
         r.stop();
       });
     }

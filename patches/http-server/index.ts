@@ -1,37 +1,53 @@
 /**
- * Incoming HTTP (http and https servers): wraps Server.prototype.emit so that each 'request'
- * (and 'checkContinue') runs inside a new request context.
+ * Incoming HTTP (http and https servers): each request (the `request` and `checkContinue` events)
+ * runs inside a new request context, entered from Node's own `http.server.request.start`
+ * diagnostics channel, which Node publishes in its parser callback just before it emits the event:
+ * `storage.enterWith(ctx)` makes the context the current one for the rest of that callback, so
+ * the app's listeners run in it and no agent function is on their stack. (A wrapper of
+ * `Server.prototype.emit` around `storage.run` put three frames under every handler: with Node's
+ * 10-frame stacks they pushed Node's own out of a shallow throw's `err.stack`.)
  *
  * - The ID is the caller's header when it passes the allowlist, else the trace-id of a valid W3C
  *   traceparent, else a new UUID (an invalid header is counted as errors{kind=invalid_request_id}).
  *   It is written back into req.headers, so the app's own correlation middleware adopts the same ID,
  *   and echoed on the response: by the response wrappers of ./response-header.ts, which write it
  *   without setHeader (the fast path), or with setHeader where they cannot be installed.
- * - The request is timed from the emit to the response's 'close' (which follows 'finish', or comes
- *   alone when the client aborts), with one shared listener: no closure per request.
+ * - The request is timed from the channel's message to the response's 'close' (which follows
+ *   'finish', or comes alone when the client aborts), with one shared listener: no closure per
+ *   request.
  * - A pre-handler (src/pre-handler.ts; the hatches plug in there) is offered a request under its
- *   prefix first, inside the request's context; when it declines, the app's handler gets the request
- *   untouched. With none plugged in the only cost is one `undefined` check. Every other request is
- *   offered to the response watcher of the same seam (HATCH_DEBUG_ERRORS=on only; again one
- *   `undefined` check without it).
- * - An error the app's handler throws synchronously is reported (hatch:error, errors{kind=uncaught})
- *   from an 'uncaughtExceptionMonitor' listener, not caught and rethrown: a rethrow would make Node's
- *   crash output point at the agent's `throw` line instead of the app's (found by test/reliability).
- *   It is also captured as the error the request ends in (src/errors.ts), for an app that lives on
- *   (its own uncaughtException listener) and answers 5xx: that request is then recorded and
+ *   prefix first, inside the request's context: for such a request only, the server's next `emit`
+ *   call is diverted once through an own property of the server. With none plugged in the only
+ *   cost is one `undefined` check. Every other request is offered to the response watcher of the
+ *   same seam (HATCH_DEBUG_ERRORS=on only; again one `undefined` check without it).
+ * - An error the app's handler throws synchronously is reported (hatch:error, kind `uncaught`) from
+ *   an 'uncaughtExceptionMonitor' listener, which knows it by the store and the executing resource
+ *   (Node's parser resource of the request's socket): the error is never caught, it goes on to Node
+ *   unchanged. It is also captured as the error the request ends in (src/errors.ts), for an app that
+ *   lives on (its own uncaughtException listener) and answers 5xx: that request is then recorded and
  *   counted once more, as errors{kind=handler}.
- * The http and https definitions share the response wrappers and the listener, counted: each is
- * installed by the first definition patched and removed with the last one unpatched, so unpatching
- * one leaves the other working.
- * Servers created by http2 have a patch of their own (patches/http2-server.ts).
+ * The http and https definitions share the channel subscriber, the listener and the response
+ * wrappers, counted: each is installed by the first definition patched and removed with the last one
+ * unpatched, so unpatching one leaves the other working.
+ * What the context's entry leaves: on Node 20 and 22 (AsyncLocalStorage on async_hooks) the store
+ * stays current on the connection's parser resource after the handler returned, so Node's later
+ * parser callbacks for that connection (the body's `data` and `end` events) run in the request's
+ * context too, until the next request on the connection enters its own (with the emit wrapper they
+ * ran in none). On Node 24 and 26 (AsyncContextFrame) the entry lasts for the parser callback it was
+ * made in, and later parser callbacks run in the connection's context, as they did with the
+ * wrapper. Work the handler started keeps the context it started in, as before.
+ * Limitations: a request an app emits itself (`server.emit('request', req, res)`) passes no parser
+ * and gets no context. Servers created by http2 have a patch of their own (patches/http2-server.ts);
+ * the HTTP/1 requests of an http2 server with `allowHTTP1` pass Node's http parser and get one here.
  */
 import type * as http from 'node:http';
+import * as dc from 'node:diagnostics_channel';
+import { executionAsyncResource } from 'node:async_hooks';
 import { storage, finalRoute, type RequestContext } from '../../src/context';
 import { isValidRequestId, newRequestId } from '../../src/request-id';
 import { traceIdOf, traceparentEnabled } from '../../src/propagation';
 import { activeConfig } from '../../src/config';
 import { channels, type HttpServerEvent } from '../../src/bus';
-import { wrap, unwrap } from '../../src/shim';
 import { log } from '../../src/log';
 import { fault } from '../../src/fault';
 import { reportError, endError, captureError } from '../../src/errors';
@@ -126,88 +142,112 @@ function begin(req: http.IncomingMessage, res: Res): Ctx {
   return ctx;
 }
 
-// The request whose handler just threw, until the exception reaches Node's uncaught handling (which
-// happens before any microtask runs) or someone up the stack caught it (the microtask clears it).
-let thrownIn: RequestContext | undefined;
-const clearThrown = () => {
-  thrownIn = undefined;
-};
-
+/**
+ * An exception the app's handler throws synchronously, which Node turns into its crash or the app's
+ * 'uncaughtException', reported with that request's ID. Node emits the monitor before it unwinds
+ * the async context: the request's store is still current, and the executing resource is still
+ * Node's parser resource for the request's connection (it holds the socket). A throw from a timer
+ * or a promise the handler started is not the handler's synchronous throw and is not reported here.
+ */
 function onUncaught(err: unknown): void {
-  const ctx = thrownIn;
-  thrownIn = undefined;
-  if (ctx === undefined) return;
+  const ctx = storage.getStore() as Ctx | undefined;
+  const socket = (ctx?.req as http.IncomingMessage | undefined)?.socket;
+  if (socket == null) return;
+  if ((executionAsyncResource() as { socket?: unknown } | undefined)?.socket !== socket) return;
   // Also the error the request ends in: an app that lives on (an uncaughtException listener) and
   // answers 5xx gets it in the request's record.
-  storage.run(ctx, captureError, err);
-  storage.run(ctx, reportError, 'uncaught', err);
+  captureError(err);
+  reportError('uncaught', err);
 }
 
-/** Server.prototype.emit, as the wrapper passes its arguments on. */
-type Emit = (...args: unknown[]) => boolean;
+const START = 'http.server.request.start';
+/** How many server definitions are patched: the request-start subscriber and the uncaught-error listener stay while one is. */
+let users = 0;
 
-/** How many server definitions are patched: the uncaught-error listener stays while one is. */
-let listenerUsers = 0;
-
-function callEmit(original: Emit, server: unknown, event: string, req: unknown, res: unknown): unknown {
-  // try/finally, not catch + rethrow: the exception leaves unchanged, with its own source position.
-  let threw = true;
+/**
+ * Node publishes on `http.server.request.start` in its parser callback, just before it emits the
+ * server's `request` (or `checkContinue`) event, for every http and https server. `enterWith`
+ * makes the request's store the current one for the rest of that callback: the app's listeners run
+ * in it, and nothing of the agent's is on their stack.
+ */
+function onRequestStart(message: unknown): void {
   try {
-    const result = original.call(server, event, req, res);
-    threw = false;
-    return result;
-  } finally {
-    if (threw) {
-      thrownIn = storage.getStore();
-      queueMicrotask(clearThrown);
+    const {
+      request: req,
+      response: res,
+      server,
+    } = message as {
+      request: http.IncomingMessage;
+      response: Res;
+      server: http.Server;
+    };
+    if (res[CTX] !== undefined) return;
+    const ctx = begin(req, res);
+    storage.enterWith(ctx);
+    const pre = preHandler();
+    if (pre !== undefined && underPrefix(req.url, pre.prefix)) divertOnce(server, pre, res);
+    else {
+      const watch = responseWatcher();
+      if (watch !== undefined) watchResponse(watch, req, res, ctx);
     }
+  } catch (err) {
+    log.warnOnce('http-begin', `http server: could not start a request context: ${(err as Error).message}`);
   }
 }
 
-function preHandleOrEmit(
-  pre: PreHandler,
-  original: Emit,
-  server: unknown,
-  event: string,
+/** The debug pages' watcher (HATCH_DEBUG_ERRORS=on), offered every request outside the prefix. */
+function watchResponse(
+  watch: NonNullable<ReturnType<typeof responseWatcher>>,
   req: http.IncomingMessage,
   res: Res,
-): unknown {
-  let served = false;
+  ctx: Ctx,
+): void {
   try {
-    served = pre.handle(req, res);
+    watch(req, res, ctx);
   } catch (err) {
-    log.warnOnce('pre-handler', `http server: the pre-handler failed: ${(err as Error).message}`);
+    log.warnOnce('response-watcher', `http server: the debug pages failed: ${(err as Error).message}`);
   }
-  return served ? true : callEmit(original, server, event, req, res);
 }
 
-function wrapEmit(original: Emit) {
-  return function emit(this: unknown, event: string | symbol, req: http.IncomingMessage, res: Res) {
-    if ((event !== 'request' && event !== 'checkContinue') || res === undefined || res[CTX] !== undefined) {
-      return original.apply(this, arguments as unknown as unknown[]);
-    }
-    let ctx: Ctx;
-    try {
-      ctx = begin(req, res);
-    } catch (err) {
-      log.warnOnce('http-begin', `http server: could not start a request context: ${(err as Error).message}`);
-      return original.apply(this, arguments as unknown as unknown[]);
-    }
-    const pre = preHandler();
-    if (pre !== undefined && event === 'request' && underPrefix(req.url, pre.prefix)) {
-      return storage.run(ctx, preHandleOrEmit, pre, original, this, event, req, res);
-    }
-    const watch = responseWatcher();
-    if (watch !== undefined) {
-      try {
-        watch(req, res, ctx);
-      } catch (err) {
-        log.warnOnce('response-watcher', `http server: the debug pages failed: ${(err as Error).message}`);
-      }
-    }
-    return storage.run(ctx, callEmit, original, this, event, req, res);
+/**
+ * A request under the pre-handler's prefix (the hatches): Node's next call of this server's `emit`
+ * is diverted, once, so that the pre-handler is offered the request before the app's listeners. The
+ * server gets an own `emit` for that one synchronous call (the prototype's, or its own, is put back
+ * at that call, or at the next microtask if Node made none). Only these requests pass an agent frame.
+ */
+function divertOnce(server: http.Server, pre: PreHandler, res: Res): void {
+  const own = Object.getOwnPropertyDescriptor(server, 'emit');
+  const through = server.emit as Emit;
+  let restored = false;
+  const restore = () => {
+    if (restored) return;
+    restored = true;
+    if (own !== undefined) Object.defineProperty(server, 'emit', own);
+    else delete (server as { emit?: unknown }).emit;
   };
+  Object.defineProperty(server, 'emit', {
+    configurable: true,
+    writable: true,
+    enumerable: false,
+    value: function emit(this: unknown, event: unknown, req: http.IncomingMessage, r: Res): unknown {
+      restore();
+      if (event === 'request' && r === res) {
+        let served = false;
+        try {
+          served = pre.handle(req, r);
+        } catch (err) {
+          log.warnOnce('pre-handler', `http server: the pre-handler failed: ${(err as Error).message}`);
+        }
+        if (served) return true;
+      }
+      return Reflect.apply(through, this, arguments);
+    },
+  });
+  queueMicrotask(restore);
 }
+
+/** Server.prototype.emit, as Node calls it. */
+type Emit = (...args: unknown[]) => boolean;
 
 function serverDefinition(module: 'http' | 'https'): PatchDefinition<typeof http> {
   // What this definition holds of the shared parts, so that its unpatch (also called after a patch
@@ -218,23 +258,27 @@ function serverDefinition(module: 'http' | 'https'): PatchDefinition<typeof http
     module,
     feature: 'http',
     versions: ['20.0.0', '100.0.0'], // Node's own version
-    patch(exports) {
-      wrap(exports.Server.prototype, 'emit', wrapEmit);
+    patch() {
       if (!holdsWrappers) holdsWrappers = useResponseWrappers();
       if (!holdsListener) {
         holdsListener = true;
-        if (listenerUsers++ === 0) process.on('uncaughtExceptionMonitor', onUncaught);
+        if (users++ === 0) {
+          dc.subscribe(START, onRequestStart);
+          process.on('uncaughtExceptionMonitor', onUncaught);
+        }
       }
     },
-    unpatch(exports) {
-      unwrap(exports.Server.prototype, 'emit');
+    unpatch() {
       if (holdsWrappers) {
         holdsWrappers = false;
         releaseResponseWrappers();
       }
       if (holdsListener) {
         holdsListener = false;
-        if (--listenerUsers === 0) process.removeListener('uncaughtExceptionMonitor', onUncaught);
+        if (--users === 0) {
+          dc.unsubscribe(START, onRequestStart);
+          process.removeListener('uncaughtExceptionMonitor', onUncaught);
+        }
       }
     },
   };

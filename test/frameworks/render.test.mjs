@@ -238,3 +238,62 @@ test(`directly (${versions}): every form timed once, same output and errors, cal
   await udp.waitFor((ls) => [...DIRECT_WANT].every(([tags, n]) => (timings(ls, 'render').get(tags) ?? 0) >= n), WAIT);
   assert.deepEqual(Object.fromEntries(timings(udp.lines, 'render')), Object.fromEntries(DIRECT_WANT));
 });
+
+// ejs 7 ships an ES-module build (`lib/esm/ejs.js`, the `import` condition of its exports): an
+// ES-module app started with `-r` imports that file, and no CommonJS load happens. Where Node has
+// in-thread module hooks the agent trusts (22.22.3+, 24.11.1+, 25.1+, 26) it is patched
+// (src/load-hook.ts, 3.); Node 20 under `-r` has no hook that sees it, and the check is a todo there.
+const EJS_ESM = `
+import ejs from 'ejs';
+import { createRequire } from 'node:module';
+const { withRequestId } = createRequire(import.meta.url)('hatch-agent');
+const out = [];
+await withRequestId('job-8', async () => {
+  out.push(ejs.render('<b><%= x %></b>', { x: 1 }));
+  out.push(ejs.compile('<i><%= x %></i>')({ x: 2 }));
+  try { ejs.render('<% throw new TypeError("inline broke") %>'); } catch (e) { out.push(e.name + ': ' + e.message.split('\\n').pop()); }
+  // A CommonJS require of ejs loads its other build: both are the app's to use.
+  out.push(createRequire(import.meta.url)('ejs').render('<u><%= x %></u>', { x: 3 }));
+});
+console.log(JSON.stringify(out));
+`;
+const [major, minor, patch] = process.versions.node.split('.').map(Number);
+const SYNC_HOOKS =
+  (major === 22 && (minor > 22 || (minor === 22 && patch >= 3))) ||
+  (major === 24 && (minor > 11 || (minor === 11 && patch >= 1))) ||
+  (major === 25 && minor >= 1) ||
+  major >= 26;
+const ejsMajor = Number(version('ejs').split('.')[0]);
+
+test(
+  `ejs@${version('ejs')}'s ES-module build, imported by an ES-module app under -r: timed like the CommonJS build`,
+  {
+    skip: ejsMajor < 7 && 'this ejs has no ES-module build',
+    todo: !SYNC_HOOKS && `Node ${process.version} under -r has no module hook that sees an ES-module build`,
+  },
+  async () => {
+    const plain = await runScript(EJS_ESM, { agent: false, ext: '.mjs' });
+    assert.equal(plain.code, 0, plain.stderr);
+    udp.clear();
+    const withAgent = await runScript(EJS_ESM, {
+      ext: '.mjs',
+      env: {
+        HATCH_STATSD: 'on',
+        HATCH_STATSD_PORT: String(udp.port),
+        HATCH_STATSD_FLUSH_MS: '100',
+        HATCH_STATSD_TAGS: 'dogstatsd',
+      },
+    });
+    assert.equal(withAgent.code, 0, withAgent.stderr);
+    assert.equal(withAgent.stdout, plain.stdout, 'the same output and errors as without the agent');
+    assert.equal(withAgent.stderr, '', 'nothing on stderr');
+    assert.deepEqual(JSON.parse(plain.stdout), ['<b>1</b>', '<i>2</i>', 'TypeError: inline broke', '<u>3</u>']);
+    const want = { '#engine:ejs,template:inline,outcome:ok': 3, '#engine:ejs,template:inline,outcome:error': 1 };
+    await udp.waitFor(
+      (ls) => Object.entries(want).every(([tags, n]) => (timings(ls, 'render').get(tags) ?? 0) >= n),
+      10_000,
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(Object.fromEntries(timings(udp.lines, 'render')), want);
+  },
+);

@@ -18,8 +18,8 @@ export const INTENDED = [
   },
   {
     kind: 'added',
-    where: /^(https? Server|http2 Http2Server)\.prototype\.emit$/,
-    why: "`Server.prototype.emit` becomes an own property of http.Server.prototype (and http2's server classes' prototypes: the original stays on EventEmitter.prototype): wrapping EventEmitter's would touch every emitter in the process.",
+    where: /^http2 Http2Server\.prototype\.emit$/,
+    why: "`emit` becomes an own property of http2's server classes' prototypes (the original stays on EventEmitter.prototype): wrapping EventEmitter's would touch every emitter in the process. (http and https servers need no wrapper: the request context is entered from Node's http.server.request.start channel.)",
   },
   {
     kind: 'added',

@@ -370,3 +370,21 @@ test('traceparent from a request ID: a UUID or 32 hex digits becomes the trace-i
   ])
     assert.equal(traceparentFor(bad), undefined, bad);
 });
+
+test("patches/index: each lazily loaded patch is declared with its definition's module, feature and range", () => {
+  const { ALL_PATCHES } = require('../../dist/patches/index.js');
+  const lazy = ALL_PATCHES.filter((d) => typeof d.load === 'function');
+  assert.ok(lazy.length >= 14, `the library patches are loaded lazily (${lazy.length})`);
+  for (const d of lazy) {
+    const real = d.load();
+    assert.notEqual(real, d);
+    assert.deepEqual(
+      { module: d.module, feature: d.feature, versions: d.versions },
+      { module: real.module, feature: real.feature, versions: real.versions },
+      `patches/index.ts declares ${d.source.join('#')} as the file does`,
+    );
+    assert.equal(typeof real.patch, 'function');
+    assert.equal(typeof real.unpatch, 'function');
+    assert.equal(typeof d.replace, typeof real.replace, `${d.source.join('#')}: a replace declared as the file has it`);
+  }
+});
