@@ -4,6 +4,7 @@
  */
 import * as path from 'node:path';
 import type { LogLevel } from './log';
+import { isValidRequestId, newRequestId } from './request-id';
 
 export type TagMode = 'none' | 'dogstatsd' | 'telegraf';
 
@@ -41,6 +42,28 @@ export interface Config {
   /** How many recent and how many slowest requests the requests hatch keeps. */
   hatchRecentRequests: number;
   hatchSlowRequests: number;
+  /** The run's ID from HATCH_RUN_ID (allowlisted); undefined: a new UUID (src/run.ts). */
+  runId: string | undefined;
+  /** The run's job name from HATCH_JOB_NAME (metric-safe); undefined: the main script's name (src/run.ts). */
+  jobName: string | undefined;
+  /** `/* job:<name> run:<id> *\/` on SQL sent outside requests. */
+  runComment: boolean;
+  /** The check-in URL (healthchecks.io convention), without a trailing slash; undefined: no check-ins. */
+  checkinUrl: string | undefined;
+  /** Each check-in's timeout, ms. */
+  checkinTimeoutMs: number;
+}
+
+/** What a job name may hold: a metric name segment (src/sinks/statsd/series.ts) that no SQL comment can end. */
+export const JOB_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** Any text as a job name: separators become `_`, trimmed at both ends, at most 64 characters. */
+export function safeJobName(raw: string): string {
+  const s = raw
+    .replace(/^[^A-Za-z0-9_-]+|[^A-Za-z0-9_-]+$/g, '')
+    .replace(/[^A-Za-z0-9_-]+/g, '_')
+    .slice(0, 64);
+  return s === '' ? 'node' : s;
 }
 
 export const DEFAULTS: Config = {
@@ -67,6 +90,11 @@ export const DEFAULTS: Config = {
   hatchHealthTimeoutMs: 2000,
   hatchRecentRequests: 200,
   hatchSlowRequests: 50,
+  runId: undefined,
+  jobName: undefined,
+  runComment: true,
+  checkinUrl: undefined,
+  checkinTimeoutMs: 3000,
 };
 
 let active: Config = DEFAULTS;
@@ -249,5 +277,38 @@ export function loadConfig(env: Env = process.env): ConfigResult {
   c.hatchHealthTimeoutMs = integer('HATCH_HEALTH_TIMEOUT_MS', 100, 60000, DEFAULTS.hatchHealthTimeoutMs);
   c.hatchRecentRequests = integer('HATCH_RECENT_REQUESTS', 0, 10000, DEFAULTS.hatchRecentRequests);
   c.hatchSlowRequests = integer('HATCH_SLOW_REQUESTS', 0, 1000, DEFAULTS.hatchSlowRequests);
+
+  // The run (src/run.ts). Its ID reaches SQL comments and check-in URLs: the request-ID allowlist.
+  const runId = env.HATCH_RUN_ID;
+  if (runId !== undefined && runId !== '') {
+    if (isValidRequestId(runId)) c.runId = runId;
+    else {
+      c.runId = newRequestId();
+      reject('HATCH_RUN_ID', runId, 'is outside the request-ID allowlist [A-Za-z0-9._:-]{1,128}', c.runId);
+    }
+  }
+  const job = env.HATCH_JOB_NAME;
+  if (job !== undefined && job.trim() !== '') {
+    c.jobName = safeJobName(job.trim());
+    if (c.jobName !== job.trim()) reject('HATCH_JOB_NAME', job, 'is not 1 to 64 of [A-Za-z0-9_-]', c.jobName);
+  }
+  c.runComment = onOff('HATCH_RUN_COMMENT', DEFAULTS.runComment);
+  const checkin = env.HATCH_CHECKIN_URL;
+  if (checkin !== undefined && checkin.trim() !== '') {
+    let ok = false;
+    try {
+      const u = new URL(checkin.trim());
+      ok = /^https?:$/.test(u.protocol) && u.search === '' && u.hash === '';
+    } catch {
+      // not a URL: rejected below
+    }
+    // The URL is a secret of sorts (anyone holding it can ping): only its length is printed.
+    if (ok) c.checkinUrl = checkin.trim().replace(/\/+$/, '');
+    else
+      problems.push(
+        `HATCH_CHECKIN_URL (${checkin.length} characters) is no http(s) URL without a query or fragment; no check-ins are sent`,
+      );
+  }
+  c.checkinTimeoutMs = integer('HATCH_CHECKIN_TIMEOUT_MS', 100, 60000, DEFAULTS.checkinTimeoutMs);
   return { config: c, problems };
 }

@@ -21,6 +21,9 @@ import { RuntimeMetrics } from './runtime-metrics';
 import { RecentRequests } from './sinks/recent';
 import { rememberInstances } from './instances';
 import { setPreHandler, type PreHandler } from './pre-handler';
+import { startRun } from './run';
+import { Checkins } from './checkin';
+import { signalListenersNow, adoptSignalListeners } from './ending';
 
 export interface Agent {
   readonly config: Config;
@@ -70,15 +73,26 @@ function run(config: Config): Run {
       const s = statsd;
       undo.push(() => s.stop());
     }
-    // The ring is read only when the process ends and writes it to HATCH_FLIGHT_RECORDER: without a
-    // file nothing could ever read it, and keeping every event alive for a while is not free (the
-    // young generation copies them, and the ring's stores pay the write barrier).
+    // The ring is read only when the process ends: written to HATCH_FLIGHT_RECORDER, and its last
+    // lines are the body of the end check-in (HATCH_CHECKIN_URL). With neither, nothing could ever
+    // read it, and keeping every event alive for a while is not free (the young generation copies
+    // them, and the ring's stores pay the write barrier).
     let flightRecorder: FlightRecorder | undefined;
-    if (config.flightRecorderFile !== undefined && config.flightRecorderSize > 0) {
+    if ((config.flightRecorderFile !== undefined || config.checkinUrl !== undefined) && config.flightRecorderSize > 0) {
       flightRecorder = new FlightRecorder(config.flightRecorderSize, config.flightRecorderFile);
+      // Its signal listeners are the agent's, not the app's: src/ending.ts must not leave the
+      // decision to them (each would wait for the other, and the process would outlive its signal).
+      const before = signalListenersNow();
       flightRecorder.start();
+      adoptSignalListeners(before);
       const f = flightRecorder;
       undo.push(() => f.stop());
+    }
+    if (config.checkinUrl !== undefined) {
+      const f = flightRecorder;
+      const checkins = new Checkins(config, () => (f !== undefined ? f.lines() : []));
+      checkins.start();
+      undo.push(() => checkins.stop());
     }
     // Sampled only for a sink that sends them.
     let runtime: RuntimeMetrics | undefined;
@@ -151,6 +165,7 @@ export function boot(): Agent | null {
     setActiveConfig(config);
     setLogLevel(config.log);
     for (const p of problems) log.warn(p);
+    startRun(config);
     let current: Run | undefined = run(config);
     const agent: Agent = {
       config,

@@ -18,6 +18,7 @@
  * The http and https definitions share the response wrappers and the listener, counted: each is
  * installed by the first definition patched and removed with the last one unpatched, so unpatching
  * one leaves the other working.
+ * A server's 'listening' marks the process as a server (src/run.ts): its run sends no end check-in.
  * Servers created by http2 have a patch of their own (patches/http2-server.ts).
  */
 import type * as http from 'node:http';
@@ -32,6 +33,7 @@ import { fault } from '../../src/fault';
 import { reportError, endError } from '../../src/errors';
 import type { PatchDefinition } from '../../src/registry';
 import { now } from '../../src/clock';
+import { markServer } from '../../src/run';
 import { preHandler, type PreHandler } from '../../src/pre-handler';
 import {
   CTX,
@@ -175,6 +177,8 @@ function preHandleOrEmit(
 function wrapEmit(original: Emit) {
   return function emit(this: unknown, event: string | symbol, req: http.IncomingMessage, res: Res) {
     if ((event !== 'request' && event !== 'checkContinue') || res === undefined || res[CTX] !== undefined) {
+      // A process that listens is a server, not a job (src/checkin.ts): told here, off the request path.
+      if (event === 'listening') markServer();
       return original.apply(this, arguments as unknown as unknown[]);
     }
     let ctx: Ctx;

@@ -23,6 +23,7 @@ import * as fs from 'node:fs';
 import { channels, Subscriptions } from '../bus';
 import { storage } from '../context';
 import { log } from '../log';
+import { getRunId } from '../run';
 
 type Channel = { subscribe(fn: (m: unknown) => void): void; unsubscribe(fn: (m: unknown) => void): void };
 
@@ -154,7 +155,10 @@ function describe(err: unknown): { name: string; message: string; stack?: string
   return { name: typeof err, message: String(err) };
 }
 
-/** One JSON line: type, wall-clock time, request ID first, then the event's own fields. */
+/**
+ * One JSON line: type, wall-clock time, request ID first (outside any request: null, and the run's
+ * ID, src/run.ts), then the event's own fields.
+ */
 function format(type: string, event: unknown): string {
   const e = (event ?? {}) as Record<string, unknown>;
   const start = typeof e.start === 'number' ? e.start : undefined;
@@ -163,6 +167,7 @@ function format(type: string, event: unknown): string {
     time: start !== undefined ? new Date(performance.timeOrigin + start).toISOString() : undefined,
     requestId: e.requestId ?? null,
   };
+  if (line.requestId === null) line.runId = getRunId();
   for (const k of Object.keys(e)) if (k !== 'start' && k !== 'requestId') line[k] = e[k];
   return JSON.stringify(line);
 }
