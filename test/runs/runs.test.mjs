@@ -290,6 +290,23 @@ const { getRunId } = require('hatch-agent');
   assert.ok(c.includes(`statement: SELECT '${mark}-c' AS m`), c);
 });
 
+test('job.run reaches StatsD even from a script that ends in its first tick (nothing sent before)', async () => {
+  const env = { HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(udp.port), HATCH_JOB_NAME: `first_tick_${run}` };
+  const empty = await runScript('', { env });
+  assert.equal(empty.code, 0, empty.stderr);
+  const exiting = await runScript('process.exit(5);', { env });
+  assert.equal(exiting.code, 5, exiting.stderr);
+  const thrown = await runScript("throw new Error('at once');", {
+    env: { ...env, HATCH_JOB_NAME: `first_throw_${run}` },
+  });
+  assert.equal(thrown.code, 1);
+  assert.match(thrown.stderr, /Error: at once/);
+  assert.ok(!/^hatch-agent /m.test(thrown.stderr), thrown.stderr);
+  await udp.waitFor((ls) => ls.some((l) => l.startsWith(`hatch.job.run.first_tick_${run}.ok:`)));
+  await udp.waitFor((ls) => ls.some((l) => l.startsWith(`hatch.job.run.first_tick_${run}.error:`)));
+  await udp.waitFor((ls) => ls.some((l) => l.startsWith(`hatch.job.run.first_throw_${run}.error:`)));
+});
+
 const QUICK = `setTimeout(() => console.log('done'), 50);`;
 
 test('a check-in service that is down: the script ends as without the agent, one line says so', async () => {

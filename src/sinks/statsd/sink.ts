@@ -153,18 +153,21 @@ export class StatsdSink {
   private readonly onBeforeExit = () => {
     if (this.pending()) this.flush();
   };
-  private readonly onExit = () => this.flush();
+  private readonly onExit = () => this.flush(true);
   private readonly onEnding = (e: Ending) => {
     this.jobRun.series(currentRun().job, e.outcome).add(e.duration);
-    this.flush();
+    this.flush(true);
   };
 
   private pending(): boolean {
     return this.metrics.some((m) => m.all.some((s) => s.count > 0 || s.sum !== 0));
   }
 
-  /** Formats everything recorded so far and hands it to the transport. Never throws. */
-  flush(): void {
+  /**
+   * Formats everything recorded so far and hands it to the transport. Never throws. `last`: the
+   * process is ending, so the packets must leave synchronously (the transport's exitSender).
+   */
+  flush(last = false): void {
     try {
       if (this.dropped > 0) {
         log.warnOnce(
@@ -179,7 +182,7 @@ export class StatsdSink {
       // Loaded at the first flush (a second after start, or at exit), not at start-up.
       const { drainTo } = (packer ??= require('./packer') as typeof Packer);
       drainTo(this.metrics, this.config.statsdTags, (packet) => {
-        if (send === null) send = this.transport.sender();
+        if (send === null) send = last ? this.transport.exitSender() : this.transport.sender();
         send?.(packet);
       });
     } catch (err) {
