@@ -9,9 +9,12 @@
  * `timeoutMs` (plus the kill). The child gets the parent's environment without NODE_OPTIONS and
  * without any HATCH_* variable, so it never loads the agent (which would ping again).
  *
- * Cost: the child's start. Measured on the 2-CPU shared test machine (Node 20, a server on
- * 127.0.0.1 answering at once): about 40-60 ms per request (`node -e 0` alone is about 35-45 ms
- * there), all of it added to the exit that makes it; the parent's CPU is idle meanwhile.
+ * Cost: the child's start, plus 10-20 ms for its request; all of it is added to the exit that makes
+ * it (the parent waits, idle). Measured on the shared 2-CPU test machine (Node 20, a 10 kB POST to a
+ * server on 127.0.0.1 in another process, 10 requests): median 187 ms against 176 ms for
+ * `node -e 0` at load average 4, 224 ms against 201 ms at load 11; `node -e 0` takes about 100 ms
+ * there at load 2 (bench/RESULTS.md, start-up). `node bench/script.mjs --checkin` measures it in a
+ * whole exit.
  * Limitations: no redirects are followed; proxies from the environment are not used; options that
  * only NODE_OPTIONS gave (a CA file through --use-openssl-ca) do not reach the child
  * (NODE_EXTRA_CA_CERTS does); the answer's body is not read.
