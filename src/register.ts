@@ -22,7 +22,7 @@ import { RecentRequests } from './sinks/recent';
 import { rememberInstances } from './instances';
 import { setPreHandler, type PreHandler } from './pre-handler';
 import { startRun } from './run';
-import { Checkins } from './checkin';
+import type * as Checkin from './checkin';
 import { signalListenersNow, adoptSignalListeners } from './ending';
 
 export interface Agent {
@@ -90,6 +90,8 @@ function run(config: Config): Run {
     }
     if (config.checkinUrl !== undefined) {
       const f = flightRecorder;
+      // Loaded only with a check-in URL: most processes never send one.
+      const { Checkins } = require('./checkin') as typeof Checkin;
       const checkins = new Checkins(config, () => (f !== undefined ? f.lines() : []));
       checkins.start();
       undo.push(() => checkins.stop());

@@ -19,7 +19,7 @@
  * only NODE_OPTIONS gave (a CA file through --use-openssl-ca) do not reach the child
  * (NODE_EXTRA_CA_CERTS does); the answer's body is not read.
  */
-import { spawnSync } from 'node:child_process';
+import type * as ChildProcess from 'node:child_process';
 
 export interface SyncRequest {
   url: string;
@@ -64,6 +64,8 @@ function childEnv(): NodeJS.ProcessEnv {
 export function syncRequest(r: SyncRequest): SyncResult {
   try {
     const desc = JSON.stringify({ url: r.url, method: r.method ?? 'GET', headers: r.headers ?? {} });
+    // Loaded at the first request, not at start-up (node:child_process brings node:net with it).
+    const { spawnSync } = require('node:child_process') as typeof ChildProcess;
     const out = spawnSync(process.execPath, ['-e', CHILD, desc], {
       input: r.body ?? '',
       timeout: r.timeoutMs,
