@@ -11,7 +11,11 @@
 //   own): the start ping and the synchronous end ping (src/sync-http.ts, a child Node) on top.
 // The goal (issue 22): with no URL set, the defaults row within 20 ms of the no-agent row; the
 // difference between the defaults row and the HATCH_STATSD=off row is what the run's ending costs.
-//   node bench/script.mjs [--runs 30] [--checkin] [--write]
+// --base <dir> adds the defaults row of another build (a checkout with its own dist/), to compare.
+// --instructions also counts each case once in instructions (valgrind's callgrind, V8 --jitless, as
+// bench/startup-wall.mjs does), which a busy machine does not disturb (the check-in row is left out:
+// its child Node would be counted under valgrind too).
+//   node bench/script.mjs [--runs 30] [--checkin] [--base <checkout>] [--instructions] [--write]
 // --write puts the table into bench/RESULTS.md (its own section, per Node major).
 // Limitations: wall time on a shared machine is noisy (the load average is printed with it).
 import { spawn, spawnSync } from 'node:child_process';
@@ -27,6 +31,7 @@ const opt = (name) => args.flatMap((a, i) => (a === name ? [args[i + 1]] : []));
 const runs = Number(opt('--runs')[0] ?? 30);
 const write = args.includes('--write');
 const withCheckin = args.includes('--checkin');
+const countInstructions = args.includes('--instructions');
 const agent = path.join(root, 'dist/src/index.js');
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hatch-script-bench-'));
@@ -61,6 +66,13 @@ const cases = [
   ['node -r hatch-agent nothing.js, HATCH_STATSD=off', ['-r', agent, script], { HATCH_STATSD: 'off' }],
   ['node -r hatch-agent nothing.js, defaults (job.run at exit)', ['-r', agent, script], {}],
 ];
+const baseDir = opt('--base')[0];
+if (baseDir)
+  cases.push([
+    'node -r hatch-agent nothing.js, defaults, the --base build',
+    ['-r', path.join(path.resolve(baseDir), 'dist/src/index.js'), script],
+    {},
+  ]);
 if (withCheckin)
   cases.push([
     'node -r hatch-agent nothing.js, HATCH_CHECKIN_URL (local server)',
@@ -100,12 +112,48 @@ const rows = cases.map(([name], i) => {
 const report = `## A script that does nothing (Node ${version})
 
 - date: ${new Date().toISOString().slice(0, 10)}; ${os.cpus()[0].model}, ${os.cpus().length} CPUs; ${runs} interleaved rounds; load average ${loadBefore.toFixed(1)} before, ${os.loadavg()[0].toFixed(1)} after (a busy machine inflates every row)
-- command: \`node bench/script.mjs --runs ${runs}${withCheckin ? ' --checkin' : ''}\`
+- command: \`node bench/script.mjs --runs ${runs}${withCheckin ? ' --checkin' : ''}${baseDir ? ' --base <checkout>' : ''}\`
 - wall time from spawn to exit of an empty script; "vs HATCH_STATSD=off" is what the run's ending adds to the agent's start-up
 
 | command | median | middle half | vs no agent | vs HATCH_STATSD=off |
 |---|---|---|---|---|
 ${rows.join('\n')}
 `;
-console.log(report);
-if (write) writeSection(`script-node${version.slice(1).split('.')[0]}`, report);
+let ireport = '';
+if (countInstructions) {
+  const counted = cases.filter(([, , env]) => env.HATCH_CHECKIN_URL === undefined);
+  const counts = counted.map(([, argv, env]) => instructions(argv, env));
+  const irows = counted.map(([name], i) => {
+    const d = counts[i] - counts[0];
+    const vsOff =
+      i < 2 ? '' : `${counts[i] - counts[1] >= 0 ? '+' : ''}${((counts[i] - counts[1]) / 1e6).toFixed(1)} M`;
+    return `| ${name} | ${(counts[i] / 1e6).toFixed(1)} M | ${i === 0 ? '' : `+${(d / 1e6).toFixed(1)} M (+${((d / counts[0]) * 100).toFixed(1)}%)`} | ${vsOff} |`;
+  });
+  ireport = `
+In instructions (valgrind callgrind, V8 --jitless, one run per case):
+
+| command | instructions | vs no agent | vs HATCH_STATSD=off |
+|---|---|---|---|
+${irows.join('\n')}
+`;
+}
+console.log(report + ireport);
+if (write) writeSection(`script-node${version.slice(1).split('.')[0]}`, report + ireport);
+
+function instructions(argv, env) {
+  const r = spawnSync(
+    'valgrind',
+    [
+      '--tool=callgrind',
+      '--callgrind-out-file=/dev/null',
+      '--smc-check=all-non-file',
+      process.execPath,
+      '--jitless',
+      ...argv,
+    ],
+    { cwd: dir, encoding: 'utf8', env: { ...clean, ...env } },
+  );
+  const m = /Collected : (\d+)/.exec(r.stderr);
+  if (!m) throw new Error(`valgrind failed: ${r.error?.message ?? r.stderr.slice(-500)}`);
+  return Number(m[1]);
+}
