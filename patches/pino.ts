@@ -1,18 +1,21 @@
 /**
- * pino: every record written inside a request (or withRequestId) carries `"requestId":"<id>"`.
+ * pino: every record written inside a request (or withRequestId) carries `"requestId":"<id>"`;
+ * a record written outside any request carries the run's `"runId":"<id>","job":"<name>"`
+ * (src/run.ts), so a script's lines and its SQL name the same run.
  *
  * How: all pino loggers (children too) share one prototype, reached through a throw-away silent
  * logger made at patch time; its `asJson` (pino.symbols.asJsonSym, which turns the merged object of
  * one call into the line) is wrapped to hand pino a copy of that object with `requestId` first.
  * The app's object is never mutated; its mixin, serializers, formatters, redaction and transports
  * run as before (formatters.log sees requestId like a mixin's field).
- * Nothing is added when the object already has a `requestId`, or the logger was bound to one
- * (`logger.child({ requestId })`): the app's own value wins.
+ * Nothing is added when the object already has a `requestId` (outside requests: a `runId`), or the
+ * logger was bound to one (`logger.child({ requestId })`): the app's own value wins.
  * With a subscriber on `hatch:log` (the flight recorder), the line asJson returns is also published
  * with its level name (src/log-capture.ts): a reference to the string pino made, nothing copied.
  * Limitations: the key is always `requestId`; pino's browser build is not patched.
  */
 import { storage } from '../src/context';
+import { currentRun } from '../src/run';
 import { wrap, unwrap } from '../src/shim';
 import { log } from '../src/log';
 import { fault } from '../src/fault';
@@ -79,6 +82,24 @@ export const pino: PatchDefinition = {
               log.warnOnce(
                 'pino-inject',
                 `pino: adding requestId failed (${(err as Error).message}); the record is written without it`,
+              );
+            }
+          } else {
+            // Outside any request: the run. Requests never get here, so they pay nothing for it.
+            try {
+              fault('pino');
+              const bound = chindings !== undefined ? this[chindings] : undefined;
+              if (
+                (obj == null || (obj as { runId?: unknown }).runId === undefined) &&
+                !(typeof bound === 'string' && bound.includes('"runId":'))
+              ) {
+                const run = currentRun();
+                obj = Object.assign({ runId: run.id, job: run.job }, obj);
+              }
+            } catch (err) {
+              log.warnOnce(
+                'pino-inject',
+                `pino: adding runId failed (${(err as Error).message}); the record is written without it`,
               );
             }
           }

@@ -1,5 +1,6 @@
 /**
- * winston 3: every record written inside a request (or withRequestId) gets `info.requestId`, before
+ * winston 3: every record written inside a request (or withRequestId) gets `info.requestId` (outside
+ * any request: the run's `info.runId` and `info.job`, src/run.ts), before
  * the logger's format runs, so json(), logstash() and the app's own formats see it like any other
  * field (a printf format that does not print it leaves it out).
  *
@@ -15,6 +16,7 @@
  * Limitations: winston 2 is not supported; a frozen info object is written without the ID.
  */
 import { storage } from '../src/context';
+import { currentRun } from '../src/run';
 import { wrap, unwrap } from '../src/shim';
 import { log } from '../src/log';
 import { fault } from '../src/fault';
@@ -71,6 +73,22 @@ export const winston: PatchDefinition = {
               log.warnOnce(
                 'winston-inject',
                 `winston: adding requestId failed (${(err as Error).message}); the record is written without it`,
+              );
+            }
+          } else {
+            // Outside any request: the run. Requests never get here, so they pay nothing for it.
+            try {
+              fault('winston');
+              const rec = info as { runId?: unknown; job?: unknown } | null;
+              if (rec !== null && typeof rec === 'object' && rec.runId === undefined && Object.isExtensible(rec)) {
+                const run = currentRun();
+                rec.runId = run.id;
+                if (rec.job === undefined) rec.job = run.job;
+              }
+            } catch (err) {
+              log.warnOnce(
+                'winston-inject',
+                `winston: adding runId failed (${(err as Error).message}); the record is written without it`,
               );
             }
           }

@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { LogLevel } from './log';
+import { isValidRequestId, newRequestId } from './request-id';
 
 export type TagMode = 'none' | 'dogstatsd' | 'telegraf';
 
@@ -61,6 +62,28 @@ export interface Config {
   hatchErrorRequests: number;
   /** A token holder's request that ends in a 5xx is answered with a debug page (src/hatches/debug.ts). */
   hatchDebugErrors: boolean;
+  /** The run's ID from HATCH_RUN_ID (allowlisted); undefined: a new UUID (src/run.ts). */
+  runId: string | undefined;
+  /** The run's job name from HATCH_JOB_NAME (metric-safe); undefined: the main script's name (src/run.ts). */
+  jobName: string | undefined;
+  /** `/* job:<name> run:<id> *\/` on SQL sent outside requests. */
+  runComment: boolean;
+  /** The check-in URL (healthchecks.io convention), without a trailing slash; undefined: no check-ins. */
+  checkinUrl: string | undefined;
+  /** Each check-in's timeout, ms. */
+  checkinTimeoutMs: number;
+}
+
+/** What a job name may hold: a metric name segment (src/sinks/statsd/series.ts) that no SQL comment can end. */
+export const JOB_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** Any text as a job name: separators become `_`, trimmed at both ends, at most 64 characters. */
+export function safeJobName(raw: string): string {
+  const s = raw
+    .replace(/^[^A-Za-z0-9_-]+|[^A-Za-z0-9_-]+$/g, '')
+    .replace(/[^A-Za-z0-9_-]+/g, '_')
+    .slice(0, 64);
+  return s === '' ? 'node' : s;
 }
 
 export const DEFAULTS: Config = {
@@ -92,6 +115,11 @@ export const DEFAULTS: Config = {
   hatchSlowRequests: 50,
   hatchErrorRequests: 50,
   hatchDebugErrors: false,
+  runId: undefined,
+  jobName: undefined,
+  runComment: true,
+  checkinUrl: undefined,
+  checkinTimeoutMs: 3000,
 };
 
 let active: Config = DEFAULTS;
@@ -283,6 +311,39 @@ export function loadConfig(env: Env = process.env): ConfigResult {
     problems.push('HATCH_DEBUG_ERRORS=on needs a valid HATCH_TOKEN; using "off"');
     c.hatchDebugErrors = false;
   }
+
+  // The run (src/run.ts). Its ID reaches SQL comments and check-in URLs: the request-ID allowlist.
+  const runId = env.HATCH_RUN_ID;
+  if (runId !== undefined && runId !== '') {
+    if (isValidRequestId(runId)) c.runId = runId;
+    else {
+      c.runId = newRequestId();
+      reject('HATCH_RUN_ID', runId, 'is outside the request-ID allowlist [A-Za-z0-9._:-]{1,128}', c.runId);
+    }
+  }
+  const job = env.HATCH_JOB_NAME;
+  if (job !== undefined && job.trim() !== '') {
+    c.jobName = safeJobName(job.trim());
+    if (c.jobName !== job.trim()) reject('HATCH_JOB_NAME', job, 'is not 1 to 64 of [A-Za-z0-9_-]', c.jobName);
+  }
+  c.runComment = onOff('HATCH_RUN_COMMENT', DEFAULTS.runComment);
+  const checkin = env.HATCH_CHECKIN_URL;
+  if (checkin !== undefined && checkin.trim() !== '') {
+    let ok = false;
+    try {
+      const u = new URL(checkin.trim());
+      ok = /^https?:$/.test(u.protocol) && u.search === '' && u.hash === '';
+    } catch {
+      // not a URL: rejected below
+    }
+    // The URL is a secret of sorts (anyone holding it can ping): only its length is printed.
+    if (ok) c.checkinUrl = checkin.trim().replace(/\/+$/, '');
+    else
+      problems.push(
+        `HATCH_CHECKIN_URL (${checkin.length} characters) is no http(s) URL without a query or fragment; no check-ins are sent`,
+      );
+  }
+  c.checkinTimeoutMs = integer('HATCH_CHECKIN_TIMEOUT_MS', 100, 60000, DEFAULTS.checkinTimeoutMs);
   return { config: c, problems };
 }
 

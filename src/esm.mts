@@ -115,5 +115,6 @@ if (holder[KEY] === undefined) {
 
 export const getRequestId = api.getRequestId;
 export const withRequestId = api.withRequestId;
+export const getRunId = api.getRunId;
 export const stop = api.stop;
 export const start = api.start;

@@ -20,6 +20,9 @@ import type { FlightRecorder } from './sinks/flight-recorder';
 import { RuntimeMetrics } from './runtime-metrics';
 import type { RecentRequests } from './sinks/recent';
 import { setPreHandler, setResponseWatcher, DEBUG_COOKIE, type PreHandler } from './pre-handler';
+import { startRun } from './run';
+import type * as Checkin from './checkin';
+import { signalListenersNow, adoptSignalListeners } from './ending';
 
 export interface Agent {
   readonly config: Config;
@@ -69,13 +72,18 @@ function run(config: Config): Run {
       const s = statsd;
       undo.push(() => s.stop());
     }
-    // The ring is read only when the process ends and delivers it to HATCH_FLIGHT_RECORDER: without
-    // a destination nothing could ever read it, and keeping every event alive for a while is not free
-    // (the young generation copies them, and the ring's stores pay the write barrier).
+    // The ring is read only when the process ends: delivered to HATCH_FLIGHT_RECORDER, and its last
+    // lines are the body of the end check-in (HATCH_CHECKIN_URL). With neither, nothing could ever
+    // read it, and keeping every event alive for a while is not free (the young generation copies
+    // them, and the ring's stores pay the write barrier).
     // One record per process: a worker thread's own would overwrite the main thread's file, or
     // upload once more (its stdout and stderr reach the main thread's streams, and are kept there).
     let flightRecorder: FlightRecorder | undefined;
-    if (config.flightRecorder !== undefined && config.flightRecorderSize > 0 && !inWorkerThread()) {
+    if (
+      (config.flightRecorder !== undefined || config.checkinUrl !== undefined) &&
+      config.flightRecorderSize > 0 &&
+      !inWorkerThread()
+    ) {
       // Loaded only when it is on (as the hatches' store below): files a start-up does not use cost it.
       const { FlightRecorder: Recorder } =
         require('./sinks/flight-recorder') as typeof import('./sinks/flight-recorder');
@@ -86,7 +94,11 @@ function run(config: Config): Run {
         method: config.flightRecorderMethod,
         timeoutMs: config.flightRecorderTimeoutMs,
       });
+      // Its signal listeners are the agent's, not the app's: src/ending.ts must not leave the
+      // decision to them (each would wait for the other, and the process would outlive its signal).
+      const before = signalListenersNow();
       flightRecorder.start();
+      adoptSignalListeners(before);
       // The app's stdout and stderr are wrapped only for a recorder that keeps them.
       const capture = require('./log-capture') as typeof import('./log-capture');
       capture.startTextCapture();
@@ -95,6 +107,14 @@ function run(config: Config): Run {
         capture.stopTextCapture();
         f.stop();
       });
+    }
+    if (config.checkinUrl !== undefined) {
+      const f = flightRecorder;
+      // Loaded only with a check-in URL: most processes never send one.
+      const { Checkins } = require('./checkin') as typeof Checkin;
+      const checkins = new Checkins(config, () => (f !== undefined ? f.lines() : []));
+      checkins.start();
+      undo.push(() => checkins.stop());
     }
     // Sampled only for a sink that sends them.
     let runtime: RuntimeMetrics | undefined;
@@ -198,6 +218,7 @@ export function boot(): Agent | null {
     setActiveConfig(config);
     setLogLevel(config.log);
     for (const p of problems) log.warn(p);
+    startRun(config);
     let current: Run | undefined = run(config);
     const agent: Agent = {
       config,

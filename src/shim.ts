@@ -45,6 +45,13 @@ export function isWrapped(fn: unknown): boolean {
   return typeof fn === 'function' && (fn as Marked)[WRAPPED] === true;
 }
 
+/** The function a wrapper stands for (followed through wrappers of wrappers), or `fn` itself. */
+export function originalOf<F extends AnyFunction>(fn: F): F {
+  let f = fn as AnyFunction;
+  while ((f as Marked)[WRAPPED] === true && typeof (f as Marked)[ORIGINAL] === 'function') f = (f as Marked)[ORIGINAL]!;
+  return f as F;
+}
+
 /**
  * The same wrapper as a method: no `prototype` of its own, not a constructor, as the class method
  * it stands for. One more call on the way (V8 inlines it); only wrappers of class methods need it.

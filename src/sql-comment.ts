@@ -1,10 +1,12 @@
 /**
- * The `/* <request-id> *\/ ` prefix. Prepended, never appended: PostgreSQL cuts long statements
- * at track_activity_query_size, and log readers see the start of a statement first.
+ * The `/* <request-id> *\/ ` prefix, and outside requests the run's `/* job:<name> run:<id> *\/ `
+ * (src/run.ts). Prepended, never appended: PostgreSQL cuts long statements at
+ * track_activity_query_size, and log readers see the start of a statement first. Either is
+ * recognised, so a text that already starts with one gets no second.
  */
 import { isValidRequestId } from './request-id';
 
-const OURS = /^\/\* [A-Za-z0-9._:-]{1,128} \*\/ /;
+const OURS = /^\/\* (?:[A-Za-z0-9._:-]{1,128}|job:[A-Za-z0-9_-]{1,64} run:[A-Za-z0-9._:-]{1,128}) \*\/ /;
 
 export function hasRequestComment(text: string): boolean {
   // '/' is char 47: skip the regex for the common case of plain SQL.
@@ -15,6 +17,14 @@ export function hasRequestComment(text: string): boolean {
 export function commentedSql(text: string, id: string): string | undefined {
   if (hasRequestComment(text) || !isValidRequestId(id)) return undefined;
   return '/* ' + id + ' */ ' + text;
+}
+
+/**
+ * The text with the run's prefix (src/run.ts runSqlComment: built once, from an allowlisted ID and a
+ * metric-safe job name), or `undefined` when it already starts with one of our comments.
+ */
+export function runCommentedSql(text: string, prefix: string): string | undefined {
+  return hasRequestComment(text) ? undefined : prefix + text;
 }
 
 const OPERATIONS = [

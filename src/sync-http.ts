@@ -1,79 +1,89 @@
 /**
- * One HTTP(S) request made synchronously, for the moments the event loop is gone or about to be:
- * the process's 'exit' event, an uncaught exception, a signal the process is about to die of.
+ * One HTTP(S) request made synchronously, for the moments when the event loop is ending (an 'exit'
+ * listener, a crash, a signal the process is about to die of): nothing asynchronous started there
+ * would ever finish.
  *
- * How: child_process.spawnSync runs this Node (process.execPath) on a small program given with
- * `-e`; the body goes in on stdin, the answer comes out on stdout as one JSON object. The child's
- * own timer answers `timed out` a little before the deadline; spawnSync kills it (SIGKILL) at
- * `timeoutMs` in any case, so the caller is never held longer. The child gets the parent's
- * environment without NODE_OPTIONS (which may preload this agent) and none of its flags.
- * Cost: starting a Node child, about 40-60 ms on a 2-CPU machine, plus the request itself (see
- * src/sinks/flight-recorder.ts's header for the measured figure).
- * Limitations: no proxy support (node:http has none); redirects are not followed; the answer's
- * body is not read, only its status.
+ * How: child_process.spawnSync of this same Node (`process.execPath -e <script>`), which makes the
+ * request with node:http or node:https and prints the status. The body goes in on the child's
+ * stdin; the child is killed (SIGKILL) when the timeout passes, so the caller waits at most
+ * `timeoutMs` (plus the kill). The child gets the parent's environment without NODE_OPTIONS and
+ * without any HATCH_* variable, so it never loads the agent (which would ping again).
+ *
+ * Cost: the child's start, plus 10-20 ms for its request; all of it is added to the exit that makes
+ * it (the parent waits, idle). Measured on the shared 2-CPU test machine (Node 20, a 10 kB POST to a
+ * server on 127.0.0.1 in another process, 10 requests): median 187 ms against 176 ms for
+ * `node -e 0` at load average 4, 224 ms against 201 ms at load 11; `node -e 0` takes about 100 ms
+ * there at load 2 (bench/RESULTS.md, start-up). `node bench/script.mjs --checkin` measures it in a
+ * whole exit.
+ * Limitations: no redirects are followed; proxies from the environment are not used; options that
+ * only NODE_OPTIONS gave (a CA file through --use-openssl-ca) do not reach the child
+ * (NODE_EXTRA_CA_CERTS does); the answer's body is not read.
  */
 import type * as ChildProcess from 'node:child_process';
 
 export interface SyncRequest {
   url: string;
-  method: string;
+  /** GET when not given. */
+  method?: string;
   headers?: Record<string, string>;
   body?: string | Buffer;
+  /** The whole request, the child's start included, ms. */
   timeoutMs: number;
 }
 
-export interface SyncResponse {
-  /** The answer's status, when one came. */
+export interface SyncResult {
+  /** The response's status, when one came. */
   status?: number;
-  /** Why no answer came (refused, DNS, timed out, …). */
+  /** Why there is none: refused, timed out, a bad URL, … */
   error?: string;
 }
 
-// The child: argv = [url, method, headers as JSON, deadline (epoch ms)], body on stdin.
+// The child: its request from argv, its body from stdin; prints `<status>` or `E<reason>` and ends
+// as soon as the status is known (the body of the answer is not waited for).
 const CHILD = `
-const [url, method, headers, deadline] = process.argv.slice(1);
-let said = false;
-function answer(r) { if (said) return; said = true; process.stdout.write(JSON.stringify(r), () => process.exit(0)); }
+const d = JSON.parse(process.argv[1]);
+const body = require('node:fs').readFileSync(0);
+const say = (s) => { process.stdout.write(s); process.exit(0); };
 try {
-  const body = require('node:fs').readFileSync(0);
-  const u = new URL(url);
+  const u = new URL(d.url);
   const mod = require(u.protocol === 'https:' ? 'node:https' : 'node:http');
-  const left = Math.max(1, Number(deadline) - Date.now());
-  setTimeout(() => answer({ error: 'timed out' }), left).unref();
-  const h = JSON.parse(headers);
-  h['content-length'] = String(body.length);
-  const req = mod.request(u, { method, headers: h, agent: false }, (res) => { answer({ status: res.statusCode }); res.resume(); });
-  req.on('error', (e) => answer({ error: e.code || e.message }));
+  const headers = Object.assign({}, d.headers, { 'content-length': String(body.length) });
+  const req = mod.request(u, { method: d.method, headers, agent: false }, (res) => say(String(res.statusCode)));
+  req.on('error', (e) => say('E' + (e.code || e.message)));
   req.end(body);
-} catch (e) { answer({ error: String(e && e.message) }); }
+} catch (e) { say('E' + e.message); }
 `;
 
-/** Makes the request and waits for its status, at most timeoutMs. Never throws. */
-export function syncRequest({ url, method, headers = {}, body = '', timeoutMs }: SyncRequest): SyncResponse {
+function childEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (k !== 'NODE_OPTIONS' && !k.startsWith('HATCH_')) env[k] = v;
+  return env;
+}
+
+/** Makes the request and waits for its status, at most `timeoutMs`. Never throws. */
+export function syncRequest(r: SyncRequest): SyncResult {
   try {
-    const env = { ...process.env };
-    delete env.NODE_OPTIONS;
-    // The child's own deadline comes first, so a slow server is reported as such, not as a kill.
-    const deadline = Date.now() + Math.max(1, timeoutMs - 25);
-    // Loaded here, not at start-up: most processes never make one.
+    const desc = JSON.stringify({ url: r.url, method: r.method ?? 'GET', headers: r.headers ?? {} });
+    // Loaded at the first request, not at start-up (node:child_process brings node:net with it).
     const { spawnSync } = require('node:child_process') as typeof ChildProcess;
-    const r = spawnSync(process.execPath, ['-e', CHILD, url, method, JSON.stringify(headers), String(deadline)], {
-      input: body,
-      env,
-      timeout: timeoutMs,
+    const out = spawnSync(process.execPath, ['-e', CHILD, desc], {
+      input: r.body ?? '',
+      timeout: r.timeoutMs,
       killSignal: 'SIGKILL',
-      stdio: ['pipe', 'pipe', 'ignore'],
+      env: childEnv(),
+      stdio: ['pipe', 'pipe', 'pipe'],
+      maxBuffer: 64 * 1024,
       windowsHide: true,
     });
-    if (r.error !== undefined) {
-      const code = (r.error as NodeJS.ErrnoException).code;
-      return { error: code === 'ETIMEDOUT' ? `timed out after ${timeoutMs} ms` : r.error.message };
+    if (out.error !== undefined) {
+      const code = (out.error as NodeJS.ErrnoException).code;
+      return { error: code === 'ETIMEDOUT' ? `timed out after ${r.timeoutMs} ms` : out.error.message };
     }
-    const out = String(r.stdout ?? '');
-    if (out === '') return { error: r.signal !== null ? `timed out after ${timeoutMs} ms` : 'no answer' };
-    const parsed = JSON.parse(out) as SyncResponse;
-    if (parsed.error === 'timed out') return { error: `timed out after ${timeoutMs} ms` };
-    return typeof parsed.status === 'number' ? { status: parsed.status } : { error: String(parsed.error) };
+    if (out.signal !== null) return { error: `timed out after ${r.timeoutMs} ms` };
+    const said = out.stdout.toString('utf8').trim();
+    if (/^\d{3}$/.test(said)) return { status: Number(said) };
+    if (said.startsWith('E')) return { error: said.slice(1) || 'failed' };
+    return { error: `the request's process ended with ${out.status ?? '?'}` };
   } catch (err) {
     return { error: (err as Error).message };
   }

@@ -36,6 +36,7 @@
  * ran in none). On Node 24 and 26 (AsyncContextFrame) the entry lasts for the parser callback it was
  * made in, and later parser callbacks run in the connection's context, as they did with the
  * wrapper. Work the handler started keeps the context it started in, as before.
+ * A request's start also marks the process as a server (src/run.ts): its run sends no end check-in.
  * Limitations: a request an app emits itself (`server.emit('request', req, res)`) passes no parser
  * and gets no context. Servers created by http2 have a patch of their own (patches/http2-server.ts);
  * the HTTP/1 requests of an http2 server with `allowHTTP1` pass Node's http parser and get one here.
@@ -53,6 +54,7 @@ import { fault } from '../../src/fault';
 import { reportError, endError, captureError } from '../../src/errors';
 import type { PatchDefinition } from '../../src/registry';
 import { now } from '../../src/clock';
+import { markServer } from '../../src/run';
 import { preHandler, responseWatcher, type PreHandler } from '../../src/pre-handler';
 import {
   CTX,
@@ -161,6 +163,7 @@ function onUncaught(err: unknown): void {
 }
 
 const START = 'http.server.request.start';
+let servedOne = false;
 /** How many server definitions are patched: the request-start subscriber and the uncaught-error listener stay while one is. */
 let users = 0;
 
@@ -182,6 +185,11 @@ function onRequestStart(message: unknown): void {
       server: http.Server;
     };
     if (res[CTX] !== undefined) return;
+    if (!servedOne) {
+      // A process that serves requests is a server, not a job (src/checkin.ts).
+      servedOne = true;
+      markServer();
+    }
     const ctx = begin(req, res);
     storage.enterWith(ctx);
     const pre = preHandler();

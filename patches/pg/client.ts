@@ -5,7 +5,7 @@
  * argument or config.callback), the promise form, and Submittables (pg.Query, pg-cursor,
  * pg-query-stream). Each query is timed from the call to its result or error and published on
  * `hatch:db.query`; inside a request (or withRequestId) its SQL text is sent as
- * `/* <id> *\/ <text>`.
+ * `/* <id> *\/ <text>`, outside any request as `/* job:<name> run:<id> *\/ <text>` (src/run.ts).
  *
  * What is never done (pitfalls the anchors hit):
  * - named prepared statements keep their text: pg rejects a reused name with different text;
@@ -24,7 +24,8 @@
  * which costs one `hasSubscribers` check when nobody listens.
  */
 import { storage, bindContext } from '../../src/context';
-import { commentedSql } from '../../src/sql-comment';
+import { commentedSql, runCommentedSql } from '../../src/sql-comment';
+import { runSqlComment } from '../../src/run';
 import { channels } from '../../src/bus';
 import { wrap, unwrap } from '../../src/shim';
 import { log } from '../../src/log';
@@ -56,15 +57,21 @@ interface Plan {
 function plan(argc: number, config: unknown, values: unknown, callback: unknown): Plan | undefined {
   const store = storage.getStore();
   const publish = channels.dbQuery.hasSubscribers;
-  const id = store !== undefined && activeConfig().sqlComment ? store.id : undefined;
-  if ((id === undefined && !publish) || config == null) return undefined;
+  // A request's ID, else (outside any request: start-up, timers, a script) the run's prefix; a
+  // request never asks for the run.
+  let id: string | undefined;
+  let runPrefix: string | undefined;
+  if (store !== undefined) {
+    if (activeConfig().sqlComment) id = store.id;
+  } else runPrefix = runSqlComment();
+  if ((id === undefined && runPrefix === undefined && !publish) || config == null) return undefined;
   fault('pg-query');
 
   const args: unknown[] = argc >= 3 ? [config, values, callback] : argc === 2 ? [config, values] : [config];
   const pending: Pending = { start: now(), requestId: store?.id, text: '', sql: '', shift: 0, publish, done: false };
 
   if (typeof (config as Partial<Pg.Submittable>).submit === 'function') {
-    instrumentSubmittable(config as Pg.Submittable, id, pending);
+    instrumentSubmittable(config as Pg.Submittable, id, runPrefix, pending);
     // pg sets these as the Submittable's callback when it has none: run them in our context.
     if (typeof values === 'function') args[1] = bindContext(values as Fn);
     else if (typeof callback === 'function') args[2] = bindContext(callback as Fn);
@@ -73,7 +80,12 @@ function plan(argc: number, config: unknown, values: unknown, callback: unknown)
 
   let derived: Record<string, unknown> | undefined;
   if (typeof config === 'string') {
-    const text = id !== undefined ? commentedSql(config, id) : undefined;
+    const text =
+      id !== undefined
+        ? commentedSql(config, id)
+        : runPrefix !== undefined
+          ? runCommentedSql(config, runPrefix)
+          : undefined;
     pending.sql = config;
     pending.text = text ?? config;
     if (text !== undefined) {
@@ -83,8 +95,12 @@ function plan(argc: number, config: unknown, values: unknown, callback: unknown)
   } else if (typeof config === 'object') {
     const original = (config as QueryObject).text;
     const text =
-      id !== undefined && typeof original === 'string' && !(config as QueryObject).name
-        ? commentedSql(original, id)
+      typeof original === 'string' && !(config as QueryObject).name
+        ? id !== undefined
+          ? commentedSql(original, id)
+          : runPrefix !== undefined
+            ? runCommentedSql(original, runPrefix)
+            : undefined
         : undefined;
     pending.sql = typeof original === 'string' ? original : '';
     pending.text = text ?? pending.sql;

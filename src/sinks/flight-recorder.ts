@@ -55,7 +55,7 @@ import * as path from 'node:path';
 import { channels, Subscriptions, type LogEvent } from '../bus';
 import { storage } from '../context';
 import { log } from '../log';
-import { newRequestId } from '../request-id';
+import { currentRun, getRunId } from '../run';
 import { syncRequest } from '../sync-http';
 import type { RecorderTarget } from '../config';
 
@@ -77,19 +77,10 @@ export interface RunIdentity {
   id: string;
 }
 
-/**
- * The run as the record names it until src/run.ts provides one (issue 22, part 1): the main
- * script's file name without its extension, and a new UUID made when first asked.
- */
-let provisional: RunIdentity | undefined;
-export function provisionalRun(): RunIdentity {
-  if (provisional === undefined) {
-    const main = process.argv[1];
-    const base = main !== undefined && main !== '' ? path.basename(main).replace(/\.[^.]*$/, '') : '';
-    const job = base.replace(/[^A-Za-z0-9_-]+/g, '_').slice(0, 64) || 'node';
-    provisional = { job, id: newRequestId() };
-  }
-  return provisional;
+/** The process's run (src/run.ts), as the record names it. */
+export function processRun(): RunIdentity {
+  const run = currentRun();
+  return { job: run.job, id: run.id };
 }
 
 export interface RecorderOptions {
@@ -157,7 +148,7 @@ export class FlightRecorder {
     this.target = options.target;
     this.method = options.method ?? 'PUT';
     this.timeoutMs = options.timeoutMs ?? 2000;
-    this.run = options.run ?? provisionalRun;
+    this.run = options.run ?? processRun;
     this.types = new Array(this.size);
     this.events = new Array(this.size);
     this.sizes = new Uint32Array(this.size);
@@ -590,6 +581,7 @@ function textLine(e: Held, text: string): string {
     type: 'log',
     time: isoTime(e.start),
     requestId: e.requestId ?? null,
+    ...(e.requestId === undefined ? { runId: getRunId() } : undefined),
     source: e.source,
     text: text.endsWith('\r') ? text.slice(0, -1) : text,
   });
@@ -611,7 +603,13 @@ function plain(info: object, message: unknown): Record<string, unknown> {
 /** One JSON line: type, wall-clock time, request ID first, then the event's own fields. */
 function format(type: string, event: unknown): string {
   const e = (event ?? {}) as Record<string, unknown>;
-  const head = { type, time: isoTime(e.start), requestId: e.requestId ?? null };
+  // Outside any request, the run's ID (src/run.ts): every line says whose it is.
+  const head = {
+    type,
+    time: isoTime(e.start),
+    requestId: e.requestId ?? null,
+    ...(e.requestId == null ? { runId: getRunId() } : undefined),
+  };
   if (type === 'log') {
     const l = e as unknown as LogEvent;
     let record: unknown;

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { startApp, get, appDir } from '../support/app.mjs';
+import { startApp, get, appDir, UUID } from '../support/app.mjs';
 
 const version = (m) =>
   JSON.parse(fs.readFileSync(path.join(appDir, 'node_modules', m, 'package.json'), 'utf8')).version;
@@ -75,7 +75,15 @@ test(`lines written inside a request carry its ID, lines outside carry none (${v
   }
   const outside = lines.filter((r) => r.tag === 'start' || r.tag === 'tick');
   assert.ok(outside.length >= 2);
-  for (const r of outside) assert.equal(r.requestId, undefined, JSON.stringify(r));
+  // Outside requests a line carries the process's run instead (src/run.ts): one ID, the script's job.
+  const runIds = new Set(outside.map((r) => r.runId));
+  assert.equal(runIds.size, 1, JSON.stringify(outside));
+  assert.match([...runIds][0], UUID);
+  for (const r of outside) {
+    assert.equal(r.requestId, undefined, JSON.stringify(r));
+    assert.match(r.job, /^app-[0-9a-f]+$/, JSON.stringify(r));
+  }
+  for (const r of lines) if (r.tag === 'r1' || r.tag === 'r2') assert.equal(r.runId, undefined, JSON.stringify(r));
 });
 
 test(`the app's own fields, mixin and format are kept, and its own requestId wins (${versions})`, async () => {
@@ -103,12 +111,12 @@ test(`the app's own fields, mixin and format are kept, and its own requestId win
   for (const r of own) assert.equal(r.requestId, 'app-own', JSON.stringify(r));
 });
 
-test(`apart from requestId the lines are those written without the agent (${versions})`, async () => {
+test(`apart from requestId (runId and job outside requests) the lines are those written without the agent (${versions})`, async () => {
   const normalize = (lines) =>
     lines
       .filter((r) => r.tag !== 'tick')
       .map((r) => {
-        const { time, pid, hostname, ...rest } = r;
+        const { time, pid, hostname, runId, job, ...rest } = r;
         if (rest.requestId !== 'app-own') delete rest.requestId;
         return JSON.stringify(rest);
       })
@@ -122,5 +130,8 @@ test(`apart from requestId the lines are those written without the agent (${vers
 test(`HATCH_LOG_INJECTION=off leaves every line without the ID (${versions})`, async () => {
   const lines = await run({ HATCH_LOG_INJECTION: 'off' });
   assert.ok(lines.filter((r) => r.tag === 'r1').length >= 7);
-  for (const r of lines) if (r.requestId !== 'app-own') assert.equal(r.requestId, undefined, JSON.stringify(r));
+  for (const r of lines) {
+    if (r.requestId !== 'app-own') assert.equal(r.requestId, undefined, JSON.stringify(r));
+    assert.equal(r.runId, undefined, JSON.stringify(r));
+  }
 });

@@ -357,25 +357,44 @@ test('every query form behaves exactly as without the agent', async () => {
   assert.equal(lines.filter((l) => l.includes(`/* forms-${run} */ SELECT 1 AS one`)).length, 1, lines.join('\n'));
 });
 
-test('outside any request, queries go out unchanged; withRequestId comments them', async () => {
+test("outside any request, queries carry the process's run; withRequestId comments them with its own ID", async () => {
   const r = await runScript(
     `
 const pg = require('pg');
-const { withRequestId, getRequestId } = require('hatch-agent');
+const { withRequestId, getRequestId, getRunId } = require('hatch-agent');
 (async () => {
   const c = new pg.Client({ connectionString: process.env.DATABASE_URL });
   await c.connect();
   await c.query("SELECT 'outside-${run}'");
   const inside = await withRequestId('job-${run}', async () => { await c.query("SELECT 'inside-${run}'"); return getRequestId(); });
-  console.log(JSON.stringify({ inside, after: getRequestId() ?? null }));
+  console.log(JSON.stringify({ inside, after: getRequestId() ?? null, run: getRunId() }));
   await c.end();
 })();`,
     { env: { DATABASE_URL } },
   );
   assert.equal(r.code, 0, r.stderr);
-  assert.deepEqual(JSON.parse(r.stdout), { inside: `job-${run}`, after: null });
+  const said = JSON.parse(r.stdout);
+  assert.deepEqual({ ...said, run: undefined }, { inside: `job-${run}`, after: null, run: undefined });
+  assert.match(said.run, UUID);
   const [out] = await waitForLog(`SELECT 'outside-${run}'`);
-  assert.ok(out.includes(`statement: SELECT 'outside-${run}'`), out);
+  assert.match(out, new RegExp(`statement: /\\* job:app-[0-9a-f]+ run:${said.run} \\*/ SELECT 'outside-${run}'`));
   const [inside] = await waitForLog(`SELECT 'inside-${run}'`);
   assert.ok(inside.includes(`statement: /* job-${run} */ SELECT 'inside-${run}'`), inside);
+});
+
+test('HATCH_RUN_COMMENT=off: queries outside any request go out unchanged', async () => {
+  const r = await runScript(
+    `
+const pg = require('pg');
+(async () => {
+  const c = new pg.Client({ connectionString: process.env.DATABASE_URL });
+  await c.connect();
+  await c.query("SELECT 'run-off-${run}'");
+  await c.end();
+})();`,
+    { env: { DATABASE_URL, HATCH_RUN_COMMENT: 'off' } },
+  );
+  assert.equal(r.code, 0, r.stderr);
+  const [out] = await waitForLog(`SELECT 'run-off-${run}'`);
+  assert.ok(out.includes(`statement: SELECT 'run-off-${run}'`), out);
 });

@@ -109,9 +109,12 @@ function checkDemo(stdout) {
     type: 'process',
     time: record.at(-1).time,
     requestId: null,
+    runId: record.at(-1).runId,
     event: 'exit',
     code: 1,
   });
+  // Outside any request an event carries the script's run.
+  assert.match(record.at(-1).runId, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
 
   assert.match(stdout, /^== done \(--once\)/m);
 }

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { writeApp, runScript } from '../support/app.mjs';
+import { writeApp, runScript, UUID } from '../support/app.mjs';
 
 // The app serves itself a few requests, each making an outgoing call to /leaf of the same server
 // (so requests, calls and, on /db, a pg query are recorded), then ends the way MODE says.
@@ -108,9 +108,12 @@ test('normal exit: requests, calls and queries with their IDs, then the exit cod
     type: 'process',
     time: r.events.at(-1).time,
     requestId: null,
+    runId: r.events.at(-1).runId,
     event: 'exit',
     code: 3,
   });
+  // Outside any request an event carries the process's run (src/run.ts).
+  assert.match(r.events.at(-1).runId, UUID);
 });
 
 test('process.exit(4): written, code kept', async () => {

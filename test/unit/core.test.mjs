@@ -8,7 +8,9 @@ import { statsdValues as valuesOf } from '../support/udp.mjs';
 const require = createRequire(import.meta.url);
 const { loadConfig, DEFAULTS } = require('../../dist/src/config.js');
 const { isValidRequestId } = require('../../dist/src/request-id.js');
-const { commentedSql, hasRequestComment, sqlOperation } = require('../../dist/src/sql-comment.js');
+const { commentedSql, runCommentedSql, hasRequestComment, sqlOperation } = require('../../dist/src/sql-comment.js');
+const { jobOfScript } = require('../../dist/src/run.js');
+const { endBody, endLine, MAX_BODY } = require('../../dist/src/checkin.js');
 const { Metric } = require('../../dist/src/sinks/statsd/series.js');
 const { drainLines, drainPackets } = require('../../dist/src/sinks/statsd/packer.js');
 const { wrap, unwrap, isWrapped } = require('../../dist/src/shim.js');
@@ -98,6 +100,79 @@ test('config: HATCH_ERROR_REQUESTS and HATCH_DEBUG_ERRORS', () => {
   const tokenless = loadConfig({ HATCH_DEBUG_ERRORS: 'on' });
   assert.deepEqual(tokenless.problems, ['HATCH_DEBUG_ERRORS=on needs a valid HATCH_TOKEN; using "off"']);
   assert.equal(tokenless.config.hatchDebugErrors, false);
+});
+
+test('config: the run and check-in settings, good and bad, each bad one a line naming it', () => {
+  const good = loadConfig({
+    HATCH_RUN_ID: 'cron-2024-01-01.1',
+    HATCH_JOB_NAME: 'send_subscriptions',
+    HATCH_RUN_COMMENT: 'off',
+    HATCH_CHECKIN_URL: 'https://hc-ping.com/0f8fad5b-d9cb-469f-a165-70867728950e/',
+    HATCH_CHECKIN_TIMEOUT_MS: '1500',
+  });
+  assert.deepEqual(good.problems, []);
+  assert.equal(good.config.runId, 'cron-2024-01-01.1');
+  assert.equal(good.config.jobName, 'send_subscriptions');
+  assert.equal(good.config.runComment, false);
+  assert.equal(good.config.checkinUrl, 'https://hc-ping.com/0f8fad5b-d9cb-469f-a165-70867728950e');
+  assert.equal(good.config.checkinTimeoutMs, 1500);
+
+  const secret = 'https://hc-ping.com/abc?secret=1';
+  const { config, problems } = loadConfig({
+    HATCH_RUN_ID: '*/ DROP TABLE x; --',
+    HATCH_JOB_NAME: 'manage.py send subscriptions',
+    HATCH_RUN_COMMENT: 'sometimes',
+    HATCH_CHECKIN_URL: secret,
+    HATCH_CHECKIN_TIMEOUT_MS: '10',
+  });
+  assert.equal(problems.length, 5, problems.join('\n'));
+  const line = (name) => problems.find((p) => p.startsWith(name));
+  assert.match(line('HATCH_RUN_ID='), /allowlist.*using "[0-9a-f-]{36}"/);
+  assert.match(config.runId, /^[0-9a-f]{8}-[0-9a-f]{4}-4/);
+  assert.ok(line('HATCH_RUN_ID=').includes(config.runId), 'the line names the ID used instead');
+  assert.match(line('HATCH_JOB_NAME='), /using "manage_py_send_subscriptions"/);
+  assert.equal(config.jobName, 'manage_py_send_subscriptions');
+  assert.match(line('HATCH_RUN_COMMENT='), /on\|off; using "on"/);
+  assert.match(line('HATCH_CHECKIN_URL'), /no check-ins are sent/);
+  assert.ok(!line('HATCH_CHECKIN_URL').includes('secret'), 'the URL itself is not printed');
+  assert.equal(config.checkinUrl, undefined);
+  assert.match(line('HATCH_CHECKIN_TIMEOUT_MS='), /using 3000/);
+});
+
+test('runs: the job name of a script, and the run comment', () => {
+  assert.equal(jobOfScript('/srv/jobs/nightly.js'), 'nightly');
+  assert.equal(jobOfScript('/srv/jobs/send.emails.mjs'), 'send_emails');
+  assert.equal(jobOfScript('/usr/local/bin/cleanup'), 'cleanup');
+  assert.equal(jobOfScript('/srv/.hidden'), 'hidden');
+  assert.equal(jobOfScript(undefined), 'node');
+  assert.equal(jobOfScript('/srv/*/ DROP.js'), 'DROP');
+  assert.equal(jobOfScript('/x/' + 'a'.repeat(100) + '.js'), 'a'.repeat(64));
+  const prefix = '/* job:nightly run:0f8fad5b-d9cb-469f-a165-70867728950e */ ';
+  assert.equal(runCommentedSql('SELECT 1', prefix), prefix + 'SELECT 1');
+  assert.equal(runCommentedSql(prefix + 'SELECT 1', prefix), undefined, 'never twice');
+  assert.equal(runCommentedSql('/* req-1 */ SELECT 1', prefix), undefined, 'not over a request comment');
+  assert.equal(commentedSql(prefix + 'SELECT 1', 'req-1'), undefined, 'a request comment not over the run comment');
+  assert.equal(hasRequestComment('/* job:a run:b */ SELECT'), true);
+  assert.equal(hasRequestComment('/* job:a b run:c */ SELECT'), false, "the app's own comment");
+});
+
+test('check-ins: the end body keeps the newest whole lines within the bound, then the ending', () => {
+  const ending = { outcome: 'error', code: 1, signal: undefined, duration: 1234.5 };
+  ending.crash = { origin: 'uncaughtException', name: 'Error', message: 'boom\nsecond line' };
+  const last = endLine('nightly', 'rid-1', ending);
+  assert.equal(
+    last,
+    'hatch-agent: job nightly run rid-1 ended (error) after 1235 ms: uncaughtException: Error: boom; exit code 1',
+  );
+  const lines = Array.from({ length: 500 }, (_, i) => `line ${i} ` + 'é'.repeat(40));
+  const body = endBody(lines, last);
+  assert.ok(Buffer.byteLength(body) <= MAX_BODY, `${Buffer.byteLength(body)} bytes`);
+  const got = body.trimEnd().split('\n');
+  assert.equal(got.at(-1), last);
+  assert.equal(got.at(-2), lines.at(-1), 'the newest line is kept');
+  assert.ok(got.length > 50, 'as many lines as fit');
+  assert.deepEqual(got.slice(0, -1), lines.slice(-(got.length - 1)), 'whole lines, in order, none skipped');
+  assert.equal(endBody([], 'x'.repeat(MAX_BODY * 2)).length, MAX_BODY, 'a huge ending line is cut');
 });
 
 test('request IDs: the allowlist', () => {

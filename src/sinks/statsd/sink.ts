@@ -7,6 +7,10 @@
  * third of a hello-world server's throughput): an event only pushes a number onto its series. The
  * flush timer (unref'd) and the exit format every value, so the server still sees every value and
  * its percentiles stay true.
+ * At the process's end (src/ending.ts: every ending, a death by SIGTERM or SIGINT included) it
+ * records `job.run` (ms from the process's start; job, outcome ok|error|signal) and flushes at
+ * once: with an IP address, hot-shots binds and sends synchronously (its own lookup answers at
+ * once), so the packet has left before the process is gone. A server that never ends sends none.
  * Limitations: values recorded while no address is known (the name does not resolve yet) are
  * dropped at their flush.
  */
@@ -22,6 +26,8 @@ import {
   type RuntimeEvent,
 } from '../../bus';
 import { log } from '../../log';
+import { onEnding, offEnding, type Ending } from '../../ending';
+import { currentRun } from '../../run';
 import { Metric, MAX_VALUES, type Series } from './series';
 import type * as Packer from './packer';
 import { StatsdTransport } from './transport';
@@ -39,6 +45,8 @@ export class StatsdSink {
   /** runtime.* gauges (src/runtime-metrics.ts); one value per series, the latest. */
   readonly runtime: Record<string, Metric>;
   readonly gcPause: Metric;
+  /** The process's run, at its end: by job name and outcome, never by run ID (names stay bounded). */
+  readonly jobRun: Metric;
   /** The way to StatsD, shared with the hatches (their probe and test line). */
   readonly transport: StatsdTransport;
   private readonly metrics: Metric[];
@@ -65,6 +73,7 @@ export class StatsdSink {
       activeHandles: gauge('active_handles'),
     };
     this.gcPause = new Metric('runtime.gc.pause', 'ms', ['kind'], p, mode);
+    this.jobRun = new Metric('job.run', 'ms', ['job', 'outcome'], p, mode);
     this.metrics = [
       this.httpServer,
       this.dbQuery,
@@ -74,6 +83,7 @@ export class StatsdSink {
       this.requestErrors,
       ...Object.values(this.runtime),
       this.gcPause,
+      this.jobRun,
     ];
   }
 
@@ -124,6 +134,7 @@ export class StatsdSink {
     // an IP, so dgram sends at once without a lookup.
     process.on('beforeExit', this.onBeforeExit);
     process.on('exit', this.onExit);
+    onEnding(this.onEnding);
   }
 
   stop(): void {
@@ -131,6 +142,7 @@ export class StatsdSink {
     if (this.timer) clearInterval(this.timer);
     process.removeListener('beforeExit', this.onBeforeExit);
     process.removeListener('exit', this.onExit);
+    offEnding(this.onEnding);
     this.flush();
   }
 
@@ -141,14 +153,21 @@ export class StatsdSink {
   private readonly onBeforeExit = () => {
     if (this.pending()) this.flush();
   };
-  private readonly onExit = () => this.flush();
+  private readonly onExit = () => this.flush(true);
+  private readonly onEnding = (e: Ending) => {
+    this.jobRun.series(currentRun().job, e.outcome).add(e.duration);
+    this.flush(true);
+  };
 
   private pending(): boolean {
     return this.metrics.some((m) => m.all.some((s) => s.count > 0 || s.sum !== 0));
   }
 
-  /** Formats everything recorded so far and hands it to the transport. Never throws. */
-  flush(): void {
+  /**
+   * Formats everything recorded so far and hands it to the transport. Never throws. `last`: the
+   * process is ending, so the packets must leave synchronously (the transport's exitSender).
+   */
+  flush(last = false): void {
     try {
       if (this.dropped > 0) {
         log.warnOnce(
@@ -163,7 +182,7 @@ export class StatsdSink {
       // Loaded at the first flush (a second after start, or at exit), not at start-up.
       const { drainTo } = (packer ??= require('./packer') as typeof Packer);
       drainTo(this.metrics, this.config.statsdTags, (packet) => {
-        if (send === null) send = this.transport.sender();
+        if (send === null) send = last ? this.transport.exitSender() : this.transport.sender();
         send?.(packet);
       });
     } catch (err) {

@@ -76,6 +76,34 @@ export class StatsdTransport {
     return (this.sendPacket ??= (packet) => client.sendMessage(packet, this.onSent));
   }
 
+  /**
+   * The sender for the process's last flush (its end: 'exit', a crash, a signal it dies of). The
+   * client's when there is one; else a bare dgram socket whose lookup answers at once with the known
+   * IP, so it binds and sends synchronously, before the process is gone: loading hot-shots there
+   * would add tens of milliseconds to the exit of a script that sent nothing before (measured:
+   * 30-55 ms on the loaded 2-CPU test machine, against about 2 ms for node:dgram).
+   */
+  exitSender(): ((packet: Buffer) => void) | undefined {
+    if (this.client !== undefined) return this.sender();
+    if (this.sendAtExit !== undefined) return this.sendAtExit;
+    const ip = this.address;
+    if (ip === undefined) return undefined;
+    const family = ip.includes(':') ? 6 : 4;
+    const dgram = require('node:dgram') as typeof import('node:dgram');
+    const socket = dgram.createSocket({
+      type: family === 6 ? 'udp6' : 'udp4',
+      lookup: ((_host: string, options: unknown, cb?: (err: null, address: string, family: number) => void) => {
+        (typeof options === 'function' ? (options as typeof cb)! : cb!)(null, ip, family);
+      }) as unknown as import('node:dgram').SocketOptions['lookup'],
+    });
+    socket.unref();
+    socket.on('error', (err) => this.onSent(err));
+    // A copy: the packet is a view of a buffer the packer reuses, and a send the kernel does not
+    // take at once is queued.
+    return (this.sendAtExit = (packet) => socket.send(Buffer.from(packet), this.port, ip));
+  }
+  private sendAtExit: ((packet: Buffer) => void) | undefined;
+
   /** Sends one line now, unbuffered (the health probe, the statsd hatch). Never rejects. */
   send(line: string): Promise<SendResult> {
     return new Promise((resolve) => {
