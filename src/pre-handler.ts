@@ -26,10 +26,15 @@ export function preHandler(): PreHandler | undefined {
 
 /**
  * The second seam: a watcher offered every request outside the prefix (before the app's handler),
- * with its context. Set only with HATCH_DEBUG_ERRORS=on (the debug pages, src/hatches/debug.ts): with
+ * with its context; what it returns runs just before the app's listeners get the request (once Node
+ * has read the request's headers: the debug cookie is taken out there). Set only with HATCH_DEBUG_ERRORS=on (the debug pages, src/hatches/debug.ts): with
  * none set, the request path costs one `undefined` check.
  */
-export type ResponseWatcher = (req: IncomingMessage, res: ServerResponse, ctx: RequestContext) => void;
+export type ResponseWatcher = (
+  req: IncomingMessage,
+  res: ServerResponse,
+  ctx: RequestContext,
+) => ((req: IncomingMessage) => void) | undefined;
 
 let watcher: ResponseWatcher | undefined;
 

@@ -166,9 +166,9 @@ function run(config: Config): Run {
           const a = h.authorization;
           const c = h.cookie;
           const hasCookie = typeof c === 'string' && c.includes(cookieAt);
-          if (!hasCookie && !(typeof a === 'string' && a.length >= min && a.length <= min + 8)) return;
+          if (!hasCookie && !(typeof a === 'string' && a.length >= min && a.length <= min + 8)) return undefined;
           debug ??= (require('./hatches/debug') as typeof import('./hatches/debug')).createDebugPages(deps);
-          debug.watch(req, res, ctx, hasCookie);
+          return debug.watch(req, res, ctx, hasCookie);
         });
       }
     }

@@ -55,7 +55,7 @@ import { reportError, endError, captureError } from '../../src/errors';
 import type { PatchDefinition } from '../../src/registry';
 import { now } from '../../src/clock';
 import { markServer } from '../../src/run';
-import { preHandler, responseWatcher, type PreHandler } from '../../src/pre-handler';
+import { preHandler, responseWatcher } from '../../src/pre-handler';
 import {
   CTX,
   useResponseWrappers,
@@ -193,37 +193,50 @@ function onRequestStart(message: unknown): void {
     const ctx = begin(req, res);
     storage.enterWith(ctx);
     const pre = preHandler();
-    if (pre !== undefined && underPrefix(req.url, pre.prefix)) divertOnce(server, pre, res);
+    if (pre !== undefined && underPrefix(req.url, pre.prefix)) divertOnce(server, res, (r, s) => pre.handle(r, s));
     else {
       const watch = responseWatcher();
-      if (watch !== undefined) watchResponse(watch, req, res, ctx);
+      if (watch !== undefined) {
+        const atEmit = watchResponse(watch, req, res, ctx);
+        if (atEmit !== undefined) divertOnce(server, res, atEmit);
+      }
     }
   } catch (err) {
     log.warnOnce('http-begin', `http server: could not start a request context: ${(err as Error).message}`);
   }
 }
 
-/** The debug pages' watcher (HATCH_DEBUG_ERRORS=on), offered every request outside the prefix. */
+/**
+ * The debug pages' watcher (HATCH_DEBUG_ERRORS=on), offered every request outside the prefix; what
+ * it hands back runs at the server's emit, once Node has read the request (the debug cookie's
+ * removal: Node 26 still reads `rawHeaders` after the request-start channel).
+ */
 function watchResponse(
   watch: NonNullable<ReturnType<typeof responseWatcher>>,
   req: http.IncomingMessage,
   res: Res,
   ctx: Ctx,
-): void {
+): Offer | undefined {
   try {
-    watch(req, res, ctx);
+    const atEmit = watch(req, res, ctx);
+    return atEmit === undefined ? undefined : (r) => (atEmit(r), false);
   } catch (err) {
     log.warnOnce('response-watcher', `http server: the debug pages failed: ${(err as Error).message}`);
+    return undefined;
   }
 }
 
+/** Offered the request at the server's emit, before the app's listeners; true: it answered it. */
+type Offer = (req: http.IncomingMessage, res: Res) => boolean;
+
 /**
- * A request under the pre-handler's prefix (the hatches): Node's next call of this server's `emit`
- * is diverted, once, so that the pre-handler is offered the request before the app's listeners. The
- * server gets an own `emit` for that one synchronous call (the prototype's, or its own, is put back
- * at that call, or at the next microtask if Node made none). Only these requests pass an agent frame.
+ * A request under the pre-handler's prefix (the hatches), or one the debug pages watch with their
+ * cookie: Node's next call of this server's `emit` is diverted, once, so that `offer` gets the
+ * request before the app's listeners. The server gets an own `emit` for that one synchronous call
+ * (the prototype's, or its own, is put back at that call, or at the next microtask if Node made
+ * none). Only these requests pass an agent frame.
  */
-function divertOnce(server: http.Server, pre: PreHandler, res: Res): void {
+function divertOnce(server: http.Server, res: Res, offer: Offer): void {
   const own = Object.getOwnPropertyDescriptor(server, 'emit');
   const through = server.emit as Emit;
   let restored = false;
@@ -242,7 +255,7 @@ function divertOnce(server: http.Server, pre: PreHandler, res: Res): void {
       if (event === 'request' && r === res) {
         let served = false;
         try {
-          served = pre.handle(req, r);
+          served = offer(req, r);
         } catch (err) {
           log.warnOnce('pre-handler', `http server: the pre-handler failed: ${(err as Error).message}`);
         }

@@ -95,14 +95,20 @@ export interface DebugDeps {
 }
 
 export function createDebugPages(deps: DebugDeps): {
-  watch(req: http.IncomingMessage, res: http.ServerResponse, ctx: RequestContext, hasCookie: boolean): void;
+  watch(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    ctx: RequestContext,
+    hasCookie: boolean,
+  ): ((req: http.IncomingMessage) => void) | undefined;
 } {
   const auth = tokenCheck(deps.config.hatchToken);
   return {
     watch(req, res, ctx, hasCookie) {
       const ok = auth.debug(req);
-      if (hasCookie) stripCookie(req);
       if (ok && !res.headersSent) hold(req, res, ctx, deps);
+      // Taken out once Node has read the request's headers, before the app sees them.
+      return hasCookie ? stripCookie : undefined;
     },
   };
 }
