@@ -8,7 +8,9 @@
 //   The process's event loop keeps turning meanwhile (the switch is asynchronous), so what the
 //   switch itself costs is a few hundred thousand instructions: negligible against a loop of
 //   thousands of calls, and the same for both sides of a comparison.
-import { execFile } from 'node:child_process';
+// - wholeRun({ node, argv, cwd, env }): the instructions of a whole process, start to exit (start-up
+//   benchmarks).
+import { execFile, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -158,4 +160,20 @@ export function inProcess() {
   const dir = process.env[ENV];
   if (!dir) return null;
   return { count: async (fn) => (await countOutside(dir, process.pid, fn)).instructions };
+}
+
+/**
+ * The instructions a whole process executes, start to exit, all threads (V8 --jitless, so that the
+ * count does not depend on when the JIT kicks in): `node argv…` in `cwd` with `env` as its whole
+ * environment.
+ */
+export function wholeRun({ node = process.execPath, argv, cwd, env }) {
+  const r = spawnSync(
+    'valgrind',
+    ['--tool=callgrind', '--callgrind-out-file=/dev/null', '--smc-check=all-non-file', node, '--jitless', ...argv],
+    { cwd, encoding: 'utf8', env },
+  );
+  const m = /Collected : (\d+)/.exec(r.stderr);
+  if (!m) throw new Error(`valgrind failed: ${r.error?.message ?? r.stderr.slice(-500)}`);
+  return Number(m[1]);
 }

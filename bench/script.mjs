@@ -24,6 +24,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeSection } from './results-file.mjs';
+import { wholeRun } from './callgrind.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);
@@ -141,19 +142,5 @@ console.log(report + ireport);
 if (write) writeSection(`script-node${version.slice(1).split('.')[0]}`, report + ireport);
 
 function instructions(argv, env) {
-  const r = spawnSync(
-    'valgrind',
-    [
-      '--tool=callgrind',
-      '--callgrind-out-file=/dev/null',
-      '--smc-check=all-non-file',
-      process.execPath,
-      '--jitless',
-      ...argv,
-    ],
-    { cwd: dir, encoding: 'utf8', env: { ...clean, ...env } },
-  );
-  const m = /Collected : (\d+)/.exec(r.stderr);
-  if (!m) throw new Error(`valgrind failed: ${r.error?.message ?? r.stderr.slice(-500)}`);
-  return Number(m[1]);
+  return wholeRun({ argv, cwd: dir, env: { ...clean, ...env } });
 }

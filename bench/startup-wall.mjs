@@ -19,6 +19,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { writeSection } from './results-file.mjs';
+import { wholeRun } from './callgrind.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);
@@ -60,18 +61,7 @@ function once(node, argv) {
 }
 
 function instructions(node, argv) {
-  const r = spawnSync(
-    'valgrind',
-    ['--tool=callgrind', '--callgrind-out-file=/dev/null', '--smc-check=all-non-file', node, '--jitless', ...argv],
-    {
-      cwd: dir,
-      encoding: 'utf8',
-      env: { ...process.env, HATCH_STATSD: 'off' },
-    },
-  );
-  const m = /Collected : (\d+)/.exec(r.stderr);
-  if (!m) throw new Error(`valgrind failed: ${r.error?.message ?? r.stderr.slice(-500)}`);
-  return Number(m[1]);
+  return wholeRun({ node, argv, cwd: dir, env: { ...process.env, HATCH_STATSD: 'off' } });
 }
 
 const quantile = (xs, q) => {

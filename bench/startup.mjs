@@ -3,35 +3,15 @@
 // machine is doing, unlike wall or even CPU time on a shared VM. V8 runs --jitless under valgrind,
 // so the absolute numbers are an interpreter's; the difference is what the agent adds.
 //   node bench/startup.mjs          (needs valgrind: apt-get install valgrind)
-import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as os from 'node:os';
 import { writeSection } from './results-file.mjs';
+import { wholeRun } from './callgrind.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 function instructions(args, env = {}) {
-  const r = spawnSync(
-    'valgrind',
-    [
-      '--tool=callgrind',
-      '--callgrind-out-file=/dev/null',
-      '--smc-check=all-non-file',
-      process.execPath,
-      '--jitless',
-      ...args,
-      '-e',
-      '0',
-    ],
-    {
-      cwd: root,
-      encoding: 'utf8',
-      env: { ...process.env, ...env },
-    },
-  );
-  const m = /Collected : (\d+)/.exec(r.stderr);
-  if (!m) throw new Error(`valgrind failed: ${r.error?.message ?? r.stderr.slice(-500)}`);
-  return Number(m[1]);
+  return wholeRun({ argv: [...args, '-e', '0'], cwd: root, env: { ...process.env, ...env } });
 }
 const rows = [
   ['node -e 0', instructions([])],

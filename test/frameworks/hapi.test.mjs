@@ -12,12 +12,12 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { startApp, appDir } from '../support/app.mjs';
 import { udpListener, statsdValues } from '../support/udp.mjs';
 import { waitForLog } from '../support/pglog.mjs';
+import { rawGet } from '../support/raw-http.mjs';
 
 const version = (m) =>
   JSON.parse(fs.readFileSync(path.join(appDir, 'node_modules', m, 'package.json'), 'utf8')).version;
@@ -90,22 +90,7 @@ const LOADERS = [
   { kind: 'esm', agent: 'import', label: '--import' },
 ];
 
-/** One request on its own connection; the whole response as latin1 text (status line, headers, body). */
-function raw(port, p, headers = {}) {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect(port, '127.0.0.1');
-    const chunks = [];
-    const extra = Object.entries(headers)
-      .map(([k, v]) => `${k}: ${v}\r\n`)
-      .join('');
-    socket.on('connect', () =>
-      socket.write(`GET ${p} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n${extra}\r\n`),
-    );
-    socket.on('data', (d) => chunks.push(d));
-    socket.on('end', () => resolve(Buffer.concat(chunks).toString('latin1')));
-    socket.on('error', reject);
-  });
-}
+const raw = rawGet;
 /** The response without the lines that differ by design: the clock, and the agent's ID echo. */
 const comparable = (text) =>
   text
