@@ -32,8 +32,7 @@
 import type * as http2 from 'node:http2';
 import type * as http from 'node:http';
 import { storage, finalRoute, type RequestContext } from '../src/context';
-import { isValidRequestId, newRequestId } from '../src/request-id';
-import { hasHeaderNamed, traceIdOf, traceparentEnabled } from '../src/propagation';
+import { hasHeaderNamed, incomingRequestId } from '../src/propagation';
 import { activeConfig } from '../src/config';
 import { channels, type HttpServerEvent } from '../src/bus';
 import { wrap, unwrap, type Fn } from '../src/shim';
@@ -62,7 +61,7 @@ function onStreamClose(this: Stream): void {
     if (ctx === undefined) return;
     const sent = (this.sentHeaders as Headers | undefined)?.[':status'];
     const statusCode = Number(sent) || 0;
-    const error = ctx.error !== undefined || statusCode >= 500 ? endError(ctx, statusCode) : undefined;
+    const error = endError(ctx, statusCode);
     if (!channels.httpServer.hasSubscribers) return;
     fault('http2-server-close');
     const event: HttpServerEvent = {
@@ -88,13 +87,7 @@ function begin(stream: Stream, headers: Headers): Ctx {
   fault('http2-server');
   const header = activeConfig().requestIdHeader;
   const raw = headers[header];
-  let id: string | undefined;
-  if (raw !== undefined) {
-    if (isValidRequestId(raw)) id = raw;
-    else if (channels.error.hasSubscribers) channels.error.publish({ kind: 'invalid_request_id' });
-  }
-  if (id === undefined && traceparentEnabled()) id = traceIdOf(headers.traceparent);
-  if (id === undefined) id = newRequestId();
+  const id = incomingRequestId(raw, headers.traceparent);
   if (raw !== id) headers[header] = id;
   const method = headers[':method'];
   const path = headers[':path'];

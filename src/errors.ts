@@ -75,6 +75,7 @@ const ENDED = Symbol('ended');
 /** The record of the error `ctx`'s request ended in, or undefined when its status is below 500. */
 export function endError(ctx: RequestContext, status: number): ErrorDetail | undefined {
   const err = ctx.error;
+  if (err === undefined && status < 500) return undefined; // most requests: nothing to record or clear
   ctx.error = ENDED; // not kept past the record: a context can outlive its request (timers)
   if (err === ENDED || !(status >= 500)) return undefined;
   if (err === undefined)

@@ -8,6 +8,8 @@
  */
 import { randomSpanId, ZERO_SPAN } from './random';
 import { activeConfig, type Config } from './config';
+import { isValidRequestId, newRequestId } from './request-id';
+import { channels } from './bus';
 
 /** Host patterns: `api.example.com`, `*.internal` (any subdomain), `host:8080` (that port only). */
 export function hostMatcher(patterns: string[] | undefined): (hostname: string, port: string) => boolean {
@@ -102,4 +104,17 @@ export function outgoingHeaders(id: string, hostname: string, port: string): Arr
     if (tp !== undefined) out.push(['traceparent', tp]);
   }
   return out;
+}
+
+/**
+ * The ID an incoming request gets (the http and http2 server patches): the caller's header when it
+ * passes the allowlist (an invalid one is counted as errors{kind=invalid_request_id}), else the
+ * trace-id of a valid W3C traceparent, joining the request to its caller's trace, else a new UUID.
+ */
+export function incomingRequestId(raw: unknown, traceparent: unknown): string {
+  if (raw !== undefined) {
+    if (isValidRequestId(raw)) return raw;
+    if (channels.error.hasSubscribers) channels.error.publish({ kind: 'invalid_request_id' });
+  }
+  return (traceparentEnabled() ? traceIdOf(traceparent) : undefined) ?? newRequestId();
 }

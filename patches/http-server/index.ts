@@ -45,8 +45,7 @@ import type * as http from 'node:http';
 import * as dc from 'node:diagnostics_channel';
 import { executionAsyncResource } from 'node:async_hooks';
 import { storage, finalRoute, type RequestContext } from '../../src/context';
-import { isValidRequestId, newRequestId } from '../../src/request-id';
-import { traceIdOf, traceparentEnabled } from '../../src/propagation';
+import { incomingRequestId } from '../../src/propagation';
 import { activeConfig } from '../../src/config';
 import { channels, type HttpServerEvent } from '../../src/bus';
 import { log } from '../../src/log';
@@ -86,7 +85,7 @@ function onClose(this: Res): void {
   try {
     if (!ctx) return;
     const status = this.statusCode;
-    const error = ctx.error !== undefined || status >= 500 ? endError(ctx, status) : undefined;
+    const error = endError(ctx, status);
     if (!channels.httpServer.hasSubscribers) return;
     fault('http-server-close');
     const event: HttpServerEvent = {
@@ -114,14 +113,7 @@ function begin(req: http.IncomingMessage, res: Res): Ctx {
   fault('http-server');
   const header = activeConfig().requestIdHeader;
   const raw = req.headers[header];
-  let id: string | undefined;
-  if (raw !== undefined) {
-    if (isValidRequestId(raw)) id = raw;
-    else if (channels.error.hasSubscribers) channels.error.publish({ kind: 'invalid_request_id' });
-  }
-  // No usable ID: a traced caller's trace-id joins this request to its trace.
-  if (id === undefined && traceparentEnabled()) id = traceIdOf(req.headers.traceparent);
-  if (id === undefined) id = newRequestId();
+  const id = incomingRequestId(raw, req.headers.traceparent);
   if (raw !== id) req.headers[header] = id;
   const idHeaderPending = !res.headersSent;
   if (idHeaderPending && !responseWrappersInstalled()) res.setHeader(header, id);
