@@ -250,9 +250,11 @@ const pino = require('pino');
 const winston = require('winston');
 const p = pino({ base: null, timestamp: false }, process.stdout);
 const w = winston.createLogger({ transports: [new winston.transports.Console({ format: winston.format.simple() })] });
-p.info('pino to process.stdout');
+// pino last: its older lines (8.x) write to fd 1 on their own, asynchronously, so a pino line
+// before the others could reach stdout after them, with or without the agent.
 w.info('winston to the console');
 console.log('plain');
+p.info('pino to process.stdout');
 `;
   const file = writeApp(source);
   const recordFile = path.join(tmp, 'once.jsonl');
@@ -265,9 +267,9 @@ console.log('plain');
   assert.deepEqual(
     logs.map((e) => [e.source, e.text ?? e.record.msg ?? e.record.message]),
     [
-      ['pino', 'pino to process.stdout'],
       ['winston', 'winston to the console'],
       ['stdout', 'plain'],
+      ['pino', 'pino to process.stdout'],
     ],
   );
 });
