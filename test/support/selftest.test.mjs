@@ -133,3 +133,23 @@ test('statsd daemon: counts a bad line, accepts a timer', T, async () => {
     await sd.stop();
   }
 });
+
+test('Redis harness: a real server answers, keeps data, and restarts on the same port', T, async () => {
+  const { startRedis, stopRedis } = await import('./redis.mjs');
+  const redis = await startRedis({ password: 'p w' });
+  try {
+    assert.equal(await redis.command('SET', 'k', 'v é'), 'OK');
+    assert.equal(await redis.command('GET', 'k'), 'v é');
+    assert.deepEqual(await redis.command('MGET', 'k', 'missing'), ['v é', null]);
+    await assert.rejects(redis.command('NOSUCHCOMMAND'), /unknown command/i);
+    const port = redis.port;
+    await redis.stop();
+    await assert.rejects(redis.command('PING'), /ECONNREFUSED/);
+    await redis.start();
+    assert.equal(redis.port, port);
+    assert.equal(await redis.command('PING'), 'PONG');
+    assert.match(redis.url, /^redis:\/\/:p%20w@127\.0\.0\.1:\d+$/);
+  } finally {
+    await stopRedis();
+  }
+});
