@@ -12,9 +12,6 @@
  */
 import type { Config } from '../src/config';
 import type { Definition, PatchDefinition, SubscriberDefinition, VersionRange } from '../src/registry';
-import { httpServer, httpsServer } from './http-server/index';
-import { http2Server } from './http2-server';
-import { httpClient, httpsClient } from './http-client';
 import { undici } from './undici';
 
 /** A patch declared by module, feature and range, whose code is `require`d at its first use. */
@@ -62,6 +59,13 @@ function missing(file: string, name: string): never {
   throw new Error(`${file} exports no ${name}`);
 }
 
+// Node's own modules: their range is Node's version. Lazy too: a script that never requires http
+// pays nothing for the server and client patches.
+const httpServer = lazy('http', 'http', ['20.0.0', '100.0.0'], './http-server/index', 'httpServer');
+const httpsServer = lazy('https', 'http', ['20.0.0', '100.0.0'], './http-server/index', 'httpsServer');
+const http2Server = lazy('http2', 'http2', ['20.0.0', '100.0.0'], './http2-server', 'http2Server');
+const httpClient = lazy('http', 'http-client', ['20.0.0', '100.0.0'], './http-client', 'httpClient');
+const httpsClient = lazy('https', 'http-client', ['20.0.0', '100.0.0'], './http-client', 'httpsClient');
 const pg = lazy('pg', 'pg', ['8.0.3', '9.0.0'], './pg/index', 'pg');
 const pgPool = lazy('pg-pool', 'pg', ['3.1.1', '4.0.0'], './pg/index', 'pgPool');
 const pgCursor = lazy('pg-cursor', 'pg', ['2.0.0', '3.0.0'], './pg/index', 'pgCursor');

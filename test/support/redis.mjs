@@ -122,14 +122,22 @@ export function redisCommand(port, args, { password, timeoutMs = 5000 } = {}) {
 
 async function spawnServer(h) {
   const args = [
-    '--port', String(h.port),
-    '--bind', '127.0.0.1',
-    '--save', '',
-    '--appendonly', 'no',
-    '--dir', h.dir,
-    '--logfile', h.logFile,
-    '--daemonize', 'no',
-    '--protected-mode', 'no',
+    '--port',
+    String(h.port),
+    '--bind',
+    '127.0.0.1',
+    '--save',
+    '',
+    '--appendonly',
+    'no',
+    '--dir',
+    h.dir,
+    '--logfile',
+    h.logFile,
+    '--daemonize',
+    'no',
+    '--protected-mode',
+    'no',
   ];
   if (h.password) args.push('--requirepass', h.password);
   const child = spawn(BINARY, args, { stdio: ['ignore', 'pipe', 'pipe'] });
