@@ -12,7 +12,7 @@
  */
 import type { Config } from '../src/config';
 import type { Definition, PatchDefinition, SubscriberDefinition, VersionRange } from '../src/registry';
-import { undici } from './undici';
+import * as dc from 'node:diagnostics_channel';
 
 /** A patch declared by module, feature and range, whose code is `require`d at its first use. */
 export interface LazyPatch extends PatchDefinition {
@@ -106,6 +106,55 @@ export const ALL_PATCHES: PatchDefinition[] = [
   pino,
   winston,
 ];
+
+/**
+ * A subscriber declared by its channels, whose handlers are `require`d at the first message: each
+ * channel gets a small forwarding function, subscribed at start, so the order of subscription and
+ * the messages seen are the same as with the handlers themselves (no subscribing during a publish).
+ */
+export interface LazySubscriber extends SubscriberDefinition {
+  readonly source: readonly [file: string, name: string];
+  load(): SubscriberDefinition & { handlers: Record<string, (m: unknown) => void> };
+}
+
+function lazySubscriber(
+  feature: string,
+  aliases: readonly string[],
+  channels: readonly string[],
+  file: string,
+  name: string,
+): LazySubscriber {
+  type Real = ReturnType<LazySubscriber['load']>;
+  let real: Real | undefined;
+  const load = () => (real ??= (require(file) as Record<string, Real | undefined>)[name] ?? missing(file, name));
+  const forwarders = channels.map((channel) => {
+    let handler: ((m: unknown) => void) | undefined;
+    return [channel, (m: unknown) => (handler ??= load().handlers[channel]!)(m)] as const;
+  });
+  return {
+    kind: 'channels',
+    feature,
+    aliases,
+    channels,
+    source: [file, name],
+    load,
+    subscribe() {
+      for (const [channel, fn] of forwarders) dc.subscribe(channel, fn);
+    },
+    unsubscribe() {
+      for (const [channel, fn] of forwarders) dc.unsubscribe(channel, fn);
+    },
+  };
+}
+
+// Node's fetch (undici bundled in Node) and the undici package publish on these channels.
+const undici = lazySubscriber(
+  'undici',
+  ['fetch'],
+  ['undici:request:create', 'undici:request:headers', 'undici:request:trailers', 'undici:request:error'],
+  './undici',
+  'undici',
+);
 
 /** Libraries that publish on diagnostics channels of their own: subscribed at start. */
 export const SUBSCRIBERS: SubscriberDefinition[] = [undici];

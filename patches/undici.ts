@@ -142,12 +142,14 @@ const SUBSCRIPTIONS: Array<[string, (m: unknown) => void]> = [
 /**
  * A subscriber, not a patch: global fetch is undici bundled in Node, which no `require` ever hands
  * the registry, and the channels are the same for the bundled and the installed undici.
+ * patches/index.ts declares it by its channels and loads this file at the first message.
  */
-export const undici: SubscriberDefinition = {
+export const undici: SubscriberDefinition & { handlers: Record<string, (m: unknown) => void> } = {
   kind: 'channels',
   feature: 'undici',
   aliases: ['fetch'],
   channels: SUBSCRIPTIONS.map(([name]) => name),
+  handlers: Object.fromEntries(SUBSCRIPTIONS),
   subscribe(): void {
     for (const [name, fn] of SUBSCRIPTIONS) dc.subscribe(name, fn);
   },

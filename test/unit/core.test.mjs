@@ -463,3 +463,19 @@ test("patches/index: each lazily loaded patch is declared with its definition's 
     assert.equal(typeof d.replace, typeof real.replace, `${d.source.join('#')}: a replace declared as the file has it`);
   }
 });
+
+test("patches/index: each lazily loaded subscriber is declared with its definition's feature, aliases and channels", () => {
+  const { SUBSCRIBERS } = require('../../dist/patches/index.js');
+  const lazy = SUBSCRIBERS.filter((d) => typeof d.load === 'function');
+  assert.ok(lazy.length >= 1, 'undici is loaded at its first message');
+  for (const d of lazy) {
+    const real = d.load();
+    assert.notEqual(real, d);
+    assert.deepEqual(
+      { feature: d.feature, aliases: [...d.aliases], channels: [...d.channels] },
+      { feature: real.feature, aliases: [...real.aliases], channels: [...real.channels] },
+      `patches/index.ts declares ${d.source.join('#')} as the file does`,
+    );
+    for (const c of d.channels) assert.equal(typeof real.handlers[c], 'function', `${c} has a handler`);
+  }
+});
