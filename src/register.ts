@@ -17,7 +17,7 @@ import { StatsdSink } from './sinks/statsd/sink';
 import { enable, outcomes, type PatchOutcome } from './registry';
 import { definitions } from '../patches/index';
 import type { FlightRecorder } from './sinks/flight-recorder';
-import { RuntimeMetrics } from './runtime-metrics';
+import type { RuntimeMetrics } from './runtime-metrics';
 import type { RecentRequests } from './sinks/recent';
 import { setPreHandler, setResponseWatcher, DEBUG_COOKIE, type PreHandler } from './pre-handler';
 import { startRun } from './run';
@@ -117,19 +117,27 @@ function run(config: Config): Run {
       undo.push(() => checkins.stop());
     }
     // Sampled only for a sink that sends them.
-    let runtime: RuntimeMetrics | undefined;
     let runtimeStart: NodeJS.Timeout | undefined;
     if (statsd && config.runtimeMetricsMs > 0) {
-      runtime = new RuntimeMetrics(config.runtimeMetricsMs);
-      // Started on the first turn of the event loop (perf_hooks is a millisecond to load): a script
-      // that ends at once never pays for it, and the first sample is HATCH_RUNTIME_METRICS_MS away.
-      const r = runtime;
-      runtimeStart = setTimeout(() => r.start(), 0);
+      // Loaded and started on the first turn of the event loop (perf_hooks is a millisecond to
+      // load): a script that ends at once never pays for it, and the first sample is
+      // HATCH_RUNTIME_METRICS_MS away.
+      let r: RuntimeMetrics | undefined;
+      const everyMs = config.runtimeMetricsMs;
+      runtimeStart = setTimeout(() => {
+        try {
+          const { RuntimeMetrics: Metrics } = require('./runtime-metrics') as typeof import('./runtime-metrics');
+          r = new Metrics(everyMs);
+          r.start();
+        } catch (err) {
+          log.warnOnce('runtime-start', `runtime metrics: not started (${(err as Error).message})`);
+        }
+      }, 0);
       runtimeStart.unref();
       const t = runtimeStart;
       undo.push(() => {
         clearTimeout(t);
-        r.stop();
+        r?.stop();
       });
     }
     // The hatches (HATCH_TOKEN): their request store, the registry of the instances patches announce,
