@@ -302,9 +302,18 @@ test('job.run reaches StatsD even from a script that ends in its first tick (not
   assert.equal(thrown.code, 1);
   assert.match(thrown.stderr, /Error: at once/);
   assert.ok(!/^hatch-agent /m.test(thrown.stderr), thrown.stderr);
+  // An app that asked for pending deprecations: the packet goes through node:dgram instead of Node's
+  // UDP binding, so no DEP0111 is printed on its behalf. A death by SIGTERM (only the agent
+  // listens) gives the process a tick after the send, in which such a warning would be printed.
+  const pending = await runScript("process.kill(process.pid, 'SIGTERM'); setInterval(() => {}, 1000);", {
+    env: { ...env, HATCH_JOB_NAME: `first_pending_${run}`, NODE_PENDING_DEPRECATION: '1' },
+  });
+  assert.equal(pending.signal, 'SIGTERM', pending.stderr);
+  assert.equal(pending.stderr, '');
   await udp.waitFor((ls) => ls.some((l) => l.startsWith(`hatch.job.run.first_tick_${run}.ok:`)));
   await udp.waitFor((ls) => ls.some((l) => l.startsWith(`hatch.job.run.first_tick_${run}.error:`)));
   await udp.waitFor((ls) => ls.some((l) => l.startsWith(`hatch.job.run.first_throw_${run}.error:`)));
+  await udp.waitFor((ls) => ls.some((l) => l.startsWith(`hatch.job.run.first_pending_${run}.signal:`)));
 });
 
 const QUICK = `setTimeout(() => console.log('done'), 50);`;
