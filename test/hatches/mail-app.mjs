@@ -3,7 +3,7 @@
 // SMTP_B: a login required):
 // 1. options, no login, to SMTP_A;
 // 2. a URL with credentials and a default sender, to SMTP_B (AUTH PLAIN, nodemailer's first choice);
-// 3. options with auth and authMethod LOGIN, to SMTP_B (only when SMTP_B is set).
+// 3. options with auth and its method LOGIN (auth.method: nodemailer 6.0.0 knows no authMethod), to SMTP_B (only when SMTP_B is set).
 // Routes: /send?to=a,b sends the app's own mail through transport 1 and answers with nodemailer's
 // result or error, as JSON; /signup sends one and answers 200, or 500 when the mail fails (the
 // end-to-end check of the health tests). Its own 404 says nothing about the hatches.
@@ -15,7 +15,7 @@ const b = Number(process.env.SMTP_B || 0);
 const plain = nodemailer.createTransport({ host: '127.0.0.1', port: a, secure: false });
 if (b) {
   nodemailer.createTransport('smtp://mailer:s3cret-pass@127.0.0.1:' + b, { from: 'app@example.test' });
-  nodemailer.createTransport({ host: '127.0.0.1', port: b, auth: { user: 'mailer', pass: 's3cret-pass' }, authMethod: 'LOGIN' });
+  nodemailer.createTransport({ host: '127.0.0.1', port: b, auth: { user: 'mailer', pass: 's3cret-pass', method: 'LOGIN' } });
 }
 const fields = (e) => ({ error: true, name: e.name, message: e.message, code: e.code, response: e.response, responseCode: e.responseCode, command: e.command, rejected: e.rejected });
 const server = http.createServer(async (req, res) => {
