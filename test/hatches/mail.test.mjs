@@ -297,3 +297,25 @@ test('HATCH_DISABLE (mail or nodemailer), a version outside the range, bad HATCH
     'hatch-agent warn: HATCH_MAIL_TO="ops@example.test,not-an-address,@,@example" has entries that are no address or @domain (not-an-address, @, @example); using "ops@example.test"',
   ]);
 });
+
+test('an ES-module app under --import: transports from the default and the named import are both noticed', async () => {
+  const r = await runScript(
+    `
+import nodemailer from 'nodemailer';
+import { createTransport } from 'nodemailer';
+import http from 'node:http';
+nodemailer.createTransport({ host: '127.0.0.1', port: ${open.port} });
+createTransport({ host: '127.0.0.1', port: ${locked.port}, auth: { user: 'mailer', pass: 's3cret-pass' } });
+const s = http.createServer((q, a) => a.end()).listen(0, '127.0.0.1', async () => {
+  const res = await fetch('http://127.0.0.1:' + s.address().port + '/_hatch/health', { headers: { authorization: 'Bearer ${TOKEN}' } });
+  console.log(JSON.stringify((await res.json()).checks.map((c) => [c.name, c.status])));
+  s.close();
+});`,
+    { agent: 'import', env: { HATCH_TOKEN: TOKEN, HATCH_HEALTH_TIMEOUT_MS: SLOW_OK } },
+  );
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout), [
+    [`mail transport 1 (127.0.0.1:${open.port})`, 'pass'],
+    [`mail transport 2 (127.0.0.1:${locked.port})`, 'pass'],
+  ]);
+});
