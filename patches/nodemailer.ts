@@ -10,7 +10,7 @@
  * Limitations: transports made with `new Mail(...)` from nodemailer's internals are not seen; the
  * fields read (`transporter`, `options`, `_defaults`, `_closed`) are those of nodemailer 6 to 10;
  * a verify() or send that outlives the hatch's timeout runs on until nodemailer's own timeouts end
- * it, and one verify() at a time runs per transport (a second is refused while the first runs).
+ * it, and one verify() at a time runs per transport (a probe meanwhile shares its result).
  */
 import * as os from 'node:os';
 import { channels, type InstanceEvent } from '../src/bus';
@@ -32,8 +32,8 @@ interface MailSeen {
   };
 }
 
-/** Since when each transport's verify() runs (at most one at a time: a stalled server must not pile up connections). */
-const verifying = new WeakMap<object, number>();
+/** Each transport's verify() now: at most one at a time (a stalled server must not pile up connections); a probe asked for meanwhile shares it. */
+const verifying = new WeakMap<object, Promise<string>>();
 
 const isSmtp = (t: MailSeen['transporter']): boolean => typeof t?.name === 'string' && t.name.startsWith('SMTP');
 
@@ -63,16 +63,15 @@ export const mailKind: ResourceKind<MailSeen> = {
   async probe(mail) {
     if (typeof mail.transporter?.verify !== 'function' || typeof mail.verify !== 'function')
       return `${String(mail.transporter?.name ?? 'this transport')} has no verify(); not probed`;
-    const since = verifying.get(mail);
-    if (since !== undefined)
-      throw new Error(`the previous verify() is still running (${Math.round(performance.now() - since)} ms)`);
-    verifying.set(mail, performance.now());
-    try {
-      await mail.verify();
-      return isSmtp(mail.transporter) ? 'verify() passed: connected, greeted and logged in' : 'verify() passed';
-    } finally {
-      verifying.delete(mail);
+    let now = verifying.get(mail);
+    if (now === undefined) {
+      const smtp = isSmtp(mail.transporter);
+      now = Promise.resolve(mail.verify())
+        .then(() => (smtp ? 'verify() passed: connected, greeted and logged in' : 'verify() passed'))
+        .finally(() => verifying.delete(mail));
+      verifying.set(mail, now);
     }
+    return now;
   },
   async sendTest(mail, test: TestMail): Promise<MailAnswer> {
     const from = sender(mail);

@@ -4,7 +4,7 @@
  * must give a real read of its first bytes. Anything else (missing, neither file nor directory) fails.
  * At most one check per path runs at a time: a hung mount keeps one libuv thread busy until the
  * kernel answers, and a health check polled every few seconds must not take the thread pool the
- * app's own file and DNS work needs; while one still runs, the next reports it and fails.
+ * app's own file and DNS work needs; a check asked for while one runs shares its result.
  * Limitations: the caller's timeout reports a hung check failed, but cannot cancel the system call;
  * a write check needs the directory to allow creating files (a write-only mount that forbids
  * creation fails it).
@@ -13,7 +13,7 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 
-const running = new Map<string, number>();
+const running = new Map<string, Promise<string>>();
 
 async function check(p: string): Promise<string> {
   const st = await fsp.stat(p);
@@ -42,14 +42,11 @@ async function check(p: string): Promise<string> {
   }
 }
 
-export async function pathProbe(p: string): Promise<string> {
-  const since = running.get(p);
-  if (since !== undefined)
-    throw new Error(`the previous check of this path is still running (${Math.round(performance.now() - since)} ms)`);
-  running.set(p, performance.now());
-  try {
-    return await check(p);
-  } finally {
-    running.delete(p);
+export function pathProbe(p: string): Promise<string> {
+  let now = running.get(p);
+  if (now === undefined) {
+    now = check(p).finally(() => running.delete(p));
+    running.set(p, now);
   }
+  return now;
 }

@@ -243,3 +243,21 @@ const s = createServer((q, a) => a.end()).listen(0, '127.0.0.1', async () => {
   assert.match(out.checks[1][2], /ENOENT/);
   assert.match(out.checks[2][2], /ENOTDIR/);
 });
+
+test(
+  'two rounds at once share one verify() of the transport, and both pass',
+  { skip: blocked, timeout: 60000 },
+  async () => {
+    smtp.greetAfterMs = 700;
+    try {
+      const before = smtp.connects;
+      const [a, b] = await Promise.all([health(), health()]);
+      assert.equal(a.status, 200, JSON.stringify(a.body));
+      assert.equal(b.status, 200, JSON.stringify(b.body));
+      // Two signup mails (one per round's end-to-end check) and one verify() for both rounds.
+      assert.equal(smtp.connects - before, 3);
+    } finally {
+      smtp.greetAfterMs = 0;
+    }
+  },
+);

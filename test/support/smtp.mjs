@@ -3,6 +3,7 @@
 // and user). With `users` ({ name: password }) it requires AUTH (PLAIN and LOGIN offered); without,
 // anyone may send. STARTTLS is not offered (no certificate to trust). Recipients in `reject` are
 // refused at RCPT TO with a 550. stop() closes it; start() listens again on the same port.
+// `connects` counts connections; setting `greetAfterMs` makes it wait that long before its greeting.
 // Limitations: the body decoding knows quoted-printable and 7bit/8bit only (what nodemailer uses
 // for ASCII text).
 import { SMTPServer } from 'smtp-server';
@@ -25,6 +26,7 @@ export function parseMessage(raw) {
 export async function startSmtp({ users, reject = [] } = {}) {
   const messages = [];
   const logins = [];
+  const handle = { connects: 0, greetAfterMs: 0 };
   let server;
   let port = 0;
   const make = () =>
@@ -35,6 +37,10 @@ export async function startSmtp({ users, reject = [] } = {}) {
       authOptional: !users,
       logger: false,
       closeTimeout: 1000, // stop() does not wait 30 s for a client's idle connection
+      onConnect(session, cb) {
+        handle.connects++;
+        setTimeout(cb, handle.greetAfterMs);
+      },
       onAuth(auth, session, cb) {
         if (users && users[auth.username] === auth.password) {
           logins.push({ method: auth.method, user: auth.username });
@@ -75,7 +81,7 @@ export async function startSmtp({ users, reject = [] } = {}) {
       });
     });
   await listen();
-  return {
+  return Object.assign(handle, {
     get port() {
       return port;
     },
@@ -83,5 +89,5 @@ export async function startSmtp({ users, reject = [] } = {}) {
     logins,
     stop: () => new Promise((resolve) => server.close(resolve)),
     start: listen,
-  };
+  });
 }
