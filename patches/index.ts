@@ -82,6 +82,7 @@ const handlebars = lazy('handlebars', 'handlebars', ['4.0.0', '5.0.0'], './handl
 const nunjucks = lazy('nunjucks', 'nunjucks', ['3.0.0', '4.0.0'], './nunjucks', 'nunjucks');
 const pino = lazy('pino', 'pino', ['8.0.0', '11.0.0'], './pino', 'pino');
 const winston = lazy('winston', 'winston', ['3.0.0', '4.0.0'], './winston', 'winston');
+const nodemailer = lazy('nodemailer', 'mail', ['6.0.0', '11.0.0'], './nodemailer', 'nodemailer');
 
 export const ALL_PATCHES: PatchDefinition[] = [
   httpServer,
@@ -105,6 +106,7 @@ export const ALL_PATCHES: PatchDefinition[] = [
   nunjucks,
   pino,
   winston,
+  nodemailer,
 ];
 
 /**

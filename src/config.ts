@@ -55,6 +55,10 @@ export interface Config {
   hatchHealthUrls: string[];
   /** Per-check timeout of the health hatch, ms. */
   hatchHealthTimeoutMs: number;
+  /** Absolute paths the health hatch checks: directories must be writable, files readable. */
+  hatchHealthPaths: string[];
+  /** Who the mail hatch may send to: addresses and `@domain`s (domains lower-cased); empty: no one. */
+  hatchMailTo: string[];
   /** How many recent and how many slowest requests the requests hatch keeps. */
   hatchRecentRequests: number;
   hatchSlowRequests: number;
@@ -111,6 +115,8 @@ export const DEFAULTS: Config = {
   hatchHealthPublic: false,
   hatchHealthUrls: [],
   hatchHealthTimeoutMs: 2000,
+  hatchHealthPaths: [],
+  hatchMailTo: [],
   hatchRecentRequests: 200,
   hatchSlowRequests: 50,
   hatchErrorRequests: 50,
@@ -136,6 +142,10 @@ export function activeConfig(): Config {
 export function setActiveConfig(c: Config): void {
   active = c;
 }
+
+/** One address (`ops@example.com`) or a whole domain (`@example.com`): what HATCH_MAIL_TO lists. */
+export const MAIL_TO_ENTRY =
+  /^([A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+)?@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$/;
 
 /** The shortest HATCH_TOKEN accepted: shorter ones are guessable and leave the hatches off. */
 export const MIN_TOKEN_LENGTH = 24;
@@ -302,6 +312,24 @@ export function loadConfig(env: Env = process.env): ConfigResult {
     c.hatchHealthUrls = list.filter((u) => !bad.includes(u));
   }
   c.hatchHealthTimeoutMs = integer('HATCH_HEALTH_TIMEOUT_MS', 100, 60000, DEFAULTS.hatchHealthTimeoutMs);
+  // Comma lists whose bad entries are dropped with one line (the good ones are used).
+  const entries = (name: string, good: (v: string) => boolean, what: string): string[] => {
+    const raw = env[name];
+    if (raw === undefined || raw.trim() === '') return [];
+    const list = raw
+      .split(',')
+      .map((v) => v.trim())
+      .filter(Boolean);
+    const bad = list.filter((v) => !good(v));
+    const kept = list.filter((v) => good(v));
+    if (bad.length > 0) reject(name, raw, `has entries that are no ${what} (${bad.join(', ')})`, kept.join(','));
+    return kept;
+  };
+  c.hatchHealthPaths = entries('HATCH_HEALTH_PATHS', (v) => v.startsWith('/') && !v.includes('\0'), 'absolute path');
+  c.hatchMailTo = entries('HATCH_MAIL_TO', (v) => MAIL_TO_ENTRY.test(v), 'address or @domain').map((v) => {
+    const at = v.lastIndexOf('@');
+    return v.slice(0, at) + v.slice(at).toLowerCase();
+  });
   c.hatchRecentRequests = integer('HATCH_RECENT_REQUESTS', 0, 10000, DEFAULTS.hatchRecentRequests);
   c.hatchSlowRequests = integer('HATCH_SLOW_REQUESTS', 0, 1000, DEFAULTS.hatchSlowRequests);
   c.hatchErrorRequests = integer('HATCH_ERROR_REQUESTS', 0, 1000, DEFAULTS.hatchErrorRequests);

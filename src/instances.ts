@@ -1,6 +1,6 @@
 /**
- * The resources the app created and the hatches may check: pg Pools and Clients today, and later
- * Redis clients, mail transports and queues. It works without knowing any library:
+ * The resources the app created and the hatches may check: pg Pools and Clients, nodemailer
+ * transports (which the mail hatch also sends a test message through), and later Redis clients and queues. It works without knowing any library:
  * - a patch announces an instance on the bus (`hatch:instance`, published only when someone
  *   listens), together with the ResourceKind that its own folder implements (how to name the
  *   instance's target, whether it is worth listing, how to probe it through the app's own object);
@@ -39,14 +39,40 @@ export interface ResourceKind<T extends object = object> {
    * saw, rejects with why it failed. The caller times it out after `timeoutMs`.
    */
   probe(instance: T, timeoutMs: number): Promise<string>;
+  /** For a kind that sends mail: sends the mail hatch's test message through the app's own object. */
+  sendTest?(instance: T, mail: TestMail): Promise<MailAnswer>;
+}
+
+/** The mail hatch's test message (src/hatches/mail.ts). */
+export interface TestMail {
+  to: string;
+  subject: string;
+  text: string;
+  headers: Record<string, string>;
+}
+
+/** What a transport answered to a test message; `error` when it refused or failed. */
+export interface MailAnswer {
+  sent: boolean;
+  from?: string;
+  accepted: string[];
+  rejected: string[];
+  response?: string;
+  messageId?: string;
+  error?: string;
+  code?: string;
 }
 
 /** One resource the health hatch checks now. */
 export interface Resource {
   /** `pg pool 1 (127.0.0.1:5432/app)`: system, kind, its number in order of announcement, target. */
   name: string;
+  /** Its number among its kind's instances (the `1` of `pg pool 1`). */
+  n: number;
   /** The kind's probe, bound to the instance. */
   probe(timeoutMs: number): Promise<string>;
+  /** The kind's sendTest, bound to the instance, for kinds that send mail. */
+  sendTest?(mail: TestMail): Promise<MailAnswer>;
 }
 
 interface Entry {
@@ -128,8 +154,11 @@ export function resources(): Resource[] {
     const target = ask(() => of.target(instance), '').value;
     const name = `${of.system} ${of.kind} ${n}${target ? ` (${target})` : ''}`;
     const failed = listed.error;
+    const sendTest = of.sendTest;
     out.push({
       name,
+      n,
+      ...(sendTest && { sendTest: (mail: TestMail) => Promise.resolve().then(() => sendTest(instance, mail)) }),
       probe:
         failed !== undefined
           ? () => Promise.reject(failed)

@@ -62,6 +62,8 @@ export function indexHtml(hatches: HatchInfo[]): string {
 
 export interface CheckResult {
   name: string;
+  /** HATCH_HEALTH_URLS are `end-to-end` (checked and listed first); the rest are the app's `part`s. */
+  layer?: 'end-to-end' | 'part';
   status: 'pass' | 'fail';
   latencyMs: number;
   detail: string;
@@ -71,7 +73,7 @@ export function healthHtml(status: 'pass' | 'fail', checks: CheckResult[], note:
   const rows = checks
     .map(
       (c) =>
-        `<tr class="check" data-check="${escapeHtml(c.name)}"><td>${escapeHtml(c.name)}</td><td class="${c.status}">${c.status}</td><td>${c.latencyMs} ms</td><td>${escapeHtml(c.detail)}</td></tr>`,
+        `<tr class="check" data-check="${escapeHtml(c.name)}" data-layer="${escapeHtml(c.layer ?? '')}"><td>${escapeHtml(c.name)}</td><td>${escapeHtml(c.layer ?? '')}</td><td class="${c.status}">${c.status}</td><td>${c.latencyMs} ms</td><td>${escapeHtml(c.detail)}</td></tr>`,
     )
     .join('');
   return page(
@@ -86,7 +88,7 @@ export function healthHtml(status: 'pass' | 'fail', checks: CheckResult[], note:
               .map((c) => c.name)
               .join(', '),
           )
-    }</p><table><tr><th>check</th><th>status</th><th>latency</th><th>detail</th></tr>${rows}</table><p>${escapeHtml(note)}</p>`,
+    }</p><table><tr><th>check</th><th>layer</th><th>status</th><th>latency</th><th>detail</th></tr>${rows}</table><p>${escapeHtml(note)}</p>`,
   );
 }
 

@@ -8,6 +8,7 @@ import { indexHtml, jsonPage, page, type HatchInfo } from './pages';
 import { logoutCookies } from './auth';
 import { healthHatch } from './health';
 import { errorHatch } from './error';
+import { mailHatch } from './mail';
 import { statsdHatch } from './statsd';
 import { configHatch } from './config';
 import { requestHatch, requestsHatch } from './requests';
@@ -34,8 +35,15 @@ const HATCHES: Hatch[] = [
     path: '/health',
     route: '/health',
     description:
-      'live checks, each with its own timeout and latency: every pg Pool and Client the app uses answers SELECT 1 (through its own pool or client), StatsD gets a probe, each HATCH_HEALTH_URLS URL answers below 500; 200 when all pass, 503 naming the failing checks',
-    serve: (r) => healthHatch(r.deps, true),
+      'live checks, each with its own timeout and latency: first each HATCH_HEALTH_URLS URL (end to end) answers below 500, then the parts: every pg Pool and Client the app uses answers SELECT 1 (through its own pool or client), every mail transport passes verify(), StatsD gets a probe, each HATCH_HEALTH_PATHS directory takes a write and each file a read; 200 when all pass, 503 naming the failing checks; ?history=1 shows the last 20 results of each check',
+    serve: (r) => healthHatch(r.deps, true, r.query),
+  },
+  {
+    path: '/mail?to=…&msg=…',
+    route: '/mail',
+    description:
+      'sends a test message (subject and body name this request) through each mail transport the app created, or ?transport=<n>, to one address HATCH_MAIL_TO allows, and answers with what each transport answered: accepted, rejected, response, message ID',
+    serve: (r) => mailHatch(r.deps, r.query),
   },
   {
     path: '/error?msg=…',

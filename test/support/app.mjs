@@ -99,11 +99,13 @@ export function runScript(source, { agent = true, env = {}, timeout = 180000, fi
  * Starts a server app; the app must print `listening <port>` on stdout once it listens. `file` runs
  * a file written before (writeApp) instead of `source`: the same file with and without the agent
  * gives the same stack traces.
+ * `uid`/`gid` run it as another user (a test running as root, for which permissions do not apply).
  * Returns { port, url, stdout(), stderr(), stop(): Promise<{code, signal}> }.
  */
-export function startApp(source, { agent = true, env = {}, timeout = 90000, ext, file } = {}) {
+export function startApp(source, { agent = true, env = {}, timeout = 90000, ext, file, uid, gid } = {}) {
   const f = file ?? writeApp(source, ext ?? (String(agent).includes('import') ? '.mjs' : '.js'));
-  const child = spawn(process.execPath, nodeArgs(f, agent), { cwd: appDir, env: baseEnv(env) });
+  const user = uid === undefined ? {} : { uid, gid };
+  const child = spawn(process.execPath, nodeArgs(f, agent), { cwd: appDir, env: baseEnv(env), ...user });
   let stdout = '';
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
