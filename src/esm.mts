@@ -20,13 +20,13 @@
  * start-up, which is why `-r` does not take it (bench/RESULTS.md, "Start-up in wall time").
  *
  * For a CommonJS package imported from ESM the patch applies to `module.exports` (the namespace's
- * `default`); functions the patch replaced there are then copied onto the namespace, so a named
- * import (`import { render } from 'ejs'`) sees the timed function too.
+ * `default`), and replaced functions are copied onto the namespace (src/esm-namespace.ts).
+ * Under `-r`, an ES-module main on a Node without trusted in-thread hooks gets the same loader
+ * thread from src/esm-thread.ts; the key on globalThis makes whichever comes first the only one.
  *
  * A failure here logs one line; the app runs on, instrumented where `require` reaches.
  */
 import * as nodeModule from 'node:module';
-import type { ModuleHandler } from './registry.js';
 
 const { createRequire, isBuiltin } = nodeModule;
 const require = createRequire(import.meta.url);
@@ -35,41 +35,10 @@ const require = createRequire(import.meta.url);
 const api = require('./index.js') as typeof import('./index.js');
 const { currentModuleHandler } = require('./registry.js') as typeof import('./registry.js');
 const { log } = require('./log.js') as typeof import('./log.js');
+const { onImportFor } = require('./esm-namespace.js') as typeof import('./esm-namespace.js');
 
 const KEY = Symbol.for('hatch-agent.esm');
 const holder = globalThis as { [KEY]?: true };
-
-type Namespace = Record<string, unknown>;
-
-/** The patcher, applied to an import's namespace: CommonJS exports are its `default`. */
-function patchNamespace(handler: ModuleHandler, ns: Namespace, name: string, baseDir: string | undefined): void {
-  const target =
-    ns.default !== null && (typeof ns.default === 'object' || typeof ns.default === 'function')
-      ? (ns.default as Namespace)
-      : ns;
-  if (target === ns) {
-    handler.onModule(ns, name, baseDir);
-    return;
-  }
-  const before = new Map<string, unknown>();
-  for (const k of Object.keys(ns)) if (k !== 'default') before.set(k, ns[k]);
-  handler.onModule(target, name, baseDir);
-  for (const [k, old] of before) {
-    let now: unknown;
-    try {
-      now = target[k];
-    } catch {
-      continue;
-    }
-    if (now !== old && typeof now === 'function') {
-      try {
-        ns[k] = now;
-      } catch {
-        // a binding the loader cannot rebind stays as it was
-      }
-    }
-  }
-}
 
 async function hookImports(): Promise<void> {
   const handler = currentModuleHandler();
@@ -77,13 +46,7 @@ async function hookImports(): Promise<void> {
   const builtins = handler.names.filter((n) => !n.includes('/') && isBuiltin(n));
   const names = [...handler.names, ...builtins.map((n) => `node:${n}`)];
   const iitm = require('import-in-the-middle') as typeof import('import-in-the-middle');
-  const onImport = (ns: Namespace, name: string, baseDir: string | void): void => {
-    try {
-      patchNamespace(handler, ns, name.startsWith('node:') ? name.slice(5) : name, baseDir ?? undefined);
-    } catch (err) {
-      log.warnOnce(`esm-${name}`, `${name}: patching the import failed (${(err as Error).message}); left untouched`);
-    }
-  };
+  const onImport = onImportFor(handler, (key, line) => log.warnOnce(key, line));
   const sync = await import('import-in-the-middle/register-hooks.mjs').catch(() => undefined);
   if (sync !== undefined && sync.supportsSyncHooks()) {
     // In-thread hooks: no loader thread, no message round trip, and no module.register (DEP0205).

@@ -41,8 +41,11 @@
  *    "Start-up in wall time"), against the +15 ms budget of `-r`. A loader thread of our own on Node
  *    20 (`module.register`, the only hook there that sees ES modules) costs the thread's start: a
  *    loader that does nothing made `node -r … -e 0` over 100 ms slower on this project's machine.
- *    So Node 20 (and 22 before 22.22.3) under `-r` does not see ES-module builds.
- * Limitations: a package's own ES-module build is not seen under `-r` on Node 20 (3.), nor
+ *    So under `-r` Node 20 (and 22 before 22.22.3, 24 before 24.11.1) starts that thread only for an
+ *    ES-module main (`mainIsEsm`, src/esm-thread.ts), which pays what `--import` costs it; a
+ *    CommonJS main's graph does not see ES-module builds.
+ * Limitations: a package's own ES-module build is not seen under `-r` on Node 20 from a CommonJS
+ * main (3.), nor
  * reached by a deep import or a relative path, nor warned about (it is not in `require.cache`);
  * its named function exports cannot be replaced; a process that serves no HTTP is not looked at
  * for the warning (a timer for it was 0.4 ms of every start-up: the first timer a process creates
@@ -216,6 +219,37 @@ export function trustsSyncHooks(version = process.versions.node): boolean {
   return major >= 26;
 }
 
+/**
+ * Whether the process's main script is an ES module, judged as Node judges it: `.mjs`, or `.js` (or
+ * no extension) under a package.json of `"type": "module"`.
+ */
+export function mainIsEsm(main = process.argv[1]): boolean {
+  if (!main) return false;
+  const file = path.resolve(main);
+  if (file.endsWith('.mjs')) return true;
+  if (file.endsWith('.cjs')) return false;
+  const ext = path.extname(file);
+  if (ext !== '.js' && ext !== '') return false;
+  for (let dir = path.dirname(file); ;) {
+    let text: string | undefined;
+    try {
+      text = fs.readFileSync(path.join(dir, 'package.json'), 'utf8');
+    } catch {
+      // none here
+    }
+    if (text !== undefined) {
+      try {
+        return (JSON.parse(text) as { type?: unknown }).type === 'module';
+      } catch {
+        return false; // Node itself fails on such a package.json
+      }
+    }
+    const parent = path.dirname(dir);
+    if (parent === dir) return false;
+    dir = parent;
+  }
+}
+
 const ESM_KEY = Symbol.for('hatch-agent.esmBuild');
 /**
  * Set on globalThis by src/esm.mts (`--import`), whose import-in-the-middle hooks see ES-module
@@ -224,6 +258,8 @@ const ESM_KEY = Symbol.for('hatch-agent.esmBuild');
 const IMPORT_HOOKS_KEY = Symbol.for('hatch-agent.importHooks');
 type Holder = { [ESM_KEY]?: EsmHandoff; [IMPORT_HOOKS_KEY]?: true };
 let esmHooks: { deregister(): void } | undefined;
+/** Once per process: a loader thread cannot be taken back, and a restart must not start a second. */
+let esmThreadTried = false;
 
 /** Called by src/esm.mts before it hooks imports: the hooks of 3. step aside, now and at later starts. */
 export function leaveEsmBuildsToImportHooks(): void {
@@ -241,8 +277,16 @@ type EsmHandoff = (ns: Record<string, unknown>, name: string, basedir: string) =
 function hookEsmBuilds(packages: ReadonlySet<string>, onModule: OnModule): () => void {
   const registerHooks = (require('node:module') as SyncHooks).registerHooks;
   const holder = globalThis as Holder;
-  if (packages.size === 0 || typeof registerHooks !== 'function' || !trustsSyncHooks() || holder[IMPORT_HOOKS_KEY])
+  if (packages.size === 0 || holder[IMPORT_HOOKS_KEY]) return () => {};
+  if (typeof registerHooks !== 'function' || !trustsSyncHooks()) {
+    // No in-thread hooks here: an ES-module main gets --import's loader thread (src/esm-thread.ts,
+    // loaded only then); a CommonJS main does without.
+    if (!esmThreadTried) {
+      esmThreadTried = true;
+      if (mainIsEsm()) (require('./esm-thread') as typeof import('./esm-thread')).hookImportsInThread();
+    }
     return () => {};
+  }
   const { fileURLToPath } = require('node:url') as typeof import('node:url'); // only where it is used
   const handoff: EsmHandoff = (ns, name, basedir) => {
     try {
