@@ -10,7 +10,9 @@
  * app's next one. A busy Connection is reported connected, not probed. A Pool's probe waits for a
  * free connection, as the app's own pool.query would. The probe's query is the app's object's own,
  * so it is timed (and commented with the hatch request's ID) like any other.
- * A Connection mysql2 gave up on (a fatal error: mysql2 never reconnects one) stays listed and fails.
+ * mysql2 closes a Connection after a fatal error (it never reconnects one): it is then no longer
+ * listed, like one the app closed, and the app's new one is announced at its first query. A Pool's
+ * probe fails while its server is down.
  * Limitations: the fields read are mysql2 3.x's (`config.connectionConfig`, `_allConnections`,
  * `_closed`, `_pool`, `_command`, `_commands`, `_closing`, `_fatalError`, `_protocolError`); a later
  * mysql2 that renames them makes Connections look idle (probed) or Pools' connections listed on their
