@@ -179,7 +179,8 @@ const out = [];
 const rec = (label, v) => out.push([label, v]);
 const errOf = (e) => ({ name: e.name, message: e.message, code: e.code, errno: e.errno, sqlState: e.sqlState, sqlMessage: e.sqlMessage, sql: e.sql, fatal: e.fatal, isError: e instanceof Error, keys: Object.keys(e).sort() });
 const fieldsOf = (f) => f && f.map((x) => [x.name, x.columnType, x.table]);
-const cb = (fn) => new Promise((resolve) => fn((err, rows, fields) => resolve(err ? { err: errOf(err) } : { rows, fields: fieldsOf(fields) })));
+// mysql2 3.0.0 writes on the options object it is given (a frozen one throws at the call): recorded like an error.
+const cb = (fn) => new Promise((resolve) => { try { fn((err, rows, fields) => resolve(err ? { err: errOf(err) } : { rows, fields: fieldsOf(fields) })); } catch (e) { resolve({ threw: errOf(e) }); } });
 const events_ = (q) => new Promise((resolve) => { const got = []; q.on('fields', (f) => got.push(['fields', fieldsOf(f)])).on('result', (r) => got.push(['result', r])).on('error', (e) => got.push(['error', errOf(e)])).on('end', () => resolve(got)); });
 within(async () => {
   const conn = mysql.createConnection({ uri, multipleStatements: true });
