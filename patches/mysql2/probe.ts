@@ -1,8 +1,8 @@
 /**
  * What the agent knows about mysql2's Pools and Connections, for the health hatch (src/instances.ts's
  * ResourceKind): the one place that reads their private fields. ./query.ts announces each Pool at its
- * first getConnection (every pool.query and pool.execute goes through it) and each Connection that
- * is not a pool's at its first query or execute.
+ * first connection's connect and at its getConnection calls (every pool.query and pool.execute goes
+ * through one), and each Connection that is not a pool's at its first query or execute.
  *
  * A probe is `SELECT 1` through the app's own Pool or Connection, never a new connection, and never
  * queued behind the app's queries: a Connection runs one command at a time, so a probe sent while the

@@ -3,9 +3,15 @@
  * on `hatch:db.query`; query() texts are commented with the request's ID (outside any request, the
  * run's prefix: src/run.ts); execute() texts never are.
  *
+ * Which module: mysql2's `lib/connection.js` (the Connection class), not its main file: the promise
+ * API's entry (`mysql2/promise`) does not load the main file in later 3.x releases, while every entry
+ * requires lib/connection.js, with `require`, also when the app imports mysql2 as an ES module.
  * Where: Connection#query and #execute (on mysql2's base class: PoolConnection, the pools, pool
  * clusters and the promise API all end there, once per call), Query#start (the moment the text is
- * written to the socket), and Pool#getConnection (context only).
+ * written to the socket), and Pool#getConnection (context only). The Pool class is not exported by
+ * lib/connection.js: its getConnection is wrapped from the first connection a pool connects
+ * (Connection#connect, which a pool calls, synchronously, in its first getConnection), before any
+ * caller can be queued.
  * - The call is planned when the app makes it, in its context: the context is kept for the comment
  *   and for every callback and event. The comment is applied at Query#start, on the text mysql2
  *   formatted (values inlined), for the one synchronous call that writes it, then the text is put
@@ -45,10 +51,9 @@ import { announceConnection, announcePool } from './probe';
 
 type Fn = (...args: unknown[]) => unknown;
 
-/** What the patch uses of mysql2's exports (mysql2 3.x index.js). */
+/** What the patch uses of mysql2's lib/connection.js: the Connection class (mysql2 3.x). */
 export interface Mysql2Exports {
-  Connection: { prototype: object };
-  Pool: { prototype: object };
+  prototype: object;
   createQuery(sql: unknown, values: unknown, cb: unknown, config: object): object;
 }
 
@@ -277,6 +282,33 @@ function wrapGetConnection(original: Fn) {
   };
 }
 
+/** The Pool prototypes (mysql2's base pool, per copy of mysql2) whose getConnection was wrapped. */
+const pools = new Set<object>();
+
+/** A pool's first connect: its class's getConnection is wrapped, once per class. */
+function coverPool(pool: unknown): void {
+  if (pool === null || typeof pool !== 'object') return;
+  announcePool(pool);
+  const proto = Object.getPrototypeOf(pool) as object | null;
+  if (proto === null) return;
+  const at = holder(proto, 'getConnection');
+  if (!pools.has(at) && wrap(at, 'getConnection', wrapGetConnection)) pools.add(at);
+}
+
+function wrapConnect(original: Fn) {
+  return function connect(this: { _pool?: unknown }) {
+    try {
+      if (this._pool !== undefined) coverPool(this._pool);
+    } catch (err) {
+      log.warnOnce(
+        'mysql2-connect',
+        `mysql2: instrumenting a pool failed (${(err as Error).message}); it runs uninstrumented`,
+      );
+    }
+    return original.apply(this, arguments as unknown as unknown[]);
+  };
+}
+
 /** The object in `proto`'s chain that holds `name` itself (later 3.x releases moved them to base classes). */
 function holder(proto: object, name: string): object {
   for (
@@ -288,9 +320,9 @@ function holder(proto: object, name: string): object {
   throw new Error(`${name} not found`);
 }
 
-function queryClassOf(exports: Mysql2Exports): { prototype: object } {
+function queryClassOf(Connection: Mysql2Exports): { prototype: object } {
   // A Query made and dropped: mysql2 exports no Query class, and its file moves between versions.
-  const q = exports.createQuery('', undefined, undefined, {}) as CommandSeen;
+  const q = Connection.createQuery('', undefined, undefined, {}) as CommandSeen;
   const C = q.constructor as unknown;
   const proto = typeof C === 'function' ? (C as { prototype?: { start?: unknown } }).prototype : undefined;
   if (proto === undefined || typeof proto.start !== 'function') throw new Error('Query.prototype.start not found');
@@ -298,26 +330,28 @@ function queryClassOf(exports: Mysql2Exports): { prototype: object } {
 }
 
 /** Where the patch wraps, found before anything is wrapped: a mysql2 that lacks one is left untouched. */
-function places(exports: Mysql2Exports): Array<[object, string, (f: Fn) => Fn]> {
-  const conn = exports.Connection.prototype;
+function places(Connection: Mysql2Exports): Array<[object, string, (f: Fn) => Fn]> {
+  const conn = Connection.prototype;
   return [
     [holder(conn, 'query'), 'query', wrapCall('query')],
     [holder(conn, 'execute'), 'execute', wrapCall('execute')],
-    [holder(queryClassOf(exports).prototype, 'start'), 'start', wrapStart],
-    [holder(exports.Pool.prototype, 'getConnection'), 'getConnection', wrapGetConnection],
+    [holder(conn, 'connect'), 'connect', wrapConnect],
+    [holder(queryClassOf(Connection).prototype, 'start'), 'start', wrapStart],
   ];
 }
 
 export const mysql2Patch: Pick<PatchDefinition<Mysql2Exports>, 'patch' | 'unpatch'> = {
-  patch(exports) {
-    const found = places(exports);
-    QueryClass = queryClassOf(exports);
+  patch(Connection) {
+    const found = places(Connection);
+    QueryClass = queryClassOf(Connection);
     for (const [o, name, make] of found) wrap(o, name, make);
   },
-  unpatch(exports) {
+  unpatch(Connection) {
+    for (const at of pools) unwrap(at, 'getConnection');
+    pools.clear();
     let found: ReturnType<typeof places>;
     try {
-      found = places(exports);
+      found = places(Connection);
     } catch {
       return; // patch() found nothing either, so it wrapped nothing
     }

@@ -309,12 +309,38 @@ function fakeModule(name, version, body) {
   return dir;
 }
 
+test('an ES-module app that imports only mysql2/promise is covered, under -r and under --import', async () => {
+  const source = (tag) => `
+import mysql from 'mysql2/promise';
+import { withRequestId } from 'hatch-agent';
+const pool = mysql.createPool({ uri: process.env.MYSQL_URL, connectionLimit: 2 });
+const [rows] = await withRequestId('${tag}-${run}', () => pool.query("SELECT '${tag}' AS esm"));
+console.log(JSON.stringify(rows));
+await pool.end();`;
+  const from = db.logSize();
+  for (const [tag, agent] of [
+    ['esm-r', true],
+    ['esm-import', 'import'],
+  ]) {
+    const r = await runScript(source(tag), { agent, ext: '.mjs', env: { MYSQL_URL: db.url } });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, `[{"esm":"${tag}"}]\n`);
+  }
+  const texts = statements(from)
+    .filter(([cmd]) => cmd === 'Query')
+    .map(([, t]) => t);
+  for (const tag of ['esm-r', 'esm-import'])
+    assert.ok(texts.includes(`/* ${tag}-${run} */ SELECT '${tag}' AS esm`), `${tag}:\n${texts.join('\n')}`);
+});
+
 test('mysql2 outside 3.x is left untouched with one line; HATCH_DISABLE=mysql2 leaves it untouched', async () => {
-  const old = fakeModule(
-    'mysql2',
-    '2.3.3',
-    `class Connection { query() { return 'v2'; } execute() {} } class Pool { getConnection() {} }
-module.exports = { Connection, Pool, createQuery: () => ({}) };`,
+  // The patch's module is mysql2's lib/connection.js (which every entry point requires), so the fake has one.
+  const old = fakeModule('mysql2', '2.3.3', `module.exports = { Connection: require('./lib/connection.js') };`);
+  fs.mkdirSync(path.join(old, 'node_modules/mysql2/lib'));
+  fs.writeFileSync(
+    path.join(old, 'node_modules/mysql2/lib/connection.js'),
+    `class Connection { query() { return 'v2'; } execute() {} connect() {} static createQuery() { return {}; } }
+module.exports = Connection;`,
   );
   fs.writeFileSync(
     path.join(old, 'app.js'),
@@ -324,10 +350,10 @@ module.exports = { Connection, Pool, createQuery: () => ({}) };`,
   assert.equal(a.code, 0, a.stderr);
   assert.equal(a.stdout, 'v2 true\n');
   assert.deepEqual(a.stderr.split('\n').filter(Boolean), [
-    'hatch-agent warn: mysql2@2.3.3 is outside the supported range >=3.0.0 <4.0.0; left untouched',
+    'hatch-agent warn: mysql2/lib/connection@2.3.3 is outside the supported range >=3.0.0 <4.0.0; left untouched',
   ]);
   const check = `const m = require('mysql2'); const base = (p, k) => { while (!Object.prototype.hasOwnProperty.call(p, k)) p = Object.getPrototypeOf(p); return p[k]; };
-console.log([base(m.Connection.prototype, 'query'), base(m.Connection.prototype, 'execute'), base(m.Pool.prototype, 'getConnection')].map((f) => f[Symbol.for('hatch-agent.wrapped')] === true).join());`;
+console.log(['query', 'execute', 'connect'].map((k) => base(m.Connection.prototype, k)[Symbol.for('hatch-agent.wrapped')] === true).join());`;
   const off = await runScript(check, { env: { HATCH_DISABLE: 'mysql2' } });
   assert.equal(off.code, 0, off.stderr);
   assert.equal(off.stdout, 'false,false,false\n');
