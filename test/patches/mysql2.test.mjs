@@ -357,6 +357,7 @@ console.log(['query', 'execute', 'connect'].map((k) => base(m.Connection.prototy
   const off = await runScript(check, { env: { HATCH_DISABLE: 'mysql2' } });
   assert.equal(off.code, 0, off.stderr);
   assert.equal(off.stdout, 'false,false,false\n');
+  assert.equal(off.stderr, '', 'mysql2 is a name HATCH_DISABLE knows');
   const on = await runScript(check);
   assert.equal(on.stdout, 'true,true,true\n', 'the same check sees the wrappers when enabled');
 });
