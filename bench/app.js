@@ -3,7 +3,9 @@
 //   /db     one SELECT 1 through a pg.Pool (DATABASE_URL)
 //   /fetch  global fetch to a second local server (DOWNSTREAM_URL)
 //   /render an ejs page (bench/views/page.ejs, 20 items, ejs's own cache on as in production)
-// pg and ejs come from bench/node_modules (`npm install --prefix bench`); whatever agent is being
+//   /mysql  a read of a 20-row table (bench_items) through a mysql2 pool (MYSQL_URL), only when
+//           MYSQL_URL is set: other benchmarks of this app neither load mysql2 nor start MariaDB
+// pg, mysql2 and ejs come from bench/node_modules (`npm install --prefix bench`); whatever agent is being
 // measured is preloaded with -r by bench/overhead.mjs (bench/memory.mjs also uses /_bench/gc).
 const http = require('node:http');
 const path = require('node:path');
@@ -11,6 +13,9 @@ const pg = require('pg');
 const ejs = require('ejs');
 
 const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 10 });
+const mysqlPool = process.env.MYSQL_URL
+  ? require('mysql2').createPool({ uri: process.env.MYSQL_URL, connectionLimit: 10 })
+  : null;
 const page = path.join(__dirname, 'views', 'page.ejs');
 const items = Array.from({ length: 20 }, (_, i) => ({ id: i, name: `item <${i}>`, price: i * 1.5 }));
 
@@ -35,6 +40,17 @@ const server = http.createServer((req, res) => {
         res.end(e.message);
       },
     );
+    return;
+  }
+  if (req.url === '/mysql' && mysqlPool) {
+    mysqlPool.query('SELECT id, name FROM bench_items WHERE id < ?', [10], (e, rows) => {
+      if (e) {
+        res.statusCode = 500;
+        res.end(e.message);
+        return;
+      }
+      res.end(String(rows.length));
+    });
     return;
   }
   if (req.url === '/render') {

@@ -69,6 +69,7 @@ const httpsClient = lazy('https', 'http-client', ['20.0.0', '100.0.0'], './http-
 const pg = lazy('pg', 'pg', ['8.0.3', '9.0.0'], './pg/index', 'pg');
 const pgPool = lazy('pg-pool', 'pg', ['3.1.1', '4.0.0'], './pg/index', 'pgPool');
 const pgCursor = lazy('pg-cursor', 'pg', ['2.0.0', '3.0.0'], './pg/index', 'pgCursor');
+const mysql2 = lazy('mysql2/lib/connection', 'mysql2', ['3.0.0', '4.0.0'], './mysql2/index', 'mysql2');
 const express = lazy('express', 'express', ['4.16.0', '6.0.0'], './express', 'express');
 const finalhandler = lazy('finalhandler', 'express', ['1.0.0', '3.0.0'], './finalhandler', 'finalhandler', true);
 const fastify = lazy('fastify', 'fastify', ['4.0.0', '6.0.0'], './fastify', 'fastify');
@@ -93,6 +94,7 @@ export const ALL_PATCHES: PatchDefinition[] = [
   pg,
   pgPool,
   pgCursor,
+  mysql2,
   express,
   finalhandler,
   fastify,

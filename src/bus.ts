@@ -43,7 +43,7 @@ export interface ErrorDetail {
 
 export interface DbQueryEvent {
   requestId: string | undefined;
-  system: 'pg';
+  system: 'pg' | 'mysql';
   /** The SQL text as sent (with its comment), or '' when it could not be read. */
   text: string;
   /** The statement's first keyword (SELECT, INSERT, …) or OTHER (src/sql-comment.ts sqlOperation). */

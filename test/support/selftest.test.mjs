@@ -153,3 +153,62 @@ test('Redis harness: a real server answers, keeps data, and restarts on the same
     await stopRedis();
   }
 });
+
+test(
+  'MariaDB harness: a real server logs each statement as sent, keeps data across a restart on the same port, and fails in one line',
+  T,
+  async () => {
+    const { startMariaDB, stopMariaDB, MariaDBStartError } = await import('./mariadb.mjs');
+    const db = await startMariaDB();
+    try {
+      assert.match(db.url, /^mysql:\/\/hatch:hatch@127\.0\.0\.1:\d+\/hatch_test$/);
+      const mark = db.logSize();
+      const tag = `selftest_${process.pid}_${Date.now()}`;
+      assert.deepEqual(await db.query(`SELECT /* ${tag} */ 'é ok' AS v`), [['é ok']]);
+      await db.waitForLog(`Query\tSELECT /* ${tag} */ 'é ok' AS v`, { from: mark });
+      await db.query('CREATE TABLE hatch_test.kept (v INT); INSERT INTO hatch_test.kept VALUES (42)');
+      // The test user reaches its database over TCP (the harness's own queries use the unix socket).
+      const { execFileSync } = await import('node:child_process');
+      const overTcp = execFileSync(
+        'mariadb',
+        [
+          '--no-defaults',
+          '-h127.0.0.1',
+          `-P${db.port}`,
+          '-uhatch',
+          '-phatch',
+          '-N',
+          '-e',
+          'SELECT DATABASE(), CURRENT_USER()',
+          'hatch_test',
+        ],
+        { encoding: 'utf8' },
+      );
+      assert.equal(overTcp.trim(), 'hatch_test\thatch@%');
+      const port = db.port;
+      const net = await import('node:net');
+      await db.stop();
+      assert.equal(db.running, false);
+      await assert.rejects(
+        new Promise((resolve, reject) => net.connect(port, '127.0.0.1').on('connect', resolve).on('error', reject)),
+        /ECONNREFUSED/,
+      );
+      await db.start();
+      assert.equal(db.port, port);
+      assert.deepEqual(await db.query('SELECT v FROM hatch_test.kept'), [['42']]);
+      // A port that is taken: one line naming it.
+      const err = await startMariaDB({ port }).then(
+        () => null,
+        (e) => e,
+      );
+      assert.ok(err instanceof MariaDBStartError, String(err));
+      assert.match(
+        err.message,
+        new RegExp(`^MariaDB could not start: port ${port} on 127\\.0\\.0\\.1 is already in use`),
+      );
+      assert.ok(!err.message.includes('\n'), err.message);
+    } finally {
+      await stopMariaDB();
+    }
+  },
+);
