@@ -17,7 +17,9 @@
  * node:inspector and node:v8 are loaded at the first use of their hatch. Where Node has no inspector
  * (built without it) the profile hatch answers 501 saying so; the report and heap hatches need none.
  * HEAD answers what GET would (400, 409, 501, 503) without taking anything.
- * Limitations: the report still names the process's sockets' numeric addresses; a snapshot's
+ * Limitations: a long loop running in on-stack-replaced code compiled before the profile started
+ * may have its samples counted for its caller (seen on Node 20: a timer's busy loop showed as
+ * listOnTimeout); the report still names the process's sockets' numeric addresses; a snapshot's
  * serialisation is not bounded in time (about a second per 100 MB of heap); the cgroup reading knows
  * only the unified (v2) and the memory controller's (v1) files.
  */
