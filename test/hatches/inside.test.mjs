@@ -1,6 +1,7 @@
 // The hatches that look inside the live process, on an app under `node -r hatch-agent` whose
 // environment holds planted secrets and which runs a named busy function on a timer:
-// - /report: Node's diagnostic report, no planted secret in it (JSON or HTML), excludeNetwork put back;
+// - /report: Node's diagnostic report, no planted secret in it (JSON or HTML, the worker thread's
+//   section too), excludeNetwork put back;
 // - /profile: a .cpuprofile that parses and names the busy function; one at a time (409); bad
 //   seconds (400); the top functions in HTML; a Node without node:inspector (an app whose require of
 //   it fails, as in a Node built without it) gets 501 saying so, and runs on;
@@ -41,6 +42,8 @@ function busyHatchTestFib(n) {
   return n < 2 ? n : busyHatchTestFib(n - 1) + busyHatchTestFib(n - 2);
 }
 setInterval(() => busyHatchTestFib(27), 30);
+// A worker thread: the report holds its own section, with its copy of the environment.
+if (process.env.APP_WORKER) new (require('node:worker_threads').Worker)('setInterval(() => {}, 1000)', { eval: true });
 const kept = [];
 const server = http.createServer((req, res) => {
   if (req.url === '/hello') return res.end('hello');
@@ -71,7 +74,10 @@ before(async () => {
   udp = await udpListener();
   const statsd = { HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(udp.port), HATCH_STATSD_FLUSH_MS: '100' };
   [app, plain] = await Promise.all([
-    startApp(INSIDE_APP, { env: { ...statsd, ...SECRETS_ENV, HATCH_TOKEN: TOKEN }, timeout: STARTUP_MS }),
+    startApp(INSIDE_APP, {
+      env: { ...statsd, ...SECRETS_ENV, HATCH_TOKEN: TOKEN, APP_WORKER: '1' },
+      timeout: STARTUP_MS,
+    }),
     startApp(INSIDE_APP, { env: { HATCH_TOKEN: '' }, timeout: STARTUP_MS }),
   ]);
 });
@@ -97,6 +103,8 @@ test('the report: the diagnostic report, with no planted secret and the network 
     assert.equal(rep.header.processId, app.child.pid);
     assert.equal(rep.header.cwd, appDir); // a path, not a secret (PWD matches the password pattern)
     assert.ok(Array.isArray(rep.libuv) && rep.libuv.length > 0);
+    // The worker's section (its own environment) is swept too: checked above on the whole text.
+    assert.equal(rep.workers.length, 1);
     assert.ok(rep.javascriptHeap.usedMemory > 0);
     assert.ok(Array.isArray(rep.javascriptStack.stack));
     assert.equal(rep.environmentVariables.PLANTED_API_TOKEN, '[redacted]');
