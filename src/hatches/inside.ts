@@ -170,7 +170,7 @@ let lastProfile: { seconds: number; samples: number } | undefined;
 export function profileCost(): string {
   const last =
     lastProfile === undefined ? '' : `; the last ran ${lastProfile.seconds} s and took ${lastProfile.samples} samples`;
-  return `runs ?seconds=N s (default ${DEFAULT_SECONDS}, at most ${MAX_SECONDS}), samples every ${SAMPLE_US / 1000} ms: a few percent of one CPU while it runs, the profile held in memory until sent; one at a time${last}`;
+  return `runs for ?seconds=N (default ${DEFAULT_SECONDS} s, at most ${MAX_SECONDS} s), samples every ${SAMPLE_US / 1000} ms: a few percent of one CPU while it runs, the profile held in memory until sent; one at a time${last}`;
 }
 
 type InspectorModule = typeof import('node:inspector');

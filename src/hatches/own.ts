@@ -3,8 +3,9 @@
  * calls the handler with `{ query, request }` inside the hatch request's context (the router is
  * called there synchronously, so the handler's queries and calls carry the request's ID and land in
  * its record), and answers what it returned or resolved to as JSON, or as a page showing that JSON.
- * A throw or a rejection answers 500 with the error's message (and nothing of its stack); so does a
- * value that is no JSON (a cycle, a BigInt). The app is not told: its handler's error is its answer.
+ * HEAD answers 200 without running the handler. A throw or a rejection answers 500 with the error's
+ * message (and nothing of its stack); so does a value that is no JSON (a cycle, a BigInt). The app
+ * is not told: its handler's error is its answer.
  * Limitations: no timeout (a handler that never settles leaves its request open, as an app route
  * would); the answer is always JSON, a handler cannot choose its status or headers.
  */
@@ -47,6 +48,8 @@ function answer(h: AppHatch, value: unknown): Reply {
 export function serveAppHatch(h: AppHatch, query: URLSearchParams, req: http.IncomingMessage): Reply | Promise<Reply> {
   // No prototype: a `?__proto__=` is a name like any other.
   const q: Record<string, string> = Object.create(null);
+  // HEAD asks whether the hatch is there: the handler (which may do something) is not run.
+  if (req.method === 'HEAD') return { status: 200, json: null };
   for (const [k, v] of query) if (!(k in q)) q[k] = v;
   let out: unknown;
   try {

@@ -13,6 +13,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as http from 'node:http';
+import { createRequire } from 'node:module';
 import { startApp, get, appDir } from '../support/app.mjs';
 import { udpListener } from '../support/udp.mjs';
 import { TOKEN, STARTUP_MS, auth, until } from './apps.mjs';
@@ -272,5 +273,21 @@ test('HATCH_HEAP_SNAPSHOT: a bad value is one line and turns it off (403); witho
     assert.equal(a.child.exitCode, null);
   } finally {
     await a.stop();
+  }
+});
+
+test('HATCH_HEAP_SNAPSHOT: on unless off; a value not understood is one line naming it, and off', () => {
+  const { loadConfig } = createRequire(import.meta.url)('../../dist/src/config.js');
+  for (const [v, on, problems] of [
+    [undefined, true, []],
+    ['', true, []],
+    ['on', true, []],
+    ['OFF', false, []],
+    ['0', false, []],
+    ['later', false, ['HATCH_HEAP_SNAPSHOT="later" is not on|off; using "off"']],
+  ]) {
+    const r = loadConfig(v === undefined ? {} : { HATCH_HEAP_SNAPSHOT: v });
+    assert.equal(r.config.hatchHeapSnapshot, on, String(v));
+    assert.deepEqual(r.problems, problems, String(v));
   }
 });

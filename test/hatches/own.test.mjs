@@ -8,6 +8,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
 import * as path from 'node:path';
 import { createRequire } from 'node:module';
 import { spawnSync } from 'node:child_process';
@@ -193,7 +194,7 @@ function shape(r) {
   return { status: r.status, headers, body: r.body };
 }
 
-test("without the token: the app's own 404, the handler never runs, and it is counted", async () => {
+test("without the token: the app's own 404, the handler never runs (nor on HEAD), and it is counted", async () => {
   const sum = () =>
     udp.lines
       .filter((l) => l.startsWith('hatch.errors.hatch_auth:'))
@@ -209,6 +210,18 @@ test("without the token: the app's own 404, the handler never runs, and it is co
       assert.deepEqual(shape(a), shape(b), p);
       n++;
     }
+  assert.equal((await get(app.url + '/runs')).body, runs);
+  // HEAD with the token: 200, and the handler does not run either.
+  const h = await new Promise((resolve, reject) =>
+    http
+      .request(app.url + '/_hatch/reindex', { method: 'HEAD', headers: auth(), agent: false }, (res) => {
+        res.resume();
+        resolve(res.statusCode);
+      })
+      .on('error', reject)
+      .end(),
+  );
+  assert.equal(h, 200);
   assert.equal((await get(app.url + '/runs')).body, runs);
   // With the right token but the hatches off (no HATCH_TOKEN): the app's own 404 too.
   assert.equal((await get(plain.url + '/_hatch/reindex', auth())).headers['x-app'], 'own-404');
