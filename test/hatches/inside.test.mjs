@@ -168,6 +168,20 @@ test('the heap: a .heapsnapshot that parses, with its snapshot.meta', async () =
   assert.ok(Array.isArray(snap.snapshot.meta.node_fields), Object.keys(snap.snapshot.meta).join());
   assert.ok(snap.snapshot.node_count > 1000);
   assert.equal((await get(app.url + '/hello')).body, 'hello');
+
+  // One at a time: while a snapshot is still being sent (its reader paused), a second is refused.
+  const first = await new Promise((resolve, reject) =>
+    http.get(`${app.url}/_hatch/heap`, { headers: auth(), agent: false }, resolve).on('error', reject),
+  );
+  first.pause();
+  const second = await get(`${app.url}/_hatch/heap`, auth());
+  assert.equal(second.status, 409, second.body.slice(0, 300));
+  assert.match(JSON.parse(second.body).error, /a heap snapshot is being taken; one at a time/);
+  let bytes = 0;
+  first.on('data', (d) => (bytes += d.length));
+  await new Promise((resolve) => first.on('end', resolve).resume());
+  assert.ok(bytes > 1e6, `${bytes} bytes`);
+  assert.equal((await get(`${app.url}/_hatch/heap`, { ...auth() })).status, 200); // and again after it
 });
 
 test('the index says what each costs, on its own line', async () => {
