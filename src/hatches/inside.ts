@@ -280,14 +280,23 @@ function post<T = unknown>(session: import('node:inspector').Session, method: st
 /** Waits `ms`, or less when the client goes away. */
 function wait(ms: number, req: http.IncomingMessage): Promise<void> {
   return new Promise((resolve) => {
-    const socket = req.socket;
+    // On http2's compatibility request the socket is a proxy that refuses some calls: never fatal.
+    const socket = req.socket as NodeJS.EventEmitter | undefined;
+    const listen = (on: boolean) => {
+      try {
+        if (on) socket?.once('close', done);
+        else socket?.removeListener('close', done);
+      } catch {
+        // the profile then runs its whole time
+      }
+    };
     const done = () => {
       clearTimeout(timer);
-      socket?.removeListener('close', done);
+      listen(false);
       resolve();
     };
     const timer = setTimeout(done, ms);
-    socket?.once('close', done);
+    listen(true);
   });
 }
 
