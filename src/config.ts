@@ -66,6 +66,8 @@ export interface Config {
   hatchErrorRequests: number;
   /** A token holder's request that ends in a 5xx is answered with a debug page (src/hatches/debug.ts). */
   hatchDebugErrors: boolean;
+  /** The heap hatch may take a snapshot (HATCH_HEAP_SNAPSHOT; a bad value turns it off). */
+  hatchHeapSnapshot: boolean;
   /** The run's ID from HATCH_RUN_ID (allowlisted); undefined: a new UUID (src/run.ts). */
   runId: string | undefined;
   /** The run's job name from HATCH_JOB_NAME (metric-safe); undefined: the main script's name (src/run.ts). */
@@ -121,6 +123,7 @@ export const DEFAULTS: Config = {
   hatchSlowRequests: 50,
   hatchErrorRequests: 50,
   hatchDebugErrors: false,
+  hatchHeapSnapshot: true,
   runId: undefined,
   jobName: undefined,
   runComment: true,
@@ -338,6 +341,16 @@ export function loadConfig(env: Env = process.env): ConfigResult {
     // The pages are for the token's holder: with no (valid) token there is nobody to show them to.
     problems.push('HATCH_DEBUG_ERRORS=on needs a valid HATCH_TOKEN; using "off"');
     c.hatchDebugErrors = false;
+  }
+  // A snapshot can take the process down (about twice the heap in memory): a value not understood turns it off.
+  const heap = env.HATCH_HEAP_SNAPSHOT;
+  if (heap !== undefined && heap.trim() !== '') {
+    const v = heap.trim().toLowerCase();
+    if (['on', 'true', '1', 'yes'].includes(v)) c.hatchHeapSnapshot = true;
+    else {
+      c.hatchHeapSnapshot = false;
+      if (!['off', 'false', '0', 'no'].includes(v)) reject('HATCH_HEAP_SNAPSHOT', heap, 'is not on|off', 'off');
+    }
   }
 
   // The run (src/run.ts). Its ID reaches SQL comments and check-in URLs: the request-ID allowlist.

@@ -81,3 +81,5 @@ export const withRequestId = api.withRequestId;
 export const getRunId = api.getRunId;
 export const stop = api.stop;
 export const start = api.start;
+export const hatch = api.hatch;
+export type { HatchContext, HatchHandler, HatchOptions } from './index.js';

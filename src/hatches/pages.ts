@@ -31,6 +31,7 @@ code,pre{font-family:ui-monospace,monospace;font-size:12px}pre{background:#f6f6f
 .bar{position:absolute;top:1px;bottom:1px;min-width:2px;border-radius:2px}
 .bar-request{background:#9e9e9e}.bar-query{background:#1e6fd9}.bar-call{background:#e08a00}.bar-render{background:#7b3fbf}
 .bar.error{outline:2px solid #b00020}
+.cost{font-size:12px;color:#8a4b00}
 .ms{flex:0 0 7.5em;text-align:right;font-size:12px;color:#555;white-space:nowrap}
 .dropped,.errors{font-size:12px;color:#b00020;margin:.3em 0}
 .error-detail{border-left:4px solid #b00020;padding:.2em .8em;margin:.5em 0}.error-summary{color:#b00020;margin:.3em 0}
@@ -48,11 +49,18 @@ export function jsonPage(title: string, value: unknown): string {
 export interface HatchInfo {
   path: string;
   description: string;
+  /** What using it costs the process (blocks the event loop, runs for seconds): its own line. */
+  cost?: string;
+  /** One of the app's own hatches (`hatch()`). */
+  app?: boolean;
 }
 
 export function indexHtml(hatches: HatchInfo[]): string {
   const rows = hatches
-    .map((h) => `<tr><td><code>GET ${escapeHtml(h.path)}</code></td><td>${escapeHtml(h.description)}</td></tr>`)
+    .map(
+      (h) =>
+        `<tr${h.app ? ' class="app-hatch"' : ''}><td><code>GET ${escapeHtml(h.path)}</code></td><td>${h.app ? "<i>the app's own</i>: " : ''}${escapeHtml(h.description)}${h.cost !== undefined ? `<br><span class="cost">cost: ${escapeHtml(h.cost)}</span>` : ''}</td></tr>`,
+    )
     .join('');
   return page(
     'hatch-agent: maintenance hatches',

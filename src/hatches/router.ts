@@ -2,6 +2,8 @@
  * The hatches' one table: each hatch's path as the index shows it, what it does, the sub-path it
  * answers and its handler. The index page and the 404's list are made from the same table, so a
  * hatch listed is a hatch served. Sub-paths are what follows HATCH_PREFIX; `/` is the index too.
+ * A hatch with a cost (it blocks the event loop, or runs for seconds) says it on its own line. The
+ * app's own hatches (`hatch()`, ./own.ts) follow the agent's, which they can never shadow.
  */
 import type * as http from 'node:http';
 import { indexHtml, jsonPage, page, type HatchInfo } from './pages';
@@ -12,6 +14,8 @@ import { mailHatch } from './mail';
 import { statsdHatch } from './statsd';
 import { configHatch } from './config';
 import { requestHatch, requestsHatch } from './requests';
+import { reportHatch, reportCost, profileHatch, profileCost, heapHatch, heapCost } from './inside';
+import { appHatchAt, appHatchList, serveAppHatch } from './own';
 import type { HatchDeps, Reply } from './reply';
 
 export interface HatchRequest {
@@ -27,10 +31,17 @@ interface Hatch extends HatchInfo {
   /** The sub-path served: exact, or (ending in `*`) every sub-path that starts with what precedes it. */
   route: string;
   serve(r: HatchRequest): Reply | Promise<Reply>;
+  /** What using it costs the process, when it costs more than a look at a store. */
+  costOf?(deps: HatchDeps): string;
 }
 
 const HATCHES: Hatch[] = [
-  { path: '', route: '', description: 'this index: every hatch and what it does', serve: (r) => index(r.prefix) },
+  {
+    path: '',
+    route: '',
+    description: 'this index: every hatch and what it does',
+    serve: (r) => index(r.prefix, r.deps),
+  },
   {
     path: '/health',
     route: '/health',
@@ -79,6 +90,30 @@ const HATCHES: Hatch[] = [
     serve: (r) => requestHatch(r.deps, r.prefix, r.rest),
   },
   {
+    path: '/report',
+    route: '/report',
+    description:
+      "Node's diagnostic report: JavaScript and native stacks, heap, libuv handles, resource usage; the environment redacted as /config redacts it, no network lookups",
+    serve: (r) => reportHatch(r.deps),
+    costOf: () => reportCost(),
+  },
+  {
+    path: '/profile?seconds=N',
+    route: '/profile',
+    description:
+      'a CPU profile of the live process (node:inspector in-process, no debugger port): a .cpuprofile download for Chrome DevTools or speedscope (JSON, or ?download); in HTML the top functions by self time',
+    serve: (r) => profileHatch(r.query, r.req),
+    costOf: () => profileCost(),
+  },
+  {
+    path: '/heap',
+    route: '/heap',
+    description:
+      'a heap snapshot of the live process, streamed as a .heapsnapshot download (Chrome DevTools Memory tab)',
+    serve: (r) => heapHatch(r.deps, r.req),
+    costOf: (deps) => heapCost(deps),
+  },
+  {
     path: '/logout',
     route: '/logout',
     description: 'clears the session cookies a login (/login, with HATCH_DEBUG_ERRORS=on) set in this browser',
@@ -91,13 +126,23 @@ const HATCHES: Hatch[] = [
   },
 ];
 
-function index(prefix: string): Reply {
-  const list = HATCHES.map((h) => ({ path: prefix + h.path, description: h.description }));
+function index(prefix: string, deps: HatchDeps): Reply {
+  const list = [
+    ...HATCHES.map((h) => ({
+      path: prefix + h.path,
+      description: h.description,
+      ...(h.costOf !== undefined ? { cost: h.costOf(deps) } : {}),
+    })),
+    ...appHatchList(prefix),
+  ];
   return { status: 200, json: { hatches: list }, html: indexHtml(list) };
 }
 
 function notFound(prefix: string): Reply {
-  const json = { error: 'no such hatch', hatches: HATCHES.map((h) => prefix + h.path) };
+  const json = {
+    error: 'no such hatch',
+    hatches: [...HATCHES.map((h) => prefix + h.path), ...appHatchList(prefix).map((h) => h.path)],
+  };
   return { status: 404, json, html: jsonPage('no such hatch', json) };
 }
 
@@ -116,5 +161,7 @@ export async function route(
       return h.serve({ req, deps, prefix, query, rest: below !== undefined ? path.slice(below.length) : '' });
     }
   }
+  const own = appHatchAt(path);
+  if (own !== undefined) return serveAppHatch(own, query, req);
   return notFound(prefix);
 }
