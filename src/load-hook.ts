@@ -350,6 +350,17 @@ const unpatched = () => require('./unpatched') as typeof import('./unpatched');
 const CHANNEL = 'http.server.request.start';
 
 /**
+ * The `http.server.request.start` message being published while the builtins an ES module imported
+ * are patched at the first request: a subscriber added during a publish does not get that message,
+ * so the http server patch, applied just then, takes it from here (else the first request of such
+ * an app would pass uninstrumented: no ID, no hatches).
+ */
+let startInFlight: unknown;
+export function requestStartInFlight(): unknown {
+  return startInFlight;
+}
+
+/**
  * Looks for unpatched modules at the first incoming HTTP request (Node's own channel, published
  * before the server's 'request' event, unsubscribed at once: no cost per request after it).
  * Limitation: a process that serves no HTTP is not looked at (a timer for it was 0.4 ms of every
@@ -357,14 +368,17 @@ const CHANNEL = 'http.server.request.start';
  */
 function watchUnpatched(w: UnpatchedWatch): () => void {
   let done = false;
-  const onRequest = () => {
+  const onRequest = (message: unknown) => {
     if (done) return;
     done = true;
     dc.unsubscribe(CHANNEL, onRequest);
+    startInFlight = message;
     try {
       unpatched().lookForUnpatched(w);
     } catch (err) {
       log.warnOnce('unpatched-look', `looking for unpatched modules failed (${(err as Error).message})`);
+    } finally {
+      startInFlight = undefined;
     }
   };
   dc.subscribe(CHANNEL, onRequest);

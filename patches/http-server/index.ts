@@ -54,6 +54,7 @@ import { reportError, endError, captureError } from '../../src/errors';
 import type { PatchDefinition } from '../../src/registry';
 import { now } from '../../src/clock';
 import { markServer } from '../../src/run';
+import { requestStartInFlight } from '../../src/load-hook';
 import { preHandler, responseWatcher } from '../../src/pre-handler';
 import {
   CTX,
@@ -278,6 +279,9 @@ function serverDefinition(module: 'http' | 'https'): PatchDefinition<typeof http
         if (users++ === 0) {
           dc.subscribe(START, onRequestStart);
           process.on('uncaughtExceptionMonitor', onUncaught);
+          // Patched at an ES-module app's first request (src/load-hook.ts): that request too.
+          const inFlight = requestStartInFlight();
+          if (inFlight !== undefined) onRequestStart(inFlight);
         }
       }
     },

@@ -257,3 +257,27 @@ await pool.end();`;
     fs.rmSync(ws, { recursive: true, force: true });
   }
 });
+
+test('an ES-module app that imports only node:http, under -r: its first request already has its ID and the hatches', async () => {
+  const TOKEN = 'esm-builtins-token-0123456789';
+  const app = await startApp(
+    `import http from 'node:http';
+const server = http.createServer((req, res) => {
+  res.statusCode = 404;
+  res.end('not here');
+});
+server.listen(0, '127.0.0.1', () => console.log('listening ' + server.address().port));`,
+    { ext: '.mjs', env: { HATCH_TOKEN: TOKEN } },
+  );
+  try {
+    const first = await get(app.url + '/_hatch/health', { authorization: `Bearer ${TOKEN}` });
+    assert.equal(first.status, 200, first.body);
+    assert.match(first.headers['x-request-id'] ?? '', /^[0-9a-f-]{36}$/);
+    const second = await get(app.url + '/anything');
+    assert.equal(second.status, 404);
+    assert.equal(second.body, 'not here');
+    assert.match(second.headers['x-request-id'] ?? '', /^[0-9a-f-]{36}$/);
+  } finally {
+    await app.stop();
+  }
+});
