@@ -78,6 +78,9 @@ const handlebars = lazy('handlebars', 'handlebars', ['4.0.0', '5.0.0'], './handl
 const nunjucks = lazy('nunjucks', 'nunjucks', ['3.0.0', '4.0.0'], './nunjucks', 'nunjucks');
 const pino = lazy('pino', 'pino', ['8.0.0', '11.0.0'], './pino', 'pino');
 const winston = lazy('winston', 'winston', ['3.0.0', '4.0.0'], './winston', 'winston');
+const bullmq = lazy('bullmq', 'bullmq', ['5.0.0', '6.0.0'], './bullmq/index', 'bullmq');
+const nodeCron = lazy('node-cron', 'cron', ['3.0.0', '5.0.0'], './node-cron', 'nodeCron');
+const cron = lazy('cron', 'cron', ['4.3.4', '5.0.0'], './cron', 'cron');
 
 export const ALL_PATCHES: PatchDefinition[] = [
   httpServer,
@@ -101,6 +104,9 @@ export const ALL_PATCHES: PatchDefinition[] = [
   nunjucks,
   pino,
   winston,
+  bullmq,
+  nodeCron,
+  cron,
 ];
 
 /** Libraries that publish on diagnostics channels of their own: subscribed at start. */

@@ -39,6 +39,19 @@ export interface ResourceKind<T extends object = object> {
    * saw, rejects with why it failed. The caller times it out after `timeoutMs`.
    */
   probe(instance: T, timeoutMs: number): Promise<string>;
+  /**
+   * Pushes a test message through the instance's real machinery (a BullMQ queue: a ping job that a
+   * worker must complete) for the queue-ping hatch, waiting at most `timeoutMs`. Resolves with what it
+   * saw: `ok` false when nothing answered in time. Only kinds that have such a round trip have one.
+   */
+  ping?(instance: T, timeoutMs: number): Promise<PingAnswer>;
+}
+
+/** What a kind's ping saw: `message` says it in one line; the other fields are its details. */
+export interface PingAnswer {
+  ok: boolean;
+  message: string;
+  [detail: string]: unknown;
 }
 
 /** One resource the health hatch checks now. */
@@ -47,6 +60,12 @@ export interface Resource {
   name: string;
   /** The kind's probe, bound to the instance. */
   probe(timeoutMs: number): Promise<string>;
+  system: string;
+  kind: string;
+  /** The kind's target() of the instance (a BullMQ queue's name). */
+  target: string;
+  /** The kind's ping, bound to the instance, when the kind has one. */
+  ping?: (timeoutMs: number) => Promise<PingAnswer>;
 }
 
 interface Entry {
@@ -128,12 +147,17 @@ export function resources(): Resource[] {
     const target = ask(() => of.target(instance), '').value;
     const name = `${of.system} ${of.kind} ${n}${target ? ` (${target})` : ''}`;
     const failed = listed.error;
+    const ping = of.ping;
     out.push({
       name,
+      system: of.system,
+      kind: of.kind,
+      target,
       probe:
         failed !== undefined
           ? () => Promise.reject(failed)
           : (ms) => Promise.resolve().then(() => of.probe(instance, ms)),
+      ping: ping === undefined ? undefined : (ms) => Promise.resolve().then(() => ping.call(of, instance, ms)),
     });
   }
   return out;

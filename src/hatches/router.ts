@@ -11,6 +11,7 @@ import { errorHatch } from './error';
 import { statsdHatch } from './statsd';
 import { configHatch } from './config';
 import { requestHatch, requestsHatch } from './requests';
+import { queuePingHatch } from './queue-ping';
 import type { HatchDeps, Reply } from './reply';
 
 export interface HatchRequest {
@@ -34,7 +35,7 @@ const HATCHES: Hatch[] = [
     path: '/health',
     route: '/health',
     description:
-      'live checks, each with its own timeout and latency: every pg Pool and Client the app uses answers SELECT 1 (through its own pool or client), StatsD gets a probe, each HATCH_HEALTH_URLS URL answers below 500; 200 when all pass, 503 naming the failing checks',
+      'live checks, each with its own timeout and latency: every pg Pool and Client the app uses answers SELECT 1 (through its own pool or client), every BullMQ Queue the app created gives its waiting and active counts and has a worker connected, StatsD gets a probe, each HATCH_HEALTH_URLS URL answers below 500; 200 when all pass, 503 naming the failing checks',
     serve: (r) => healthHatch(r.deps, true),
   },
   {
@@ -49,6 +50,13 @@ const HATCHES: Hatch[] = [
     route: '/statsd',
     description: 'sends a test counter to StatsD and answers with the exact line sent',
     serve: (r) => statsdHatch(r.deps, r.query),
+  },
+  {
+    path: '/queue-ping?queue=…',
+    route: '/queue-ping',
+    description:
+      "enqueues a hatch-ping job on one of the app's BullMQ queues and waits (HATCH_HEALTH_TIMEOUT_MS) for a worker to complete it: the job ID, its time to start and to finish and the worker that took it; 503 when no worker took it",
+    serve: (r) => queuePingHatch(r.deps, r.query),
   },
   {
     path: '/config',

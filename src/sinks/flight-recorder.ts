@@ -167,6 +167,7 @@ export class FlightRecorder {
       ['render', channels.render],
       ['error', channels.error],
       ['log', channels.log],
+      ['job', channels.job],
     ];
     for (const [type, ch] of watch) this.subscriptions.on(ch, (m) => this.record(type, m));
     if (this.target === undefined) return;
