@@ -81,9 +81,39 @@ function finish(ctx: JobContext, failed: boolean, err: unknown): void {
   }
 }
 
+/** A new job context with ID `id` (allowlisted by the caller), begun now. */
+export function jobContext(id: string, job: JobInfo): JobContext {
+  return { id, start: now(), route: undefined, error: undefined, job };
+}
+
 /**
- * Calls `fn` with `self` and `args` in a new job context with ID `id` (allowlisted by the caller),
- * and records its end. Returns exactly what `fn` returns, throws exactly what it throws.
+ * Records the end of `ctx`'s run from what its function returned: at once for a value, when it
+ * settles for a promise (observed, see the header). Never throws; the result is the caller's to return.
+ */
+export function settle(ctx: JobContext, result: unknown): void {
+  try {
+    if (result !== null && (typeof result === 'object' || typeof result === 'function') && isThenable(result)) {
+      const done = () => finish(ctx, false, undefined);
+      const failed = (err: unknown) => finish(ctx, true, err);
+      if (result instanceof Promise) result.then(done, failed);
+      else Promise.resolve(result).then(done, failed);
+    } else {
+      finish(ctx, false, undefined);
+    }
+  } catch (e) {
+    log.warnOnce('job-settle', `recording a job failed: ${(e as Error).message}`);
+  }
+}
+
+/** Records a run whose function threw synchronously (the caller rethrows). */
+export function threw(ctx: JobContext, err: unknown): void {
+  finish(ctx, true, err);
+}
+
+/**
+ * Calls `fn` with `self` and `args` in a new job context and records its end. Returns exactly what
+ * `fn` returns, throws exactly what it throws. Between the app's function and its caller it puts two
+ * frames, this function's and AsyncLocalStorage's `run`.
  */
 export function runJob(
   id: string,
@@ -92,26 +122,15 @@ export function runJob(
   self: unknown,
   args: ArrayLike<unknown>,
 ): unknown {
-  const ctx: JobContext = { id, start: now(), route: undefined, error: undefined, job };
-  return storage.run(ctx, invoke, ctx, fn, self, args);
-}
-
-function invoke(ctx: JobContext, fn: (...a: never[]) => unknown, self: unknown, args: ArrayLike<unknown>): unknown {
+  const ctx = jobContext(id, job);
   let result: unknown;
   try {
-    result = Reflect.apply(fn, self, args);
+    result = storage.run(ctx, Reflect.apply, fn, self, args);
   } catch (err) {
-    finish(ctx, true, err);
+    threw(ctx, err);
     throw err;
   }
-  if (result !== null && (typeof result === 'object' || typeof result === 'function') && isThenable(result)) {
-    const done = () => finish(ctx, false, undefined);
-    const failed = (err: unknown) => finish(ctx, true, err);
-    if (result instanceof Promise) result.then(done, failed);
-    else Promise.resolve(result).then(done, failed);
-  } else {
-    finish(ctx, false, undefined);
-  }
+  settle(ctx, result);
   return result;
 }
 
