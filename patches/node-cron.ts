@@ -10,7 +10,8 @@
  * itself (3.x: `task-failed`, 4.x: `execution:failed`), so observing it hides nothing. Two ticks
  * that overlap each get their own context and ID.
  * Limitations: a background task (a file path instead of a function) runs in a child process and is
- * left alone; node-cron 4's ES-module build (`import` without `-r`) is not patched.
+ * left alone; node-cron 4's ES-module build, which `import` reaches, is patched only through
+ * `--import`'s loader (untested).
  */
 import { newRequestId } from '../src/request-id';
 import { runJob, scheduleName } from '../src/jobs';

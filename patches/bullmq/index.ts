@@ -40,7 +40,6 @@ type JobSeen = {
   opts?: Opts;
   attemptsMade?: unknown;
   timestamp?: unknown;
-  processedOn?: unknown;
   delay?: unknown;
   queueName?: unknown;
 };
@@ -76,7 +75,8 @@ function infoOf(worker: WorkerSeen, job: JobSeen): { id: string; info: JobInfo }
   let wait: number | undefined;
   if (made === 0) {
     const enqueued = num(job.timestamp);
-    const started = num(job.processedOn) ?? Date.now();
+    // Now, not the job's processedOn: BullMQ 5.0 stamps that at the fetch's start, before the job was there.
+    const started = Date.now();
     if (enqueued !== undefined) wait = Math.max(0, started - enqueued - (num(job.delay) ?? 0));
   }
   return {

@@ -16,7 +16,7 @@
  *   still waiting, so a worker that comes later does not run it.
  * Limitations: a Worker in a process without the agent hands a ping job to its app's processor
  * (every worker process must run the agent, or be given no ping); the fields read are BullMQ 5's
- * (`name`, `closing`, `opts.connection`, a job's `timestamp`, `processedOn`, `finishedOn`,
+ * (`name`, `closing`, a job's `timestamp`, `processedOn`, `finishedOn`,
  * `returnvalue`).
  */
 import * as os from 'node:os';
@@ -62,6 +62,8 @@ export function isPing(job: JobLike | undefined): boolean {
 export function pong(worker: { name?: unknown; id?: unknown; opts?: { name?: unknown } }): Promise<unknown> {
   return Promise.resolve({
     hatchPing: 'pong',
+    // The job's own processedOn can be earlier than the job (BullMQ 5.0 stamps the fetch's start).
+    startedAt: Date.now(),
     worker: {
       name: typeof worker.opts?.name === 'string' ? worker.opts.name : '',
       id: typeof worker.id === 'string' ? worker.id : '',
@@ -104,8 +106,10 @@ async function ping(queue: QueueSeen, timeoutMs: number): Promise<PingAnswer> {
     const started = num(seen.processedOn);
     const finished = num(seen.finishedOn);
     if (finished === undefined) continue;
-    const rv = seen.returnvalue as { hatchPing?: unknown; worker?: unknown } | null | undefined;
-    const since = (t: number | undefined) => (t === undefined || enqueued === undefined ? null : t - enqueued);
+    const rv = seen.returnvalue as { hatchPing?: unknown; worker?: unknown; startedAt?: unknown } | null | undefined;
+    // Clocks of two processes (maybe two machines): a skew below zero is shown as 0.
+    const since = (t: number | undefined) =>
+      t === undefined || enqueued === undefined ? null : Math.max(0, t - enqueued);
     if (rv?.hatchPing !== 'pong') {
       // Finished, but not by the agent's wrapper: a worker without the agent ran it.
       return {
@@ -121,7 +125,7 @@ async function ping(queue: QueueSeen, timeoutMs: number): Promise<PingAnswer> {
       message: `a worker completed job ${jobId} in ${Math.round(performance.now() - began)} ms`,
       queue: queue.name,
       jobId,
-      startMs: since(started),
+      startMs: since(num(rv.startedAt) ?? started),
       finishMs: since(finished),
       roundTripMs: Math.round((performance.now() - began) * 1000) / 1000,
       worker: rv.worker ?? null,
