@@ -119,7 +119,9 @@ try {
 }
 
 const bullmqVersion = JSON.parse(fs.readFileSync(path.join(root, 'node_modules/bullmq/package.json'), 'utf8')).version;
-const nodeVersion = (await import('node:child_process')).spawnSync(NODE, ['--version'], { encoding: 'utf8' }).stdout.trim();
+const nodeVersion = (await import('node:child_process'))
+  .spawnSync(NODE, ['--version'], { encoding: 'utf8' })
+  .stdout.trim();
 const r3 = (x) => x.toFixed(3);
 const table = [
   `Command: \`node bench/jobs.mjs --rounds ${ROUNDS} --jobs ${JOBS} --concurrency ${CONCURRENCY}\` (Node ${nodeVersion}, bullmq ${bullmqVersion}, ${os.cpus().length} CPUs shared with other work, Redis on the same machine).`,

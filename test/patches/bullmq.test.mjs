@@ -8,6 +8,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { createRequire } from 'node:module';
+import { spawnSync } from 'node:child_process';
 import { appDir, startApp, runScript, get, writeApp } from '../support/app.mjs';
 import { udpListener, statsdValues } from '../support/udp.mjs';
 import { waitForLog, logFile } from '../support/pglog.mjs';
@@ -270,4 +272,28 @@ queue.add('x', {}, { attempts: 1 });
   assert.deepEqual(r.stderr.split('\n').filter(Boolean), [
     `hatch-agent warn: bullmq@${version} is outside the supported range >=5.0.0 <6.0.0; left untouched`,
   ]);
+});
+
+test('job and schedule names are bounded: cut to 100 characters, `other` past 200 distinct; expressions made metric-safe', () => {
+  const require = createRequire(import.meta.url);
+  const { boundedName, scheduleName, MAX_NAMES } = require('../../dist/src/jobs.js');
+  assert.equal(boundedName('job', 'x'.repeat(150)), 'x'.repeat(100));
+  for (let i = 0; i < MAX_NAMES * 2; i++) boundedName('job', `name-${i}`);
+  assert.equal(boundedName('job', 'one-more'), 'other');
+  assert.equal(boundedName('job', 'name-0'), 'name-0', 'a name seen before the cap keeps its own');
+  assert.equal(scheduleName(undefined, '*/5 * * * *'), 'other', 'past the cap, schedules too');
+});
+
+test('a schedule without a name is named by its expression, made metric-safe', () => {
+  const jobs = createRequire(import.meta.url).resolve('../../dist/src/jobs.js');
+  const out = spawnSync(
+    process.execPath,
+    [
+      '-e',
+      `const { scheduleName } = require(${JSON.stringify(jobs)});
+       console.log(JSON.stringify([scheduleName(undefined, '*/5 * * * *'), scheduleName('nightly report!', '* * * * *'), scheduleName('', '0 9 * * 1-5'), scheduleName(undefined, new Date(0))]));`,
+    ],
+    { encoding: 'utf8' },
+  );
+  assert.deepEqual(JSON.parse(out.stdout), ['xs5_x_x_x_x', 'nightly_report', '0_9_x_x_1-5', 'date']);
 });
