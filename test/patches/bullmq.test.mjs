@@ -14,6 +14,7 @@ import { appDir, startApp, runScript, get, writeApp } from '../support/app.mjs';
 import { udpListener, statsdValues } from '../support/udp.mjs';
 import { waitForLog, logFile } from '../support/pglog.mjs';
 import { startRedis, stopRedis } from '../support/redis.mjs';
+import { httpRecorder } from '../support/http-recorder.mjs';
 
 const run = randomBytes(4).toString('hex'); // keeps this run's statements apart in a shared log
 const DATABASE_URL = process.env.DATABASE_URL;
@@ -47,12 +48,17 @@ const { getRequestId } = require('hatch-agent');
 const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 5 });
 const connection = { host: '127.0.0.1', port: Number(process.env.REDIS_PORT) };
 const tag = process.env.TAG;
+const logger = process.env.OUT_URL ? require('pino')() : undefined;
 const worker = new Worker(process.env.QUEUE, async (job) => {
   const id = getRequestId();
   await pool.query("SELECT '" + tag + "-" + job.id + "-a' AS m");
   await new Promise((r) => setTimeout(r, Math.random() * 5));
   await pool.query("SELECT '" + tag + "-" + job.id + "-b' AS m");
-  console.log(JSON.stringify({ job: job.id, name: job.name, id, same: getRequestId() === id, data: job.data }));
+  if (process.env.OUT_URL) {
+    await (await fetch(process.env.OUT_URL + '/job-' + job.id)).text();
+    logger.info({ job: job.id }, 'job done');
+  }
+  console.log('JOB ' + JSON.stringify({ job: job.id, name: job.name, id, same: getRequestId() === id, data: job.data }));
   return 'done ' + job.id;
 }, { connection, concurrency: Number(process.env.CONCURRENCY || 1) });
 worker.waitUntilReady().then(() => console.log('listening 0'));
@@ -66,8 +72,8 @@ function startWorker(queue, extra = {}) {
 function lines(out) {
   return out()
     .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l));
+    .filter((l) => l.startsWith('JOB {'))
+    .map((l) => JSON.parse(l.slice(4)));
 }
 
 async function until(fn, what, ms = 20000) {
@@ -80,7 +86,7 @@ async function until(fn, what, ms = 20000) {
   }
 }
 
-test("a request enqueues 3 jobs: the worker's statements carry the request's ID, and each job is counted once", async (t) => {
+test("a request enqueues 3 jobs: the worker's statements, log records and outgoing calls carry the request's ID, and each job is counted once", async (t) => {
   assert.ok(logFile, 'the statement log is needed');
   const queue = `req-${run}`;
   const web = await startApp(
@@ -100,7 +106,9 @@ server.listen(0, '127.0.0.1', () => console.log('listening ' + server.address().
     { env: { ...env(), QUEUE: queue } },
   );
   t.after(() => web.stop());
-  const worker = await startWorker(queue);
+  const downstream = await httpRecorder();
+  t.after(() => downstream.close());
+  const worker = await startWorker(queue, { OUT_URL: downstream.url });
   t.after(() => worker.stop());
   udp.clear();
   const r = await get(`${web.url}/enqueue`, { 'x-request-id': `order-${run}` });
@@ -117,6 +125,21 @@ server.listen(0, '127.0.0.1', () => console.log('listening ' + server.address().
     assert.equal(s.same, true);
   }
   assert.deepEqual(seen.map((s) => s.data.n).sort(), [1, 2, 3], "the job data is the app's as it was");
+  // Its outgoing calls carry the ID, and so do its log records.
+  assert.deepEqual(
+    downstream.requests.map((q) => q.headers['x-request-id']),
+    [`order-${run}`, `order-${run}`, `order-${run}`],
+  );
+  const done = () =>
+    worker
+      .stdout()
+      .split('\n')
+      .filter((l) => l.includes('"job done"'))
+      .map((l) => JSON.parse(l));
+  // pino 8 writes to fd 1 asynchronously: its records may come after the JOB lines.
+  const records = await until(() => (done().length >= 3 ? done() : null), 'three log records');
+  assert.equal(records.length, 3);
+  for (const rec of records) assert.equal(rec.requestId, `order-${run}`, JSON.stringify(rec));
   for (const jobId of body.jobs)
     for (const part of ['a', 'b']) {
       const [line] = await waitForLog(`bq-${run}-${queue}-${jobId}-${part}'`);
