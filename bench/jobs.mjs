@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 // Jobs per second through a no-op BullMQ worker, without the agent and with it (every feature on:
-// StatsD to a local UDP socket, the requests store), as a ratio, in one interleaved run.
+// StatsD to a local UDP socket, the requests store), as a ratio, in one interleaved run; and
+// `als-floor`, each job in AsyncLocalStorage.run and nothing else, what any context-carrying agent pays.
 //   node bench/jobs.mjs [--rounds 5] [--jobs 3000] [--concurrency 20] [--node /path/to/node] [--write]
 // How: one real Redis (Debian's redis-server, test/support/redis.mjs) for the run. Each round runs
-// both variants, A B then B A in the next round, each in a fresh process: the process adds --jobs
+// every variant, A B C then C B A in the next round, each in a fresh process: the process adds --jobs
 // jobs to a queue of its own (addBulk, before its clock starts), then starts a Worker with a no-op
 // processor and times from the Worker's start to its last 'completed' event. Per round the ratio is
 // agent jobs/s over plain jobs/s; the result is their median with the range. Redis and the worker
@@ -54,6 +55,20 @@ const N = Number(process.env.JOBS);
 `,
 );
 
+// The floor: each job's processor called in AsyncLocalStorage.run, nothing else. On Node 20 and 22
+// that alone turns on an async hook at every promise of the process (BullMQ's and ioredis's too).
+const floor = path.join(root, 'node_modules', '.bench-jobs-floor.js');
+fs.writeFileSync(
+  floor,
+  `
+const { AsyncLocalStorage } = require('node:async_hooks');
+const { Worker } = require('bullmq');
+const als = new AsyncLocalStorage();
+const call = Worker.prototype.callProcessJob;
+Worker.prototype.callProcessJob = function () { return als.run({ id: '' }, Reflect.apply, call, this, arguments); };
+`,
+);
+
 const udp = dgram.createSocket('udp4');
 await new Promise((r) => udp.bind(0, '127.0.0.1', r));
 udp.on('message', () => {}); // the agent's StatsD lines are received and dropped
@@ -61,6 +76,7 @@ const statsdPort = udp.address().port;
 
 const VARIANTS = {
   none: { preload: null, env: {} },
+  'als-floor': { preload: floor, env: {} },
   'hatch-agent': {
     preload: agent,
     env: { HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(statsdPort), HATCH_TOKEN: 'bench-token-0123456789abcdef' },
@@ -98,24 +114,27 @@ function once(variant, redisPort, round) {
 }
 
 const redis = await startRedis();
-const results = { none: [], 'hatch-agent': [] };
+const results = { none: [], 'als-floor': [], 'hatch-agent': [] };
 const ratios = [];
+const overFloor = [];
 try {
   for (let round = 0; round < ROUNDS; round++) {
-    const order = round % 2 === 0 ? ['none', 'hatch-agent'] : ['hatch-agent', 'none'];
+    const names = Object.keys(VARIANTS);
+    const order = round % 2 === 0 ? names : [...names].reverse();
     const got = {};
     for (const name of order) got[name] = await once(name, redis.port, round);
-    results.none.push(got.none.perSecond);
-    results['hatch-agent'].push(got['hatch-agent'].perSecond);
+    for (const name of names) results[name].push(got[name].perSecond);
     ratios.push(got['hatch-agent'].perSecond / got.none.perSecond);
+    overFloor.push(got['hatch-agent'].perSecond / got['als-floor'].perSecond);
     console.log(
-      `round ${round + 1}: none ${got.none.perSecond.toFixed(0)} jobs/s, hatch-agent ${got['hatch-agent'].perSecond.toFixed(0)} jobs/s, ratio ${ratios.at(-1).toFixed(3)}`,
+      `round ${round + 1}: ${names.map((n) => `${n} ${got[n].perSecond.toFixed(0)} jobs/s`).join(', ')}; hatch-agent/none ${ratios.at(-1).toFixed(3)}`,
     );
   }
 } finally {
   await stopRedis();
   udp.close();
   fs.rmSync(script, { force: true });
+  fs.rmSync(floor, { force: true });
 }
 
 const bullmqVersion = JSON.parse(fs.readFileSync(path.join(root, 'node_modules/bullmq/package.json'), 'utf8')).version;
@@ -132,7 +151,7 @@ const table = [
     ([name, xs]) => `| ${name} | ${median(xs).toFixed(0)} | ${xs.map((x) => x.toFixed(0)).join(', ')} |`,
   ),
   '',
-  `hatch-agent over none: **${r3(median(ratios))}** (median of the per-round ratios; range ${r3(Math.min(...ratios))} to ${r3(Math.max(...ratios))}).`,
+  `hatch-agent over none: **${r3(median(ratios))}** (median of the per-round ratios; range ${r3(Math.min(...ratios))} to ${r3(Math.max(...ratios))}); over als-floor: ${r3(median(overFloor))} (range ${r3(Math.min(...overFloor))} to ${r3(Math.max(...overFloor))}).`,
 ].join('\n');
 console.log(`\n${table}`);
 if (process.argv.includes('--write'))
