@@ -5,6 +5,8 @@
  * HATCH_RECENT_REQUESTS) and, if slow enough, the slowest (HATCH_SLOW_REQUESTS). A request that
  * ended in an error (status 500 or above: its event carries an `error`) is also kept in a ring of its
  * own (HATCH_ERROR_REQUESTS), so that a rare error is not pushed out of the recent ones by traffic.
+ * A job's run (`hatch:job`: a BullMQ attempt, a schedule's tick) is filed the same way, as a record
+ * marked with `job` (method `JOB`, status 200 or 500), its queries collected under its ID.
  *
  * One ID can be shared by two requests in flight in the same process (a service calling itself: the
  * ID is propagated, the inner request adopts it). A request takes only the entries that began

@@ -11,6 +11,9 @@
  * records `job.run` (ms from the process's start; job, outcome ok|error|signal) and flushes at
  * once: with an IP address, hot-shots binds and sends synchronously (its own lookup answers at
  * once), so the packet has left before the process is gone. A server that never ends sends none.
+ * Jobs (`hatch:job`, src/jobs.ts): a BullMQ job's attempt is `job.process` (queue, job, outcome),
+ * its first attempt's `job.wait`, an attempt after the first one `job.retries`; a node-cron or cron
+ * tick is a `job.run` of the schedule's name.
  * Limitations: values recorded while no address is known (the name does not resolve yet) are
  * dropped at their flush.
  */
