@@ -125,4 +125,10 @@ test('queue ping: 503 within the timeout without a worker, 200 with timings and 
     outcome: 'completed',
   });
   assert.equal(rec.status, 200);
+  const page = await get(`${worker.url}/_hatch/requests?format=html`, auth());
+  assert.match(page.body, new RegExp(`<section class="request job" data-request-id="signup-${run}">`));
+  assert.match(
+    page.body,
+    new RegExp(`job bullmq ${QUEUE}/welcome-mail #${r.job}</b> → <span class="">completed</span>`),
+  );
 });

@@ -155,3 +155,26 @@ const job = CronJob.from({
   }
   await udp.waitFor(() => statsdValues(udpLines()).length >= 3);
 });
+
+test('HATCH_DISABLE=cron leaves node-cron and cron untouched', async () => {
+  const r = await runScript(
+    `
+const nodeCron = require('node-cron');
+const { CronJob } = require('cron');
+const { getRequestId } = require('hatch-agent');
+const W = Symbol.for('hatch-agent.wrapped');
+const seen = {};
+const finish = () => {
+  if (!('nodeCron' in seen && 'cron' in seen)) return;
+  task.stop(); job.stop();
+  console.log(JSON.stringify({ ...seen, wrapped: [nodeCron.schedule[W], CronJob.prototype.addCallback[W]] }));
+};
+const task = nodeCron.schedule('* * * * * *', () => { seen.nodeCron = getRequestId() ?? null; finish(); });
+const job = CronJob.from({ cronTime: '* * * * * *', start: true, onTick: () => { seen.cron = getRequestId() ?? null; finish(); } });
+`,
+    { env: { HATCH_DISABLE: 'cron' }, timeout: 30000 },
+  );
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stderr, '');
+  assert.deepEqual(JSON.parse(r.stdout), { nodeCron: null, cron: null, wrapped: [null, null] });
+});
