@@ -165,9 +165,13 @@ const { getRequestId } = require('hatch-agent');
 const W = Symbol.for('hatch-agent.wrapped');
 const seen = {};
 const finish = () => {
-  if (!('nodeCron' in seen && 'cron' in seen)) return;
+  if (!('nodeCron' in seen && 'cron' in seen) || seen.done) return;
+  seen.done = true;
+  // node-cron 3.0.0's stop() inside a tick does not stop it: the script ends itself.
   task.stop(); job.stop();
-  console.log(JSON.stringify({ ...seen, wrapped: [nodeCron.schedule[W], CronJob.prototype.addCallback[W]] }));
+  const { done, ...ids } = seen;
+  console.log(JSON.stringify({ ...ids, wrapped: [nodeCron.schedule[W], CronJob.prototype.addCallback[W]] }));
+  process.exit(0);
 };
 const task = nodeCron.schedule('* * * * * *', () => { seen.nodeCron = getRequestId() ?? null; finish(); });
 const job = CronJob.from({ cronTime: '* * * * * *', start: true, onTick: () => { seen.cron = getRequestId() ?? null; finish(); } });
