@@ -151,7 +151,11 @@ export const bullmq: PatchDefinition<typeof Bullmq> = {
       'waitUntilReady',
       (original) =>
         function waitUntilReady(this: object) {
-          announceQueue(this);
+          try {
+            announceQueue(this);
+          } catch (err) {
+            log.warnOnce('bullmq-announce', `bullmq: could not announce a queue (${(err as Error).message})`);
+          }
           return Reflect.apply(original, this, arguments);
         },
     );
