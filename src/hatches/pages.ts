@@ -131,10 +131,17 @@ export function errorHtml(e: ErrorDetail): string {
 /** `detail`: the error with its stack (else its one-line summary). */
 export function waterfall(r: RequestRecord, prefix: string, detail = false): string {
   const end = r.timeline.reduce((m, e) => Math.max(m, e.offset + e.duration), r.duration);
-  const status = r.aborted ? 'aborted' : String(r.status);
-  const head = `<h3><a href="${escapeHtml(prefix)}/requests/${encodeURIComponent(r.id)}?format=html"><code class="request-id">${escapeHtml(r.id)}</code></a> <b>${escapeHtml(r.method)} ${escapeHtml(r.path)}</b> → <span class="${r.aborted || r.status >= 500 ? 'status-err' : ''}">${escapeHtml(status)}</span> · ${r.duration} ms · route ${escapeHtml(r.route)} · ${escapeHtml(r.at)}</h3>`;
+  // A job's run (src/jobs.ts) is filed like a request: its outcome in place of the status.
+  const job = r.job;
+  const status = job
+    ? `${job.outcome}${job.attempt > 1 ? ` (attempt ${job.attempt})` : ''}`
+    : r.aborted
+      ? 'aborted'
+      : String(r.status);
+  const what = job ? `job ${r.path}` : `${r.method} ${r.path}`;
+  const head = `<h3><a href="${escapeHtml(prefix)}/requests/${encodeURIComponent(r.id)}?format=html"><code class="request-id">${escapeHtml(r.id)}</code></a> <b>${escapeHtml(what)}</b> → <span class="${r.aborted || r.status >= 500 ? 'status-err' : ''}">${escapeHtml(status)}</span> · ${r.duration} ms · ${job ? 'job' : 'route'} ${escapeHtml(r.route)} · ${escapeHtml(r.at)}</h3>`;
   const rows = [
-    `<div class="row entry-request"><span class="label">request</span><div class="track"><div class="bar bar-request" style="left:0%;width:${pct(r.duration, end)}%" title="${r.duration} ms"></div></div><span class="ms">${r.duration} ms</span></div>`,
+    `<div class="row entry-request"><span class="label">${job ? 'job' : 'request'}</span><div class="track"><div class="bar bar-request" style="left:0%;width:${pct(r.duration, end)}%" title="${r.duration} ms"></div></div><span class="ms">${r.duration} ms</span></div>`,
     ...r.timeline.map((e) => entryRow(e, end)),
   ].join('');
   const dropped = r.dropped > 0 ? `<p class="dropped">${r.dropped} more entries not kept</p>` : '';
@@ -145,7 +152,7 @@ export function waterfall(r: RequestRecord, prefix: string, detail = false): str
     error = detail
       ? errorHtml(r.error)
       : `<p class="error-summary">${escapeHtml(r.error.name)}: ${escapeHtml(r.error.message)}</p>`;
-  return `<section class="request" data-request-id="${escapeHtml(r.id)}">${head}${error}<div class="timeline">${rows}</div>${dropped}${errors}</section>`;
+  return `<section class="request${job ? ' job' : ''}" data-request-id="${escapeHtml(r.id)}">${head}${error}<div class="timeline">${rows}</div>${dropped}${errors}</section>`;
 }
 
 export function requestsHtml(

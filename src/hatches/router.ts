@@ -16,6 +16,7 @@ import { configHatch } from './config';
 import { requestHatch, requestsHatch } from './requests';
 import { reportHatch, reportCost, profileHatch, profileCost, heapHatch, heapCost } from './inside';
 import { appHatchAt, appHatchList, serveAppHatch } from './own';
+import { queuePingHatch } from './queue-ping';
 import type { HatchDeps, Reply } from './reply';
 
 export interface HatchRequest {
@@ -46,7 +47,7 @@ const HATCHES: Hatch[] = [
     path: '/health',
     route: '/health',
     description:
-      'live checks, each with its own timeout and latency: first each HATCH_HEALTH_URLS URL (end to end) answers below 500, then the parts: every pg Pool and Client the app uses answers SELECT 1 (through its own pool or client), every mail transport passes verify(), StatsD gets a probe, each HATCH_HEALTH_PATHS directory takes a write and each file a read; 200 when all pass, 503 naming the failing checks; ?history=1 shows the last 20 results of each check',
+      'live checks, each with its own timeout and latency: first each HATCH_HEALTH_URLS URL (end to end) answers below 500, then the parts: every pg Pool and Client the app uses answers SELECT 1 (through its own pool or client), every mail transport passes verify(), every BullMQ Queue the app created gives its waiting and active counts and has a worker connected, StatsD gets a probe, each HATCH_HEALTH_PATHS directory takes a write and each file a read; 200 when all pass, 503 naming the failing checks; ?history=1 shows the last 20 results of each check',
     serve: (r) => healthHatch(r.deps, true, r.query),
   },
   {
@@ -68,6 +69,13 @@ const HATCHES: Hatch[] = [
     route: '/statsd',
     description: 'sends a test counter to StatsD and answers with the exact line sent',
     serve: (r) => statsdHatch(r.deps, r.query),
+  },
+  {
+    path: '/queue-ping?queue=…',
+    route: '/queue-ping',
+    description:
+      "enqueues a hatch-ping job on one of the app's BullMQ queues and waits (HATCH_HEALTH_TIMEOUT_MS) for a worker to complete it: the job ID, its time to start and to finish and the worker that took it; 503 when no worker took it",
+    serve: (r) => queuePingHatch(r.deps, r.query),
   },
   {
     path: '/config',

@@ -1,6 +1,6 @@
 /**
  * Flight recorder: a bounded ring of the most recent events (requests, queries, outgoing calls,
- * renders, agent errors, the app's own log lines, and the process's own end), each with its request
+ * renders, agent errors, jobs' runs, the app's own log lines, and the process's own end), each with its request
  * (or run) ID, delivered to HATCH_FLIGHT_RECORDER as JSON lines when the process ends.
  *
  * What it keeps: the events the patches publish, and from `hatch:log` (src/log-capture.ts) every
@@ -167,6 +167,7 @@ export class FlightRecorder {
       ['render', channels.render],
       ['error', channels.error],
       ['log', channels.log],
+      ['job', channels.job],
     ];
     for (const [type, ch] of watch) this.subscriptions.on(ch, (m) => this.record(type, m));
     if (this.target === undefined) return;

@@ -5,6 +5,8 @@
  * HATCH_RECENT_REQUESTS) and, if slow enough, the slowest (HATCH_SLOW_REQUESTS). A request that
  * ended in an error (status 500 or above: its event carries an `error`) is also kept in a ring of its
  * own (HATCH_ERROR_REQUESTS), so that a rare error is not pushed out of the recent ones by traffic.
+ * A job's run (`hatch:job`: a BullMQ attempt, a schedule's tick) is filed the same way, as a record
+ * marked with `job` (method `JOB`, status 200 or 500), its queries collected under its ID.
  *
  * One ID can be shared by two requests in flight in the same process (a service calling itself: the
  * ID is propagated, the inner request adopts it). A request takes only the entries that began
@@ -22,6 +24,7 @@ import {
   type ErrorEvent,
   type HttpClientEvent,
   type HttpServerEvent,
+  type JobEvent,
   type RenderEvent,
 } from '../bus';
 import { now } from '../clock';
@@ -60,6 +63,21 @@ export interface RequestRecord {
   errors: string[];
   /** The error the request ended in (status 500 or above), or null. */
   error: ErrorDetail | null;
+  /**
+   * Set when the record is a job's run, not a request's (src/jobs.ts): a BullMQ job's attempt, or a
+   * schedule's tick. Its method is `JOB`, its route the queue and job name, its status 200 (completed)
+   * or 500 (failed).
+   */
+  job?: JobMark | null;
+}
+
+export interface JobMark {
+  system: string;
+  queue: string;
+  name: string;
+  jobId: string;
+  attempt: number;
+  outcome: 'completed' | 'failed';
 }
 
 interface Pending {
@@ -106,6 +124,7 @@ function record(
   timeline: TimelineEntry[],
   dropped: number,
   errors: string[],
+  job: JobMark | null,
 ): Stored {
   return {
     id: e.requestId,
@@ -120,6 +139,7 @@ function record(
     dropped,
     errors,
     error: e.error ?? null,
+    job,
   };
 }
 
@@ -132,6 +152,7 @@ function fill(
   timeline: TimelineEntry[],
   dropped: number,
   errors: string[],
+  job: JobMark | null,
 ): void {
   r.id = e.requestId;
   r.method = e.method;
@@ -145,6 +166,26 @@ function fill(
   r.dropped = dropped;
   r.errors = errors;
   r.error = e.error ?? null;
+  r.job = job;
+}
+
+/** A job's run as the request-shaped event the store files (see RequestRecord.job). */
+function jobAsRequest(e: JobEvent): { event: HttpServerEvent; mark: JobMark } {
+  const label = e.queue === '' ? e.name : `${e.queue}/${e.name}`;
+  return {
+    event: {
+      requestId: e.requestId,
+      method: 'JOB',
+      route: label,
+      path: e.jobId === '' ? `${e.system} ${label}` : `${e.system} ${label} #${e.jobId}`,
+      statusCode: e.outcome === 'failed' ? 500 : 200,
+      aborted: false,
+      start: e.start,
+      duration: e.duration,
+      error: e.error,
+    },
+    mark: { system: e.system, queue: e.queue, name: e.name, jobId: e.jobId, attempt: e.attempt, outcome: e.outcome },
+  };
 }
 
 export class RecentRequests {
@@ -210,7 +251,11 @@ export class RecentRequests {
         (p.errorsAt ??= []).push(now());
       }
     });
-    this.subscriptions.on(channels.httpServer, (m) => this.file(m as HttpServerEvent));
+    this.subscriptions.on(channels.httpServer, (m) => this.file(m as HttpServerEvent, null));
+    this.subscriptions.on(channels.job, (m) => {
+      const { event, mark } = jobAsRequest(m as JobEvent);
+      this.file(event, mark);
+    });
   }
 
   stop(): void {
@@ -239,7 +284,7 @@ export class RecentRequests {
     if (id !== undefined) this.pendingFor(id, entry);
   }
 
-  private file(e: HttpServerEvent): void {
+  private file(e: HttpServerEvent, job: JobMark | null): void {
     const p = this.pending.get(e.requestId);
     let timeline: TimelineEntry[] = NONE;
     let errors: string[] = NONE;
@@ -265,8 +310,8 @@ export class RecentRequests {
       // was alive in the ring at the next scavenge and had to be copied (Node 24 /hello, every
       // feature on: 73 -> 44 KB surviving each scavenge, --trace-gc-nvp).
       const old = this.recent.length < this.recentMax ? undefined : this.recent[this.next];
-      if (old === undefined) this.recent.push(record(e, atMs, duration, timeline, dropped, errors));
-      else fill(old, e, atMs, duration, timeline, dropped, errors);
+      if (old === undefined) this.recent.push(record(e, atMs, duration, timeline, dropped, errors, job));
+      else fill(old, e, atMs, duration, timeline, dropped, errors, job);
       this.next = (this.next + 1) % this.recentMax;
     }
     if (this.slowMax > 0) {
@@ -274,12 +319,12 @@ export class RecentRequests {
       if (s.length < this.slowMax || duration > s[s.length - 1]!.duration) {
         let i = s.length;
         while (i > 0 && s[i - 1]!.duration < duration) i--;
-        s.splice(i, 0, record(e, atMs, duration, timeline, dropped, errors)); // its own object: ring slots are reused
+        s.splice(i, 0, record(e, atMs, duration, timeline, dropped, errors, job)); // its own object: ring slots are reused
         if (s.length > this.slowMax) s.pop();
       }
     }
     if (e.error !== undefined && this.erroredMax > 0) {
-      const r = record(e, atMs, duration, timeline, dropped, errors);
+      const r = record(e, atMs, duration, timeline, dropped, errors, job);
       if (this.errored.length < this.erroredMax) this.errored.push(r);
       else this.errored[this.nextErrored] = r;
       this.nextErrored = (this.nextErrored + 1) % this.erroredMax;

@@ -1,7 +1,8 @@
 // The app the transparency test runs, with and without `-r hatch-agent` (copied into the fixture
 // folder, where the libraries are installed). It uses every patched module inside a request
 // (http/https/http2 server and client, pg with pg-pool, pg-cursor and pg-query-stream, undici and fetch,
-// express with finalhandler, fastify, koa with @koa/router, ejs, pug, handlebars, nunjucks, pino, winston), then
+// express with finalhandler, fastify, koa with @koa/router, ejs, pug, handlebars, nunjucks, pino, winston;
+// bullmq, node-cron and cron are walked but not run), then
 // prints one JSON report on stdout:
 // - `shapes`: every function reachable from the modules' exports and prototypes, and every
 //   function the app got back or was called with (compiled templates, Express's `next`, an engine's
@@ -40,6 +41,10 @@ const handlebars = require('handlebars');
 const nunjucks = require('nunjucks');
 const pino = require('pino');
 const winston = require('winston');
+// Queues and schedulers: their exports and prototypes are walked (no Redis is needed for that).
+const bullmq = require('bullmq');
+const nodeCron = require('node-cron');
+const cron = require('cron');
 
 const WRAPPED = Symbol.for('hatch-agent.wrapped');
 const ORIGINAL = Symbol.for('hatch-agent.original');
@@ -357,6 +362,9 @@ async function main() {
     nunjucks: { 'Environment.prototype': nunjucks.Environment.prototype, nunjucks },
     pino: { pino },
     winston: { winston },
+    bullmq: { 'Queue.prototype': bullmq.Queue.prototype, 'Worker.prototype': bullmq.Worker.prototype, bullmq },
+    'node-cron': { 'node-cron': nodeCron },
+    cron: { 'CronJob.prototype': cron.CronJob.prototype, cron },
   };
   // finalhandler's export is one function, answered to require with a wrapper: the app's require
   // gets the one Express got.

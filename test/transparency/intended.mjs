@@ -43,6 +43,11 @@ export const INTENDED = [
     why: "Records get `requestId`: Logger.prototype gets its own `write` (the original stays on stream.Transform's prototype, shared by every stream).",
   },
   {
+    kind: 'added',
+    where: /^bullmq Queue\.prototype\.waitUntilReady$/,
+    why: "Queue's constructor calls waitUntilReady: the agent announces the queue there for the hatches (patches/bullmq/index.ts); the original stays on QueueBase.prototype",
+  },
+  {
     kind: 'identity',
     where: /^pg Query\.callback is the app callback$/,
     why: "to mark: patches/pg/client.ts plan() hands pg a bound callback (src/context.ts bindContext) for a Submittable; pg stores it as `query.callback`, where the app sees the agent's function in place of its own.",

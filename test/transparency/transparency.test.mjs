@@ -97,6 +97,9 @@ const WRAPPING = [
   'nunjucks',
   'pino',
   'winston',
+  'bullmq',
+  'node-cron',
+  'cron',
 ];
 
 test(`every function the agent hands out looks like the library's own (node ${process.versions.node})`, async (t) => {

@@ -11,6 +11,9 @@
  * records `job.run` (ms from the process's start; job, outcome ok|error|signal) and flushes at
  * once: with an IP address, hot-shots binds and sends synchronously (its own lookup answers at
  * once), so the packet has left before the process is gone. A server that never ends sends none.
+ * Jobs (`hatch:job`, src/jobs.ts): a BullMQ job's attempt is `job.process` (queue, job, outcome),
+ * its first attempt's `job.wait`, an attempt after the first one `job.retries`; a node-cron or cron
+ * tick is a `job.run` of the schedule's name.
  * Limitations: values recorded while no address is known (the name does not resolve yet) are
  * dropped at their flush.
  */
@@ -22,6 +25,7 @@ import {
   type ErrorEvent,
   type HttpClientEvent,
   type HttpServerEvent,
+  type JobEvent,
   type RenderEvent,
   type RuntimeEvent,
 } from '../../bus';
@@ -47,6 +51,10 @@ export class StatsdSink {
   readonly gcPause: Metric;
   /** The process's run, at its end: by job name and outcome, never by run ID (names stay bounded). */
   readonly jobRun: Metric;
+  /** BullMQ jobs (src/jobs.ts): each attempt's processing, the first attempt's wait, the retries. */
+  readonly jobProcess: Metric;
+  readonly jobWait: Metric;
+  readonly jobRetries: Metric;
   /** The way to StatsD, shared with the hatches (their probe and test line). */
   readonly transport: StatsdTransport;
   private readonly metrics: Metric[];
@@ -74,6 +82,9 @@ export class StatsdSink {
     };
     this.gcPause = new Metric('runtime.gc.pause', 'ms', ['kind'], p, mode);
     this.jobRun = new Metric('job.run', 'ms', ['job', 'outcome'], p, mode);
+    this.jobProcess = new Metric('job.process', 'ms', ['queue', 'job', 'outcome'], p, mode);
+    this.jobWait = new Metric('job.wait', 'ms', ['queue', 'job'], p, mode);
+    this.jobRetries = new Metric('job.retries', 'c', ['queue', 'job'], p, mode);
     this.metrics = [
       this.httpServer,
       this.dbQuery,
@@ -84,6 +95,9 @@ export class StatsdSink {
       ...Object.values(this.runtime),
       this.gcPause,
       this.jobRun,
+      this.jobProcess,
+      this.jobWait,
+      this.jobRetries,
     ];
   }
 
@@ -108,6 +122,14 @@ export class StatsdSink {
     });
     this.subscriptions.on(channels.error, (m) => {
       this.errors.series((m as ErrorEvent).kind).sum++;
+    });
+    this.subscriptions.on(channels.job, (m) => {
+      const e = m as JobEvent;
+      // A schedule's tick is a run of its job (`job.run`, as a script's); a queue's job is processed.
+      if (e.system !== 'bullmq') return this.time(this.jobRun.series(e.name, e.outcome), e.duration);
+      this.time(this.jobProcess.series(e.queue, e.name, e.outcome), e.duration);
+      if (e.wait !== undefined) this.time(this.jobWait.series(e.queue, e.name), e.wait);
+      if (e.attempt > 1) this.jobRetries.series(e.queue, e.name).sum++;
     });
     this.subscriptions.on(channels.runtime, (m) => {
       const e = m as RuntimeEvent;

@@ -1,0 +1,197 @@
+/**
+ * BullMQ 5.x: each job a Worker processes runs in a context of its own (src/jobs.ts), and a job
+ * enqueued inside a request carries that request's ID to the worker that runs it.
+ *
+ * How (BullMQ's own classes only; its Redis client is left to the Redis patches):
+ * - `Queue.prototype.add` and `addBulk`: inside a request, a job or the process's run, the job's
+ *   options get one field of ours, `hatchRequestId` (FIELD), on a copy: the app's options object
+ *   and its `data` are never touched. BullMQ stores options it does not know as they are and hands
+ *   them back on the Job (checked on 5.0.0 and 5.x's newest). A job that has the field already, or
+ *   a repeatable one (`repeat`: each repetition would carry the scheduling request's ID), is passed
+ *   through unchanged.
+ * - `Worker.prototype.callProcessJob(job, token, signal)`, which BullMQ's processJob awaits: the
+ *   processor is called inside a job context. Its ID is the carried one when it passes the
+ *   allowlist, else `<queue>:<job id>` when that does, else a new one. The context's end is the
+ *   processor's promise settling (outcome completed or failed, the error described with its stack);
+ *   BullMQ's own bookkeeping after it (moveToCompleted, moveToFailed, the events) runs as before,
+ *   outside the context. The promise the processor returned is what BullMQ gets.
+ * - A `hatch-ping` job marked by the queue-ping hatch (PING_FIELD) is answered by the wrapper
+ *   itself, never handed to the app's processor (./probe.ts).
+ * - Each Queue is announced for the health and queue-ping hatches at its construction (Queue's
+ *   constructor calls `waitUntilReady`, wrapped on Queue.prototype).
+ * Limitations: a sandboxed processor (a file path) runs in a child process, where the job's context
+ * does not reach; FlowProducer and Job.create called directly carry no ID; a Worker's 'completed'
+ * event and QueueEvents still see ping jobs (named `hatch-ping`).
+ */
+import type * as Bullmq from 'bullmq';
+import { storage } from '../../src/context';
+import { currentRun } from '../../src/run';
+import { isValidRequestId, newRequestId } from '../../src/request-id';
+import { boundedName, jobContext, settle, threw, type JobInfo } from '../../src/jobs';
+import { wrap, unwrap } from '../../src/shim';
+import { log } from '../../src/log';
+import type { PatchDefinition } from '../../src/registry';
+import { announceQueue, FIELD, isPing, pong } from './probe';
+
+type Opts = Record<string, unknown> | undefined;
+type JobSeen = {
+  id?: unknown;
+  name?: unknown;
+  opts?: Opts;
+  attemptsMade?: unknown;
+  timestamp?: unknown;
+  delay?: unknown;
+  queueName?: unknown;
+};
+type WorkerSeen = { name?: unknown; id?: unknown; opts?: { name?: unknown } };
+
+/** The ID a job enqueued now carries: the current request's or job's, else the process's run. */
+function enqueuingId(): string {
+  return storage.getStore()?.id ?? currentRun().id;
+}
+
+/** The options with the ID carried (a copy), or the same options when they must stay as they are. */
+function carry(opts: Opts, id: string): Opts {
+  if (opts == null) return { [FIELD]: id };
+  if (typeof opts !== 'object' || opts.repeat != null || opts[FIELD] !== undefined) return opts;
+  return { ...opts, [FIELD]: id };
+}
+
+function jobId(queue: string, job: JobSeen): string {
+  const carried = job.opts?.[FIELD];
+  if (isValidRequestId(carried)) return carried;
+  const own = `${queue}:${String(job.id)}`;
+  return isValidRequestId(own) ? own : newRequestId();
+}
+
+function num(v: unknown): number | undefined {
+  const n = typeof v === 'number' ? v : typeof v === 'string' ? Number(v) : NaN;
+  return Number.isFinite(n) ? n : undefined;
+}
+
+function infoOf(worker: WorkerSeen, job: JobSeen): { id: string; info: JobInfo } {
+  const queue = typeof worker.name === 'string' ? worker.name : String(job.queueName ?? '');
+  const made = num(job.attemptsMade) ?? 0;
+  let wait: number | undefined;
+  if (made === 0) {
+    const enqueued = num(job.timestamp);
+    // Now, not the job's processedOn: BullMQ 5.0 stamps that at the fetch's start, before the job was there.
+    const started = Date.now();
+    if (enqueued !== undefined) wait = Math.max(0, started - enqueued - (num(job.delay) ?? 0));
+  }
+  return {
+    id: jobId(queue, job),
+    info: {
+      system: 'bullmq',
+      queue: boundedName('queue', queue),
+      name: boundedName('job', job.name),
+      jobId: String(job.id ?? ''),
+      attempt: made + 1,
+      wait,
+    },
+  };
+}
+
+type Proto = Record<string, unknown>;
+
+export const bullmq: PatchDefinition<typeof Bullmq> = {
+  module: 'bullmq',
+  feature: 'bullmq',
+  versions: ['5.0.0', '6.0.0'],
+  patch(exports) {
+    const queue = exports?.Queue?.prototype as unknown as Proto | undefined;
+    const worker = exports?.Worker?.prototype as unknown as Proto | undefined;
+    if (!queue || typeof queue.add !== 'function' || typeof queue.addBulk !== 'function')
+      throw new Error('Queue.prototype.add not found');
+    if (!worker || typeof worker.callProcessJob !== 'function')
+      throw new Error('Worker.prototype.callProcessJob not found');
+    type Fn = (...a: unknown[]) => unknown;
+    wrap<Fn>(
+      queue,
+      'add',
+      (original) =>
+        function add(this: unknown, name: unknown, data: unknown, opts: Opts) {
+          let next: Opts;
+          try {
+            next = carry(opts, enqueuingId());
+          } catch (err) {
+            log.warnOnce('bullmq-add', `bullmq: could not carry the request ID (${(err as Error).message})`);
+            return Reflect.apply(original, this, arguments);
+          }
+          if (next === opts) return Reflect.apply(original, this, arguments);
+          return Reflect.apply(original, this, [name, data, next, ...Array.prototype.slice.call(arguments, 3)]);
+        },
+    );
+    wrap<Fn>(
+      queue,
+      'addBulk',
+      (original) =>
+        function addBulk(this: unknown, jobs: unknown) {
+          let next: unknown = jobs;
+          try {
+            if (Array.isArray(jobs)) {
+              const id = enqueuingId();
+              next = jobs.map((j: unknown) => {
+                if (j === null || typeof j !== 'object') return j;
+                const o = (j as { opts?: Opts }).opts;
+                const c = carry(o, id);
+                return c === o ? j : { ...(j as object), opts: c };
+              });
+            }
+          } catch (err) {
+            log.warnOnce('bullmq-add', `bullmq: could not carry the request ID (${(err as Error).message})`);
+            next = jobs;
+          }
+          if (next === jobs) return Reflect.apply(original, this, arguments);
+          return Reflect.apply(original, this, [next, ...Array.prototype.slice.call(arguments, 1)]);
+        },
+    );
+    wrap<Fn>(
+      queue,
+      'waitUntilReady',
+      (original) =>
+        function waitUntilReady(this: object) {
+          try {
+            announceQueue(this);
+          } catch (err) {
+            log.warnOnce('bullmq-announce', `bullmq: could not announce a queue (${(err as Error).message})`);
+          }
+          return Reflect.apply(original, this, arguments);
+        },
+    );
+    wrap<Fn>(
+      worker,
+      'callProcessJob',
+      (original) =>
+        function callProcessJob(this: WorkerSeen, job: JobSeen) {
+          let id: string;
+          let info: JobInfo;
+          try {
+            if (isPing(job)) return pong(this);
+            ({ id, info } = infoOf(this, job));
+          } catch (err) {
+            log.warnOnce('bullmq-job', `bullmq: could not start a job context (${(err as Error).message})`);
+            return Reflect.apply(original, this, arguments);
+          }
+          // storage.run straight from here (not through runJob): one agent frame fewer in a stack
+          // trace the processor's synchronous throw leaves in the job's record.
+          const ctx = jobContext(id, info);
+          let result: unknown;
+          try {
+            result = storage.run(ctx, Reflect.apply, original, this, arguments);
+          } catch (err) {
+            threw(ctx, err);
+            throw err;
+          }
+          settle(ctx, result);
+          return result;
+        },
+    );
+  },
+  unpatch(exports) {
+    const queue = exports?.Queue?.prototype as object | undefined;
+    const worker = exports?.Worker?.prototype as object | undefined;
+    if (queue) for (const name of ['add', 'addBulk', 'waitUntilReady']) unwrap(queue, name);
+    if (worker) unwrap(worker, 'callProcessJob');
+  },
+};
