@@ -233,12 +233,21 @@ function installComment(q: QueryLike, proto: object, p: Pending, known: boolean 
   };
 }
 
-/** Points a server error's `position` back into the app's own text. */
+/**
+ * Points a server error's `position` back into the app's own text, where the field lives: postgres.js
+ * 3.0 rejects with `Object.create(serverError, …)`, later versions with the server error itself. Its
+ * descriptor is kept (no own enumerable property appears where there was none).
+ */
 function unshiftPosition(err: unknown, shift: number): void {
   if (shift === 0 || err === null || typeof err !== 'object') return;
-  const pos = (err as { position?: unknown }).position;
-  if (typeof pos === 'string' && /^\d+$/.test(pos) && Number(pos) > shift) {
-    (err as { position?: unknown }).position = String(Number(pos) - shift);
+  let o: object | null = err;
+  for (let depth = 0; o !== null && depth < 3; depth++, o = Object.getPrototypeOf(o) as object | null) {
+    const d = Object.getOwnPropertyDescriptor(o, 'position');
+    if (d === undefined) continue;
+    const pos: unknown = d.value;
+    if (d.writable && typeof pos === 'string' && /^\d+$/.test(pos) && Number(pos) > shift)
+      Object.defineProperty(o, 'position', { ...d, value: String(Number(pos) - shift) });
+    return;
   }
 }
 
