@@ -274,3 +274,33 @@ withRequestId('${ID}', () => sql.unsafe("select '${ID}' as m")).then(async () =>
   const [line] = await waitForLog(`select '${ID}' as m`);
   assert.doesNotMatch(line, /\/\*/);
 });
+
+test('a postgres outside the declared range is left untouched, with one line', async () => {
+  // A postgres 2.x of its own, in a folder under the fixture app (its node_modules is found first).
+  const dir = path.join(appDir, `range-${run}`);
+  fs.mkdirSync(path.join(dir, 'node_modules/postgres'), { recursive: true });
+  fs.writeFileSync(
+    path.join(dir, 'node_modules/postgres/package.json'),
+    JSON.stringify({ name: 'postgres', version: '2.0.0', main: 'index.js' }),
+  );
+  fs.writeFileSync(
+    path.join(dir, 'node_modules/postgres/index.js'),
+    'module.exports = function postgres() { return 2; };',
+  );
+  const file = path.join(dir, 'app.js');
+  fs.writeFileSync(
+    file,
+    "const postgres = require('postgres'); console.log(postgres(), Object.keys(postgres).length, String(postgres));",
+  );
+  try {
+    const r = await runScript(null, { file });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.trim(), '2 0 function postgres() { return 2; }');
+    assert.equal(
+      r.stderr,
+      'hatch-agent warn: postgres@2.0.0 is outside the supported range >=3.0.0 <4.0.0; left untouched\n',
+    );
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
