@@ -24,14 +24,14 @@
  * through an accessor on the query's `strings`, read by postgres.js when it builds the statement
  * (perhaps later, on another connection's turn); the app's text is what the query's `string` and
  * an error's `query` show, `origin` (the error's stack) is computed from the app's strings, and a
- * server error's `position` is shifted back past a prepended comment, so the app sees what it sees
+ * server error's `position` is mapped back past the comment, so the app sees what it sees
  * without the agent. Only the result's `statement.string` (the statement postgres.js sent) shows it.
  * Limitations: the text of nested fragments (`${sql`…`}`) is checked for comments (sqlcommenter)
  * one level deep; `sql.file` queries (read later) are timed, not commented; queries postgres.js
  * runs for itself (array types, fetched at a connection's start) are timed in the context of the query that opened it.
  */
 import { storage, bindContext } from '../src/context';
-import { sqlToSend, sqlCommentWanted, commentShift, sqlOperation, hasAnyComment } from '../src/sql-comment';
+import { sqlToSend, sqlCommentWanted, positionInText, sqlOperation, hasAnyComment } from '../src/sql-comment';
 import { channels, type DbQueryEvent } from '../src/bus';
 import { wrap, unwrap } from '../src/shim';
 import { log } from '../src/log';
@@ -68,7 +68,8 @@ interface Pending {
   sql: string;
   /** The text sent, when it was commented. */
   sent: string | undefined;
-  shift: number;
+  /** A server position in the text built (with the comment) as one in the app's text. */
+  map: ((position: number) => number) | undefined;
   publish: boolean;
   done: boolean;
   q: QueryLike;
@@ -189,7 +190,6 @@ function installComment(q: QueryLike, proto: object, p: Pending, known: boolean 
       if (use === undefined) use = unprepared(q) === true;
       if (!use) return current;
       p.sent = sent;
-      p.shift = commentShift(sent, text);
       return c.strings;
     },
     set(v: unknown) {
@@ -216,6 +216,12 @@ function installComment(q: QueryLike, proto: object, p: Pending, known: boolean 
     },
   });
   p.q = q;
+  p.map = (pos) => {
+    const app = appText(built, c);
+    return p.sent !== undefined && typeof built === 'string' && typeof app === 'string'
+      ? positionInText(built, app, pos)
+      : pos;
+  };
   (p as Pending & { restore?: () => void }).restore = () => {
     settled = true;
     try {
@@ -238,15 +244,17 @@ function installComment(q: QueryLike, proto: object, p: Pending, known: boolean 
  * 3.0 rejects with `Object.create(serverError, …)`, later versions with the server error itself. Its
  * descriptor is kept (no own enumerable property appears where there was none).
  */
-function unshiftPosition(err: unknown, shift: number): void {
-  if (shift === 0 || err === null || typeof err !== 'object') return;
+function unshiftPosition(err: unknown, map: ((position: number) => number) | undefined): void {
+  if (map === undefined || err === null || typeof err !== 'object') return;
   let o: object | null = err;
   for (let depth = 0; o !== null && depth < 3; depth++, o = Object.getPrototypeOf(o) as object | null) {
     const d = Object.getOwnPropertyDescriptor(o, 'position');
     if (d === undefined) continue;
     const pos: unknown = d.value;
-    if (d.writable && typeof pos === 'string' && /^\d+$/.test(pos) && Number(pos) > shift)
-      Object.defineProperty(o, 'position', { ...d, value: String(Number(pos) - shift) });
+    if (d.writable && typeof pos === 'string' && /^\d+$/.test(pos)) {
+      const mapped = map(Number(pos));
+      if (mapped !== Number(pos)) Object.defineProperty(o, 'position', { ...d, value: String(mapped) });
+    }
     return;
   }
 }
@@ -273,7 +281,7 @@ function end(p: Pending, err: unknown): void {
   (p as Pending & { restore?: () => void }).restore?.();
   if (err) {
     try {
-      unshiftPosition(err, p.shift);
+      unshiftPosition(err, p.map);
     } catch {
       // a frozen or exotic error stays as it is
     }
@@ -339,7 +347,7 @@ function begin(q: QueryLike, proto: object): void {
     requestId: storage.getStore()?.id,
     sql: isStrings(strings) ? joined(strings) : '',
     sent: undefined,
-    shift: 0,
+    map: undefined,
     publish,
     done: false,
     q,

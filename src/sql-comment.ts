@@ -9,7 +9,7 @@
  * a second one over). It never throws for a string. The caller decides only *whether* a text may
  * change at all: a named or prepared statement whose server-side identity is its text (pg's
  * `name`, postgres.js with `prepare: true`, mysql2's `execute`) must not be passed in. A caller
- * that maps server error positions back uses `commentShift(sent, text)` (0 for an appended comment).
+ * that maps a server error's position back into the app's text uses `positionInText(sent, text, pos)`.
  *
  * Formats (HATCH_SQL_COMMENT):
  * - `on` (the default): prepended, never appended, so PostgreSQL's track_activity_query_size cannot
@@ -103,9 +103,25 @@ export function sqlToSend(text: string, driver: SqlDriver): string | undefined {
   return prefix === undefined ? undefined : runCommentedSql(text, prefix);
 }
 
-/** How many characters a comment put before the app's text (what a server error position is off by). */
-export function commentShift(sent: string, text: string): number {
-  return sent.length > text.length && sent.endsWith(text) ? sent.length - text.length : 0;
+/**
+ * A server error's `position` (1-based, in characters of the text sent) as a position in the app's
+ * own text: past a prepended comment, and past an appended one (PostgreSQL points past the comment
+ * for an error at the end of input or at the final `;`). A position inside our comment, which no
+ * error of the app's SQL can have, becomes the place the comment was put.
+ */
+export function positionInText(sent: string, text: string, position: number): number {
+  if (sent === text) return position;
+  // sent = A + Y + B, text = A + X + B: the longest common start A and end B.
+  const max = Math.min(sent.length, text.length);
+  let a = 0;
+  while (a < max && sent.charCodeAt(a) === text.charCodeAt(a)) a++;
+  let b = 0;
+  while (b < max - a && sent.charCodeAt(sent.length - 1 - b) === text.charCodeAt(text.length - 1 - b)) b++;
+  const y = sent.length - a - b;
+  const x = text.length - a - b;
+  if (position <= a) return position;
+  if (position > a + y) return position - y + x;
+  return a + 1;
 }
 
 /** The route template the framework matched, or undefined while none has. */

@@ -17,7 +17,7 @@
  * - a Submittable is never cloned (it would lose its prototype): see ./submittable.ts.
  * What pg itself writes on a config object (8.0.x sets `values`/`callback` on the caller's object;
  * later versions clone it) is replayed onto the caller's object, so the app sees what it saw without
- * the agent. A server error's `position` is shifted back past the comment (./pending.ts).
+ * the agent. A server error's `position` is mapped back past the comment (./pending.ts).
  * Callbacks run in the request context of the code that issued the query, not the socket's.
  * The promise form returns pg's promise chained once (same value, same error object).
  * Whether to comment is read from activeConfig() (HATCH_SQL_COMMENT) at each query.
@@ -25,7 +25,7 @@
  * which costs one `hasSubscribers` check when nobody listens.
  */
 import { storage, bindContext } from '../../src/context';
-import { sqlToSend, sqlCommentWanted, commentShift } from '../../src/sql-comment';
+import { sqlToSend, sqlCommentWanted } from '../../src/sql-comment';
 import { channels } from '../../src/bus';
 import { wrap, unwrap } from '../../src/shim';
 import { log } from '../../src/log';
@@ -62,7 +62,7 @@ function plan(argc: number, config: unknown, values: unknown, callback: unknown)
   fault('pg-query');
 
   const args: unknown[] = argc >= 3 ? [config, values, callback] : argc === 2 ? [config, values] : [config];
-  const pending: Pending = { start: now(), requestId: store?.id, text: '', sql: '', shift: 0, publish, done: false };
+  const pending: Pending = { start: now(), requestId: store?.id, text: '', sql: '', publish, done: false };
 
   if (typeof (config as Partial<Pg.Submittable>).submit === 'function') {
     instrumentSubmittable(config as Pg.Submittable, comment, pending);
@@ -77,10 +77,7 @@ function plan(argc: number, config: unknown, values: unknown, callback: unknown)
     const text = comment ? sqlToSend(config, 'pg') : undefined;
     pending.sql = config;
     pending.text = text ?? config;
-    if (text !== undefined) {
-      args[0] = text;
-      pending.shift = commentShift(text, config);
-    }
+    if (text !== undefined) args[0] = text;
   } else if (typeof config === 'object') {
     const original = (config as QueryObject).text;
     const text =
@@ -88,7 +85,6 @@ function plan(argc: number, config: unknown, values: unknown, callback: unknown)
     pending.sql = typeof original === 'string' ? original : '';
     pending.text = text ?? pending.sql;
     if (text !== undefined) {
-      pending.shift = commentShift(text, original as string);
       derived = Object.create(config) as Record<string, unknown>;
       Object.defineProperty(derived, 'text', { value: text, writable: true, enumerable: true, configurable: true });
     }

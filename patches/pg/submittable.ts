@@ -5,7 +5,7 @@
  * `handleReadyForQuery` are overridden on the instance until the query ends, then restored.
  * Named statements and non-writable texts keep their text (pg rejects a reused name with other text).
  */
-import { sqlToSend, commentShift } from '../../src/sql-comment';
+import { sqlToSend } from '../../src/sql-comment';
 import { now } from '../../src/clock';
 import type * as Pg from 'pg';
 import { end, type Fn, type Pending } from './pending';
@@ -44,7 +44,6 @@ export function instrumentSubmittable(q: SubmittableSeen, comment: boolean, p: P
       comment && !q.name && !holder.name && desc && desc.writable ? sqlToSend(holder.text as string, 'pg') : undefined;
     if (text !== undefined) {
       p.text = text;
-      p.shift = commentShift(text, holder.text as string);
       override(
         q,
         'submit',
@@ -62,7 +61,7 @@ export function instrumentSubmittable(q: SubmittableSeen, comment: boolean, p: P
       );
     }
   }
-  if (!p.publish && p.shift === 0) return;
+  if (!p.publish && p.text === p.sql) return;
   let restoreAll = () => {};
   const done = (err: unknown, at: number) => {
     end(p, err, at);

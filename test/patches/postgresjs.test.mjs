@@ -195,6 +195,8 @@ within(async () => {
     rec(P + 'missing column', await settle(sql\`select nosuch from (values (1)) as v(n) where n = \${1}\`));
     rec(P + 'division', await settle(sql\`select 1/0\`));
     rec(P + 'end of input', await settle(sql.unsafe('select 1 from')));
+    rec(P + 'at the semicolon', await settle(sql.unsafe('select 1 from;')));
+    rec(P + 'tagged end of input', await settle(sql\`select \${1}::int from\`));
     const q = sql\`select 15 as fifteen\`;
     rec(P + 'query object', { before: typeof q.then, strings: [...q.strings], after: (await q).length, string: q.string, stringsAfter: [...q.strings] });
     await sql.end();
@@ -202,23 +204,31 @@ within(async () => {
 }).then(() => console.log(JSON.stringify(out)), (e) => { console.error('FAILED', e); process.exit(3); });
 `;
 
-test('every query form gives the same results and errors as without the agent', async () => {
-  const env = { DATABASE_URL };
-  const plain = await runScript(SIDE, { agent: false, env });
-  const withAgent = await runScript(SIDE, { agent: true, env: { ...env, USE_AGENT: '1' } });
-  assert.equal(plain.code, 0, plain.stderr);
-  assert.equal(withAgent.code, 0, withAgent.stderr);
-  assert.equal(withAgent.stderr, plain.stderr, 'the agent logs nothing at the default level');
-  const a = JSON.parse(plain.stdout);
-  assert.deepEqual(JSON.parse(withAgent.stdout), a);
-  assert.ok(a.length >= 50);
-  // The agent did comment that run (unprepared statements only), and the errors' positions above
-  // were shifted back past the comment.
-  const lines = await waitForLog(`side_missing_${run} where x = 1`, { count: 4 });
-  assert.equal(lines.filter((l) => l.includes(`/* side-${run} */ select * from side_missing_${run}`)).length, 2);
-  const prepared = await waitForLog('select $1::int as six', { count: 2 });
-  for (const l of prepared) assert.doesNotMatch(l, /side-/, 'sql.unsafe with prepare: true stays uncommented');
-});
+for (const format of ['on', 'sqlcommenter'])
+  test(`every query form gives the same results and errors as without the agent (HATCH_SQL_COMMENT=${format})`, async () => {
+    const env = { DATABASE_URL };
+    const plain = await runScript(SIDE, { agent: false, env });
+    const withAgent = await runScript(SIDE, {
+      agent: true,
+      env: { ...env, USE_AGENT: '1', HATCH_SQL_COMMENT: format },
+    });
+    assert.equal(plain.code, 0, plain.stderr);
+    assert.equal(withAgent.code, 0, withAgent.stderr);
+    assert.equal(withAgent.stderr, plain.stderr, 'the agent logs nothing at the default level');
+    const a = JSON.parse(plain.stdout);
+    assert.deepEqual(JSON.parse(withAgent.stdout), a);
+    assert.ok(a.length >= 50);
+    // The agent did comment that run (unprepared statements only), and the errors' positions above
+    // were shifted back past the comment.
+    const lines = await waitForLog(`side_missing_${run} where x = 1`, { count: format === 'on' ? 4 : 8 });
+    const commented =
+      format === 'on'
+        ? `/* side-${run} */ select * from side_missing_${run} where x = 1`
+        : `select * from side_missing_${run} where x = 1 /*db_driver='postgres',request_id='side-${run}'*/`;
+    assert.equal(lines.filter((l) => l.includes(commented)).length, 2, lines.join('\n'));
+    const prepared = await waitForLog('select $1::int as six', { count: 2 });
+    for (const l of prepared) assert.doesNotMatch(l, /side-/, 'sql.unsafe with prepare: true stays uncommented');
+  });
 
 const ESM = `
 import postgres from 'postgres';

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
-import { startApp, get, appDir, UUID } from '../support/app.mjs';
+import { startApp, runScript, get, appDir, UUID } from '../support/app.mjs';
 import { startPostgres } from '../support/postgres.mjs';
 
 const here = createRequire(path.join(appDir, 'package.json'));
@@ -276,5 +276,45 @@ for (const [major, binaries] of [
     } finally {
       await admin.end();
     }
+  });
+}
+
+// pg's errors with either format, side by side with the app alone: PostgreSQL points past an
+// appended comment for an error at the end of input or at the final `;`, and past a prepended one
+// for every error; the agent maps each position back into the app's text.
+const ERRORS = `
+const pg = require('pg');
+const agent = process.env.USE_AGENT ? require('hatch-agent') : null;
+const within = agent ? (fn) => agent.withRequestId('errs-${run}', fn) : (fn) => fn();
+const errOf = (e) => ({ message: e.message, code: e.code, position: e.position });
+within(async () => {
+  const client = new pg.Client({ connectionString: process.env.DATABASE_URL });
+  await client.connect();
+  const out = [];
+  for (const text of ['select 1 from', 'select 1 from;', 'select 1 frm x', 'selec 1', "select 'errs-${run}' from nosuch_${run}"])
+    out.push(await client.query(text).then(() => 'resolved', errOf));
+  out.push(await client.query({ text: 'select $1::int from', values: [1] }).then(() => 'resolved', errOf));
+  out.push(await new Promise((resolve) => client.query(new pg.Query('select 2 from;'), (e) => resolve(e ? errOf(e) : 'resolved'))));
+  await client.end();
+  console.log(JSON.stringify(out));
+});
+`;
+
+for (const format of ['on', 'sqlcommenter']) {
+  test(`pg: server error positions are the app's own with HATCH_SQL_COMMENT=${format}`, async () => {
+    const env = { DATABASE_URL: process.env.DATABASE_URL };
+    const plain = await runScript(ERRORS, { agent: false, env });
+    const withAgent = await runScript(ERRORS, {
+      agent: true,
+      env: { ...env, USE_AGENT: '1', HATCH_SQL_COMMENT: format },
+    });
+    assert.equal(plain.code, 0, plain.stderr);
+    assert.equal(withAgent.code, 0, withAgent.stderr);
+    const a = JSON.parse(plain.stdout);
+    assert.ok(
+      a.every((e) => typeof e.position === 'string'),
+      plain.stdout,
+    );
+    assert.deepEqual(JSON.parse(withAgent.stdout), a);
   });
 }
