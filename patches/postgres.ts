@@ -18,8 +18,8 @@
  * a per-request comment would prepare a new statement on the server for every request. A query is
  * commented only when it will not be prepared: its own `prepare: false` (`sql.unsafe`'s default,
  * `.simple()`), or an instance made with `prepare: false`. The instance's setting is not reachable
- * from a query, so it is learnt from the first query of that instance once postgres.js built it
- * (its `prepare` field): that first query goes out uncommented. `describe()` always prepares and is
+ * from a query, so it is learnt from the first of its queries postgres.js builds (its `prepare`
+ * field, set as it builds it): that query goes out uncommented. `describe()` always prepares and is
  * never commented. The text is decided in the caller's context (when `handle` runs) and swapped in
  * through an accessor on the query's `strings`, read by postgres.js when it builds the statement
  * (perhaps later, on another connection's turn); the app's text is what the query's `string` and
@@ -27,8 +27,9 @@
  * server error's `position` is mapped back past the comment, so the app sees what it sees
  * without the agent. Only the result's `statement.string` (the statement postgres.js sent) shows it.
  * Limitations: the text of nested fragments (`${sql`…`}`) is checked for comments (sqlcommenter)
- * one level deep; `sql.file` queries (read later) are timed, not commented; queries postgres.js
- * runs for itself (array types, fetched at a connection's start) are timed in the context of the query that opened it.
+ * one level deep; `sql.file` queries (read later) are timed, not commented; the queries postgres.js
+ * runs for itself (array types, fetched at a connection's start) are timed in the context of the
+ * query that opened the connection.
  */
 import { storage, bindContext } from '../src/context';
 import { sqlToSend, sqlCommentWanted, positionInText, sqlOperation, hasAnyComment } from '../src/sql-comment';
@@ -94,6 +95,19 @@ function instancePrepares(q: QueryLike): boolean | undefined {
   }
   if (probe === undefined) probes.set(key, q);
   return undefined;
+}
+
+/**
+ * A query postgres.js builds now (it reads `strings` first, then sets `prepare`): while its instance
+ * is not known, the next query's decision reads its `prepare`. Builds are synchronous, one at a
+ * time, so only the instance's first query built goes out before the instance is known.
+ */
+function noteBuilt(q: QueryLike): void {
+  const key = q.canceller;
+  const opts = q.options;
+  if (typeof key !== 'function' || prepares.has(key)) return;
+  if (opts !== null && typeof opts === 'object' && 'prepare' in opts) return;
+  probes.set(key, q);
 }
 
 /** Whether postgres.js will send this query unprepared (so a comment makes no new server statement). */
@@ -187,7 +201,10 @@ function installComment(q: QueryLike, proto: object, p: Pending, known: boolean 
     enumerable: true,
     get() {
       if (settled || current !== original) return current;
-      if (use === undefined) use = unprepared(q) === true;
+      if (use === undefined) {
+        use = unprepared(q) === true;
+        noteBuilt(q);
+      }
       if (!use) return current;
       p.sent = sent;
       return c.strings;

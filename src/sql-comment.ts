@@ -64,6 +64,7 @@ function endsWithOurs(text: string): boolean {
   while (i >= 0 && isBlank(text.charCodeAt(i))) i--;
   const last = text.charCodeAt(i);
   if (last !== 47 && last !== 59) return false; // '/' or ';'
+  if (!text.includes("db_driver='")) return false; // a native scan before the regex
   // The comment is near the end: a bounded tail keeps the regex's work bounded on long statements.
   return OURS_APPENDED.test(text.length > 4096 ? text.slice(-4096) : text);
 }

@@ -314,3 +314,20 @@ test('a postgres outside the declared range is left untouched, with one line', a
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('prepare: false learnt from the instance: only its first query built goes out uncommented', async () => {
+  const ID = `learn-${run}`;
+  const r = await runScript(
+    `const postgres = require('postgres');
+const { withRequestId } = require('hatch-agent');
+const sql = postgres(process.env.DATABASE_URL, { max: 2, prepare: false, onnotice: () => {} });
+withRequestId('${ID}', () => Promise.all(Array.from({ length: 10 }, (_, i) => sql\`select \${i}::int as i, '${ID}' as t\`)))
+  .then(async (rs) => { await sql.end(); console.log(rs.map((x) => x[0].i).join(',')); });`,
+    { env: { DATABASE_URL } },
+  );
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout.trim(), '0,1,2,3,4,5,6,7,8,9');
+  const lines = (await waitForLog(`'${ID}' as t`, { count: 10 })).filter((l) => /execute [^:]*: /.test(l));
+  assert.equal(lines.length, 10, lines.join('\n'));
+  assert.equal(lines.filter((l) => l.includes(`/* ${ID} */ select $1::int as i`)).length, 9, lines.join('\n'));
+});
