@@ -97,20 +97,26 @@ test(`postgres ${version}: 200 concurrent requests, each statement in the log ca
   // The tagged forms send the marker as a parameter: the log's `parameters:` line names it, the
   // statement line before it (same backend pid) carries the comment. Each request's statements are
   // found by its ID, and every statement of this run's tag carries one of the requests' IDs.
-  const all = await waitForLog(`'conc-${run}' as tag`, { count: 200 });
   // With log_min_duration_statement=0 the extended protocol logs parse, bind and execute: the
   // statement sent is the `execute` line (a cursor's each fetch), or `statement:` for the simple one.
-  const lines = all.filter((l) => /(execute [^:]*|statement): /.test(l));
+  // The collector writes the log a little later: read until every request's statement is there.
+  const sent = new RegExp(`(execute [^:]*|statement): .*'conc-${run}' as tag`);
   const ids = new Set(idOf.values());
-  const seen = new Map();
-  for (const line of lines) {
-    const m = /\/\* ([A-Za-z0-9._:-]+) GET \/users\/:m \*\/ select/.exec(line);
-    assert.ok(m, `commented with the ID and the route: ${line}`);
-    assert.ok(ids.has(m[1]), line);
-    seen.set(m[1], (seen.get(m[1]) ?? 0) + 1);
-    // The unsafe form inlines the marker: there the comment's ID must be that very request's.
-    const inline = /'(m[0-9a-f]+x(\d+))' as marker/.exec(line);
-    if (inline) assert.equal(m[1], idOf.get(Number(inline[2])), line);
+  let seen;
+  for (const until = Date.now() + 15000; ;) {
+    const lines = await waitForLog(sent, { count: 200 });
+    seen = new Map();
+    for (const line of lines) {
+      const m = /\/\* ([A-Za-z0-9._:-]+) GET \/users\/:m \*\/ select/.exec(line);
+      assert.ok(m, `commented with the ID and the route: ${line}`);
+      assert.ok(ids.has(m[1]), line);
+      seen.set(m[1], (seen.get(m[1]) ?? 0) + 1);
+      // The unsafe form inlines the marker: there the comment's ID must be that very request's.
+      const inline = /'(m[0-9a-f]+x(\d+))' as marker/.exec(line);
+      if (inline) assert.equal(m[1], idOf.get(Number(inline[2])), line);
+    }
+    if ([...ids].every((id) => seen.has(id)) || Date.now() > until) break;
+    await new Promise((r) => setTimeout(r, 100));
   }
   for (const id of ids) assert.ok(seen.get(id) >= 1, `request ${id}'s statement is in the log with its ID`);
   // BEGIN and COMMIT of sql.begin are commented with the request's ID too.
