@@ -53,6 +53,7 @@ export const RESERVED: readonly string[] = [
   'profile',
   'heap',
   'mail',
+  'queue-ping',
   'debug',
 ];
 

@@ -23,6 +23,8 @@ export interface Config {
   disable: string[];
   requestIdHeader: string;
   sqlComment: boolean;
+  /** HATCH_SQL_COMMENT's format when on: `prefix` (`on`: /* <id> … *\/ first) or `sqlcommenter` (src/sql-comment.ts). */
+  sqlCommentFormat: 'prefix' | 'sqlcommenter';
   /** Host patterns that receive the request ID; undefined: every host. */
   propagateHosts: string[] | undefined;
   traceparent: boolean;
@@ -97,6 +99,7 @@ export const DEFAULTS: Config = {
   disable: [],
   requestIdHeader: 'x-request-id',
   sqlComment: true,
+  sqlCommentFormat: 'prefix',
   propagateHosts: undefined,
   traceparent: true,
   statsd: true,
@@ -213,7 +216,15 @@ export function loadConfig(env: Env = process.env): ConfigResult {
     'a valid HTTP header name',
     DEFAULTS.requestIdHeader,
   ).toLowerCase();
-  c.sqlComment = onOff('HATCH_SQL_COMMENT', DEFAULTS.sqlComment);
+  const sqlComment = env.HATCH_SQL_COMMENT;
+  if (sqlComment !== undefined && sqlComment.trim().toLowerCase() === 'sqlcommenter') {
+    c.sqlCommentFormat = 'sqlcommenter';
+  } else if (sqlComment !== undefined && sqlComment !== '') {
+    const v = sqlComment.trim().toLowerCase();
+    if (['on', 'true', '1', 'yes'].includes(v)) c.sqlComment = true;
+    else if (['off', 'false', '0', 'no'].includes(v)) c.sqlComment = false;
+    else reject('HATCH_SQL_COMMENT', sqlComment, 'is not on|off|sqlcommenter', 'on');
+  }
   c.traceparent = onOff('HATCH_TRACEPARENT', DEFAULTS.traceparent);
   const hosts = env.HATCH_PROPAGATE_HOSTS;
   if (hosts !== undefined && hosts.trim() !== '') {

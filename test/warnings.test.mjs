@@ -124,7 +124,7 @@ for (const [kind, { ext, source }] of Object.entries(APPS)) {
         // kinds of app (an ES module's import of a CommonJS package passes Module._load).
         assert.equal(seen.logged, rid, 'pino records carry the request ID');
         const [statement] = await waitForLog(`'${marker}'`, { timeout: 30000 });
-        assert.ok(statement.includes(`/* ${rid} */ SELECT '${marker}'`), statement);
+        assert.ok(statement.includes(`/* ${rid} GET /orders/:id */ SELECT '${marker}'`), statement);
       });
     }
   });

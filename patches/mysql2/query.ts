@@ -39,9 +39,8 @@
  * is never published; statements run through `connection.prepare()`'s own `execute` are not timed.
  */
 import { storage, callIn, bindContext, type RequestContext } from '../../src/context';
-import { commentedSql, runCommentedSql, sqlOperation } from '../../src/sql-comment';
+import { sqlToSendIn, sqlOperation } from '../../src/sql-comment';
 import { runSqlComment } from '../../src/run';
-import { activeConfig } from '../../src/config';
 import { channels, type DbQueryEvent } from '../../src/bus';
 import { wrap, unwrap } from '../../src/shim';
 import { log } from '../../src/log';
@@ -79,9 +78,7 @@ interface Plan {
  * undefined when it goes out unchanged: the one place that decides a mysql2 comment.
  */
 function commentFor(sql: string, store: RequestContext | undefined): string | undefined {
-  if (store !== undefined) return activeConfig().sqlComment ? commentedSql(sql, store.id) : undefined;
-  const prefix = runSqlComment();
-  return prefix !== undefined ? runCommentedSql(sql, prefix) : undefined;
+  return sqlToSendIn(sql, 'mysql2', store);
 }
 
 /** mysql2's Query class (not exported: found through createQuery), to tell a pool's Query from options. */

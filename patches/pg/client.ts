@@ -4,8 +4,9 @@
  * Every form is handled: text, (text, values), config objects, callbacks (third argument, second
  * argument or config.callback), the promise form, and Submittables (pg.Query, pg-cursor,
  * pg-query-stream). Each query is timed from the call to its result or error and published on
- * `hatch:db.query`; inside a request (or withRequestId) its SQL text is sent as
- * `/* <id> *\/ <text>`, outside any request as `/* job:<name> run:<id> *\/ <text>` (src/run.ts).
+ * `hatch:db.query`; its SQL text is sent as src/sql-comment.ts sqlToSend says (HATCH_SQL_COMMENT):
+ * inside a request (or withRequestId) `/* <id> *\/ <text>` (with the route once known) or the
+ * sqlcommenter comment appended, outside any request the run's comment (src/run.ts).
  *
  * What is never done (pitfalls the anchors hit):
  * - named prepared statements keep their text: pg rejects a reused name with different text;
@@ -16,7 +17,7 @@
  * - a Submittable is never cloned (it would lose its prototype): see ./submittable.ts.
  * What pg itself writes on a config object (8.0.x sets `values`/`callback` on the caller's object;
  * later versions clone it) is replayed onto the caller's object, so the app sees what it saw without
- * the agent. A server error's `position` is shifted back past the comment (./pending.ts).
+ * the agent. A server error's `position` is mapped back past the comment (./pending.ts).
  * Callbacks run in the request context of the code that issued the query, not the socket's.
  * The promise form returns pg's promise chained once (same value, same error object).
  * Whether to comment is read from activeConfig() (HATCH_SQL_COMMENT) at each query.
@@ -24,13 +25,11 @@
  * which costs one `hasSubscribers` check when nobody listens.
  */
 import { storage, bindContext } from '../../src/context';
-import { commentedSql, runCommentedSql } from '../../src/sql-comment';
-import { runSqlComment } from '../../src/run';
+import { sqlToSend, sqlCommentWanted } from '../../src/sql-comment';
 import { channels } from '../../src/bus';
 import { wrap, unwrap } from '../../src/shim';
 import { log } from '../../src/log';
 import { fault } from '../../src/fault';
-import { activeConfig } from '../../src/config';
 import type * as Pg from 'pg';
 import type { PatchCode } from './index';
 import { end, wrapCallback, type Fn, type Pending } from './pending';
@@ -57,21 +56,16 @@ interface Plan {
 function plan(argc: number, config: unknown, values: unknown, callback: unknown): Plan | undefined {
   const store = storage.getStore();
   const publish = channels.dbQuery.hasSubscribers;
-  // A request's ID, else (outside any request: start-up, timers, a script) the run's prefix; a
-  // request never asks for the run.
-  let id: string | undefined;
-  let runPrefix: string | undefined;
-  if (store !== undefined) {
-    if (activeConfig().sqlComment) id = store.id;
-  } else runPrefix = runSqlComment();
-  if ((id === undefined && runPrefix === undefined && !publish) || config == null) return undefined;
+  // Whether sqlToSend may comment (a request's ID, else outside any request the run's comment).
+  const comment = sqlCommentWanted();
+  if ((!comment && !publish) || config == null) return undefined;
   fault('pg-query');
 
   const args: unknown[] = argc >= 3 ? [config, values, callback] : argc === 2 ? [config, values] : [config];
-  const pending: Pending = { start: now(), requestId: store?.id, text: '', sql: '', shift: 0, publish, done: false };
+  const pending: Pending = { start: now(), requestId: store?.id, text: '', sql: '', publish, done: false };
 
   if (typeof (config as Partial<Pg.Submittable>).submit === 'function') {
-    instrumentSubmittable(config as Pg.Submittable, id, runPrefix, pending);
+    instrumentSubmittable(config as Pg.Submittable, comment, pending);
     // pg sets these as the Submittable's callback when it has none: run them in our context.
     if (typeof values === 'function') args[1] = bindContext(values as Fn);
     else if (typeof callback === 'function') args[2] = bindContext(callback as Fn);
@@ -80,32 +74,17 @@ function plan(argc: number, config: unknown, values: unknown, callback: unknown)
 
   let derived: Record<string, unknown> | undefined;
   if (typeof config === 'string') {
-    const text =
-      id !== undefined
-        ? commentedSql(config, id)
-        : runPrefix !== undefined
-          ? runCommentedSql(config, runPrefix)
-          : undefined;
+    const text = comment ? sqlToSend(config, 'pg') : undefined;
     pending.sql = config;
     pending.text = text ?? config;
-    if (text !== undefined) {
-      args[0] = text;
-      pending.shift = text.length - config.length;
-    }
+    if (text !== undefined) args[0] = text;
   } else if (typeof config === 'object') {
     const original = (config as QueryObject).text;
     const text =
-      typeof original === 'string' && !(config as QueryObject).name
-        ? id !== undefined
-          ? commentedSql(original, id)
-          : runPrefix !== undefined
-            ? runCommentedSql(original, runPrefix)
-            : undefined
-        : undefined;
+      comment && typeof original === 'string' && !(config as QueryObject).name ? sqlToSend(original, 'pg') : undefined;
     pending.sql = typeof original === 'string' ? original : '';
     pending.text = text ?? pending.sql;
     if (text !== undefined) {
-      pending.shift = text.length - (original as string).length;
       derived = Object.create(config) as Record<string, unknown>;
       Object.defineProperty(derived, 'text', { value: text, writable: true, enumerable: true, configurable: true });
     }

@@ -1,12 +1,12 @@
 /**
  * One pg query in flight: when it started, the text sent and the app's own, the length of the
- * comment prepended, and its end, published once on `hatch:db.query` (src/bus.ts), whichever of
- * pg's paths (callback, promise, Submittable) reports it first. At its end a server error's
- * `position` (a character offset into the text sent) is shifted back by the comment's length, so
- * it points into the app's own SQL.
+ * comment, and its end, published once on `hatch:db.query` (src/bus.ts), whichever of pg's paths
+ * (callback, promise, Submittable) reports it first. At its end a server error's `position` (a
+ * character offset into the text sent) is mapped back past the comment (src/sql-comment.ts
+ * positionInText), so it points into the app's own SQL.
  */
 import { bindContext } from '../../src/context';
-import { sqlOperation } from '../../src/sql-comment';
+import { sqlOperation, positionInText } from '../../src/sql-comment';
 import { channels, type DbQueryEvent } from '../../src/bus';
 import { log } from '../../src/log';
 import { now } from '../../src/clock';
@@ -20,8 +20,6 @@ export interface Pending {
   text: string;
   /** The app's own text (without our comment): its operation is found without skipping the comment. */
   sql: string;
-  /** Characters of comment prepended to the text (0 when none). */
-  shift: number;
   publish: boolean;
   done: boolean;
 }
@@ -29,12 +27,14 @@ export interface Pending {
 const shifted = new WeakSet<object>();
 
 /** Points a server error's `position` back into the app's own text. */
-function unshiftPosition(err: unknown, shift: number): void {
-  if (shift === 0 || err === null || typeof err !== 'object' || shifted.has(err)) return;
+function unshiftPosition(err: unknown, sent: string, text: string): void {
+  if (sent === text || err === null || typeof err !== 'object' || shifted.has(err)) return;
   const pos = (err as { position?: unknown }).position;
-  if (typeof pos === 'string' && /^\d+$/.test(pos) && Number(pos) > shift) {
+  if (typeof pos === 'string' && /^\d+$/.test(pos)) {
+    const mapped = positionInText(sent, text, Number(pos));
+    if (mapped === Number(pos)) return;
     shifted.add(err);
-    (err as { position?: unknown }).position = String(Number(pos) - shift);
+    (err as { position?: unknown }).position = String(mapped);
   }
 }
 
@@ -43,7 +43,7 @@ export function end(p: Pending, err: unknown, at = now()): void {
   p.done = true;
   if (err) {
     try {
-      unshiftPosition(err, p.shift);
+      unshiftPosition(err, p.text, p.sql);
     } catch {
       // a frozen or exotic error object stays as it is
     }

@@ -5,7 +5,7 @@
  * `handleReadyForQuery` are overridden on the instance until the query ends, then restored.
  * Named statements and non-writable texts keep their text (pg rejects a reused name with other text).
  */
-import { commentedSql, runCommentedSql } from '../../src/sql-comment';
+import { sqlToSend } from '../../src/sql-comment';
 import { now } from '../../src/clock';
 import type * as Pg from 'pg';
 import { end, type Fn, type Pending } from './pending';
@@ -32,13 +32,8 @@ function override(o: Record<string, unknown>, k: string, make: (orig: Fn, restor
   return true;
 }
 
-/** `id`: the request's ID; else `runPrefix`: the run's comment (outside requests); neither: no comment. */
-export function instrumentSubmittable(
-  q: SubmittableSeen,
-  id: string | undefined,
-  runPrefix: string | undefined,
-  p: Pending,
-): void {
+/** `comment`: whether src/sql-comment.ts sqlToSend may comment the text now (read in the caller's context). */
+export function instrumentSubmittable(q: SubmittableSeen, comment: boolean, p: Pending): void {
   // Where the text lives: pg.Query and pg-cursor hold it, pg-query-stream holds a cursor.
   const holder = typeof q.text === 'string' ? q : q.cursor && typeof q.cursor.text === 'string' ? q.cursor : undefined;
   if (holder) {
@@ -46,16 +41,9 @@ export function instrumentSubmittable(
     p.text = p.sql = holder.text as string;
     const desc = Object.getOwnPropertyDescriptor(holder, 'text');
     const text =
-      !q.name && !holder.name && desc && desc.writable
-        ? id !== undefined
-          ? commentedSql(holder.text as string, id)
-          : runPrefix !== undefined
-            ? runCommentedSql(holder.text as string, runPrefix)
-            : undefined
-        : undefined;
+      comment && !q.name && !holder.name && desc && desc.writable ? sqlToSend(holder.text as string, 'pg') : undefined;
     if (text !== undefined) {
       p.text = text;
-      p.shift = text.length - (holder.text as string).length;
       override(
         q,
         'submit',
@@ -73,7 +61,7 @@ export function instrumentSubmittable(
       );
     }
   }
-  if (!p.publish && p.shift === 0) return;
+  if (!p.publish && p.text === p.sql) return;
   let restoreAll = () => {};
   const done = (err: unknown, at: number) => {
     end(p, err, at);

@@ -155,7 +155,7 @@ for (const [name, agent, ext, source] of APPS) {
             (s) => s.includes(`'${marker}-${via}'`) && (via === 'client' || s.includes('$1')),
           );
           assert.ok(
-            mine.some((s) => s.includes(`/* ${id} */ SELECT '${marker}-${via}'`)),
+            mine.some((s) => s.includes(`/* ${id} GET /users/:id */ SELECT '${marker}-${via}'`)),
             `${via} statement of request ${i} carries ${id}:\n${statements.join('\n')}`,
           );
         }

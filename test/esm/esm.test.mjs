@@ -150,7 +150,7 @@ test('an ES-module app under --import is instrumented as -r instruments its Comm
       .split('\n')
       .filter((l) => l.includes(`'${marker}'`));
     for (const s of statements) {
-      assert.ok(s.includes(`/* ${id} */ SELECT '${marker}'`), s);
+      assert.ok(s.includes(`/* ${id} GET /orders/:id */ SELECT '${marker}'`), s);
       assert.equal(s.split('/*').length - 1, 1, `one comment: ${s}`);
     }
 

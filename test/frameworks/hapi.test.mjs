@@ -218,7 +218,7 @@ for (const { kind, agent, label } of LOADERS) {
       const statements = logged.filter((l) => /statement: /.test(l));
       assert.equal(statements.length, users.length, 'one statement per request');
       for (const s of statements) {
-        const m = new RegExp(`/\\* (hapi-${run}-(\\d+)) \\*/ SELECT '${marker}:(\\d+)'`).exec(s);
+        const m = new RegExp(`/\\* (hapi-${run}-(\\d+)) GET /users/\\{id\\} \\*/ SELECT '${marker}:(\\d+)'`).exec(s);
         assert.ok(m, `the statement carries a request ID: ${s}`);
         assert.equal(m[2], m[3], `the statement of request ${m[3]} carries its own ID: ${s}`);
       }

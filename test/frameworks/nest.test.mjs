@@ -225,7 +225,8 @@ for (const adapter of ['express', 'fastify']) {
             assert.equal(r.status, i % 2 ? 500 : 200);
             if (i % 2 === 0) assert.deepEqual(JSON.parse(r.body), { id: String(700 + i), seen: true });
             const [line] = await waitForLog(`SELECT 'nest-${marker}-${i % 2 ? 'boom' : 'show'}-${700 + i}' AS marker`);
-            assert.ok(line.includes(`/* ${id} */ SELECT`), line);
+            // Express names the route before the handler runs; the Fastify patch only once the response finished.
+            assert.match(line, new RegExp(`/\\* ${id}${adapter === 'express' ? ' GET /\\S+' : ''} \\*/ SELECT`), line);
           }
         });
 

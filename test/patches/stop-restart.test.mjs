@@ -146,7 +146,10 @@ function assertInstrumented(x, phase) {
   assert.match(id, UUID, `${phase}: the response carries the ID`);
   assert.equal(x.body.id, id, `${phase}: the handler sees the ID`);
   assert.ok(x.body.headerNames.includes('x-request-id'), `${phase}: getHeaderNames shows the ID header`);
-  assert.ok(x.sql.includes(`statement: /* ${id} */ SELECT '${x.marker}'`), `${phase}: SQL commented: ${x.sql}`);
+  assert.ok(
+    x.sql.includes(`statement: /* ${id} GET /items/:itemId */ SELECT '${x.marker}'`),
+    `${phase}: SQL commented: ${x.sql}`,
+  );
   assert.equal(x.get?.id, id, `${phase}: http.get carries the ID`);
   assert.equal(x.fetch?.id, id, `${phase}: fetch carries the ID`);
   assert.match(x.fetch?.traceparent ?? '', /^00-[0-9a-f]{32}-/, `${phase}: fetch carries a traceparent`);

@@ -70,7 +70,7 @@ function checkDemo(stdout) {
   );
 
   // 4. the PostgreSQL statement log grepped by the order's ID: a statement from each service.
-  const pgLines = s[4].split('\n').filter((l) => l.includes(`/* ${order} */`));
+  const pgLines = s[4].split('\n').filter((l) => l.includes(`/* ${order} `));
   assert.ok(
     pgLines.some((l) => / shop LOG: .*SELECT o\.id, o\.sku/.test(l)),
     s[4],

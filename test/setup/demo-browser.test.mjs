@@ -81,7 +81,7 @@ test(
     );
     assert.equal(
       await row.locator('.entry-query .label').innerText(),
-      `/* ${id} */ SELECT o.id, o.sku, u.name FROM orders o JOIN users u ON u.id = o.user_id WHERE o.id = $1`,
+      `/* ${id} GET /orders/:id */ SELECT o.id, o.sku, u.name FROM orders o JOIN users u ON u.id = o.user_id WHERE o.id = $1`,
     );
     assert.match(await row.locator('.entry-call .label').innerText(), /^GET 127\.0\.0\.1\/stock\/[^?]+$/);
     assert.equal(await row.locator('.entry-render .label').innerText(), 'ejs order');

