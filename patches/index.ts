@@ -78,6 +78,11 @@ const handlebars = lazy('handlebars', 'handlebars', ['4.0.0', '5.0.0'], './handl
 const nunjucks = lazy('nunjucks', 'nunjucks', ['3.0.0', '4.0.0'], './nunjucks', 'nunjucks');
 const pino = lazy('pino', 'pino', ['8.0.0', '11.0.0'], './pino', 'pino');
 const winston = lazy('winston', 'winston', ['3.0.0', '4.0.0'], './winston', 'winston');
+const redis = [
+  lazy('ioredis', 'redis', ['5.0.0', '7.0.0'], './ioredis/index', 'ioredis'),
+  lazy('@redis/client/dist/lib/client', 'redis', ['1.1.0', '7.0.0'], './redis/index', 'redisClient'),
+  lazy('@redis/client/dist/lib/client/commands-queue', 'redis', ['1.1.0', '7.0.0'], './redis/index', 'redisQueue'),
+];
 
 export const ALL_PATCHES: PatchDefinition[] = [
   httpServer,
@@ -101,6 +106,7 @@ export const ALL_PATCHES: PatchDefinition[] = [
   nunjucks,
   pino,
   winston,
+  ...redis,
 ];
 
 /** Libraries that publish on diagnostics channels of their own: subscribed at start. */
