@@ -1,0 +1,286 @@
+// Redis under `node -r hatch-agent`, for each client library the matrix line installed (ioredis,
+// node-redis 4, 5 and 6: test/support/redis-clients.mjs), against a real redis-server of this
+// file's own (test/support/redis.mjs), which is stopped and started again in the middle of traffic.
+// What is checked, per library:
+// - 200 concurrent requests, each with a SET, a GET, a pipeline and a MULTI of its own keys: each
+//   request's timeline (the requests hatch's JSON) holds exactly its own commands, named with their
+//   first key, and no value anywhere; StatsD (a real UDP socket) gets one db.query timing per call;
+// - the same script's results and errors, deep-equal with and without the agent;
+// - a restart: commands sent while the server is down wait in the client's offline queue and keep
+//   their caller's context; what the app sees is what it sees without the agent; afterwards the
+//   agent still times every command in its own context.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { startApp, runScript, get, writeApp, appDir } from '../support/app.mjs';
+import { udpListener } from '../support/udp.mjs';
+import { startRedis, stopRedis } from '../support/redis.mjs';
+import { redisClients, CLIENT_JS } from '../support/redis-clients.mjs';
+
+const TOKEN = 'redis-test-token-0123456789abcdef';
+const clients = redisClients();
+let redis;
+before(async () => {
+  redis = await startRedis();
+});
+after(async () => {
+  await stopRedis(redis);
+});
+
+test('the matrix line installs a Redis client library', () => {
+  assert.ok(clients.length > 0, `no ioredis or redis in ${appDir}`);
+});
+
+const SERVER = `${CLIENT_JS}
+const http = require('node:http');
+const client = makeClient();
+const r = ops(client);
+(async () => {
+  await connected(client);
+  const server = http.createServer(async (req, res) => {
+    const n = req.url.split('/')[2];
+    try {
+      await r.set('req:' + n, 'secret-' + n);
+      const v = await r.get('req:' + n);
+      const p = await r.pipeline([['incr', 'cnt:' + n], ['get', 'cnt:' + n]]);
+      const m = await r.multi([['set', 'm:' + n, 'secret-m-' + n], ['get', 'm:' + n]]);
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ n, v, p, m }));
+    } catch (e) {
+      res.statusCode = 500;
+      res.end(String(e && e.message));
+    }
+  });
+  server.listen(0, '127.0.0.1', () => console.log('listening ' + server.address().port));
+})();
+`;
+
+for (const c of clients) {
+  test(`${c.label}: 200 concurrent requests, each command on its own request's timeline, one db.query per call`, async () => {
+    const udp = await udpListener();
+    const app = await startApp(SERVER, {
+      env: {
+        ...c.env,
+        REDIS_URL: redis.url,
+        HATCH_TOKEN: TOKEN,
+        HATCH_RECENT_REQUESTS: '500',
+        HATCH_STATSD: 'on',
+        HATCH_STATSD_PORT: String(udp.port),
+        HATCH_STATSD_FLUSH_MS: '100',
+      },
+    });
+    try {
+      const tag = `${c.lib}-${Date.now()}`;
+      const rs = await Promise.all(Array.from({ length: 200 }, (_, i) => get(`${app.url}/cmd/${tag}-${i}`)));
+      for (const [i, r] of rs.entries()) {
+        assert.equal(r.status, 200, r.body);
+        const body = JSON.parse(r.body);
+        assert.equal(body.v, `secret-${tag}-${i}`);
+      }
+      const hatch = await get(`${app.url}/_hatch/requests?format=json`, { authorization: `Bearer ${TOKEN}` });
+      assert.equal(hatch.status, 200);
+      assert.ok(!hatch.body.includes('secret-'), 'no value reaches the requests hatch');
+      const records = JSON.parse(hatch.body).recent.filter((x) => x.path.startsWith(`/cmd/${tag}-`));
+      assert.equal(records.length, 200);
+      for (const rec of records) {
+        const n = rec.path.split('/')[2];
+        assert.deepEqual(
+          rec.timeline.map((e) => [e.kind, e.label, e.outcome]),
+          [
+            ['query', `SET req:${n}`, 'ok'],
+            ['query', `GET req:${n}`, 'ok'],
+            ['query', `PIPELINE 2: INCR cnt:${n}, GET cnt:${n}`, 'ok'],
+            ['query', `MULTI 2: SET m:${n}, GET m:${n}`, 'ok'],
+          ],
+          `request ${rec.id} (${rec.path})`,
+        );
+      }
+      // One timing per call: 200 of each, and nothing else (no handshake, no ready check).
+      // Timings come as multi-value lines, `name:v1|ms:v2|ms:…`: each value is one call.
+      const count = (ls) => {
+        const by = {};
+        for (const l of ls) {
+          const m = /^hatch\.db\.query\.redis\.([A-Z_]+)\.(ok|error):(.*)$/.exec(l);
+          if (m) by[`${m[1]}.${m[2]}`] = (by[`${m[1]}.${m[2]}`] ?? 0) + m[3].split(':').length;
+        }
+        return by;
+      };
+      const want = { 'SET.ok': 200, 'GET.ok': 200, 'PIPELINE.ok': 200, 'MULTI.ok': 200 };
+      await udp
+        .waitFor((ls) => Object.entries(want).every(([k, n]) => (count(ls)[k] ?? 0) >= n), 20000)
+        .catch(() => {});
+      await new Promise((ok) => setTimeout(ok, 300)); // any extra line would come with the next flush
+      assert.deepEqual(count(udp.lines), want);
+    } finally {
+      await app.stop();
+      udp.close();
+    }
+  });
+
+  test(`${c.label}: results and errors are deep-equal with and without the agent`, async () => {
+    const k = `side-${c.lib}-${Date.now()}`;
+    const SCRIPT = `${CLIENT_JS}
+(async () => {
+  const client = await connected(makeClient());
+  const r = ops(client);
+  const K = ${JSON.stringify(k)};
+  const out = [];
+  for (const f of [
+    () => r.set(K + ':a', 'value-a'),
+    () => r.get(K + ':a'),
+    () => r.get(K + ':missing'),
+    () => r.incr(K + ':a'),
+    () => r.hset(K + ':h', 'f', 'v'),
+    () => r.hgetall(K + ':h'),
+    () => r.hgetall(K + ':missing'),
+    () => r.raw('NO.SUCH.COMMAND', K),
+    () => r.raw('SET', K + ':raw', 'x', 'BADOPTION'),
+    () => r.pipeline([['set', K + ':p', '1'], ['incr', K + ':a'], ['get', K + ':p']]),
+    () => r.multi([['set', K + ':m', '1'], ['incr', K + ':a'], ['get', K + ':m']]),
+    () => r.multi([['incr', K + ':m'], ['get', K + ':m']]),
+    () => r.del(K + ':a'),
+  ]) out.push(await settle(f()));
+  await r.close();
+  console.log(JSON.stringify(out));
+})();
+`;
+    const file = writeApp(SCRIPT);
+    const env = { ...c.env, REDIS_URL: redis.url };
+    const without = await runScript(null, { file, agent: false, env });
+    await redis.command('FLUSHALL');
+    const withAgent = await runScript(null, { file, agent: true, env });
+    assert.equal(without.code, 0, without.stderr);
+    assert.equal(withAgent.code, without.code, withAgent.stderr);
+    assert.equal(withAgent.stderr, without.stderr);
+    const a = JSON.parse(without.stdout);
+    const b = JSON.parse(withAgent.stdout);
+    assert.ok(a.some((x) => x.err) && a.some((x) => x.ok), without.stdout);
+    assert.deepEqual(b, a);
+  });
+
+  test(`${c.label}: a Redis restart in the middle of traffic: queued commands keep their context, the app sees what it sees without the agent`, async () => {
+    const SCRIPT = `${CLIENT_JS}
+const readline = require('node:readline');
+const AGENT = process.env.APP_AGENT === '1';
+const api = AGENT ? require('hatch-agent') : { withRequestId: (id, fn) => fn(), getRequestId: () => undefined };
+const events = [];
+if (AGENT) require('node:diagnostics_channel').subscribe('hatch:db.query', (e) => events.push([e.requestId, e.text, e.error]));
+const lines = readline.createInterface({ input: process.stdin });
+const next = () => new Promise((ok) => lines.once('line', ok));
+const say = (m) => process.stdout.write(m + '\\n');
+(async () => {
+  const client = await connected(makeClient());
+  const r = ops(client);
+  const before = [];
+  for (let i = 0; i < 5; i++) before.push(await settle(api.withRequestId('before-' + i, () => r.set('rs:' + i, 'v' + i))));
+  // Traffic that keeps going through the restart: what it sees is summarised, not compared one by one.
+  let traffic = true;
+  const seen = { ok: 0, err: 0, okAfter: 0 };
+  let restarted = false;
+  const loop = (async () => {
+    while (traffic) {
+      const x = await settle(api.withRequestId('traffic', () => r.get('rs:0')));
+      if (x.ok !== undefined) { seen.ok++; if (restarted) seen.okAfter++; } else seen.err++;
+      await new Promise((ok) => setTimeout(ok, 5));
+    }
+  })();
+  say('stop');
+  await next();
+  for (let t = 0; r.up() && t < 400; t++) await new Promise((ok) => setTimeout(ok, 25));
+  const queued = [];
+  for (let i = 0; i < 3; i++)
+    queued.push(api.withRequestId('outage-' + i, () => r.set('rs:' + i, 'q' + i).then((v) => ({ ok: v, ctx: api.getRequestId() }), (e) => ({ err: plainError(e) }))));
+  say('start');
+  await next();
+  const q = await Promise.all(queued);
+  restarted = true;
+  const afterwards = [];
+  for (let i = 0; i < 5; i++) afterwards.push(await settle(api.withRequestId('after-' + i, () => r.get('rs:' + i))));
+  await new Promise((ok) => setTimeout(ok, 100));
+  traffic = false;
+  await loop;
+  await r.close();
+  say(JSON.stringify({ before, queued: q, afterwards, okAfter: seen.okAfter > 0, events }));
+  lines.close();
+})();
+`;
+    const file = writeApp(SCRIPT);
+    const runOnce = (agent) =>
+      new Promise((resolve, reject) => {
+        const child = spawn(process.execPath, [...(agent ? ['-r', 'hatch-agent'] : []), file], {
+          cwd: appDir,
+          env: { ...process.env, ...c.env, REDIS_URL: redis.url, HATCH_STATSD: 'off', APP_AGENT: agent ? '1' : '0' },
+        });
+        let out = '';
+        let err = '';
+        const timer = setTimeout(() => {
+          child.kill('SIGKILL');
+          reject(new Error(`restart script timed out\n${out}\n${err}`));
+        }, 60000);
+        child.stderr.on('data', (d) => (err += d));
+        child.stdout.on('data', async (d) => {
+          out += d;
+          try {
+            if (out.endsWith('stop\n') && !out.includes('stopped')) {
+              out += 'stopped\n';
+              await new Promise((ok) => setTimeout(ok, 100)); // traffic before the stop
+              await redis.stop();
+              child.stdin.write('stopped\n');
+            } else if (out.endsWith('start\n') && !out.includes('started')) {
+              out += 'started\n';
+              await new Promise((ok) => setTimeout(ok, 300)); // the queued commands wait
+              await redis.start();
+              child.stdin.write('started\n');
+            }
+          } catch (e) {
+            reject(e);
+          }
+        });
+        child.on('close', (code) => {
+          clearTimeout(timer);
+          resolve({ code, stderr: err, result: JSON.parse(out.trim().split('\n').pop()) });
+        });
+      });
+    const without = await runOnce(false);
+    const withAgent = await runOnce(true);
+    assert.equal(without.code, 0, without.stderr);
+    assert.equal(withAgent.code, 0, withAgent.stderr);
+    assert.equal(withAgent.stderr, without.stderr);
+    const { events, ...seen } = withAgent.result;
+    const { events: none, ...seenWithout } = without.result;
+    assert.deepEqual(none, []);
+    // What the app saw, context aside (without the agent there is none).
+    const noCtx = (s) => ({ ...s, queued: s.queued.map(({ ctx, ...rest }) => rest) });
+    assert.deepEqual(noCtx(seen), noCtx(seenWithout));
+    assert.deepEqual(
+      seen.queued,
+      [0, 1, 2].map((i) => ({ ok: 'OK', ctx: `outage-${i}` })),
+    );
+    // The server restarted empty: the values read afterwards are the ones the queued commands wrote.
+    assert.deepEqual(
+      seen.afterwards.slice(0, 3),
+      [0, 1, 2].map((i) => ({ ok: `q${i}` })),
+    );
+    assert.equal(seen.okAfter, true, 'traffic succeeds again after the restart');
+    // The queued commands are timed in their callers' context, and so is everything after the restart.
+    for (let i = 0; i < 3; i++)
+      assert.ok(
+        events.some(([id, text, error]) => id === `outage-${i}` && text === `SET rs:${i}` && !error),
+        JSON.stringify(events),
+      );
+    for (let i = 0; i < 5; i++) {
+      assert.deepEqual(
+        events.filter(([id]) => id === `before-${i}`),
+        [[`before-${i}`, `SET rs:${i}`, false]],
+      );
+      assert.deepEqual(
+        events.filter(([id]) => id === `after-${i}`),
+        [[`after-${i}`, `GET rs:${i}`, false]],
+      );
+    }
+    assert.ok(
+      events.every(([id, text]) => ['GET rs:0', 'QUIT'].includes(text) || /^(before|after|outage)-/.test(id)),
+      JSON.stringify(events),
+    );
+  });
+}
