@@ -12,7 +12,8 @@
  * A client that is not ready (reconnecting, its server not answering) fails its check; one in
  * pub/sub mode is reported, not probed; a closed one is not listed.
  * Limitations: commands in flight before the hatches were turned on are not counted; the fields
- * read (`isOpen`, `isReady`, `isPubSubActive`, `options`) are node-redis 4 to 6's public getters.
+ * read (`isOpen`, `isReady`, `isPubSubActive`, `options`) are node-redis 4 to 6's public getters,
+ * and 4.1 has no `isReady` (its probe, sent while it reconnects, fails by the health timeout).
  */
 import { channels, type InstanceEvent } from '../../src/bus';
 import type { ResourceKind } from '../../src/instances';
@@ -84,7 +85,10 @@ export const nodeRedisKind: ResourceKind<ClientSeen> = {
   target,
   listed: (c) => c.isOpen !== false,
   async probe(c) {
-    if (c.isReady !== true) throw new Error('not connected (not ready)');
+    // node-redis 4.1 (@redis/client 1.1) has no isReady: its PING waits in the offline queue while
+    // it reconnects, and the check fails by its timeout instead.
+    if (c.isReady === false || (c.isReady === undefined && c.isOpen !== true))
+      throw new Error('not connected (not ready)');
     if (c.isPubSubActive === true) return 'in pub/sub mode; connected, not probed';
     if (typeof c.sendCommand !== 'function') throw new Error('no sendCommand()');
     let sent: Promise<unknown>;
