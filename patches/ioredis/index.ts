@@ -33,7 +33,7 @@ import { storage } from '../../src/context';
 import { channels } from '../../src/bus';
 import { wrap, unwrap, type Fn } from '../../src/shim';
 import { log } from '../../src/log';
-import { describe, describeBatch, end, operationOf, pending, type RedisPending } from '../redis/command';
+import { describe, describeBatch, end, operationOf, pending, repliesFailed, type RedisPending } from '../redis/command';
 import { announceClient, libraryOwned, markIfLibraryOwned } from './probe';
 
 interface CommandSeen {
@@ -128,10 +128,8 @@ function trackPipeline(pipeline: PipelineSeen): void {
     commands.length,
   );
   onSettle(pipeline, (error, value) => {
-    // A pipeline resolves with [error, reply] pairs: one failed command makes the call an error.
-    let failed = error;
-    if (!failed && Array.isArray(value)) failed = value.some((r) => Array.isArray(r) && r[0] != null);
-    end(p, failed);
+    // One failed command (a pair's error, or an error among EXEC's replies) makes the call an error.
+    end(p, error || repliesFailed(value));
   });
 }
 

@@ -122,6 +122,21 @@ export function describeBatch(kind: 'PIPELINE' | 'MULTI', parts: string[], count
   return `${kind} ${count}${listed ? `: ${listed}` : ''}${count > MAX_LISTED ? ', …' : ''}`;
 }
 
+/**
+ * Whether a batch's replies hold an error: a pipeline answers each command's error in its place
+ * (ioredis as `[error, reply]` pairs), and a MULTI's EXEC answers the errors of the commands that
+ * failed as it ran among the others' replies. Two levels deep (an ioredis EXEC pair's array).
+ */
+export function repliesFailed(value: unknown, depth = 0): boolean {
+  if (!Array.isArray(value)) return false;
+  for (let i = 0; i < value.length; i++) {
+    const v: unknown = value[i];
+    if (v instanceof Error) return true;
+    if (depth < 2 && Array.isArray(v) && repliesFailed(v, depth + 1)) return true;
+  }
+  return false;
+}
+
 /** One command or batch in flight, published once at its end. */
 export interface RedisPending {
   requestId: string | undefined;

@@ -26,7 +26,7 @@ import { storage } from '../../src/context';
 import { channels } from '../../src/bus';
 import { wrap, unwrap, type Fn } from '../../src/shim';
 import { log } from '../../src/log';
-import { describe, describeBatch, end, operationOf, pending, type RedisPending } from './command';
+import { describe, describeBatch, end, operationOf, pending, repliesFailed, type RedisPending } from './command';
 import { announceClient, gate, settled, started } from './probe';
 
 type ClientModule = { default?: { prototype: object } };
@@ -38,14 +38,15 @@ interface BatchCommand {
 /** Set while a client's batch method adds its commands (synchronously, before its first await). */
 let inBatch = 0;
 
-function chain(ret: unknown, onEnd: (error: boolean) => void): unknown {
+/** `failed`: whether a value it resolves with still counts as an error (a batch's replies). */
+function chain(ret: unknown, onEnd: (error: boolean) => void, failed?: (v: unknown) => boolean): unknown {
   if (ret === null || typeof ret !== 'object' || typeof (ret as PromiseLike<unknown>).then !== 'function') {
     onEnd(false);
     return ret;
   }
   return (ret as PromiseLike<unknown>).then(
     (v) => {
-      onEnd(false);
+      onEnd(failed !== undefined && failed(v));
       return v;
     },
     (e: unknown) => {
@@ -121,7 +122,7 @@ function wrapBatch(kind: 'PIPELINE' | 'MULTI' | undefined) {
       } finally {
         inBatch--;
       }
-      return chain(ret, (error) => end(p, error));
+      return chain(ret, (error) => end(p, error), repliesFailed);
     };
 }
 

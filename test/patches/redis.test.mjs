@@ -12,6 +12,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { startApp, runScript, get, writeApp, appDir } from '../support/app.mjs';
 import { udpListener } from '../support/udp.mjs';
 import { startRedis, stopRedis } from '../support/redis.mjs';
@@ -148,7 +151,9 @@ for (const c of clients) {
     const env = { ...c.env, REDIS_URL: redis.url };
     const without = await runScript(null, { file, agent: false, env });
     await redis.command('FLUSHALL');
-    const withAgent = await runScript(null, { file, agent: true, env });
+    // With the agent, the flight recorder is on too: its record holds the commands, never a value.
+    const recorder = path.join(os.tmpdir(), `hatch-redis-${process.pid}-${Date.now()}.jsonl`);
+    const withAgent = await runScript(null, { file, agent: true, env: { ...env, HATCH_FLIGHT_RECORDER: recorder } });
     assert.equal(without.code, 0, without.stderr);
     assert.equal(withAgent.code, without.code, withAgent.stderr);
     assert.equal(withAgent.stderr, without.stderr);
@@ -156,6 +161,35 @@ for (const c of clients) {
     const b = JSON.parse(withAgent.stdout);
     assert.ok(a.some((x) => x.err) && a.some((x) => x.ok), without.stdout);
     assert.deepEqual(b, a);
+    const record = fs
+      .readFileSync(recorder, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l));
+    fs.rmSync(recorder, { force: true });
+    // The app's own stdout (its results) is recorded as it is; the agent's events hold no value.
+    const own = record.filter((e) => e.type !== 'log');
+    assert.ok(!JSON.stringify(own).includes('value-a'), 'no value in the flight record');
+    const queries = own.filter((e) => e.type === 'db.query' && e.system === 'redis');
+    assert.deepEqual(
+      queries.map((e) => [e.operation, e.text, e.commands, e.error]),
+      [
+        ['SET', `SET ${k}:a`, 1, false],
+        ['GET', `GET ${k}:a`, 1, false],
+        ['GET', `GET ${k}:missing`, 1, false],
+        ['INCR', `INCR ${k}:a`, 1, true],
+        ['HSET', `HSET ${k}:h`, 1, false],
+        ['HGETALL', `HGETALL ${k}:h`, 1, false],
+        ['HGETALL', `HGETALL ${k}:missing`, 1, false],
+        ['OTHER', `NO.SUCH.COMMAND ${k}`, 1, true],
+        ['SET', `SET ${k}:raw`, 1, true],
+        ['PIPELINE', `PIPELINE 3: SET ${k}:p, INCR ${k}:a, GET ${k}:p`, 3, true],
+        ['MULTI', `MULTI 3: SET ${k}:m, INCR ${k}:a, GET ${k}:m`, 3, true],
+        ['MULTI', `MULTI 2: INCR ${k}:m, GET ${k}:m`, 2, false],
+        ['DEL', `DEL ${k}:a`, 1, false],
+        ['QUIT', 'QUIT', 1, false],
+      ],
+    );
   });
 
   test(`${c.label}: a Redis restart in the middle of traffic: queued commands keep their context, the app sees what it sees without the agent`, async () => {
