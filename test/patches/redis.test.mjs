@@ -98,6 +98,14 @@ for (const c of clients) {
           `request ${rec.id} (${rec.path})`,
         );
       }
+      // The HTML waterfall of one request shows the same rows.
+      const one = records[0];
+      const n0 = one.path.split('/')[2];
+      const html = await get(`${app.url}/_hatch/requests/${one.id}?format=html`, { authorization: `Bearer ${TOKEN}` });
+      assert.equal(html.status, 200);
+      for (const label of [`SET req:${n0}`, `GET req:${n0}`, `PIPELINE 2: INCR cnt:${n0}, GET cnt:${n0}`])
+        assert.ok(html.body.includes(`<span class="label" title="${label}">${label}</span>`), label);
+      assert.ok(!html.body.includes('secret-'), 'no value in the page');
       // One timing per call: 200 of each, and nothing else (no handshake, no ready check).
       // Timings come as multi-value lines, `name:v1|ms:v2|ms:…`: each value is one call.
       const count = (ls) => {
