@@ -326,3 +326,89 @@ const say = (m) => process.stdout.write(m + '\\n');
     );
   });
 }
+
+test('HATCH_DISABLE=redis leaves ioredis and node-redis untouched, without a warning line', async () => {
+  const SCRIPT = `
+const dc = require('node:diagnostics_channel');
+const WRAPPED = Symbol.for('hatch-agent.wrapped');
+const events = [];
+dc.subscribe('hatch:db.query', (e) => events.push(e.text));
+(async () => {
+  const out = {};
+  for (const { lib, kind } of ${JSON.stringify(clients.map(({ lib, kind }) => ({ lib, kind })))}) {
+    let c;
+    if (kind === 'ioredis') {
+      const Redis = require(lib);
+      c = new Redis(process.env.REDIS_URL);
+      await c.get('disabled');
+      out[lib] = Redis.prototype.sendCommand[WRAPPED] === true;
+      c.disconnect();
+    } else {
+      c = require(lib).createClient({ url: process.env.REDIS_URL });
+      await c.connect();
+      await c.get('disabled');
+      await c.quit();
+    }
+  }
+  console.log(JSON.stringify({ wrapped: out, events: events.length }));
+})();
+`;
+  const file = writeApp(SCRIPT);
+  const env = { REDIS_URL: redis.url, HATCH_LOG: 'info' };
+  const off = await runScript(null, { file, env: { ...env, HATCH_DISABLE: 'redis' } });
+  const on = await runScript(null, { file, env });
+  assert.equal(off.code, 0, off.stderr);
+  assert.equal(off.stderr, '');
+  const o = JSON.parse(off.stdout);
+  assert.equal(o.events, 0);
+  assert.ok(
+    Object.values(o.wrapped).every((w) => w === false),
+    off.stdout,
+  );
+  const n = JSON.parse(on.stdout);
+  assert.equal(n.events, clients.length * 2 - Object.keys(n.wrapped).length); // a GET each, and node-redis's QUIT
+  assert.ok(
+    Object.values(n.wrapped).every((w) => w === true),
+    on.stdout,
+  );
+});
+
+for (const c of clients.filter((x) => x.kind === 'ioredis')) {
+  test(`${c.label}: with enableAutoPipelining each command is timed on its own, in its own caller's context`, async () => {
+    const SCRIPT = `
+const dc = require('node:diagnostics_channel');
+const { withRequestId, getRequestId } = require('hatch-agent');
+const Redis = require(process.env.APP_LIB);
+const events = [];
+dc.subscribe('hatch:db.query', (e) => events.push([e.requestId, e.text, e.commands]));
+(async () => {
+  const c = new Redis(process.env.REDIS_URL, { enableAutoPipelining: true });
+  await new Promise((ok) => c.once('ready', ok));
+  events.length = 0;
+  const seen = await Promise.all(Array.from({ length: 50 }, (_, i) => withRequestId('auto-' + i, async () => {
+    await c.set('auto:' + i, 'secret-' + i);
+    const v = await c.get('auto:' + i);
+    return [v, getRequestId()];
+  })));
+  c.disconnect();
+  console.log(JSON.stringify({ seen, events }));
+})();
+`;
+    const r = await runScript(SCRIPT, { env: { ...c.env, REDIS_URL: redis.url } });
+    assert.equal(r.code, 0, r.stderr);
+    const { seen, events } = JSON.parse(r.stdout);
+    assert.deepEqual(
+      seen,
+      seen.map((_, i) => [`secret-${i}`, `auto-${i}`]),
+    );
+    assert.deepEqual(
+      events.sort(),
+      Array.from({ length: 50 }, (_, i) => [
+        [`auto-${i}`, `GET auto:${i}`, 1],
+        [`auto-${i}`, `SET auto:${i}`, 1],
+      ])
+        .flat()
+        .sort(),
+    );
+  });
+}
