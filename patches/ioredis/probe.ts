@@ -34,17 +34,28 @@ export function libraryOwned(client: object): boolean {
   return owned.has(client);
 }
 
+/** The file of each frame: our own formatter, so an app's (source-map-support's) is not run for it. */
+function fileNames(_err: Error, frames: NodeJS.CallSite[]): string {
+  return frames.map((f) => f.getFileName() ?? '').join('\n');
+}
+
 /** Whether a client being constructed now is made by BullMQ or Bull (one stack trace per client). */
 export function markIfLibraryOwned(client: object): boolean {
   const limit = Error.stackTraceLimit;
-  let stack: string | undefined;
+  const prepare = Error.prepareStackTrace;
+  // Put back exactly: an own property where there was none would be a difference the app could see.
+  const hadOwn = Object.prototype.hasOwnProperty.call(Error, 'prepareStackTrace');
+  let stack: unknown;
   try {
     Error.stackTraceLimit = 30;
+    Error.prepareStackTrace = fileNames;
     stack = new Error().stack;
   } finally {
+    if (hadOwn) Error.prepareStackTrace = prepare;
+    else delete (Error as { prepareStackTrace?: unknown }).prepareStackTrace;
     Error.stackTraceLimit = limit;
   }
-  if (stack !== undefined && OWNERS.test(stack)) {
+  if (typeof stack === 'string' && OWNERS.test(stack)) {
     owned.add(client);
     return true;
   }
