@@ -11,8 +11,9 @@
  *   client's own connection handshake (added `asap` in 4, in a chain in 5+), the commands of a
  *   pipeline or MULTI (in a chain, or added while the client's batch method runs), and pub/sub,
  *   which node-redis never sends through `addCommand` (SUBSCRIBE and its messages are no queries).
- * - the client class (`@redis/client/dist/lib/client`): its batch methods (`multiExecutor` in 4, `_executeMulti` and `_executePipeline` in
- *   5+), which the Multi object calls through `this`: one call each.
+ * - the client class (`@redis/client/dist/lib/client`): its batch methods (`multiExecutor` in 4,
+ *   `_executeMulti` and `_executePipeline` in 5+), which the Multi object calls through `this`: one
+ *   call each; and its `connect`, which announces the client for the health hatch.
  * Each promise is chained once and the chain returned (same value, same error object), as the pg
  * patch does; the caller's request ID is taken at the call, and node-redis answers through
  * promises, so a command queued before `connect()` or during a reconnect resumes in its caller's
