@@ -5,7 +5,8 @@
 //   /render an ejs page (bench/views/page.ejs, 20 items, ejs's own cache on as in production)
 //   /mysql  a read of a 20-row table (bench_items) through a mysql2 pool (MYSQL_URL), only when
 //           MYSQL_URL is set: other benchmarks of this app neither load mysql2 nor start MariaDB
-// pg, mysql2 and ejs come from bench/node_modules (`npm install --prefix bench`); whatever agent is being
+//   /redis  a SET and a GET through one ioredis client (REDIS_URL; without it, 503)
+// pg, mysql2, ioredis and ejs come from bench/node_modules (`npm install --prefix bench`); whatever agent is being
 // measured is preloaded with -r by bench/overhead.mjs (bench/memory.mjs also uses /_bench/gc).
 const http = require('node:http');
 const path = require('node:path');
@@ -18,6 +19,8 @@ const mysqlPool = process.env.MYSQL_URL
   : null;
 const page = path.join(__dirname, 'views', 'page.ejs');
 const items = Array.from({ length: 20 }, (_, i) => ({ id: i, name: `item <${i}>`, price: i * 1.5 }));
+// Only with REDIS_URL: the other benchmarks start this app without a Redis server.
+const redis = process.env.REDIS_URL ? new (require('ioredis'))(process.env.REDIS_URL) : null;
 
 const server = http.createServer((req, res) => {
   if (req.url === '/fetch') {
@@ -51,6 +54,24 @@ const server = http.createServer((req, res) => {
       }
       res.end(String(rows.length));
     });
+    return;
+  }
+  if (req.url === '/redis') {
+    if (redis === null) {
+      res.statusCode = 503;
+      res.end('no REDIS_URL');
+      return;
+    }
+    redis
+      .set('bench:key', 'value')
+      .then(() => redis.get('bench:key'))
+      .then(
+        (v) => res.end(v),
+        (e) => {
+          res.statusCode = 500;
+          res.end(e.message);
+        },
+      );
     return;
   }
   if (req.url === '/render') {

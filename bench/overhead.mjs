@@ -3,7 +3,7 @@
 // variants interleaved (A B C … then … C B A, one fresh app process per variant and round).
 //   npm run bench            (installs bench/ deps, then runs this with its defaults)
 //   node bench/overhead.mjs [--rounds 3] [--seconds 5] [--warmup 2] [--connections 50]
-//                           [--routes /hello,/db,/mysql,/fetch,/render] [--only none,hatch-agent]
+//                           [--routes /hello,/db,/mysql,/fetch,/render,/redis] [--only none,hatch-agent]
 //                           [--dbm]            (adds dd-trace with DD_DBM_PROPAGATION_MODE=full)
 //                           [--startup-runs 11] [--no-write]
 //                           [--node /path/to/node]  (the apps and start-up under another Node, e.g. 26
@@ -25,6 +25,7 @@ import * as path from 'node:path';
 import * as dgram from 'node:dgram';
 import { startPostgres } from '../test/support/postgres.mjs';
 import { startMariaDB } from '../test/support/mariadb.mjs';
+import { startRedis } from '../test/support/redis.mjs';
 import { writeSection } from './results-file.mjs';
 import {
   variants,
@@ -49,7 +50,7 @@ const ROUNDS = Number(opt('rounds', 3));
 const SECONDS = Number(opt('seconds', 5));
 const WARMUP = Number(opt('warmup', 2));
 const CONNECTIONS = Number(opt('connections', 50));
-const ROUTES = opt('routes', '/hello,/db,/mysql,/fetch,/render').split(',');
+const ROUTES = opt('routes', '/hello,/db,/mysql,/fetch,/render,/redis').split(',');
 const STARTUP_RUNS = Number(opt('startup-runs', 11));
 // --pin: the app gets the last CPU to itself, and this script (the load client), PostgreSQL and the
 // /fetch downstream share the others (taskset, from util-linux): on 2 cores, one each. Unpinned, the
@@ -93,12 +94,19 @@ const load = (port, route, seconds, warmup = false) =>
   loadRoute(autocannon, { port, route, seconds, connections: CONNECTIONS, requests: REQUESTS, warmup });
 
 const pg = await startPostgres();
+// Debian's redis-server on a free loopback port, for /redis (only when a route needs it).
+const redis = ROUTES.includes('/redis') ? await startRedis() : null;
 const sink = dgram.createSocket('udp4'); // a local StatsD receiver, so the agent's sends are real
 let received = 0;
 sink.on('message', (m) => (received += statsdValueCount(m)));
 await new Promise((r) => sink.bind(0, '127.0.0.1', r));
 const downstream = await startDownstream();
-const env = { DATABASE_URL: pg.url, HATCH_STATSD_PORT: String(sink.address().port), DOWNSTREAM_URL: downstream.url };
+const env = {
+  DATABASE_URL: pg.url,
+  ...(redis ? { REDIS_URL: redis.url } : {}),
+  HATCH_STATSD_PORT: String(sink.address().port),
+  DOWNSTREAM_URL: downstream.url,
+};
 // MariaDB (Debian's, test/support/mariadb.mjs) only when a route needs it: /mysql reads bench_items.
 const mariadb = ROUTES.includes('/mysql') ? await startMariaDB() : null;
 if (mariadb) {
@@ -207,7 +215,8 @@ function writeReport(roundsDone) {
 - versions: ${versions}
 - app: \`bench/app.js\` (node:http, CommonJS): \`/hello\` text; \`/db\` one \`SELECT 1\` through a pg.Pool of 10 on embedded
   PostgreSQL; \`/mysql\` a 10-row table read through a mysql2 pool of 10 on Debian's MariaDB; \`/fetch\` global fetch
-  to a plain server in another process; \`/render\` an ejs page of 20 items.
+  to a plain server in another process; \`/render\` an ejs page of 20 items; \`/redis\` a SET and a GET through
+  one ioredis client on Debian's redis-server.
 - hatch-agent: every feature on: request IDs, SQL comments, header propagation, StatsD to a local UDP receiver
   (${received} values received), the recent-requests store (HATCH_TOKEN set). Peers: their documented preloads, with
   their exporters/transports pointed at a closed loopback port (no traffic leaves the machine), default instrumentations.
@@ -277,3 +286,4 @@ sink.close();
 downstream.child.kill();
 await pg.stop();
 await mariadb?.destroy();
+await redis?.destroy();

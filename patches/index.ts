@@ -88,6 +88,11 @@ const nodemailer = lazy('nodemailer', 'mail', ['6.0.0', '11.0.0'], './nodemailer
 const bullmq = lazy('bullmq', 'bullmq', ['5.0.0', '6.0.0'], './bullmq/index', 'bullmq');
 const nodeCron = lazy('node-cron', 'cron', ['3.0.0', '5.0.0'], './node-cron', 'nodeCron');
 const cron = lazy('cron', 'cron', ['4.3.4', '5.0.0'], './cron', 'cron');
+const redis = [
+  lazy('ioredis', 'redis', ['5.0.0', '7.0.0'], './ioredis/index', 'ioredis'),
+  lazy('@redis/client/dist/lib/client', 'redis', ['1.1.0', '7.0.0'], './redis/index', 'redisClient'),
+  lazy('@redis/client/dist/lib/client/commands-queue', 'redis', ['1.1.0', '7.0.0'], './redis/index', 'redisQueue'),
+];
 
 export const ALL_PATCHES: PatchDefinition[] = [
   httpServer,
@@ -117,6 +122,7 @@ export const ALL_PATCHES: PatchDefinition[] = [
   bullmq,
   nodeCron,
   cron,
+  ...redis,
 ];
 
 /**

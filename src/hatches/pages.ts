@@ -168,7 +168,7 @@ export function requestsHtml(
     )
     .join('');
   const legend =
-    '<p>Bars: <span class="bar-request">&nbsp;request&nbsp;</span> <span class="bar-query">&nbsp;query&nbsp;</span> <span class="bar-call">&nbsp;outgoing call&nbsp;</span> <span class="bar-render">&nbsp;render&nbsp;</span>, placed at their start and as long as they took. <code>?format=json</code> for scripts.</p>';
+    '<p>Bars: <span class="bar-request">&nbsp;request&nbsp;</span> <span class="bar-query">&nbsp;query&nbsp;</span> (SQL as sent; a Redis command as its name and first key, never its values) <span class="bar-call">&nbsp;outgoing call&nbsp;</span> <span class="bar-render">&nbsp;render&nbsp;</span>, placed at their start and as long as they took. <code>?format=json</code> for scripts.</p>';
   return page(
     'recent requests',
     `${legend}<h2>Errors, newest first (${errored.length})</h2><div class="errored">${errored.map((r) => waterfall(r, prefix, true)).join('')}</div>` +

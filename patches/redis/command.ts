@@ -1,0 +1,179 @@
+/**
+ * What the Redis patches (ioredis: ../ioredis, node-redis: ./index.ts) tell about one command or
+ * batch, and how they publish it on `hatch:db.query` (src/bus.ts) with system `redis`.
+ * - operation: the command's name, upper-cased, if it is one of Redis's own commands (a fixed
+ *   list, Redis 7.0's `COMMAND LIST` and the hash-field expiry commands of 7.4/8.0), else `OTHER`:
+ *   a metric dimension stays bounded whatever name an app or a module (JSON.GET, FT.SEARCH) sends.
+ *   A pipeline is `PIPELINE`, a transaction `MULTI`, each with its command count.
+ * - text (the requests hatch's timeline, the flight recorder): the name and the command's first
+ *   key, cut to MAX_KEY characters, control characters replaced. Never an argument after the key:
+ *   values (a session, a token, a cached page) stay out of every record. A command that has no
+ *   key (PING, INFO, AUTH, CLIENT, PUBLISH's channel, KEYS's pattern) shows its name only.
+ * Limitations: the first key is found by a few rules (EVAL's numkeys, XREAD's STREAMS, the *MPOP
+ * and *INTERCARD numkeys, container subcommands such as OBJECT ENCODING key), not by the server's
+ * key specs: an unusual command shows its first argument if it is not in the no-key list.
+ */
+import { channels, type DbQueryEvent } from '../../src/bus';
+import { log } from '../../src/log';
+import { now } from '../../src/clock';
+
+export const MAX_KEY = 64;
+/** A batch's text lists at most this many of its commands. */
+const MAX_LISTED = 5;
+
+const KNOWN = new Set(
+  (
+    'ACL APPEND ASKING AUTH BGREWRITEAOF BGSAVE BITCOUNT BITFIELD BITFIELD_RO BITOP BITPOS BLMOVE BLMPOP BLPOP ' +
+    'BRPOP BRPOPLPUSH BZMPOP BZPOPMAX BZPOPMIN CLIENT CLUSTER COMMAND CONFIG COPY DBSIZE DEBUG DECR DECRBY DEL ' +
+    'DISCARD DUMP ECHO EVAL EVALSHA EVALSHA_RO EVAL_RO EXEC EXISTS EXPIRE EXPIREAT EXPIRETIME FAILOVER FCALL ' +
+    'FCALL_RO FLUSHALL FLUSHDB FUNCTION GEOADD GEODIST GEOHASH GEOPOS GEORADIUS GEORADIUSBYMEMBER ' +
+    'GEORADIUSBYMEMBER_RO GEORADIUS_RO GEOSEARCH GEOSEARCHSTORE GET GETBIT GETDEL GETEX GETRANGE GETSET HDEL ' +
+    'HELLO HEXISTS HGET HGETALL HINCRBY HINCRBYFLOAT HKEYS HLEN HMGET HMSET HRANDFIELD HSCAN HSET HSETNX ' +
+    'HSTRLEN HVALS INCR INCRBY INCRBYFLOAT INFO KEYS LASTSAVE LATENCY LCS LINDEX LINSERT LLEN LMOVE LMPOP ' +
+    'LOLWUT LPOP LPOS LPUSH LPUSHX LRANGE LREM LSET LTRIM MEMORY MGET MIGRATE MODULE MONITOR MOVE MSET MSETNX ' +
+    'MULTI OBJECT PERSIST PEXPIRE PEXPIREAT PEXPIRETIME PFADD PFCOUNT PFDEBUG PFMERGE PFSELFTEST PING PSETEX ' +
+    'PSUBSCRIBE PSYNC PTTL PUBLISH PUBSUB PUNSUBSCRIBE QUIT RANDOMKEY READONLY READWRITE RENAME RENAMENX ' +
+    'REPLCONF REPLICAOF RESET RESTORE RESTORE-ASKING ROLE RPOP RPOPLPUSH RPUSH RPUSHX SADD SAVE SCAN SCARD ' +
+    'SCRIPT SDIFF SDIFFSTORE SELECT SET SETBIT SETEX SETNX SETRANGE SHUTDOWN SINTER SINTERCARD SINTERSTORE ' +
+    'SISMEMBER SLAVEOF SLOWLOG SMEMBERS SMISMEMBER SMOVE SORT SORT_RO SPOP SPUBLISH SRANDMEMBER SREM SSCAN ' +
+    'SSUBSCRIBE STRLEN SUBSCRIBE SUBSTR SUNION SUNIONSTORE SUNSUBSCRIBE SWAPDB SYNC TIME TOUCH TTL TYPE UNLINK ' +
+    'UNSUBSCRIBE UNWATCH WAIT WATCH XACK XADD XAUTOCLAIM XCLAIM XDEL XGROUP XINFO XLEN XPENDING XRANGE XREAD ' +
+    'XREADGROUP XREVRANGE XSETID XTRIM ZADD ZCARD ZCOUNT ZDIFF ZDIFFSTORE ZINCRBY ZINTER ZINTERCARD ' +
+    'ZINTERSTORE ZLEXCOUNT ZMPOP ZMSCORE ZPOPMAX ZPOPMIN ZRANDMEMBER ZRANGE ZRANGEBYLEX ZRANGEBYSCORE ' +
+    'ZRANGESTORE ZRANK ZREM ZREMRANGEBYLEX ZREMRANGEBYRANK ZREMRANGEBYSCORE ZREVRANGE ZREVRANGEBYLEX ' +
+    'ZREVRANGEBYSCORE ZREVRANK ZSCAN ZSCORE ZUNION ZUNIONSTORE ' +
+    // Redis 7.2 to 8.0
+    'WAITAOF HEXPIRE HPEXPIRE HEXPIREAT HPEXPIREAT HTTL HPTTL HEXPIRETIME HPEXPIRETIME HPERSIST HGETDEL HGETEX HSETEX'
+  ).split(' '),
+);
+
+/** Commands whose first argument is no key (or whose key-like argument is a channel or pattern). */
+const NO_KEY = new Set(
+  (
+    'ACL ASKING AUTH BGREWRITEAOF BGSAVE CLIENT CLUSTER COMMAND CONFIG DBSIZE DEBUG DISCARD ECHO EXEC FAILOVER ' +
+    'FLUSHALL FLUSHDB FUNCTION HELLO INFO KEYS LASTSAVE LATENCY LOLWUT MODULE MONITOR MULTI PFSELFTEST PING ' +
+    'PSUBSCRIBE PSYNC PUBLISH PUBSUB PUNSUBSCRIBE QUIT RANDOMKEY READONLY READWRITE REPLCONF REPLICAOF RESET ROLE ' +
+    'SAVE SCAN SCRIPT SELECT SHUTDOWN SLAVEOF SLOWLOG SPUBLISH SSUBSCRIBE SUBSCRIBE SUNSUBSCRIBE SWAPDB SYNC TIME ' +
+    'UNSUBSCRIBE UNWATCH WAIT WAITAOF'
+  ).split(' '),
+);
+/** numkeys first, then the keys. */
+const NUMKEYS_FIRST = new Set(['LMPOP', 'ZMPOP', 'SINTERCARD', 'ZINTERCARD', 'ZINTER', 'ZUNION', 'ZDIFF']);
+/** A subcommand first, then the key. */
+const SUB_FIRST = new Set(['OBJECT', 'MEMORY', 'XINFO', 'XGROUP', 'BITOP']);
+
+/** The bounded operation of a command name: upper-case if Redis knows it, else `OTHER`. */
+export function operationOf(name: unknown): string {
+  const s = typeof name === 'string' ? name : Buffer.isBuffer(name) ? name.toString('latin1') : '';
+  if (s.length === 0 || s.length > 24) return 'OTHER';
+  const up = s.toUpperCase();
+  return KNOWN.has(up) ? up : 'OTHER';
+}
+
+function keyText(v: unknown): string | undefined {
+  let s: string;
+  if (typeof v === 'string') s = v;
+  else if (Buffer.isBuffer(v)) s = v.toString('utf8', 0, Math.min(v.length, MAX_KEY * 4));
+  else if (typeof v === 'number' || typeof v === 'bigint') s = String(v);
+  else return undefined;
+  if (s.length > MAX_KEY) s = s.slice(0, MAX_KEY) + '…';
+  // eslint-disable-next-line no-control-regex
+  return s.replace(/[\x00-\x1f\x7f]/g, '?');
+}
+
+/** The first key of a command: `args[from]` is its first argument after the name. */
+export function firstKey(op: string, args: ArrayLike<unknown>, from: number): string | undefined {
+  if (NO_KEY.has(op)) return undefined;
+  const at = (i: number) => (from + i < args.length ? args[from + i] : undefined);
+  switch (op) {
+    case 'EVAL':
+    case 'EVALSHA':
+    case 'EVAL_RO':
+    case 'EVALSHA_RO':
+    case 'FCALL':
+    case 'FCALL_RO':
+      return Number(keyText(at(1))) > 0 ? keyText(at(2)) : undefined;
+    case 'BLMPOP':
+    case 'BZMPOP':
+      return keyText(at(2));
+    case 'XREAD':
+    case 'XREADGROUP':
+      for (let i = 0; from + i < args.length - 1; i++) {
+        if (String(keyText(at(i))).toUpperCase() === 'STREAMS') return keyText(at(i + 1));
+      }
+      return undefined;
+  }
+  if (NUMKEYS_FIRST.has(op)) return keyText(at(1));
+  if (SUB_FIRST.has(op)) return keyText(at(1));
+  return keyText(at(0));
+}
+
+/** `GET user:42`: the operation (or the name an OTHER was sent as, bounded) and the first key. */
+export function describe(name: unknown, args: ArrayLike<unknown>, from: number): string {
+  const op = operationOf(name);
+  const shown = op === 'OTHER' ? (keyText(name) ?? 'OTHER').toUpperCase() : op;
+  const key = firstKey(op, args, from);
+  return key === undefined ? shown : `${shown} ${key}`;
+}
+
+/** `PIPELINE 3: GET a, SET b, INCR c`: the batch, its count and its first MAX_LISTED commands. */
+export function describeBatch(kind: 'PIPELINE' | 'MULTI', parts: string[], count: number): string {
+  const listed = parts.slice(0, MAX_LISTED).join(', ');
+  return `${kind} ${count}${listed ? `: ${listed}` : ''}${count > MAX_LISTED ? ', …' : ''}`;
+}
+
+/**
+ * Whether a batch's replies hold an error: a pipeline answers each command's error in its place
+ * (ioredis as `[error, reply]` pairs), and a MULTI's EXEC answers the errors of the commands that
+ * failed as it ran among the others' replies. Two levels deep (an ioredis EXEC pair's array).
+ */
+export function repliesFailed(value: unknown, depth = 0): boolean {
+  if (!Array.isArray(value)) return false;
+  for (let i = 0; i < value.length; i++) {
+    const v: unknown = value[i];
+    if (v instanceof Error) return true;
+    if (depth < 2 && Array.isArray(v) && repliesFailed(v, depth + 1)) return true;
+  }
+  return false;
+}
+
+/** One command or batch in flight, published once at its end. */
+export interface RedisPending {
+  requestId: string | undefined;
+  text: string;
+  operation: string;
+  /** Commands in a batch (1 for a single command). */
+  commands: number;
+  start: number;
+  done: boolean;
+}
+
+export function pending(
+  requestId: string | undefined,
+  text: string,
+  operation: string,
+  commands: number,
+): RedisPending {
+  return { requestId, text, operation, commands, start: now(), done: false };
+}
+
+/** Publishes the end of a command or batch (once); never throws. */
+export function end(p: RedisPending, error: boolean): void {
+  if (p.done) return;
+  p.done = true;
+  try {
+    const event: DbQueryEvent = {
+      requestId: p.requestId,
+      system: 'redis',
+      text: p.text,
+      operation: p.operation,
+      error,
+      start: p.start,
+      duration: now() - p.start,
+      commands: p.commands,
+    };
+    channels.dbQuery.publish(event);
+  } catch (e) {
+    log.warnOnce('redis-end', `redis: recording a command failed: ${(e as Error).message}`);
+  }
+}
