@@ -5,11 +5,9 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import { appDir, runScript } from './support/app.mjs';
+import { appDir, runScript, fakeModule, typeCheck } from './support/app.mjs';
 import { udpListener } from './support/udp.mjs';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const pgVersion = JSON.parse(fs.readFileSync(path.join(appDir, 'node_modules/pg/package.json'), 'utf8')).version;
 const poolVersion = JSON.parse(fs.readFileSync(path.join(appDir, 'node_modules/pg-pool/package.json'), 'utf8')).version;
 
@@ -66,17 +64,6 @@ test('HATCH_DISABLE=pg leaves pg, pg-pool and pg-cursor untouched; an unknown na
   assert.ok(r.stderr.includes(`http@${process.versions.node} patched`));
 });
 
-function fakeModule(name, version, body) {
-  const dir = fs.mkdtempSync(path.join(appDir, 'fake-'));
-  fs.mkdirSync(path.join(dir, 'node_modules', name), { recursive: true });
-  fs.writeFileSync(
-    path.join(dir, 'node_modules', name, 'package.json'),
-    JSON.stringify({ name, version, main: 'index.js' }),
-  );
-  fs.writeFileSync(path.join(dir, 'node_modules', name, 'index.js'), body);
-  return dir;
-}
-
 test('a module outside the supported range, or that cannot be patched, logs one line and is left untouched', async () => {
   const old = fakeModule('pg', '7.18.2', `class Client { query() { return 'v7'; } } module.exports = { Client };`);
   const script = `const pg = require('pg'); const q = pg.Client.prototype.query; console.log(new pg.Client().query(), q.name, q[Symbol.for('hatch-agent.wrapped')] === undefined);`;
@@ -103,7 +90,7 @@ test('a module outside the supported range, or that cannot be patched, logs one 
 
 // The types do not depend on Node's version: under `npm test` tsc runs on the first line only.
 const typesElsewhere = process.env.HATCH_TEST_PRIMARY === '0' && 'tsc runs on the first matrix line';
-test('the public API is typed, as installed from the package', { skip: typesElsewhere }, () => {
+test('the public API is typed, as installed from the package', { skip: typesElsewhere }, async () => {
   const file = path.join(appDir, 'typed.ts');
   fs.writeFileSync(
     file,
@@ -120,24 +107,7 @@ withRequestId(42, () => 0);
 export { id, n, p, stopped, running };
 `,
   );
-  const tsc = path.join(root, 'node_modules', '.bin', 'tsc');
-  const r = spawnSync(
-    tsc,
-    [
-      '--noEmit',
-      '--strict',
-      '--module',
-      'nodenext',
-      '--moduleResolution',
-      'nodenext',
-      '--types',
-      'node',
-      '--typeRoots',
-      path.join(root, 'node_modules/@types'),
-      file,
-    ],
-    { cwd: appDir, encoding: 'utf8' },
-  );
+  const r = await typeCheck(file);
   assert.equal(r.status, 0, r.stdout + r.stderr);
 });
 

@@ -10,7 +10,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { startApp, runScript, get, appDir, UUID } from '../support/app.mjs';
+import { startApp, runScript, get, UUID, fakeModule } from '../support/app.mjs';
 import { startSmtp } from '../support/smtp.mjs';
 import { udpListener } from '../support/udp.mjs';
 import { TOKEN, STARTUP_MS, SLOW_OK, auth, until } from './apps.mjs';
@@ -259,17 +259,6 @@ const fields = (e) => ({ name: e.name, message: e.message, code: e.code, respons
   assert.equal(a[2].code, 'EENVELOPE');
   assert.deepEqual(a[3], [null, true]);
 });
-
-function fakeModule(name, version, body) {
-  const dir = fs.mkdtempSync(path.join(appDir, 'fake-'));
-  fs.mkdirSync(path.join(dir, 'node_modules', name), { recursive: true });
-  fs.writeFileSync(
-    path.join(dir, 'node_modules', name, 'package.json'),
-    JSON.stringify({ name, version, main: 'index.js' }),
-  );
-  fs.writeFileSync(path.join(dir, 'node_modules', name, 'index.js'), body);
-  return dir;
-}
 
 test('HATCH_DISABLE (mail or nodemailer), a version outside the range, bad HATCH_MAIL_TO entries: one line each', async () => {
   const check = `const n = require('nodemailer'); console.log(n.createTransport[Symbol.for('hatch-agent.wrapped')] === true);`;

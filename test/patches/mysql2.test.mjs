@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { startApp, runScript, get, appDir, UUID } from '../support/app.mjs';
+import { startApp, runScript, get, UUID, fakeModule } from '../support/app.mjs';
 import { udpListener } from '../support/udp.mjs';
 import { startMariaDB, stopMariaDB } from '../support/mariadb.mjs';
 
@@ -297,17 +297,6 @@ c.query("SELECT '${tag}-${run}'", (err) => { if (err) throw err; console.log(get
   );
   assert.ok(texts.includes(`SELECT 'off-${run}'`), texts.join('\n'));
 });
-
-function fakeModule(name, version, body) {
-  const dir = fs.mkdtempSync(path.join(appDir, 'fake-'));
-  fs.mkdirSync(path.join(dir, 'node_modules', name), { recursive: true });
-  fs.writeFileSync(
-    path.join(dir, 'node_modules', name, 'package.json'),
-    JSON.stringify({ name, version, main: 'index.js' }),
-  );
-  fs.writeFileSync(path.join(dir, 'node_modules', name, 'index.js'), body);
-  return dir;
-}
 
 test('an ES-module app that imports only mysql2/promise is covered, under -r and under --import', async () => {
   const source = (tag) => `

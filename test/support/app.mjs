@@ -157,3 +157,45 @@ export async function get(url, headers = {}) {
 }
 
 export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+/**
+ * A fake package `name@version` (main `index.js` = `body`) in a node_modules of a fresh folder under
+ * the app dir: run a script from that folder to have it required instead of the installed one.
+ */
+export function fakeModule(name, version, body) {
+  const dir = fs.mkdtempSync(path.join(appDir, 'fake-'));
+  fs.mkdirSync(path.join(dir, 'node_modules', name), { recursive: true });
+  fs.writeFileSync(
+    path.join(dir, 'node_modules', name, 'package.json'),
+    JSON.stringify({ name, version, main: 'index.js' }),
+  );
+  fs.writeFileSync(path.join(dir, 'node_modules', name, 'index.js'), body);
+  return dir;
+}
+
+/**
+ * Type-checks one TypeScript file of the app dir against the installed package's .d.ts, strictly,
+ * with the checkout's own tsc and @types: { status, stdout, stderr } of tsc --noEmit.
+ */
+export async function typeCheck(file) {
+  const { spawnSync } = await import('node:child_process');
+  const { fileURLToPath } = await import('node:url');
+  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+  return spawnSync(
+    path.join(root, 'node_modules', '.bin', 'tsc'),
+    [
+      '--noEmit',
+      '--strict',
+      '--module',
+      'nodenext',
+      '--moduleResolution',
+      'nodenext',
+      '--types',
+      'node',
+      '--typeRoots',
+      path.join(root, 'node_modules/@types'),
+      file,
+    ],
+    { cwd: appDir, encoding: 'utf8' },
+  );
+}

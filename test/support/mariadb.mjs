@@ -39,6 +39,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { freeTcpPort } from './postgres.mjs';
+import { sizeOf, readFrom, waitForLog } from './logfile.mjs';
 
 const handles = new Set();
 const find = (names) => names.find((p) => fs.existsSync(p)) ?? path.basename(names[0]);
@@ -358,7 +359,8 @@ export async function startMariaDB({ port, database = 'hatch_test', user = 'hatc
     /** Byte size of the log now: pass to readLog/waitForLog to see only newer lines. */
     logSize: () => sizeOf(logFile),
     /** Resolves with the log text after `from` once it matches (RegExp, string, or fn(text) => boolean). */
-    waitForLog: (pattern, opts) => waitForLog(logFile, pattern, opts),
+    waitForLog: (pattern, opts) =>
+      waitForLog(logFile, pattern, { timeoutMs: 10000, what: 'MariaDB general log', ...opts }),
     /** Starts again after stop()/kill(): same port and datadir. */
     async start() {
       if (destroyed) throw new Error('MariaDB handle was destroyed');
@@ -443,41 +445,3 @@ process.on('exit', () => {
     } catch {}
   }
 });
-
-function sizeOf(file) {
-  try {
-    return fs.statSync(file).size;
-  } catch {
-    return 0;
-  }
-}
-
-function readFrom(file, from = 0) {
-  let buf;
-  try {
-    buf = fs.readFileSync(file);
-  } catch (e) {
-    if (e.code === 'ENOENT') return '';
-    throw e;
-  }
-  return buf.subarray(from).toString('utf8');
-}
-
-async function waitForLog(file, pattern, { from = 0, timeoutMs = 10000 } = {}) {
-  const test =
-    typeof pattern === 'function'
-      ? pattern
-      : pattern instanceof RegExp
-        ? (t) => pattern.test(t)
-        : (t) => t.includes(pattern);
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const text = readFrom(file, from);
-    if (test(text)) return text;
-    if (Date.now() > deadline)
-      throw new Error(
-        `MariaDB general log ${file} did not match ${pattern} within ${timeoutMs} ms; last lines:\n${text.split('\n').slice(-20).join('\n')}`,
-      );
-    await sleep(25);
-  }
-}

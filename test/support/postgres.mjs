@@ -55,6 +55,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
+import { sizeOf, readFrom, waitForLog } from './logfile.mjs';
 
 const LOG_NAME = 'postgres.log';
 const handles = new Set();
@@ -595,7 +596,7 @@ export async function startPostgres({
     /** Byte size of the log now: pass to readLog/waitForLog to see only newer lines. */
     logSize: () => sizeOf(logFile),
     /** Resolves with the log text once it matches (the collector writes asynchronously). */
-    waitForLog: (pattern, opts) => waitForLog(logFile, pattern, opts),
+    waitForLog: (pattern, opts) => waitForLog(logFile, pattern, { timeoutMs: 5000, what: 'postgres log', ...opts }),
     /** Start again after stop()/kill(), same port and data dir. */
     async start() {
       if (destroyed) throw new Error('postgres handle was destroyed');
@@ -738,54 +739,12 @@ function externalHandle(url) {
     running: true,
     readLog: (from = 0) => (logFile ? readFrom(logFile, from) : null),
     logSize: () => (logFile ? sizeOf(logFile) : 0),
-    waitForLog: (pattern, opts) => (logFile ? waitForLog(logFile, pattern, opts) : unsupported()),
+    waitForLog: (pattern, opts) =>
+      logFile ? waitForLog(logFile, pattern, { timeoutMs: 5000, what: 'postgres log', ...opts }) : unsupported(),
     start: async () => {},
     stop: async () => {},
     destroy: async () => {},
     restart: unsupported,
     kill: unsupported,
   };
-}
-
-function sizeOf(file) {
-  try {
-    return fs.statSync(file).size;
-  } catch {
-    return 0;
-  }
-}
-
-function readFrom(file, from = 0) {
-  let buf;
-  try {
-    buf = fs.readFileSync(file);
-  } catch (e) {
-    if (e.code === 'ENOENT') return '';
-    throw e;
-  }
-  return buf.subarray(from).toString('utf8');
-}
-
-/**
- * Poll the log until `pattern` (RegExp, string, or fn(text) => boolean)
- * matches the text after byte offset `from`; resolves with that text.
- */
-async function waitForLog(file, pattern, { from = 0, timeoutMs = 5000 } = {}) {
-  const test =
-    typeof pattern === 'function'
-      ? pattern
-      : pattern instanceof RegExp
-        ? (t) => pattern.test(t)
-        : (t) => t.includes(pattern);
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const text = readFrom(file, from);
-    if (test(text)) return text;
-    if (Date.now() > deadline) {
-      throw new Error(
-        `postgres log ${file} did not match ${pattern} within ${timeoutMs} ms; last lines:\n${text.split('\n').slice(-20).join('\n')}`,
-      );
-    }
-    await sleep(25);
-  }
 }
