@@ -71,14 +71,8 @@ export interface RequestRecord {
   job?: JobMark | null;
 }
 
-export interface JobMark {
-  system: string;
-  queue: string;
-  name: string;
-  jobId: string;
-  attempt: number;
-  outcome: 'completed' | 'failed';
-}
+/** What a job's record keeps of its hatch:job event. */
+export type JobMark = Pick<JobEvent, 'system' | 'queue' | 'name' | 'jobId' | 'attempt' | 'outcome'>;
 
 interface Pending {
   /** Until the request is filed, each entry's `offset` holds the performance.now() at which it began. */
