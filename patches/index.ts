@@ -7,8 +7,8 @@
  * to is handed over: loading those files at every start-up was about a fifth of the agent's
  * start-up (in instructions, on Node 20), in processes that load few of the libraries. The
  * declaration here and the definition in each file must agree: test/unit/core.test.mjs compares
- * them. The http, https and http2 servers, the http clients and undici are loaded at once (nearly
- * every process uses one).
+ * them. Node's own http, https and http2 patches too: a script that never requires http loads
+ * none of them. undici's handlers load at the first message on its channels (lazySubscriber).
  */
 import type { Config } from '../src/config';
 import type { Definition, PatchDefinition, SubscriberDefinition, VersionRange } from '../src/registry';
