@@ -45,6 +45,8 @@ const winston = require('winston');
 const bullmq = require('bullmq');
 const nodeCron = require('node-cron');
 const cron = require('cron');
+// ioredis as BullMQ loads it (its own copy, when it brings one): the Redis patch wraps its classes.
+const ioredis = require(require.resolve('ioredis', { paths: [path.dirname(require.resolve('bullmq'))] }));
 
 const WRAPPED = Symbol.for('hatch-agent.wrapped');
 const ORIGINAL = Symbol.for('hatch-agent.original');
@@ -365,6 +367,7 @@ async function main() {
     bullmq: { 'Queue.prototype': bullmq.Queue.prototype, 'Worker.prototype': bullmq.Worker.prototype, bullmq },
     'node-cron': { 'node-cron': nodeCron },
     cron: { 'CronJob.prototype': cron.CronJob.prototype, cron },
+    ioredis: { 'Redis.prototype': ioredis.Redis.prototype, 'Pipeline.prototype': ioredis.Pipeline.prototype, ioredis },
   };
   // finalhandler's export is one function, answered to require with a wrapper: the app's require
   // gets the one Express got.

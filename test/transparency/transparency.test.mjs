@@ -100,6 +100,7 @@ const WRAPPING = [
   'bullmq',
   'node-cron',
   'cron',
+  'ioredis',
 ];
 
 test(`every function the agent hands out looks like the library's own (node ${process.versions.node})`, async (t) => {
