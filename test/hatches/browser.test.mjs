@@ -5,7 +5,8 @@
 // a browser without the token gets the app's own 500 body, byte for byte; after a login through the
 // form, the errors list and the errored request's page show its stack, and the same app URL answers
 // with the debug page (same status, the stack, the redacted headers). Screenshots are kept in
-// test/artifacts/ (requests.png, debug-page.png).
+// test/artifacts/ (requests.png, debug-page.png). Last, the hatches into the process (their costs on
+// the index, a profile's top functions, the report's summary) and the health history, as drawn.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -200,6 +201,44 @@ test(
     await page.screenshot({ path: shot, fullPage: true });
     assert.ok(fs.statSync(shot).size > 1000);
     t.diagnostic(`screenshot: ${shot}`);
+    await page.close();
+  },
+);
+
+test(
+  'the hatches into the process and the health history in the browser: listed with their costs, each page drawn',
+  { timeout: 600000 },
+  async () => {
+    await get(app.url + '/work'); // the pool's first connect announces it to the health hatch
+    const page = await context.newPage();
+    await page.setExtraHTTPHeaders(auth());
+    // The index: each hatch into the process on its own line, with what it costs.
+    const index = await page.goto(`${app.url}/_hatch`, { waitUntil: 'load' });
+    assert.equal(index.status(), 200);
+    const listing = await page.locator('body').innerText();
+    for (const p of ['/report', '/profile', '/heap', '/mail', '/queue-ping']) assert.ok(listing.includes(p), p);
+    assert.match(listing, /blocks the event loop/);
+
+    // Two health rounds, then their history: one section per check, its results in order.
+    for (let i = 0; i < 2; i++) await page.goto(`${app.url}/_hatch/health`, { waitUntil: 'load' });
+    const hist = await page.goto(`${app.url}/_hatch/health?history=1`, { waitUntil: 'load' });
+    assert.equal(hist.status(), 200);
+    const pool = page.locator('section.history').filter({ hasText: /pg pool 1/ });
+    assert.equal(await pool.count(), 1);
+    assert.ok((await pool.locator('tr.result').count()) >= 2);
+    assert.deepEqual([...new Set(await pool.locator('tr.result td.pass').allInnerTexts())], ['pass']);
+
+    // A one-second profile, drawn as the top functions by self time.
+    const prof = await page.goto(`${app.url}/_hatch/profile?seconds=1`, { waitUntil: 'load', timeout: 60000 });
+    assert.equal(prof.status(), 200);
+    assert.ok((await page.locator('tr.function').count()) >= 1);
+    assert.match(await page.locator('body').innerText(), /Top functions by self time/);
+
+    // The report, drawn as its summary, without the token anywhere on it.
+    const report = await page.goto(`${app.url}/_hatch/report`, { waitUntil: 'load', timeout: 60000 });
+    assert.equal(report.status(), 200);
+    assert.match(await page.locator('body').innerText(), /JavaScript stack/);
+    assert.ok(!(await page.content()).includes(TOKEN));
     await page.close();
   },
 );
