@@ -6,6 +6,7 @@
  * the timed function too. A namespace without an object `default` (an ES-module build) is handed
  * on itself.
  */
+import { isBuiltin } from 'node:module';
 import type { ModuleHandler } from './registry';
 
 export type Namespace = Record<string, unknown>;
@@ -51,4 +52,10 @@ export function onImportFor(
       warn(`esm-${name}`, `${name}: patching the import failed (${(err as Error).message}); left untouched`);
     }
   };
+}
+
+/** The names import-in-the-middle is told to hook: the patched modules, and each builtin also as `node:<name>`. */
+export function importHookNames(handler: ModuleHandler): string[] {
+  const builtins = handler.names.filter((n) => !n.includes('/') && isBuiltin(n));
+  return [...handler.names, ...builtins.map((n) => `node:${n}`)];
 }

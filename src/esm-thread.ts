@@ -18,7 +18,7 @@
 import { pathToFileURL } from 'node:url';
 import { log } from './log';
 import { currentModuleHandler } from './registry';
-import { onImportFor } from './esm-namespace';
+import { onImportFor, importHookNames } from './esm-namespace';
 
 /** Set on globalThis by whichever of `--import` and this file hooks imports first. */
 const KEY = Symbol.for('hatch-agent.esm');
@@ -34,8 +34,7 @@ export function hookImportsInThread(): void {
     const nodeModule = require('node:module') as typeof import('node:module');
     const register = (nodeModule as { register?: typeof nodeModule.register }).register;
     if (typeof register !== 'function') throw new Error('this Node has no module.register');
-    const builtins = handler.names.filter((n) => !n.includes('/') && nodeModule.isBuiltin(n));
-    const names = [...handler.names, ...builtins.map((n) => `node:${n}`)];
+    const names = importHookNames(handler);
     const iitm = require('import-in-the-middle') as typeof import('import-in-the-middle');
     // The names go with the registration (the loader's initialize), so nothing has to be awaited
     // before Node loads the main module.

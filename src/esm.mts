@@ -28,14 +28,14 @@
  */
 import * as nodeModule from 'node:module';
 
-const { createRequire, isBuiltin } = nodeModule;
+const { createRequire } = nodeModule;
 const require = createRequire(import.meta.url);
 // Before the agent starts: the hooks here see packages' ES-module builds, so -r's own (src/load-hook.ts) step aside.
 (require('./load-hook.js') as typeof import('./load-hook.js')).leaveEsmBuildsToImportHooks();
 const api = require('./index.js') as typeof import('./index.js');
 const { currentModuleHandler } = require('./registry.js') as typeof import('./registry.js');
 const { log } = require('./log.js') as typeof import('./log.js');
-const { onImportFor } = require('./esm-namespace.js') as typeof import('./esm-namespace.js');
+const { onImportFor, importHookNames } = require('./esm-namespace.js') as typeof import('./esm-namespace.js');
 
 const KEY = Symbol.for('hatch-agent.esm');
 const holder = globalThis as { [KEY]?: true };
@@ -43,8 +43,7 @@ const holder = globalThis as { [KEY]?: true };
 async function hookImports(): Promise<void> {
   const handler = currentModuleHandler();
   if (handler === undefined) return; // the agent is off, or no patch is enabled
-  const builtins = handler.names.filter((n) => !n.includes('/') && isBuiltin(n));
-  const names = [...handler.names, ...builtins.map((n) => `node:${n}`)];
+  const names = importHookNames(handler);
   const iitm = require('import-in-the-middle') as typeof import('import-in-the-middle');
   const onImport = onImportFor(handler, (key, line) => log.warnOnce(key, line));
   const sync = await import('import-in-the-middle/register-hooks.mjs').catch(() => undefined);
