@@ -37,16 +37,20 @@ export const CLIENT_JS = `
 const KIND = process.env.APP_KIND;
 const MOD = process.env.APP_LIB;
 const REDIS_URL = process.env.REDIS_URL;
+// Connection attempts the server refused: proof that the client saw the server gone, whatever
+// its isReady said (node-redis 4.1 counts a TCP connect to a server that is shutting down as ready).
+let refusals = 0;
+const countRefusal = (e) => { if (e && e.code === 'ECONNREFUSED') refusals++; };
 function makeClient(extra = {}) {
   if (KIND === 'ioredis') {
     const Redis = require(MOD);
     const c = new Redis(REDIS_URL, extra);
-    c.on('error', () => {});
+    c.on('error', countRefusal);
     return c;
   }
   const { createClient } = require(MOD);
   const c = createClient({ url: REDIS_URL, ...extra });
-  c.on('error', () => {});
+  c.on('error', countRefusal);
   return c;
 }
 async function connected(c) {
@@ -75,6 +79,7 @@ function ops(c) {
     },
     multi: (list) => batch(c.multi(), list).exec(),
     up: () => (io ? c.status === 'ready' : c.isReady),
+    refusals: () => refusals,
     close: () => (io ? c.quit() : c.quit()),
   };
 }
