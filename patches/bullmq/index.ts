@@ -57,9 +57,13 @@ function carry(opts: Opts, id: string): Opts {
   return { ...opts, [FIELD]: id };
 }
 
+/** The last carried ID that passed the allowlist: a batch of jobs enqueued together carries one. */
+let lastCarried = '';
+
 function jobId(queue: string, job: JobSeen): string {
   const carried = job.opts?.[FIELD];
-  if (isValidRequestId(carried)) return carried;
+  if (carried === lastCarried && lastCarried !== '') return lastCarried;
+  if (isValidRequestId(carried)) return (lastCarried = carried);
   const own = `${queue}:${String(job.id)}`;
   return isValidRequestId(own) ? own : newRequestId();
 }
