@@ -3,6 +3,7 @@
 // StatsD to a local UDP socket, the requests store), as a ratio, in one interleaved run; and
 // `als-floor`, each job in AsyncLocalStorage.run and nothing else, what any context-carrying agent pays.
 //   node bench/jobs.mjs [--rounds 5] [--jobs 10000] [--concurrency 20] [--node /path/to/node] [--write]
+//     [--instructions] [--variants a,b] [--base other/dist/src/index.js] [--warm 0.1]
 // How: one real Redis (Debian's redis-server, test/support/redis.mjs) for the run. Each round runs
 // every variant, A B C then C B A in the next round, each in a fresh process: the process adds --jobs
 // jobs to a queue of its own (addBulk, before its clock starts), then starts a Worker with a no-op
@@ -129,8 +130,13 @@ const ALL_VARIANTS = {
   // Every feature but the Redis clients' patches (BullMQ's own connections are not timed anyway).
   'hatch-agent/no-redis': { preload: agent, env: { ...everything, HATCH_DISABLE: 'redis' } },
 };
+// --base path/to/dist/src/index.js: another build of the agent (an earlier commit's) with every
+// feature on, as variant `base`, in the same interleaved rounds: before and after in one run.
+const BASE = opt('base', null);
+if (BASE) ALL_VARIANTS.base = { preload: path.resolve(BASE), env: everything };
 // --variants a,b,…: which to run (none, als-floor and hatch-agent are always among them: the ratios need them).
 const chosen = opt('variants', 'none,als-floor,hatch-agent').split(',');
+if (BASE && !chosen.includes('base')) chosen.push('base');
 for (const n of ['none', 'als-floor', 'hatch-agent']) if (!chosen.includes(n)) chosen.push(n);
 for (const n of chosen)
   if (!ALL_VARIANTS[n]) throw new Error(`unknown variant ${n}; known: ${Object.keys(ALL_VARIANTS).join(', ')}`);
@@ -179,6 +185,8 @@ const overFloor = [];
 const cpuRatios = [];
 const instr = Object.fromEntries(chosen.map((n) => [n, []]));
 const mainInstr = Object.fromEntries(chosen.map((n) => [n, []]));
+// Each variant over none, round by round: jobs/s, CPU per job, instructions per job.
+const over = Object.fromEntries(chosen.map((n) => [n, { perSecond: [], cpu: [], instructions: [], main: [] }]));
 try {
   for (let round = 0; round < ROUNDS; round++) {
     const names = Object.keys(VARIANTS);
@@ -190,6 +198,13 @@ try {
       cpu[name].push(got[name].cpuPerJob);
       instr[name].push(got[name].instructionsPerJob);
       mainInstr[name].push(got[name].mainPerJob);
+      const o = over[name];
+      o.perSecond.push(got[name].perSecond / got.none.perSecond);
+      o.cpu.push(got[name].cpuPerJob / got.none.cpuPerJob);
+      if (INSTRUCTIONS) {
+        o.instructions.push(got[name].instructionsPerJob / got.none.instructionsPerJob);
+        o.main.push(got[name].mainPerJob / got.none.mainPerJob);
+      }
     }
     ratios.push(got['hatch-agent'].perSecond / got.none.perSecond);
     overFloor.push(got['hatch-agent'].perSecond / got['als-floor'].perSecond);
@@ -238,11 +253,19 @@ const table = INSTRUCTIONS
       '',
       `hatch-agent over none: **${r3(median(ratios))}** jobs/s (median of the per-round ratios; range ${r3(Math.min(...ratios))} to ${r3(Math.max(...ratios))}); over als-floor: ${r3(median(overFloor))} (range ${r3(Math.min(...overFloor))} to ${r3(Math.max(...overFloor))}). Worker CPU per job, hatch-agent over none: ${r3(median(cpuRatios))} (range ${r3(Math.min(...cpuRatios))} to ${r3(Math.max(...cpuRatios))}).`,
     ].join('\n');
-console.log(`\n${table}`);
+const spread = (xs) => `${r3(median(xs))} (${r3(Math.min(...xs))} to ${r3(Math.max(...xs))})`;
+const overNone = chosen
+  .filter((n) => n !== 'none')
+  .map((n) =>
+    INSTRUCTIONS
+      ? `- ${n} over none, median of the rounds' ratios (range): instructions ${spread(over[n].instructions)}, main thread ${spread(over[n].main)}`
+      : `- ${n} over none, median of the rounds' ratios (range): jobs/s ${spread(over[n].perSecond)}, worker CPU per job ${spread(over[n].cpu)}`,
+  );
+console.log(`\n${table}\n\n${overNone.join('\n')}`);
 if (process.argv.includes('--write'))
   writeSection(
     INSTRUCTIONS ? 'jobs-instructions' : 'jobs',
     INSTRUCTIONS
-      ? `## Instructions per job through a no-op BullMQ worker (Node ${nodeVersion})\n\n${table}\n`
-      : `## Jobs per second through a no-op BullMQ worker (Node ${nodeVersion})\n\n${table}\n`,
+      ? `## Instructions per job through a no-op BullMQ worker (Node ${nodeVersion})\n\n${table}\n\n${overNone.join('\n')}\n`
+      : `## Jobs per second through a no-op BullMQ worker (Node ${nodeVersion})\n\n${table}\n\n${overNone.join('\n')}\n`,
   );
