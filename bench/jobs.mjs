@@ -14,8 +14,15 @@
 // worker process's CPU microseconds per job beside it. Redis and the worker share the machine's
 // CPUs, so jobs/s moves with whatever else runs; CPU per job is the worker's own cost and moves
 // less. On a shared machine a difference within the per-round range is noise.
-// `--write` writes the table as the `jobs` section of bench/RESULTS.md. Needs `npm run build` and
-// the root devDependencies (bullmq) installed.
+// --instructions: each worker runs under valgrind callgrind instead, and the figure is its
+// instructions per counted job (every thread; and the main thread with V8's compiling left out,
+// the steady state's cost: under callgrind the compiler threads are still busy for thousands of
+// jobs, and what they do in the window moves with when TurboFan picks each function up).
+// Limitations: on Node 20 and 22 als-floor is not free (AsyncLocalStorage turns on promise hooks
+// for every promise of the process), so a worker that is short of CPU loses jobs/s to it whatever
+// the agent does on top.
+// `--write` writes the table as the `jobs` (or `jobs-instructions`) section of bench/RESULTS.md.
+// Needs `npm run build` and the root devDependencies (bullmq) installed.
 import { spawn } from 'node:child_process';
 import * as dgram from 'node:dgram';
 import * as fs from 'node:fs';
