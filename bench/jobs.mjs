@@ -2,15 +2,27 @@
 // Jobs per second through a no-op BullMQ worker, without the agent and with it (every feature on:
 // StatsD to a local UDP socket, the requests store), as a ratio, in one interleaved run; and
 // `als-floor`, each job in AsyncLocalStorage.run and nothing else, what any context-carrying agent pays.
-//   node bench/jobs.mjs [--rounds 5] [--jobs 3000] [--concurrency 20] [--node /path/to/node] [--write]
+//   node bench/jobs.mjs [--rounds 5] [--jobs 10000] [--concurrency 20] [--node /path/to/node] [--write]
+//     [--instructions] [--variants a,b] [--base other/dist/src/index.js] [--warm 0.1]
 // How: one real Redis (Debian's redis-server, test/support/redis.mjs) for the run. Each round runs
 // every variant, A B C then C B A in the next round, each in a fresh process: the process adds --jobs
 // jobs to a queue of its own (addBulk, before its clock starts), then starts a Worker with a no-op
-// processor and times from the Worker's start to its last 'completed' event. Per round the ratio is
-// agent jobs/s over plain jobs/s; the result is their median with the range. Redis and the worker
-// share the machine's CPUs: on a shared machine a difference within the per-round range is noise.
-// `--write` writes the table as the `jobs` section of bench/RESULTS.md. Needs `npm run build` and
-// the root devDependencies (bullmq) installed.
+// processor. The first WARM_SHARE of the jobs warm it up (connections, BullMQ's Lua scripts loaded,
+// the JIT) and are not counted: the clock and the process's CPU time (process.cpuUsage(), user +
+// system of every thread) are read at that job's 'completed' event and at the last one. Per round
+// the ratio is agent jobs/s over plain jobs/s; the result is their median with the range, and the
+// worker process's CPU microseconds per job beside it. Redis and the worker share the machine's
+// CPUs, so jobs/s moves with whatever else runs; CPU per job is the worker's own cost and moves
+// less. On a shared machine a difference within the per-round range is noise.
+// --instructions: each worker runs under valgrind callgrind instead, and the figure is its
+// instructions per counted job (every thread; and the main thread with V8's compiling left out,
+// the steady state's cost: under callgrind the compiler threads are still busy for thousands of
+// jobs, and what they do in the window moves with when TurboFan picks each function up).
+// Limitations: on Node 20 and 22 als-floor is not free (AsyncLocalStorage turns on promise hooks
+// for every promise of the process), so a worker that is short of CPU loses jobs/s to it whatever
+// the agent does on top.
+// `--write` writes the table as the `jobs` (or `jobs-instructions`) section of bench/RESULTS.md.
+// Needs `npm run build` and the root devDependencies (bullmq) installed.
 import { spawn } from 'node:child_process';
 import * as dgram from 'node:dgram';
 import * as fs from 'node:fs';
@@ -19,16 +31,24 @@ import * as path from 'node:path';
 import { startRedis, stopRedis } from '../test/support/redis.mjs';
 import { writeSection } from './results-file.mjs';
 import { benchDir, median, opt } from './variants.mjs';
+import * as cg from './callgrind.mjs';
 
 const root = path.resolve(benchDir, '..');
 const ROUNDS = Number(opt('rounds', 5));
-const JOBS = Number(opt('jobs', 3000));
+const INSTRUCTIONS = process.argv.includes('--instructions');
+const JOBS = Number(opt('jobs', INSTRUCTIONS ? 3000 : 10000));
+// Under callgrind V8 compiles for longer (each job is ~50 times slower, the compiler threads too).
+const WARM_SHARE = Number(opt('warm', INSTRUCTIONS ? 0.3 : 0.1));
+
 const CONCURRENCY = Number(opt('concurrency', 20));
 const NODE = opt('node', process.execPath);
 const agent = path.join(root, 'dist/src/index.js');
 if (!fs.existsSync(agent)) throw new Error('no dist/: run `npm run build` first');
 
-// The worker process: it resolves bullmq from the root's node_modules.
+// The worker process: it resolves bullmq from the root's node_modules. Under callgrind
+// (--instructions) it processes the warm-up jobs, pauses its Worker, adds the counted jobs, and
+// counts the instructions from its resume to the last one's 'completed' event: the switches of
+// callgrind_control happen while the Worker is idle, so the window holds exactly the counted jobs.
 const script = path.join(root, 'node_modules', '.bench-jobs-worker.js');
 fs.writeFileSync(
   script,
@@ -36,21 +56,47 @@ fs.writeFileSync(
 const { Queue, Worker } = require('bullmq');
 const connection = { host: '127.0.0.1', port: Number(process.env.REDIS_PORT) };
 const N = Number(process.env.JOBS);
+const WARM = Math.floor(N * Number(process.env.WARM_SHARE));
+async function add(queue, from, to) {
+  for (let i = from; i < to; i += 500)
+    await queue.addBulk(Array.from({ length: Math.min(500, to - i) }, (_, k) => ({ name: 'noop', data: { i: i + k }, opts: { removeOnComplete: true } })));
+}
 (async () => {
   const queue = new Queue(process.env.QUEUE, { connection });
-  for (let i = 0; i < N; i += 500)
-    await queue.addBulk(Array.from({ length: Math.min(500, N - i) }, (_, k) => ({ name: 'noop', data: { i: i + k }, opts: { removeOnComplete: true } })));
+  const callgrind = process.env.${cg.ENV} ? await import(${JSON.stringify(path.join(benchDir, 'callgrind.mjs'))}) : null;
+  await add(queue, 0, callgrind ? WARM : N);
   let done = 0;
-  const start = performance.now();
+  let start = 0;
+  let cpu;
+  let waiting = () => {};
   const worker = new Worker(queue.name, async () => undefined, { connection, concurrency: Number(process.env.CONCURRENCY) });
-  worker.on('completed', async () => {
-    if (++done !== N) return;
-    const ms = performance.now() - start;
-    console.log(JSON.stringify({ ms, perSecond: (N / ms) * 1000 }));
-    await worker.close();
-    await queue.obliterate({ force: true }).catch(() => {});
-    await queue.close();
+  worker.on('completed', () => {
+    if (++done === WARM) {
+      start = performance.now();
+      cpu = process.cpuUsage();
+    }
+    if (done === WARM || done === N) waiting();
   });
+  await new Promise((r) => (waiting = r));
+  const counted = N - WARM;
+  let instructions = null;
+  if (callgrind) {
+    await worker.pause();
+    await add(queue, WARM, N);
+    instructions = await callgrind.countOutside(process.env.${cg.ENV}, process.pid, async () => {
+      const last = new Promise((r) => (waiting = r));
+      worker.resume();
+      await last;
+    });
+  } else {
+    await new Promise((r) => (waiting = r));
+  }
+  const ms = performance.now() - start;
+  const used = process.cpuUsage(cpu);
+  console.log(JSON.stringify({ ms, perSecond: (counted / ms) * 1000, cpuPerJob: (used.user + used.system) / counted, instructionsPerJob: instructions && instructions.instructions / counted, mainPerJob: instructions && (instructions.main - instructions.mainCompile) / counted }));
+  await worker.close();
+  await queue.obliterate({ force: true }).catch(() => {});
+  await queue.close();
 })();
 `,
 );
@@ -74,26 +120,50 @@ await new Promise((r) => udp.bind(0, '127.0.0.1', r));
 udp.on('message', () => {}); // the agent's StatsD lines are received and dropped
 const statsdPort = udp.address().port;
 
-const VARIANTS = {
+const everything = {
+  HATCH_STATSD: 'on',
+  HATCH_STATSD_PORT: String(statsdPort),
+  HATCH_TOKEN: 'bench-token-0123456789abcdef',
+};
+const ALL_VARIANTS = {
   none: { preload: null, env: {} },
   'als-floor': { preload: floor, env: {} },
-  'hatch-agent': {
-    preload: agent,
-    env: { HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(statsdPort), HATCH_TOKEN: 'bench-token-0123456789abcdef' },
-  },
+  'hatch-agent': { preload: agent, env: everything },
+  // Not run unless named with --variants: what each part of hatch-agent costs.
+  // Job contexts and the bus's events with no sink listening (no StatsD, no requests store).
+  'hatch-agent/core': { preload: agent, env: { HATCH_STATSD: 'off' } },
+  'hatch-agent/statsd': { preload: agent, env: { HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(statsdPort) } },
+  'hatch-agent/store': { preload: agent, env: { HATCH_STATSD: 'off', HATCH_TOKEN: everything.HATCH_TOKEN } },
+  // Every feature but the Redis clients' patches (BullMQ's own connections are not timed anyway).
+  'hatch-agent/no-redis': { preload: agent, env: { ...everything, HATCH_DISABLE: 'redis' } },
 };
+// --base path/to/dist/src/index.js: another build of the agent (an earlier commit's) with every
+// feature on, as variant `base`, in the same interleaved rounds: before and after in one run.
+const BASE = opt('base', null);
+if (BASE) ALL_VARIANTS.base = { preload: path.resolve(BASE), env: everything };
+// --variants a,b,…: which to run (none, als-floor and hatch-agent are always among them: the ratios need them).
+const chosen = opt('variants', 'none,als-floor,hatch-agent').split(',');
+if (BASE && !chosen.includes('base')) chosen.push('base');
+for (const n of ['none', 'als-floor', 'hatch-agent']) if (!chosen.includes(n)) chosen.push(n);
+for (const n of chosen)
+  if (!ALL_VARIANTS[n]) throw new Error(`unknown variant ${n}; known: ${Object.keys(ALL_VARIANTS).join(', ')}`);
+const VARIANTS = Object.fromEntries(chosen.map((n) => [n, ALL_VARIANTS[n]]));
 
 function once(variant, redisPort, round) {
   const v = VARIANTS[variant];
+  const dir = INSTRUCTIONS ? cg.outputDir() : null;
+  const [cmd, args] = cg.wrap(dir, [NODE, ...(v.preload ? ['-r', v.preload] : []), script]);
   return new Promise((resolve, reject) => {
-    const child = spawn(NODE, [...(v.preload ? ['-r', v.preload] : []), script], {
+    const child = spawn(cmd, args, {
       cwd: root,
       env: {
         ...process.env,
+        ...cg.env(dir),
         ...v.env,
         REDIS_PORT: String(redisPort),
         QUEUE: `bench-${variant.replace(/\W/g, '')}-${round}-${process.pid}`,
         JOBS: String(JOBS),
+        WARM_SHARE: String(WARM_SHARE),
         CONCURRENCY: String(CONCURRENCY),
       },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -103,6 +173,7 @@ function once(variant, redisPort, round) {
     child.stdout.on('data', (d) => (out += d));
     child.stderr.on('data', (d) => (err += d));
     child.on('close', (code) => {
+      if (dir) fs.rmSync(dir, { recursive: true, force: true });
       if (code !== 0) return reject(new Error(`${variant} exited ${code}: ${err}`));
       try {
         resolve(JSON.parse(out.trim().split('\n').pop()));
@@ -114,20 +185,41 @@ function once(variant, redisPort, round) {
 }
 
 const redis = await startRedis();
-const results = { none: [], 'als-floor': [], 'hatch-agent': [] };
+const results = Object.fromEntries(chosen.map((n) => [n, []]));
+const cpu = Object.fromEntries(chosen.map((n) => [n, []]));
 const ratios = [];
 const overFloor = [];
+const cpuRatios = [];
+const instr = Object.fromEntries(chosen.map((n) => [n, []]));
+const mainInstr = Object.fromEntries(chosen.map((n) => [n, []]));
+// Each variant over none, round by round: jobs/s, CPU per job, instructions per job.
+const over = Object.fromEntries(chosen.map((n) => [n, { perSecond: [], cpu: [], instructions: [], main: [] }]));
 try {
   for (let round = 0; round < ROUNDS; round++) {
     const names = Object.keys(VARIANTS);
     const order = round % 2 === 0 ? names : [...names].reverse();
     const got = {};
     for (const name of order) got[name] = await once(name, redis.port, round);
-    for (const name of names) results[name].push(got[name].perSecond);
+    for (const name of names) {
+      results[name].push(got[name].perSecond);
+      cpu[name].push(got[name].cpuPerJob);
+      instr[name].push(got[name].instructionsPerJob);
+      mainInstr[name].push(got[name].mainPerJob);
+      const o = over[name];
+      o.perSecond.push(got[name].perSecond / got.none.perSecond);
+      o.cpu.push(got[name].cpuPerJob / got.none.cpuPerJob);
+      if (INSTRUCTIONS) {
+        o.instructions.push(got[name].instructionsPerJob / got.none.instructionsPerJob);
+        o.main.push(got[name].mainPerJob / got.none.mainPerJob);
+      }
+    }
     ratios.push(got['hatch-agent'].perSecond / got.none.perSecond);
     overFloor.push(got['hatch-agent'].perSecond / got['als-floor'].perSecond);
+    cpuRatios.push(got['hatch-agent'].cpuPerJob / got.none.cpuPerJob);
     console.log(
-      `round ${round + 1}: ${names.map((n) => `${n} ${got[n].perSecond.toFixed(0)} jobs/s`).join(', ')}; hatch-agent/none ${ratios.at(-1).toFixed(3)}`,
+      INSTRUCTIONS
+        ? `round ${round + 1}: ${names.map((n) => `${n} ${got[n].instructionsPerJob.toFixed(0)} (main thread ${got[n].mainPerJob.toFixed(0)})`).join(', ')} instructions/job; hatch-agent/none ${(got['hatch-agent'].instructionsPerJob / got.none.instructionsPerJob).toFixed(3)} (main ${(got['hatch-agent'].mainPerJob / got.none.mainPerJob).toFixed(3)})`
+        : `round ${round + 1}: ${names.map((n) => `${n} ${got[n].perSecond.toFixed(0)} jobs/s ${got[n].cpuPerJob.toFixed(0)} µs CPU/job`).join(', ')}; hatch-agent/none ${ratios.at(-1).toFixed(3)}, CPU ${cpuRatios.at(-1).toFixed(3)}`,
     );
   }
 } finally {
@@ -142,17 +234,45 @@ const nodeVersion = (await import('node:child_process'))
   .spawnSync(NODE, ['--version'], { encoding: 'utf8' })
   .stdout.trim();
 const r3 = (x) => x.toFixed(3);
-const table = [
-  `Command: \`node bench/jobs.mjs --rounds ${ROUNDS} --jobs ${JOBS} --concurrency ${CONCURRENCY}\` (Node ${nodeVersion}, bullmq ${bullmqVersion}, ${os.cpus().length} CPUs shared with other work, Redis on the same machine).`,
-  '',
-  '| variant | jobs/s (median) | per round |',
-  '|---|---|---|',
-  ...Object.entries(results).map(
-    ([name, xs]) => `| ${name} | ${median(xs).toFixed(0)} | ${xs.map((x) => x.toFixed(0)).join(', ')} |`,
-  ),
-  '',
-  `hatch-agent over none: **${r3(median(ratios))}** (median of the per-round ratios; range ${r3(Math.min(...ratios))} to ${r3(Math.max(...ratios))}); over als-floor: ${r3(median(overFloor))} (range ${r3(Math.min(...overFloor))} to ${r3(Math.max(...overFloor))}).`,
-].join('\n');
-console.log(`\n${table}`);
+const setting = `(Node ${nodeVersion}, bullmq ${bullmqVersion}, ${os.cpus().length} CPUs shared with other work, Redis on the same machine; the first ${WARM_SHARE * 100}% of each process's jobs not counted)`;
+const table = INSTRUCTIONS
+  ? [
+      `Command: \`node bench/jobs.mjs --instructions --rounds ${ROUNDS} --jobs ${JOBS} --concurrency ${CONCURRENCY}\` ${setting}: the worker process's instructions (valgrind callgrind, every thread, V8's JIT on) per counted job.`,
+      '',
+      '| variant | instructions/job (median) | per round | main thread, compiling left out (median) | per round |',
+      '|---|---|---|---|---|',
+      ...Object.entries(instr).map(
+        ([name, xs]) =>
+          `| ${name} | ${median(xs).toFixed(0)} | ${xs.map((x) => x.toFixed(0)).join(', ')} | ${median(mainInstr[name]).toFixed(0)} | ${mainInstr[name].map((x) => x.toFixed(0)).join(', ')} |`,
+      ),
+      '',
+      `hatch-agent over none: **${r3(median(instr['hatch-agent']) / median(instr.none))}** (main thread ${r3(median(mainInstr['hatch-agent']) / median(mainInstr.none))}); over als-floor: ${r3(median(instr['hatch-agent']) / median(instr['als-floor']))} (main thread ${r3(median(mainInstr['hatch-agent']) / median(mainInstr['als-floor']))}).`,
+    ].join('\n')
+  : [
+      `Command: \`node bench/jobs.mjs --rounds ${ROUNDS} --jobs ${JOBS} --concurrency ${CONCURRENCY}\` ${setting}.`,
+      '',
+      '| variant | jobs/s (median) | per round | worker CPU µs/job (median) | per round |',
+      '|---|---|---|---|---|',
+      ...Object.entries(results).map(
+        ([name, xs]) =>
+          `| ${name} | ${median(xs).toFixed(0)} | ${xs.map((x) => x.toFixed(0)).join(', ')} | ${median(cpu[name]).toFixed(0)} | ${cpu[name].map((x) => x.toFixed(0)).join(', ')} |`,
+      ),
+      '',
+      `hatch-agent over none: **${r3(median(ratios))}** jobs/s (median of the per-round ratios; range ${r3(Math.min(...ratios))} to ${r3(Math.max(...ratios))}); over als-floor: ${r3(median(overFloor))} (range ${r3(Math.min(...overFloor))} to ${r3(Math.max(...overFloor))}). Worker CPU per job, hatch-agent over none: ${r3(median(cpuRatios))} (range ${r3(Math.min(...cpuRatios))} to ${r3(Math.max(...cpuRatios))}).`,
+    ].join('\n');
+const spread = (xs) => `${r3(median(xs))} (${r3(Math.min(...xs))} to ${r3(Math.max(...xs))})`;
+const overNone = chosen
+  .filter((n) => n !== 'none')
+  .map((n) =>
+    INSTRUCTIONS
+      ? `- ${n} over none, median of the rounds' ratios (range): instructions ${spread(over[n].instructions)}, main thread ${spread(over[n].main)}`
+      : `- ${n} over none, median of the rounds' ratios (range): jobs/s ${spread(over[n].perSecond)}, worker CPU per job ${spread(over[n].cpu)}`,
+  );
+console.log(`\n${table}\n\n${overNone.join('\n')}`);
 if (process.argv.includes('--write'))
-  writeSection('jobs', `## Jobs per second through a no-op BullMQ worker (Node ${nodeVersion})\n\n${table}\n`);
+  writeSection(
+    INSTRUCTIONS ? 'jobs-instructions' : 'jobs',
+    INSTRUCTIONS
+      ? `## Instructions per job through a no-op BullMQ worker (Node ${nodeVersion})\n\n${table}\n\n${overNone.join('\n')}\n`
+      : `## Jobs per second through a no-op BullMQ worker (Node ${nodeVersion})\n\n${table}\n\n${overNone.join('\n')}\n`,
+  );

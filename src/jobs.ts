@@ -41,18 +41,22 @@ export interface JobInfo {
   wait: number | undefined;
 }
 
-const names = new Map<string, string>();
+/** Names seen, by kind (`queue`, `job`, `schedule`): a map per kind, so a lookup builds no key string. */
+const names = new Map<string, Map<string, string>>();
+let nameCount = 0;
 
 /** An app-chosen name, cut and bounded (see the header); '' stays ''. */
 export function boundedName(kind: string, raw: unknown): string {
   const s = typeof raw === 'string' ? raw : raw === undefined || raw === null ? '' : String(raw);
   if (s === '') return '';
   const cut = s.length > MAX_NAME ? s.slice(0, MAX_NAME) : s;
-  const key = kind + '\0' + cut;
-  const known = names.get(key);
+  let seen = names.get(kind);
+  if (seen === undefined) names.set(kind, (seen = new Map()));
+  const known = seen.get(cut);
   if (known !== undefined) return known;
-  if (names.size >= MAX_NAMES) return 'other';
-  names.set(key, cut);
+  if (nameCount >= MAX_NAMES) return 'other';
+  seen.set(cut, cut);
+  nameCount++;
   return cut;
 }
 

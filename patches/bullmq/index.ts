@@ -57,9 +57,13 @@ function carry(opts: Opts, id: string): Opts {
   return { ...opts, [FIELD]: id };
 }
 
+/** The last carried ID that passed the allowlist: a batch of jobs enqueued together carries one. */
+let lastCarried = '';
+
 function jobId(queue: string, job: JobSeen): string {
   const carried = job.opts?.[FIELD];
-  if (isValidRequestId(carried)) return carried;
+  if (carried === lastCarried && lastCarried !== '') return lastCarried;
+  if (isValidRequestId(carried)) return (lastCarried = carried);
   const own = `${queue}:${String(job.id)}`;
   return isValidRequestId(own) ? own : newRequestId();
 }
@@ -69,8 +73,11 @@ function num(v: unknown): number | undefined {
   return Number.isFinite(n) ? n : undefined;
 }
 
-function infoOf(worker: WorkerSeen, job: JobSeen): { id: string; info: JobInfo } {
-  const queue = typeof worker.name === 'string' ? worker.name : String(job.queueName ?? '');
+function queueOf(worker: WorkerSeen, job: JobSeen): string {
+  return typeof worker.name === 'string' ? worker.name : String(job.queueName ?? '');
+}
+
+function infoOf(queue: string, job: JobSeen): JobInfo {
   const made = num(job.attemptsMade) ?? 0;
   let wait: number | undefined;
   if (made === 0) {
@@ -80,15 +87,12 @@ function infoOf(worker: WorkerSeen, job: JobSeen): { id: string; info: JobInfo }
     if (enqueued !== undefined) wait = Math.max(0, started - enqueued - (num(job.delay) ?? 0));
   }
   return {
-    id: jobId(queue, job),
-    info: {
-      system: 'bullmq',
-      queue: boundedName('queue', queue),
-      name: boundedName('job', job.name),
-      jobId: String(job.id ?? ''),
-      attempt: made + 1,
-      wait,
-    },
+    system: 'bullmq',
+    queue: boundedName('queue', queue),
+    name: boundedName('job', job.name),
+    jobId: String(job.id ?? ''),
+    attempt: made + 1,
+    wait,
   };
 }
 
@@ -168,7 +172,9 @@ export const bullmq: PatchDefinition<typeof Bullmq> = {
           let info: JobInfo;
           try {
             if (isPing(job)) return pong(this);
-            ({ id, info } = infoOf(this, job));
+            const queue = queueOf(this, job);
+            info = infoOf(queue, job);
+            id = jobId(queue, job);
           } catch (err) {
             log.warnOnce('bullmq-job', `bullmq: could not start a job context (${(err as Error).message})`);
             return Reflect.apply(original, this, arguments);

@@ -91,7 +91,12 @@ const NONE: never[] = Object.freeze([]) as unknown as never[];
 
 function view(r: Stored): RequestRecord {
   const { atMs, ...rest } = r;
-  return { ...rest, at: new Date(atMs).toISOString() };
+  const job = r.job;
+  if (job == null) return { ...rest, at: new Date(atMs).toISOString() };
+  // A job's record keeps its mark's fields in a ring slot that is reused: the view gets a copy, and
+  // its path, made here rather than for every job filed.
+  const path = job.jobId === '' ? `${job.system} ${r.route}` : `${job.system} ${r.route} #${job.jobId}`;
+  return { ...rest, path, at: new Date(atMs).toISOString(), job: { ...job } };
 }
 
 /** Every time in `at` lies in [from, to]. */
@@ -118,7 +123,7 @@ function record(
   timeline: TimelineEntry[],
   dropped: number,
   errors: string[],
-  job: JobMark | null,
+  job: JobEvent | null,
 ): Stored {
   return {
     id: e.requestId,
@@ -133,7 +138,7 @@ function record(
     dropped,
     errors,
     error: e.error ?? null,
-    job,
+    job: job === null ? null : markOf(job),
   };
 }
 
@@ -146,7 +151,7 @@ function fill(
   timeline: TimelineEntry[],
   dropped: number,
   errors: string[],
-  job: JobMark | null,
+  job: JobEvent | null,
 ): void {
   r.id = e.requestId;
   r.method = e.method;
@@ -160,26 +165,67 @@ function fill(
   r.dropped = dropped;
   r.errors = errors;
   r.error = e.error ?? null;
-  r.job = job;
+  const old = r.job;
+  if (job === null) r.job = null;
+  else if (old == null) r.job = markOf(job);
+  else {
+    // The slot's own mark (never shared: the slowest and errored records get their own), overwritten.
+    old.system = job.system;
+    old.queue = job.queue;
+    old.name = job.name;
+    old.jobId = job.jobId;
+    old.attempt = job.attempt;
+    old.outcome = job.outcome;
+  }
 }
 
-/** A job's run as the request-shaped event the store files (see RequestRecord.job). */
-function jobAsRequest(e: JobEvent): { event: HttpServerEvent; mark: JobMark } {
-  const label = e.queue === '' ? e.name : `${e.queue}/${e.name}`;
-  return {
-    event: {
-      requestId: e.requestId,
-      method: 'JOB',
-      route: label,
-      path: e.jobId === '' ? `${e.system} ${label}` : `${e.system} ${label} #${e.jobId}`,
-      statusCode: e.outcome === 'failed' ? 500 : 200,
-      aborted: false,
-      start: e.start,
-      duration: e.duration,
-      error: e.error,
-    },
-    mark: { system: e.system, queue: e.queue, name: e.name, jobId: e.jobId, attempt: e.attempt, outcome: e.outcome },
-  };
+function markOf(e: JobEvent): JobMark {
+  return { system: e.system, queue: e.queue, name: e.name, jobId: e.jobId, attempt: e.attempt, outcome: e.outcome };
+}
+
+/** `queue/name` (or the name alone), by queue and name: names are bounded (src/jobs.ts), so is this. */
+const labels = new Map<string, Map<string, string>>();
+const MAX_LABELS = 1000;
+let labelCount = 0;
+
+function labelOf(queue: string, name: string): string {
+  let byName = labels.get(queue);
+  let label = byName?.get(name);
+  if (label !== undefined) return label;
+  label = queue === '' ? name : `${queue}/${name}`;
+  if (labelCount < MAX_LABELS) {
+    if (byName === undefined) labels.set(queue, (byName = new Map()));
+    byName.set(name, label);
+    labelCount++;
+  }
+  return label;
+}
+
+/**
+ * A job's run as the request-shaped event the store files (see RequestRecord.job): one object,
+ * refilled for each job (file() keeps none of it but its values). Its path is left out: a job's
+ * record makes it when it is viewed (view()).
+ */
+const asRequest: HttpServerEvent = {
+  requestId: '',
+  method: 'JOB',
+  route: '',
+  path: undefined,
+  statusCode: 200,
+  aborted: false,
+  start: 0,
+  duration: 0,
+  error: undefined,
+};
+function jobAsRequest(e: JobEvent): HttpServerEvent {
+  const r = asRequest;
+  r.requestId = e.requestId;
+  r.route = labelOf(e.queue, e.name);
+  r.statusCode = e.outcome === 'failed' ? 500 : 200;
+  r.start = e.start;
+  r.duration = e.duration;
+  r.error = e.error;
+  return r;
 }
 
 export class RecentRequests {
@@ -247,8 +293,8 @@ export class RecentRequests {
     });
     this.subscriptions.on(channels.httpServer, (m) => this.file(m as HttpServerEvent, null));
     this.subscriptions.on(channels.job, (m) => {
-      const { event, mark } = jobAsRequest(m as JobEvent);
-      this.file(event, mark);
+      const e = m as JobEvent;
+      this.file(jobAsRequest(e), e);
     });
   }
 
@@ -278,7 +324,7 @@ export class RecentRequests {
     if (id !== undefined) this.pendingFor(id, entry);
   }
 
-  private file(e: HttpServerEvent, job: JobMark | null): void {
+  private file(e: HttpServerEvent, job: JobEvent | null): void {
     const p = this.pending.get(e.requestId);
     let timeline: TimelineEntry[] = NONE;
     let errors: string[] = NONE;

@@ -349,3 +349,55 @@ test("HTML: an errored request's stack on its page, its summary in a list, every
   assert.ok(!summary.includes('class="stack"'));
   assert.match(summary, /<p class="error-summary">TypeError: &lt;img src=x&gt;<\/p>/);
 });
+
+// As src/jobs.ts publishes a job's end.
+function runJob(id, jobId, duration, outcome = 'completed', name = 'mail') {
+  channels.job.publish({
+    requestId: id,
+    system: 'bullmq',
+    queue: 'q',
+    name,
+    jobId,
+    attempt: 1,
+    outcome,
+    wait: 1,
+    start: performance.now() - duration,
+    duration,
+    error: outcome === 'failed' ? failure('no') : undefined,
+  });
+}
+
+test("jobs through a ring whose slots are reused: each record its own job's fields; the slowest and errored keep theirs", (t) => {
+  const store = new RecentRequests(2, 1, 1);
+  store.start();
+  t.after(() => store.stop());
+  runJob('j1', '1', 50, 'failed', 'charge'); // the slowest and the errored one
+  const held = store.recentRequests()[0];
+  serve('h1', 1); // a request between jobs: its slot has no job
+  runJob('j2', '2', 1);
+  runJob('j3', '3', 2);
+  serve('h2', 1);
+  runJob('j4', '', 3); // a schedule-like job without an ID: no `#` in its path
+  const mark = (r) => [
+    r.id,
+    r.method,
+    r.route,
+    r.path,
+    r.status,
+    r.job && `${r.job.name} ${r.job.jobId} ${r.job.outcome}`,
+  ];
+  assert.deepEqual(store.recentRequests().map(mark), [
+    ['j4', 'JOB', 'q/mail', 'bullmq q/mail', 200, 'mail  completed'],
+    ['h2', 'GET', 'unmatched', '/h2', 200, null],
+  ]);
+  runJob('j5', '5', 1);
+  assert.deepEqual(store.recentRequests().map(mark), [
+    ['j5', 'JOB', 'q/mail', 'bullmq q/mail #5', 200, 'mail 5 completed'],
+    ['j4', 'JOB', 'q/mail', 'bullmq q/mail', 200, 'mail  completed'],
+  ]);
+  const j1 = ['j1', 'JOB', 'q/charge', 'bullmq q/charge #1', 500, 'charge 1 failed'];
+  assert.deepEqual(store.slowest().map(mark), [j1]);
+  assert.deepEqual(store.erroredRequests().map(mark), [j1]);
+  // A record handed out is a copy: later jobs filed into its slot leave it as it was.
+  assert.deepEqual(mark(held), j1);
+});
