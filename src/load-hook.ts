@@ -253,7 +253,8 @@ export function mainIsEsm(main = process.argv[1]): boolean {
 const ESM_KEY = Symbol.for('hatch-agent.esmBuild');
 /**
  * Set on globalThis by src/esm.mts (`--import`), whose import-in-the-middle hooks see ES-module
- * builds themselves: two hooks on one module would each wrap the other's import of it.
+ * builds themselves: two hooks on one module would each wrap the other's import of it. It sets the
+ * key itself before it loads the agent, then calls leaveEsmBuildsToImportHooks for an earlier start.
  */
 const IMPORT_HOOKS_KEY = Symbol.for('hatch-agent.importHooks');
 type Holder = { [ESM_KEY]?: EsmHandoff; [IMPORT_HOOKS_KEY]?: true };
