@@ -92,21 +92,36 @@ const entry = {
           loader: 'js',
         };
       const imports = others.map((f, i) => `import * as m${i} from ${JSON.stringify(f)};`).join('\n');
-      const list = others.map((f, i) => `[${JSON.stringify(distPath(f))}, m${i}]`).join(',\n  ');
+      // [in dist/src (else in dist/), path below that folder with '/' separators, exports]
+      const list = others
+        .map((f, i) => {
+          const rel = path.relative(path.join(dist, 'src'), path.join(dist, path.relative(root, f)));
+          const inSrc = !rel.startsWith('..');
+          const below = (inSrc ? rel : path.relative(dist, path.join(dist, path.relative(root, f))))
+            .split(path.sep)
+            .join('/')
+            .replace(/\.m?ts$/, '.js');
+          return `[${inSrc}, ${JSON.stringify(below)}, m${i}]`;
+        })
+        .join(',\n  ');
       return {
         contents: `${imports}
-import Module from 'node:module';
-import * as path from 'node:path';
+import { dirname, sep } from 'node:path';
 // Each module of this bundle, in Node's module cache under its file in dist/ (see build/bundle.mjs).
-for (const [file, exports] of [
+// One list of node_modules paths for all: these modules never resolve anything through Node.
+const Module = require('node:module');
+const paths = Module._nodeModulePaths(__dirname);
+const inSrc = __dirname + sep;
+const inDist = dirname(__dirname) + sep;
+for (const [src, below, exports] of [
   ${list}
 ]) {
-  const filename = path.join(__dirname, file);
+  const filename = (src ? inSrc : inDist) + (sep === '/' ? below : below.split('/').join(sep));
   if (Module._cache[filename] !== undefined) continue;
   Object.defineProperty(exports, '__esModule', { value: true });
   const m = new Module(filename);
   m.filename = filename;
-  m.paths = Module._nodeModulePaths(path.dirname(filename));
+  m.paths = paths;
   m.exports = exports;
   m.loaded = true;
   Module._cache[filename] = m;

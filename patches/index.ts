@@ -15,7 +15,7 @@
  */
 import type { Config } from '../src/config';
 import type { Definition, PatchDefinition, SubscriberDefinition, VersionRange } from '../src/registry';
-import * as dc from 'node:diagnostics_channel';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 
 /** A patch declared by module, feature and range, whose code is `require`d at its first use. */
 export interface LazyPatch extends PatchDefinition {
@@ -171,10 +171,10 @@ function lazySubscriber(
     source: name,
     load,
     subscribe() {
-      for (const [channel, fn] of forwarders) dc.subscribe(channel, fn);
+      for (const [channel, fn] of forwarders) subscribe(channel, fn);
     },
     unsubscribe() {
-      for (const [channel, fn] of forwarders) dc.unsubscribe(channel, fn);
+      for (const [channel, fn] of forwarders) unsubscribe(channel, fn);
     },
   };
 }
