@@ -9,18 +9,24 @@
  * declaration here and the definition in each file must agree: test/unit/core.test.mjs compares
  * them. Node's own http, https and http2 patches too: a script that never requires http loads
  * none of them. undici's handlers load at the first message on its channels (lazySubscriber).
+ * Each declaration requires its file with a literal path inside a function: the build's start-up
+ * bundle (build/bundle.mjs) leaves a `require()` call out of the bundle, and points its path at the
+ * file in dist/, so the file stays out of start-up and is loaded from there at its first use.
  */
 import type { Config } from '../src/config';
 import type { Definition, PatchDefinition, SubscriberDefinition, VersionRange } from '../src/registry';
-import * as dc from 'node:diagnostics_channel';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 
 /** A patch declared by module, feature and range, whose code is `require`d at its first use. */
 export interface LazyPatch extends PatchDefinition {
-  /** The file (relative to this one) and export name of the full definition. */
-  readonly source: readonly [file: string, name: string];
+  /** The export name of the full definition in its file. */
+  readonly source: string;
   /** The full definition (loads its file). */
   load(): PatchDefinition;
 }
+
+/** `() => require('./file')`: a literal path, so the build sees which file it is (see the header). */
+type Loader = () => unknown;
 
 /**
  * `replaces`: the definition answers `require` with a replacement of the module's export
@@ -30,18 +36,17 @@ function lazy(
   module: string,
   feature: string,
   versions: VersionRange,
-  file: string,
   name: string,
+  file: Loader,
   replaces = false,
 ): LazyPatch {
   let real: PatchDefinition | undefined;
-  const load = () =>
-    (real ??= (require(file) as Record<string, PatchDefinition | undefined>)[name] ?? missing(file, name));
+  const load = () => (real ??= (file() as Record<string, PatchDefinition | undefined>)[name] ?? missing(module, name));
   const declared: LazyPatch = {
     module,
     feature,
     versions,
-    source: [file, name],
+    source: name,
     load,
     patch(exports: unknown, config: Config) {
       load().patch(exports, config);
@@ -55,43 +60,52 @@ function lazy(
   return declared;
 }
 
-function missing(file: string, name: string): never {
-  throw new Error(`${file} exports no ${name}`);
+function missing(declared: string, name: string): never {
+  throw new Error(`the file declared for ${declared} exports no ${name}`);
 }
 
 // Node's own modules: their range is Node's version. Lazy too: a script that never requires http
 // pays nothing for the server and client patches.
-const httpServer = lazy('http', 'http', ['20.0.0', '100.0.0'], './http-server/index', 'httpServer');
-const httpsServer = lazy('https', 'http', ['20.0.0', '100.0.0'], './http-server/index', 'httpsServer');
-const http2Server = lazy('http2', 'http2', ['20.0.0', '100.0.0'], './http2-server', 'http2Server');
-const httpClient = lazy('http', 'http-client', ['20.0.0', '100.0.0'], './http-client', 'httpClient');
-const httpsClient = lazy('https', 'http-client', ['20.0.0', '100.0.0'], './http-client', 'httpsClient');
-const pg = lazy('pg', 'pg', ['8.0.3', '9.0.0'], './pg/index', 'pg');
-const pgPool = lazy('pg-pool', 'pg', ['3.1.1', '4.0.0'], './pg/index', 'pgPool');
-const pgCursor = lazy('pg-cursor', 'pg', ['2.0.0', '3.0.0'], './pg/index', 'pgCursor');
-const mysql2 = lazy('mysql2/lib/connection', 'mysql2', ['3.0.0', '4.0.0'], './mysql2/index', 'mysql2');
-const postgres = lazy('postgres', 'postgres', ['3.0.0', '4.0.0'], './postgres', 'postgres');
-const express = lazy('express', 'express', ['4.16.0', '6.0.0'], './express', 'express');
-const finalhandler = lazy('finalhandler', 'express', ['1.0.0', '3.0.0'], './finalhandler', 'finalhandler', true);
-const fastify = lazy('fastify', 'fastify', ['4.0.0', '6.0.0'], './fastify', 'fastify');
-const koa = lazy('koa', 'koa', ['2.0.0', '4.0.0'], './koa', 'koa');
-const koaCompose = lazy('koa-compose', 'koa', ['3.0.0', '5.0.0'], './koa-compose', 'koaCompose', true);
-const hapi = lazy('@hapi/hapi', 'hapi', ['20.1.2', '22.0.0'], './hapi', 'hapi');
-const nest = lazy('@nestjs/core', 'nest', ['10.0.0', '13.0.0'], './nest', 'nest');
-const ejs = lazy('ejs', 'ejs', ['3.0.0', '8.0.0'], './ejs', 'ejs');
-const pug = lazy('pug', 'pug', ['3.0.0', '4.0.0'], './pug', 'pug');
-const handlebars = lazy('handlebars', 'handlebars', ['4.0.0', '5.0.0'], './handlebars', 'handlebars');
-const nunjucks = lazy('nunjucks', 'nunjucks', ['3.0.0', '4.0.0'], './nunjucks', 'nunjucks');
-const pino = lazy('pino', 'pino', ['8.0.0', '11.0.0'], './pino', 'pino');
-const winston = lazy('winston', 'winston', ['3.0.0', '4.0.0'], './winston', 'winston');
-const nodemailer = lazy('nodemailer', 'mail', ['6.0.0', '11.0.0'], './nodemailer', 'nodemailer');
-const bullmq = lazy('bullmq', 'bullmq', ['5.0.0', '6.0.0'], './bullmq/index', 'bullmq');
-const nodeCron = lazy('node-cron', 'cron', ['3.0.0', '5.0.0'], './node-cron', 'nodeCron');
-const cron = lazy('cron', 'cron', ['4.3.4', '5.0.0'], './cron', 'cron');
+const httpServer = lazy('http', 'http', ['20.0.0', '100.0.0'], 'httpServer', () => require('./http-server/index'));
+const httpsServer = lazy('https', 'http', ['20.0.0', '100.0.0'], 'httpsServer', () => require('./http-server/index'));
+const http2Server = lazy('http2', 'http2', ['20.0.0', '100.0.0'], 'http2Server', () => require('./http2-server'));
+const httpClient = lazy('http', 'http-client', ['20.0.0', '100.0.0'], 'httpClient', () => require('./http-client'));
+const httpsClient = lazy('https', 'http-client', ['20.0.0', '100.0.0'], 'httpsClient', () => require('./http-client'));
+const pg = lazy('pg', 'pg', ['8.0.3', '9.0.0'], 'pg', () => require('./pg/index'));
+const pgPool = lazy('pg-pool', 'pg', ['3.1.1', '4.0.0'], 'pgPool', () => require('./pg/index'));
+const pgCursor = lazy('pg-cursor', 'pg', ['2.0.0', '3.0.0'], 'pgCursor', () => require('./pg/index'));
+const mysql2 = lazy('mysql2/lib/connection', 'mysql2', ['3.0.0', '4.0.0'], 'mysql2', () => require('./mysql2/index'));
+const postgres = lazy('postgres', 'postgres', ['3.0.0', '4.0.0'], 'postgres', () => require('./postgres'));
+const express = lazy('express', 'express', ['4.16.0', '6.0.0'], 'express', () => require('./express'));
+const finalhandler = lazy(
+  'finalhandler',
+  'express',
+  ['1.0.0', '3.0.0'],
+  'finalhandler',
+  () => require('./finalhandler'),
+  true,
+);
+const fastify = lazy('fastify', 'fastify', ['4.0.0', '6.0.0'], 'fastify', () => require('./fastify'));
+const koa = lazy('koa', 'koa', ['2.0.0', '4.0.0'], 'koa', () => require('./koa'));
+const koaCompose = lazy('koa-compose', 'koa', ['3.0.0', '5.0.0'], 'koaCompose', () => require('./koa-compose'), true);
+const hapi = lazy('@hapi/hapi', 'hapi', ['20.1.2', '22.0.0'], 'hapi', () => require('./hapi'));
+const nest = lazy('@nestjs/core', 'nest', ['10.0.0', '13.0.0'], 'nest', () => require('./nest'));
+const ejs = lazy('ejs', 'ejs', ['3.0.0', '8.0.0'], 'ejs', () => require('./ejs'));
+const pug = lazy('pug', 'pug', ['3.0.0', '4.0.0'], 'pug', () => require('./pug'));
+const handlebars = lazy('handlebars', 'handlebars', ['4.0.0', '5.0.0'], 'handlebars', () => require('./handlebars'));
+const nunjucks = lazy('nunjucks', 'nunjucks', ['3.0.0', '4.0.0'], 'nunjucks', () => require('./nunjucks'));
+const pino = lazy('pino', 'pino', ['8.0.0', '11.0.0'], 'pino', () => require('./pino'));
+const winston = lazy('winston', 'winston', ['3.0.0', '4.0.0'], 'winston', () => require('./winston'));
+const nodemailer = lazy('nodemailer', 'mail', ['6.0.0', '11.0.0'], 'nodemailer', () => require('./nodemailer'));
+const bullmq = lazy('bullmq', 'bullmq', ['5.0.0', '6.0.0'], 'bullmq', () => require('./bullmq/index'));
+const nodeCron = lazy('node-cron', 'cron', ['3.0.0', '5.0.0'], 'nodeCron', () => require('./node-cron'));
+const cron = lazy('cron', 'cron', ['4.3.4', '5.0.0'], 'cron', () => require('./cron'));
 const redis = [
-  lazy('ioredis', 'redis', ['5.0.0', '7.0.0'], './ioredis/index', 'ioredis'),
-  lazy('@redis/client/dist/lib/client', 'redis', ['1.1.0', '7.0.0'], './redis/index', 'redisClient'),
-  lazy('@redis/client/dist/lib/client/commands-queue', 'redis', ['1.1.0', '7.0.0'], './redis/index', 'redisQueue'),
+  lazy('ioredis', 'redis', ['5.0.0', '7.0.0'], 'ioredis', () => require('./ioredis/index')),
+  lazy('@redis/client/dist/lib/client', 'redis', ['1.1.0', '7.0.0'], 'redisClient', () => require('./redis/index')),
+  lazy('@redis/client/dist/lib/client/commands-queue', 'redis', ['1.1.0', '7.0.0'], 'redisQueue', () =>
+    require('./redis/index'),
+  ),
 ];
 
 export const ALL_PATCHES: PatchDefinition[] = [
@@ -131,7 +145,7 @@ export const ALL_PATCHES: PatchDefinition[] = [
  * the messages seen are the same as with the handlers themselves (no subscribing during a publish).
  */
 export interface LazySubscriber extends SubscriberDefinition {
-  readonly source: readonly [file: string, name: string];
+  readonly source: string;
   load(): SubscriberDefinition & { handlers: Record<string, (m: unknown) => void> };
 }
 
@@ -139,12 +153,12 @@ function lazySubscriber(
   feature: string,
   aliases: readonly string[],
   channels: readonly string[],
-  file: string,
   name: string,
+  file: Loader,
 ): LazySubscriber {
   type Real = ReturnType<LazySubscriber['load']>;
   let real: Real | undefined;
-  const load = () => (real ??= (require(file) as Record<string, Real | undefined>)[name] ?? missing(file, name));
+  const load = () => (real ??= (file() as Record<string, Real | undefined>)[name] ?? missing(feature, name));
   const forwarders = channels.map((channel) => {
     let handler: ((m: unknown) => void) | undefined;
     return [channel, (m: unknown) => (handler ??= load().handlers[channel]!)(m)] as const;
@@ -154,13 +168,13 @@ function lazySubscriber(
     feature,
     aliases,
     channels,
-    source: [file, name],
+    source: name,
     load,
     subscribe() {
-      for (const [channel, fn] of forwarders) dc.subscribe(channel, fn);
+      for (const [channel, fn] of forwarders) subscribe(channel, fn);
     },
     unsubscribe() {
-      for (const [channel, fn] of forwarders) dc.unsubscribe(channel, fn);
+      for (const [channel, fn] of forwarders) unsubscribe(channel, fn);
     },
   };
 }
@@ -170,8 +184,8 @@ const undici = lazySubscriber(
   'undici',
   ['fetch'],
   ['undici:request:create', 'undici:request:headers', 'undici:request:trailers', 'undici:request:error'],
-  './undici',
   'undici',
+  () => require('./undici'),
 );
 
 /** Libraries that publish on diagnostics channels of their own: subscribed at start. */

@@ -2,7 +2,7 @@
  * The event bus between patches and sinks: node:diagnostics_channel. Patches publish only when
  * `hasSubscribers`; sinks subscribe. A test (or another tool) can subscribe by channel name.
  */
-import * as dc from 'node:diagnostics_channel';
+import { channel } from 'node:diagnostics_channel';
 import { log } from './log';
 import type { ResourceKind } from './instances';
 
@@ -172,15 +172,15 @@ export interface JobEvent {
 
 // Held here so the channel objects (weakly held by Node) live as long as the agent.
 export const channels = {
-  httpServer: dc.channel('hatch:http.server'),
-  dbQuery: dc.channel('hatch:db.query'),
-  httpClient: dc.channel('hatch:http.client'),
-  render: dc.channel('hatch:render'),
-  error: dc.channel('hatch:error'),
-  runtime: dc.channel('hatch:runtime'),
-  instance: dc.channel('hatch:instance'),
-  log: dc.channel('hatch:log'),
-  job: dc.channel('hatch:job'),
+  httpServer: channel('hatch:http.server'),
+  dbQuery: channel('hatch:db.query'),
+  httpClient: channel('hatch:http.client'),
+  render: channel('hatch:render'),
+  error: channel('hatch:error'),
+  runtime: channel('hatch:runtime'),
+  instance: channel('hatch:instance'),
+  log: channel('hatch:log'),
+  job: channel('hatch:job'),
 };
 
 type Channel = { subscribe(fn: (m: unknown) => void): void; unsubscribe(fn: (m: unknown) => void): void };

@@ -2,8 +2,8 @@
  * Every HATCH_* variable, in one place. A bad value never stops the app: it yields one line naming
  * the variable, the value and what is used instead (README has the same table).
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import { statSync } from 'node:fs';
+import { resolve as resolvePath, sep } from 'node:path';
 import type { LogLevel } from './log';
 import { isValidRequestId, newRequestId } from './request-id';
 
@@ -425,10 +425,10 @@ function recorderTarget(
     );
     return undefined;
   }
-  const resolved = path.resolve(v);
-  if (v.endsWith('/') || v.endsWith(path.sep)) return { kind: 'directory', path: resolved };
+  const resolved = resolvePath(v);
+  if (v.endsWith('/') || v.endsWith(sep)) return { kind: 'directory', path: resolved };
   try {
-    if (fs.statSync(resolved).isDirectory()) return { kind: 'directory', path: resolved };
+    if (statSync(resolved).isDirectory()) return { kind: 'directory', path: resolved };
   } catch {
     // not there yet: a file to be
   }

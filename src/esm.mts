@@ -30,9 +30,13 @@ import * as nodeModule from 'node:module';
 
 const { createRequire } = nodeModule;
 const require = createRequire(import.meta.url);
-// Before the agent starts: the hooks here see packages' ES-module builds, so -r's own (src/load-hook.ts) step aside.
-(require('./load-hook.js') as typeof import('./load-hook.js')).leaveEsmBuildsToImportHooks();
+// Before the agent starts: the hooks here see packages' ES-module builds, so -r's own (src/load-hook.ts)
+// step aside. The flag is set here, not by loading load-hook.js first: index.js is the start-up bundle
+// (build/bundle.mjs), and a file of it loaded before it would be a second copy.
+(globalThis as { [k: symbol]: unknown })[Symbol.for('hatch-agent.importHooks')] = true;
 const api = require('./index.js') as typeof import('./index.js');
+// An agent started earlier (by -r) may have hooked them already: they are taken back.
+(require('./load-hook.js') as typeof import('./load-hook.js')).leaveEsmBuildsToImportHooks();
 const { currentModuleHandler } = require('./registry.js') as typeof import('./registry.js');
 const { log } = require('./log.js') as typeof import('./log.js');
 const { onImportFor, importHookNames } = require('./esm-namespace.js') as typeof import('./esm-namespace.js');

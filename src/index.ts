@@ -4,7 +4,7 @@
  * run (what code outside any request carries: src/run.ts), the app's own hatches (`hatch()`), and
  * `stop()` / `start()` to take the agent out of the process and put it back.
  */
-import { boot, stop as stopAgent, start as startAgent } from './register';
+import { boot, stopAgent, startAgent } from './register';
 import type { HatchContext, HatchHandler, HatchOptions } from './app-hatches';
 
 boot();

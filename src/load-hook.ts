@@ -51,9 +51,9 @@
  * for the warning (a timer for it was 0.4 ms of every start-up: the first timer a process creates
  * sets up Node's timer lists).
  */
-import * as path from 'node:path';
-import * as fs from 'node:fs';
-import * as dc from 'node:diagnostics_channel';
+import { sep, dirname, join, isAbsolute, resolve as resolvePath, extname } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { log } from './log';
 import type { UnpatchedWatch } from './unpatched';
 
@@ -72,17 +72,17 @@ export interface LoadTarget {
   onEsmLoad(): void;
 }
 
-const NM = `${path.sep}node_modules${path.sep}`;
+const NM = `${sep}node_modules${sep}`;
 
 /** The package a file belongs to: by its last node_modules segment, else its nearest named package.json. */
 export function packageOf(filename: string): { name: string; basedir: string } | undefined {
   const i = filename.lastIndexOf(NM);
   if (i >= 0) {
-    const rest = filename.slice(i + NM.length).split(path.sep);
+    const rest = filename.slice(i + NM.length).split(sep);
     const name = rest[0]!.startsWith('@') && rest.length > 2 ? `${rest[0]}/${rest[1]}` : rest[0]!;
-    return { name, basedir: filename.slice(0, i + NM.length) + name.split('/').join(path.sep) };
+    return { name, basedir: filename.slice(0, i + NM.length) + name.split('/').join(sep) };
   }
-  return namedPackageAbove(path.dirname(filename));
+  return namedPackageAbove(dirname(filename));
 }
 
 const byDir = new Map<string, { name: string; basedir: string } | null>();
@@ -91,13 +91,13 @@ function namedPackageAbove(dir: string): { name: string; basedir: string } | und
   if (known !== undefined) return known ?? undefined;
   let found: { name: string; basedir: string } | null = null;
   try {
-    const json = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')) as { name?: unknown };
+    const json = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: unknown };
     // A package.json without a name ({"type":"module"} in a sub-folder) is not the package's own.
     if (typeof json.name === 'string') found = { name: json.name, basedir: dir };
   } catch {
     // none here
   }
-  const up = path.dirname(dir);
+  const up = dirname(dir);
   if (found === null && up !== dir) found = namedPackageAbove(up) ?? null;
   byDir.set(dir, found);
   return found ?? undefined;
@@ -119,7 +119,7 @@ export function mainOf(basedir: string): string | undefined {
 }
 
 function inspect(t: LoadTarget, request: string, parent: unknown, isMain: boolean, exports: unknown): void {
-  if (path.isAbsolute(request)) {
+  if (isAbsolute(request)) {
     // A path with a parent is a module's own require (require-in-the-middle's); the main script is no library.
     if (parent != null || isMain) return;
     t.onEsmLoad();
@@ -130,8 +130,8 @@ function inspect(t: LoadTarget, request: string, parent: unknown, isMain: boolea
   }
   if (!t.names.has(request)) return;
   const filename = Module._resolveFilename(request, parent);
-  if (filename.includes(`${NM}${request.split('/').join(path.sep)}${path.sep}`)) return; // require-in-the-middle's
-  const pkg = namedPackageAbove(path.dirname(filename));
+  if (filename.includes(`${NM}${request.split('/').join(sep)}${sep}`)) return; // require-in-the-middle's
+  const pkg = namedPackageAbove(dirname(filename));
   if (pkg !== undefined && pkg.name === request) t.onModule(exports, request, pkg.basedir);
 }
 
@@ -225,15 +225,15 @@ export function trustsSyncHooks(version = process.versions.node): boolean {
  */
 export function mainIsEsm(main = process.argv[1]): boolean {
   if (!main) return false;
-  const file = path.resolve(main);
+  const file = resolvePath(main);
   if (file.endsWith('.mjs')) return true;
   if (file.endsWith('.cjs')) return false;
-  const ext = path.extname(file);
+  const ext = extname(file);
   if (ext !== '.js' && ext !== '') return false;
-  for (let dir = path.dirname(file); ;) {
+  for (let dir = dirname(file); ;) {
     let text: string | undefined;
     try {
-      text = fs.readFileSync(path.join(dir, 'package.json'), 'utf8');
+      text = readFileSync(join(dir, 'package.json'), 'utf8');
     } catch {
       // none here
     }
@@ -244,7 +244,7 @@ export function mainIsEsm(main = process.argv[1]): boolean {
         return false; // Node itself fails on such a package.json
       }
     }
-    const parent = path.dirname(dir);
+    const parent = dirname(dir);
     if (parent === dir) return false;
     dir = parent;
   }
@@ -253,7 +253,8 @@ export function mainIsEsm(main = process.argv[1]): boolean {
 const ESM_KEY = Symbol.for('hatch-agent.esmBuild');
 /**
  * Set on globalThis by src/esm.mts (`--import`), whose import-in-the-middle hooks see ES-module
- * builds themselves: two hooks on one module would each wrap the other's import of it.
+ * builds themselves: two hooks on one module would each wrap the other's import of it. It sets the
+ * key itself before it loads the agent, then calls leaveEsmBuildsToImportHooks for an earlier start.
  */
 const IMPORT_HOOKS_KEY = Symbol.for('hatch-agent.importHooks');
 type Holder = { [ESM_KEY]?: EsmHandoff; [IMPORT_HOOKS_KEY]?: true };
@@ -371,7 +372,7 @@ function watchUnpatched(w: UnpatchedWatch): () => void {
   const onRequest = (message: unknown) => {
     if (done) return;
     done = true;
-    dc.unsubscribe(CHANNEL, onRequest);
+    unsubscribe(CHANNEL, onRequest);
     startInFlight = message;
     try {
       unpatched().lookForUnpatched(w);
@@ -381,11 +382,11 @@ function watchUnpatched(w: UnpatchedWatch): () => void {
       startInFlight = undefined;
     }
   };
-  dc.subscribe(CHANNEL, onRequest);
+  subscribe(CHANNEL, onRequest);
   return () => {
     if (!done) {
       done = true;
-      dc.unsubscribe(CHANNEL, onRequest);
+      unsubscribe(CHANNEL, onRequest);
     }
   };
 }

@@ -272,12 +272,12 @@ export function boot(): Agent | null {
 }
 
 /** Stops the process's agent (whichever copy of the package started it); see Agent.stop. */
-export function stop(): void {
+export function stopAgent(): void {
   (globalThis as Holder)[KEY]?.stop();
 }
 
 /** Starts the process's agent again after stop(); true when it runs. */
-export function start(): boolean {
+export function startAgent(): boolean {
   const agent = (globalThis as Holder)[KEY];
   return agent != null && agent.start();
 }

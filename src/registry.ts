@@ -17,8 +17,8 @@
  * Limitation: a module first required while the agent is stopped is patched only if the app requires
  * it again after the restart.
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { log } from './log';
 import { loadRequireInTheMiddle } from './require-hook';
 import { hookOtherLoads } from './load-hook';
@@ -104,7 +104,7 @@ export function describeRange([low, high]: VersionRange): string {
 function moduleVersion(name: string, basedir: string | undefined): string | undefined {
   if (basedir === undefined) return process.versions.node; // a core module
   try {
-    return JSON.parse(fs.readFileSync(path.join(basedir, 'package.json'), 'utf8')).version;
+    return JSON.parse(readFileSync(join(basedir, 'package.json'), 'utf8')).version;
   } catch {
     return undefined;
   }

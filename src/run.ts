@@ -14,7 +14,7 @@
  * Limitations: a child process started with the agent preloaded and HATCH_RUN_ID inherited has
  * the parent's run ID; worker threads share the process's run.
  */
-import * as path from 'node:path';
+import { basename, extname } from 'node:path';
 import { activeConfig, safeJobName, type Config } from './config';
 import { newRequestId } from './request-id';
 
@@ -32,8 +32,8 @@ export interface Run {
 /** The job name of a main script: its file name without the extension, metric-safe. */
 export function jobOfScript(script: string | undefined): string {
   if (script === undefined || script === '') return 'node';
-  const base = path.basename(script);
-  const ext = path.extname(base);
+  const base = basename(script);
+  const ext = extname(base);
   return safeJobName(ext !== '' && ext !== base ? base.slice(0, -ext.length) : base);
 }
 

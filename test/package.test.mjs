@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { appDir, runScript, fakeModule, typeCheck } from './support/app.mjs';
+import { appDir, runScript, fakeModule, typeCheck, writeApp } from './support/app.mjs';
 import { udpListener } from './support/udp.mjs';
 
 const pgVersion = JSON.parse(fs.readFileSync(path.join(appDir, 'node_modules/pg/package.json'), 'utf8')).version;
@@ -122,6 +122,47 @@ test('the runtime API outside -r: importing the package starts the agent once an
   );
   assert.equal(s.stdout, 'undefined w-1 true\n', s.stderr);
   assert.match(s.stderr, /withRequestId: the ID is outside the allowlist/);
+});
+
+// The start-up is one file (build/bundle.mjs): Node compiles dist/src/index.js and no other file of
+// the agent's start-up modules, neither at start nor when a lazily loaded part (the http patch)
+// requires them; and that part reads the configuration the agent started with (a second copy of
+// src/config.js would answer the defaults).
+test('the start-up bundle: one agent file compiled at start, and lazily loaded parts share its modules', () => {
+  const tracer = writeApp(
+    `const Module = require('node:module');
+const compile = Module.prototype._compile;
+globalThis.compiled = [];
+Module.prototype._compile = function (content, filename) {
+  globalThis.compiled.push(filename);
+  return compile.apply(this, arguments);
+};`,
+  );
+  const script = writeApp(`
+const path = require('node:path');
+const dist = path.dirname(path.dirname(require.resolve('hatch-agent')));
+const ours = () => globalThis.compiled.filter((f) => f.startsWith(dist)).map((f) => path.relative(dist, f).split(path.sep).join('/'));
+const atStart = ours();
+require('node:http');
+const later = ours().slice(atStart.length);
+const { activeConfig } = require(path.join(dist, 'src/config.js'));
+console.log(JSON.stringify({ atStart, later, header: activeConfig().requestIdHeader }));
+`);
+  const s = spawnSync(process.execPath, ['-r', tracer, '-r', 'hatch-agent', script], {
+    cwd: appDir,
+    encoding: 'utf8',
+    env: { ...process.env, HATCH_STATSD: 'off', HATCH_REQUEST_ID_HEADER: 'x-trace-bundle' },
+  });
+  assert.equal(s.status, 0, s.stderr);
+  const r = JSON.parse(s.stdout);
+  assert.deepEqual(r.atStart, ['src/index.js'], 'only the bundle is compiled at start');
+  assert.ok(
+    r.later.includes('patches/http-server/index.js'),
+    `the http patch is loaded at require('http'): ${r.later}`,
+  );
+  for (const f of ['src/config.js', 'src/log.js', 'src/bus.js', 'src/context.js', 'src/registry.js'])
+    assert.ok(!r.later.includes(f), `${f} is not compiled again: ${r.later}`);
+  assert.equal(r.header, 'x-trace-bundle', "a lazily loaded part reads the agent's configuration");
 });
 
 test('HATCH_DISABLE=fetch (or undici) leaves fetch uninstrumented, and is no unknown name', async () => {

@@ -456,11 +456,15 @@ test("patches/index: each lazily loaded patch is declared with its definition's 
     assert.deepEqual(
       { module: d.module, feature: d.feature, versions: d.versions },
       { module: real.module, feature: real.feature, versions: real.versions },
-      `patches/index.ts declares ${d.source.join('#')} as the file does`,
+      `patches/index.ts declares ${d.source} for ${d.module ?? d.feature} as the file does`,
     );
     assert.equal(typeof real.patch, 'function');
     assert.equal(typeof real.unpatch, 'function');
-    assert.equal(typeof d.replace, typeof real.replace, `${d.source.join('#')}: a replace declared as the file has it`);
+    assert.equal(
+      typeof d.replace,
+      typeof real.replace,
+      `${d.source} for ${d.module}: a replace declared as the file has it`,
+    );
   }
 });
 
@@ -474,7 +478,7 @@ test("patches/index: each lazily loaded subscriber is declared with its definiti
     assert.deepEqual(
       { feature: d.feature, aliases: [...d.aliases], channels: [...d.channels] },
       { feature: real.feature, aliases: [...real.aliases], channels: [...real.channels] },
-      `patches/index.ts declares ${d.source.join('#')} as the file does`,
+      `patches/index.ts declares ${d.source} for ${d.module ?? d.feature} as the file does`,
     );
     for (const c of d.channels) assert.equal(typeof real.handlers[c], 'function', `${c} has a handler`);
   }
