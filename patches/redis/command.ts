@@ -62,12 +62,40 @@ const NUMKEYS_FIRST = new Set(['LMPOP', 'ZMPOP', 'SINTERCARD', 'ZINTERCARD', 'ZI
 /** A subcommand first, then the key. */
 const SUB_FIRST = new Set(['OBJECT', 'MEMORY', 'XINFO', 'XGROUP', 'BITOP']);
 
+/**
+ * Operations by the names they were sent as: ioredis names a command in lower case (`get`),
+ * node-redis in upper case, each a constant string, so a lookup replaces an upper-casing and a
+ * hash of the new string per command. Bounded: an app sending names of its own, in every spelling,
+ * fills it up to MAX_CACHED and is then looked up the long way.
+ */
+const opByName = new Map<string, string>();
+const MAX_CACHED = 512;
+
 /** The bounded operation of a command name: upper-case if Redis knows it, else `OTHER`. */
 export function operationOf(name: unknown): string {
-  const s = typeof name === 'string' ? name : Buffer.isBuffer(name) ? name.toString('latin1') : '';
+  if (typeof name === 'string') {
+    if (name.length === 0 || name.length > 24) return 'OTHER';
+    const hit = opByName.get(name);
+    if (hit !== undefined) return hit;
+    const up = name.toUpperCase();
+    const op = KNOWN.has(up) ? up : 'OTHER';
+    if (opByName.size < MAX_CACHED) opByName.set(name, op);
+    return op;
+  }
+  const s = Buffer.isBuffer(name) ? name.toString('latin1') : '';
   if (s.length === 0 || s.length > 24) return 'OTHER';
   const up = s.toUpperCase();
   return KNOWN.has(up) ? up : 'OTHER';
+}
+
+/** Control characters replaced; the same string when it has none (the usual key: no copy). */
+function printable(s: string): string {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    // eslint-disable-next-line no-control-regex
+    if (c < 0x20 || c === 0x7f) return s.replace(/[\x00-\x1f\x7f]/g, '?');
+  }
+  return s;
 }
 
 function keyText(v: unknown): string | undefined {
@@ -77,14 +105,13 @@ function keyText(v: unknown): string | undefined {
   else if (typeof v === 'number' || typeof v === 'bigint') s = String(v);
   else return undefined;
   if (s.length > MAX_KEY) s = s.slice(0, MAX_KEY) + '…';
-  // eslint-disable-next-line no-control-regex
-  return s.replace(/[\x00-\x1f\x7f]/g, '?');
+  return printable(s);
 }
 
 /** The first key of a command: `args[from]` is its first argument after the name. */
 export function firstKey(op: string, args: ArrayLike<unknown>, from: number): string | undefined {
   if (NO_KEY.has(op)) return undefined;
-  const at = (i: number) => (from + i < args.length ? args[from + i] : undefined);
+  const n = args.length;
   switch (op) {
     case 'EVAL':
     case 'EVALSHA':
@@ -92,28 +119,31 @@ export function firstKey(op: string, args: ArrayLike<unknown>, from: number): st
     case 'EVALSHA_RO':
     case 'FCALL':
     case 'FCALL_RO':
-      return Number(keyText(at(1))) > 0 ? keyText(at(2)) : undefined;
+      return Number(keyText(from + 1 < n ? args[from + 1] : undefined)) > 0
+        ? keyText(from + 2 < n ? args[from + 2] : undefined)
+        : undefined;
     case 'BLMPOP':
     case 'BZMPOP':
-      return keyText(at(2));
+      return keyText(from + 2 < n ? args[from + 2] : undefined);
     case 'XREAD':
     case 'XREADGROUP':
-      for (let i = 0; from + i < args.length - 1; i++) {
-        if (String(keyText(at(i))).toUpperCase() === 'STREAMS') return keyText(at(i + 1));
+      for (let i = from; i < n - 1; i++) {
+        if (String(keyText(args[i])).toUpperCase() === 'STREAMS') return keyText(args[i + 1]);
       }
       return undefined;
   }
-  if (NUMKEYS_FIRST.has(op)) return keyText(at(1));
-  if (SUB_FIRST.has(op)) return keyText(at(1));
-  return keyText(at(0));
+  const at = NUMKEYS_FIRST.has(op) || SUB_FIRST.has(op) ? from + 1 : from;
+  return keyText(at < n ? args[at] : undefined);
 }
 
-/** `GET user:42`: the operation (or the name an OTHER was sent as, bounded) and the first key. */
-export function describe(name: unknown, args: ArrayLike<unknown>, from: number): string {
-  const op = operationOf(name);
+/**
+ * `GET user:42`: the operation (or the name an OTHER was sent as, bounded) and the first key.
+ * `op`: operationOf(name), when the caller has it already.
+ */
+export function describe(name: unknown, args: ArrayLike<unknown>, from: number, op = operationOf(name)): string {
   const shown = op === 'OTHER' ? (keyText(name) ?? 'OTHER').toUpperCase() : op;
   const key = firstKey(op, args, from);
-  return key === undefined ? shown : `${shown} ${key}`;
+  return key === undefined ? shown : shown + ' ' + key;
 }
 
 /** `PIPELINE 3: GET a, SET b, INCR c`: the batch, its count and its first MAX_LISTED commands. */
@@ -137,16 +167,11 @@ export function repliesFailed(value: unknown, depth = 0): boolean {
   return false;
 }
 
-/** One command or batch in flight, published once at its end. */
-export interface RedisPending {
-  requestId: string | undefined;
-  text: string;
-  operation: string;
-  /** Commands in a batch (1 for a single command). */
-  commands: number;
-  start: number;
-  done: boolean;
-}
+/**
+ * One command or batch in flight: the event itself, published once at its end (one object per
+ * command, not a record and then an event). `duration` is -1 until then.
+ */
+export type RedisPending = DbQueryEvent & { commands: number };
 
 export function pending(
   requestId: string | undefined,
@@ -154,25 +179,17 @@ export function pending(
   operation: string,
   commands: number,
 ): RedisPending {
-  return { requestId, text, operation, commands, start: now(), done: false };
+  // The same fields in the same order as every other db.query event: the sinks' code stays monomorphic.
+  return { requestId, system: 'redis', text, operation, error: false, start: now(), duration: -1, commands };
 }
 
 /** Publishes the end of a command or batch (once); never throws. */
 export function end(p: RedisPending, error: boolean): void {
-  if (p.done) return;
-  p.done = true;
+  if (p.duration >= 0) return;
+  p.error = error;
+  p.duration = now() - p.start;
   try {
-    const event: DbQueryEvent = {
-      requestId: p.requestId,
-      system: 'redis',
-      text: p.text,
-      operation: p.operation,
-      error,
-      start: p.start,
-      duration: now() - p.start,
-      commands: p.commands,
-    };
-    channels.dbQuery.publish(event);
+    channels.dbQuery.publish(p);
   } catch (e) {
     log.warnOnce('redis-end', `redis: recording a command failed: ${(e as Error).message}`);
   }
