@@ -11,13 +11,14 @@
 // none's headline count / the variant's.
 // The JIT stays on (--smc-check=all-non-file), so the code measured is the optimised code.
 //   node bench/instructions.mjs [--requests 150] [--warmup 3000] [--connections 2] [--idle 20] [--windows 3]
-//                               [--routes /hello,/db,/fetch,/render] [--only none,hatch-agent] [--no-write]
+//                               [--routes /hello,/db,/fetch,/render,/redis] [--only none,hatch-agent] [--no-write]
 //                               [--node-flags '--no-concurrent-recompilation --single-threaded-gc']
 // Needs valgrind (apt-get install valgrind). Not part of `npm test`.
 import { listeningPort } from './child.mjs';
 import { variants, stopApp, versionOf, median, benchDir, benchRequire, opt } from './variants.mjs';
 import { writeSection } from './results-file.mjs';
 import { startPostgres } from '../test/support/postgres.mjs';
+import { startRedis } from '../test/support/redis.mjs';
 import * as cg from './callgrind.mjs';
 import { spawn } from 'node:child_process';
 import * as dgram from 'node:dgram';
@@ -45,6 +46,8 @@ const VARIANTS = argv.includes('--only') ? opt('only', '').split(',') : Object.k
 if (VARIANTS[0] !== 'none') throw new Error('--only must start with none: ratios are against it');
 
 const pg = await startPostgres();
+// Debian's redis-server, for /redis only (bench/app.js answers 503 without REDIS_URL).
+const redis = ROUTES.includes('/redis') ? await startRedis() : null;
 const sink = dgram.createSocket('udp4');
 let received = 0;
 sink.on('message', (m) => (received += m.toString().split('\n').length));
@@ -62,6 +65,7 @@ const downstreamPort = await listeningPortPlain(downstream);
 const env = {
   BENCH_KEEPALIVE_MS: '600000',
   DATABASE_URL: pg.url,
+  ...(redis ? { REDIS_URL: redis.url } : {}),
   HATCH_STATSD_PORT: String(sink.address().port),
   DOWNSTREAM_URL: `http://127.0.0.1:${downstreamPort}/`,
 };
@@ -169,6 +173,7 @@ for (const variant of VARIANTS) {
 sink.close();
 downstream.kill();
 await pg.stop();
+await redis?.destroy();
 fs.rmSync(outDir, { recursive: true, force: true });
 
 const k = (x) => `${(x / 1000).toFixed(0)} k`;

@@ -52,6 +52,11 @@ export async function variants() {
       preload: agent,
       env: { ...everything, HATCH_FLIGHT_RECORDER: path.join(benchDir, 'node_modules', '.flight-recorder.jsonl') },
     },
+    // HATCH_BENCH_BASE=<another build's dist/src/index.js>: that build with every feature on, to
+    // compare two builds in one interleaved run (`--only none,hatch-agent@base,hatch-agent`).
+    ...(process.env.HATCH_BENCH_BASE
+      ? { 'hatch-agent@base': { extra: true, preload: path.resolve(process.env.HATCH_BENCH_BASE), env: everything } }
+      : {}),
     otel: {
       preload: '@opentelemetry/auto-instrumentations-node/register',
       env: {

@@ -68,7 +68,7 @@ function wrapAddCommand(original: Fn) {
       if (busy !== undefined) return busy;
       if (timing && inBatch === 0 && Array.isArray(args) && !options?.chainId && !options?.asap) {
         const op = operationOf(args[0]);
-        p = pending(storage.getStore()?.id, describe(args[0], args, 1), op, 1);
+        p = pending(storage.getStore()?.id, describe(args[0], args, 1, op), op, 1);
       }
       started(this);
     } catch (err) {
@@ -83,11 +83,29 @@ function wrapAddCommand(original: Fn) {
       if (p) end(p, true);
       throw err;
     }
-    return chain(ret, (error) => {
-      settled(this);
-      if (p) end(p, error);
-    });
+    return settle(ret, this, p);
   };
+}
+
+/** chain() for one command: two closures over the queue and the event, nothing else per command. */
+function settle(ret: unknown, queue: object, p: RedisPending | undefined): unknown {
+  if (ret === null || typeof ret !== 'object' || typeof (ret as PromiseLike<unknown>).then !== 'function') {
+    settled(queue);
+    if (p) end(p, false);
+    return ret;
+  }
+  return (ret as PromiseLike<unknown>).then(
+    (v) => {
+      settled(queue);
+      if (p) end(p, false);
+      return v;
+    },
+    (e: unknown) => {
+      settled(queue);
+      if (p) end(p, true);
+      throw e;
+    },
+  );
 }
 
 /** `kind` undefined: told by the arguments (node-redis 4's multiExecutor takes a chain ID for a MULTI). */

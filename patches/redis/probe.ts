@@ -30,16 +30,26 @@ interface ClientSeen {
   sendCommand?: (args: string[]) => Promise<unknown>;
 }
 
-/** Commands in flight per commands queue. */
-const inFlight = new WeakMap<object, number>();
+/**
+ * Commands in flight per commands queue, held on the queue (node-redis's own internal object, never
+ * the app's) under a symbol of ours: a command's start and end are a property read and write, not
+ * lookups and writes in a WeakMap.
+ */
+const IN_FLIGHT = Symbol('hatch-agent.inFlight');
+type Counted = { [IN_FLIGHT]?: number };
 
 export function started(queue: object): void {
-  inFlight.set(queue, (inFlight.get(queue) ?? 0) + 1);
+  const q = queue as Counted;
+  q[IN_FLIGHT] = (q[IN_FLIGHT] ?? 0) + 1;
 }
 export function settled(queue: object): void {
-  const n = inFlight.get(queue) ?? 0;
-  if (n > 1) inFlight.set(queue, n - 1);
-  else inFlight.delete(queue);
+  const q = queue as Counted;
+  const n = q[IN_FLIGHT] ?? 0;
+  if (n > 0) q[IN_FLIGHT] = n - 1;
+}
+
+function inFlight(queue: object): number {
+  return (queue as Counted)[IN_FLIGHT] ?? 0;
 }
 
 class Busy extends Error {
@@ -55,7 +65,7 @@ let probing = false;
 export function gate(queue: object): Promise<never> | undefined {
   if (!probing) return undefined;
   probing = false;
-  const n = inFlight.get(queue) ?? 0;
+  const n = inFlight(queue);
   return n > 0 ? Promise.reject(new Busy(n)) : undefined;
 }
 

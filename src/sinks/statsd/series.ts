@@ -92,19 +92,38 @@ export class Metric {
 
   /** The series for these dimension values (as many as `dims`); allocates only for a new one. */
   series(a: Dim, b?: Dim, c?: Dim): Series {
-    // A server's events mostly repeat the last one's dimensions: no map lookups for those.
+    // A server's events mostly repeat one of the last two's dimensions (one query per request, or
+    // two that alternate: a SET and a GET): no map lookups for those.
     if (a === this.lastA && b === this.lastB && c === this.lastC && this.last !== undefined) return this.last;
+    if (a === this.prevA && b === this.prevB && c === this.prevC && this.prev !== undefined) {
+      const s = this.prev;
+      this.remember(a, b, c, s);
+      return s;
+    }
     const s = this.find(a, b, c);
-    this.lastA = a;
-    this.lastB = b;
-    this.lastC = c;
-    this.last = s;
+    this.remember(a, b, c, s);
     return s;
   }
   private lastA: Dim | undefined;
   private lastB: Dim | undefined;
   private lastC: Dim | undefined;
   private last: Series | undefined;
+  private prevA: Dim | undefined;
+  private prevB: Dim | undefined;
+  private prevC: Dim | undefined;
+  private prev: Series | undefined;
+
+  /** `s` becomes the last, the last the one before. */
+  private remember(a: Dim, b: Dim | undefined, c: Dim | undefined, s: Series): void {
+    this.prevA = this.lastA;
+    this.prevB = this.lastB;
+    this.prevC = this.lastC;
+    this.prev = this.last;
+    this.lastA = a;
+    this.lastB = b;
+    this.lastC = c;
+    this.last = s;
+  }
 
   private find(a: Dim, b?: Dim, c?: Dim): Series {
     const depth = this.dims.length;
