@@ -257,19 +257,13 @@ await withRequestId('job-8', async () => {
 });
 console.log(JSON.stringify(out));
 `;
-const [major, minor, patch] = process.versions.node.split('.').map(Number);
-const SYNC_HOOKS =
-  (major === 22 && (minor > 22 || (minor === 22 && patch >= 3))) ||
-  (major === 24 && (minor > 11 || (minor === 11 && patch >= 1))) ||
-  (major === 25 && minor >= 1) ||
-  major >= 26;
 const ejsMajor = Number(version('ejs').split('.')[0]);
 
 test(
   `ejs@${version('ejs')}'s ES-module build, imported by an ES-module app under -r: timed like the CommonJS build`,
   {
+    // Every line: module.registerHooks where Node's can be trusted, else src/esm-thread.ts's thread.
     skip: ejsMajor < 7 && 'this ejs has no ES-module build',
-    todo: !SYNC_HOOKS && `Node ${process.version} under -r has no module hook that sees an ES-module build`,
   },
   async () => {
     const plain = await runScript(EJS_ESM, { agent: false, ext: '.mjs' });
