@@ -293,12 +293,16 @@ test('an ES-module app under --import: transports from the default and the named
 import nodemailer from 'nodemailer';
 import { createTransport } from 'nodemailer';
 import http from 'node:http';
-nodemailer.createTransport({ host: '127.0.0.1', port: ${open.port} });
-createTransport({ host: '127.0.0.1', port: ${locked.port}, auth: { user: 'mailer', pass: 's3cret-pass' } });
+// Kept, as an app keeps its transports: the agent holds them weakly, and a collected one is gone.
+const transports = [
+  nodemailer.createTransport({ host: '127.0.0.1', port: ${open.port} }),
+  createTransport({ host: '127.0.0.1', port: ${locked.port}, auth: { user: 'mailer', pass: 's3cret-pass' } }),
+];
 const s = http.createServer((q, a) => a.end()).listen(0, '127.0.0.1', async () => {
   const res = await fetch('http://127.0.0.1:' + s.address().port + '/_hatch/health', { headers: { authorization: 'Bearer ${TOKEN}' } });
   console.log(JSON.stringify((await res.json()).checks.map((c) => [c.name, c.status])));
   s.close();
+  transports.length = 0;
 });`,
     { agent: 'import', env: { HATCH_TOKEN: TOKEN, HATCH_HEALTH_TIMEOUT_MS: SLOW_OK } },
   );
