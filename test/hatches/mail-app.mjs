@@ -13,9 +13,13 @@ const nodemailer = require('nodemailer');
 const a = Number(process.env.SMTP_A);
 const b = Number(process.env.SMTP_B || 0);
 const plain = nodemailer.createTransport({ host: '127.0.0.1', port: a, secure: false });
+// Kept, as an app keeps its transports: the agent holds them weakly, and a collected one is gone.
+globalThis.transports = [plain];
 if (b) {
-  nodemailer.createTransport('smtp://mailer:s3cret-pass@127.0.0.1:' + b, { from: 'app@example.test' });
-  nodemailer.createTransport({ host: '127.0.0.1', port: b, auth: { user: 'mailer', pass: 's3cret-pass', method: 'LOGIN' } });
+  globalThis.transports.push(
+    nodemailer.createTransport('smtp://mailer:s3cret-pass@127.0.0.1:' + b, { from: 'app@example.test' }),
+    nodemailer.createTransport({ host: '127.0.0.1', port: b, auth: { user: 'mailer', pass: 's3cret-pass', method: 'LOGIN' } }),
+  );
 }
 const fields = (e) => ({ error: true, name: e.name, message: e.message, code: e.code, response: e.response, responseCode: e.responseCode, command: e.command, rejected: e.rejected });
 const server = http.createServer(async (req, res) => {
