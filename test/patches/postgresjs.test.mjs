@@ -251,18 +251,15 @@ console.log('done');
 // Under -r, an ES-module main is seen by module.registerHooks where Node has hooks to trust, and
 // elsewhere (Node 20, older 22 and 24) by the module-hooks thread src/esm-thread.ts starts: every line.
 for (const agent of ['import', true]) {
-  test(
-    `import postgres from 'postgres' (its ES-module build) under ${agent === true ? '-r' : '--import'}`,
-    async () => {
-      const ID = `esm-${agent === true ? 'r' : 'import'}-${run}`;
-      const r = await runScript(ESM, { agent, ext: '.mjs', env: { DATABASE_URL, ID } });
-      assert.equal(r.code, 0, r.stderr);
-      const [unsafe] = await waitForLog(`'esm-unsafe-${ID}' as m`);
-      assert.match(unsafe, new RegExp(`/\\* ${ID} \\*/ select 'esm-unsafe-`));
-      const tagged = await waitForLog(`/* ${ID} */ select $1::text as m, 'esm-tag' as t`);
-      assert.ok(tagged.length >= 1);
-    },
-  );
+  test(`import postgres from 'postgres' (its ES-module build) under ${agent === true ? '-r' : '--import'}`, async () => {
+    const ID = `esm-${agent === true ? 'r' : 'import'}-${run}`;
+    const r = await runScript(ESM, { agent, ext: '.mjs', env: { DATABASE_URL, ID } });
+    assert.equal(r.code, 0, r.stderr);
+    const [unsafe] = await waitForLog(`'esm-unsafe-${ID}' as m`);
+    assert.match(unsafe, new RegExp(`/\\* ${ID} \\*/ select 'esm-unsafe-`));
+    const tagged = await waitForLog(`/* ${ID} */ select $1::text as m, 'esm-tag' as t`);
+    assert.ok(tagged.length >= 1);
+  });
 }
 
 test('HATCH_DISABLE=postgres leaves postgres.js untouched: no comment, no timing', async () => {
