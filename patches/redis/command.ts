@@ -94,21 +94,21 @@ for (const op of ['XREAD', 'XREADGROUP']) RULES.set(op, Rule.Streams);
 const opByName = new Map<string, string>();
 const MAX_CACHED = 512;
 
-/** The bounded operation of a command name: upper-case if Redis knows it, else `OTHER`. */
-export function operationOf(name: unknown): string {
-  if (typeof name === 'string') {
-    if (name.length === 0 || name.length > 24) return 'OTHER';
-    const hit = opByName.get(name);
-    if (hit !== undefined) return hit;
-    const up = name.toUpperCase();
-    const op = KNOWN.has(up) ? up : 'OTHER';
-    if (opByName.size < MAX_CACHED) opByName.set(name, op);
-    return op;
-  }
-  const s = Buffer.isBuffer(name) ? name.toString('latin1') : '';
+/** A name's operation, worked out: upper-case if Redis knows it, else `OTHER`. */
+function knownOperation(s: string): string {
   if (s.length === 0 || s.length > 24) return 'OTHER';
   const up = s.toUpperCase();
   return KNOWN.has(up) ? up : 'OTHER';
+}
+
+/** The bounded operation of a command name: upper-case if Redis knows it, else `OTHER`. */
+export function operationOf(name: unknown): string {
+  if (typeof name !== 'string') return knownOperation(Buffer.isBuffer(name) ? name.toString('latin1') : '');
+  const hit = opByName.get(name);
+  if (hit !== undefined) return hit;
+  const op = knownOperation(name);
+  if (opByName.size < MAX_CACHED) opByName.set(name, op);
+  return op;
 }
 
 // eslint-disable-next-line no-control-regex
