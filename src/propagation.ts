@@ -64,12 +64,17 @@ export function traceparentFor(id: string): string | undefined {
  * before adding a header, so the app's own header always wins and none is doubled.
  */
 export function hasHeaderNamed(headers: unknown, name: string): boolean {
+  // A name of another length is not lower-cased (a new string for each mixed-case key): lower-casing
+  // keeps a string's length, but for `İ`, whose lower case holds a non-ASCII mark no name here has.
   if (Array.isArray(headers)) {
-    for (let i = 0; i < headers.length; i += 2) if (String(headers[i]).toLowerCase() === name) return true;
+    for (let i = 0; i < headers.length; i += 2) {
+      const k = String(headers[i]);
+      if (k.length === name.length && k.toLowerCase() === name) return true;
+    }
     return false;
   }
   if (headers !== null && typeof headers === 'object') {
-    for (const k of Object.keys(headers)) if (k.toLowerCase() === name) return true;
+    for (const k of Object.keys(headers)) if (k.length === name.length && k.toLowerCase() === name) return true;
   }
   return false;
 }
