@@ -44,8 +44,11 @@ function busyHatchTestFib(n) {
   return n < 2 ? n : busyHatchTestFib(n - 1) + busyHatchTestFib(n - 2);
 }
 setInterval(() => busyHatchTestFib(27), 30);
-// A worker thread: the report holds its own section, with its copy of the environment.
-if (process.env.APP_WORKER) new (require('node:worker_threads').Worker)('setInterval(() => {}, 1000)', { eval: true });
+// A worker thread: the report holds its own section, with its copy of the environment. The app
+// listens once the worker is online: a report taken before then has no worker section.
+const worker = process.env.APP_WORKER
+  ? new (require('node:worker_threads').Worker)('setInterval(() => {}, 1000)', { eval: true })
+  : null;
 const kept = [];
 const server = http.createServer((req, res) => {
   if (req.url === '/hello') return res.end('hello');
@@ -60,7 +63,9 @@ const server = http.createServer((req, res) => {
   res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8', 'x-app': 'own-404' });
   res.end('the app has no ' + req.url);
 });
-server.listen(0, '127.0.0.1', () => console.log('listening ' + server.address().port));
+const listen = () => server.listen(0, '127.0.0.1', () => console.log('listening ' + server.address().port));
+if (worker) worker.once('online', listen);
+else listen();
 `;
 
 const SECRETS_ENV = {
