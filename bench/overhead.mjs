@@ -165,6 +165,42 @@ function writeReport(roundsDone) {
       );
     }
   }
+  // Against the floor (issue 27's targets). From Node 24 AsyncLocalStorage runs on AsyncContextFrame and
+  // the floor costs next to nothing, so there req/s must also be at least 0.95 of no agent.
+  const FRAME_LINE = Number(nodeVersion.slice(1).split('.')[0]) >= 24;
+  // Each of ours over als-floor, median of per-round ratios.
+  const floorRows = [];
+  if (VARIANTS.includes('als-floor'))
+    for (const route of ROUTES) {
+      const floor = results[route]['als-floor'];
+      const base = results[route].none;
+      for (const variant of VARIANTS.filter((v) => isOurs(v))) {
+        const ours = results[route][variant];
+        const vsFloor = (k) => median(ours.map((o, i) => o[k] / floor[i][k]));
+        const vsNone = (k) => median(ours.map((o, i) => o[k] / base[i][k]));
+        const drss = median(ours.map((o, i) => o.rss - base[i].rss));
+        const [cpu, rps, p99] = [vsFloor('cpu'), vsFloor('rps'), vsFloor('p99')];
+        const missed = [
+          cpu > 1.05 ? 'CPU' : '',
+          rps < 0.95 || (FRAME_LINE && vsNone('rps') < 0.95) ? 'req/s' : '',
+          p99 > 1.1 ? 'p99' : '',
+          drss > 10 ? 'RSS' : '',
+        ].filter(Boolean);
+        floorRows.push(
+          `| \`${route}\` | ${variant} | ${f2(cpu)}x | ${f2(rps)} | ${f2(p99)}x | ${f2(vsNone('cpu'))}x | ${f2(vsNone('rps'))} | ${drss >= 0 ? '+' : ''}${f0(drss)} | ${missed.length ? `missed: ${missed.join(', ')}` : 'met'} |`,
+        );
+      }
+    }
+  const floorTable = floorRows.length
+    ? `
+Against the floor (\`als-floor\`), each a median of per-round ratios in the same run; targets: CPU per request at most
+1.05x, req/s at least 0.95${FRAME_LINE ? ' (and 0.95 of no agent on this line)' : ''}, p99 at most 1.10x of the floor, RSS at most +10 MB over no agent:
+
+| route | variant | CPU vs floor | req/s vs floor | p99 vs floor | CPU vs none | req/s vs none | Δ RSS MB vs none | targets |
+|---|---|---|---|---|---|---|---|---|
+${floorRows.join('\n')}
+`
+    : '';
   const sw0 = median(su.none.map((x) => x.wall));
   const sc0 = median(su.none.map((x) => x.cpu));
   const startupRows = VARIANTS.map((v) => {
@@ -233,7 +269,7 @@ function writeReport(roundsDone) {
 | route | variant | req/s | ratio | p50 / p99 ms | p99 ratio | CPU µs/req | CPU ratio | peak RSS MB | Δ RSS MB |
 |---|---|---|---|---|---|---|---|---|---|
 ${rows.join('\n')}
-
+${floorTable}
 Start-up (medians of ${STARTUP_RUNS}, interleaved; same environment as the load runs):
 
 | command | wall ms | vs none | CPU ms | vs none |
