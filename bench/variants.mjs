@@ -46,6 +46,14 @@ export async function variants() {
     // Not in the default set (`--only` names them): what each part of hatch-agent costs.
     // Request IDs, SQL comments, propagation and the timings' events, with no sink listening.
     'hatch-agent/core': { extra: true, preload: agent, env: { HATCH_STATSD: 'off' } },
+    // Every feature but the W3C traceparent header on outgoing calls (the request ID header still goes).
+    'hatch-agent/no-traceparent': { extra: true, preload: agent, env: { ...everything, HATCH_TRACEPARENT: 'off' } },
+    // Every feature, but no header propagated: the downstream's host is not on the allowlist.
+    'hatch-agent/no-propagation': {
+      extra: true,
+      preload: agent,
+      env: { ...everything, HATCH_PROPAGATE_HOSTS: 'elsewhere.invalid' },
+    },
     // Every feature, and the flight recorder's ring (written when the process ends).
     'hatch-agent+recorder': {
       extra: true,
