@@ -181,9 +181,11 @@ export async function typeCheck(file) {
   const { spawnSync } = await import('node:child_process');
   const { fileURLToPath } = await import('node:url');
   const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+  // tsc on this line's Node (not the first `node` on PATH), so the line's NODE_OPTIONS suit it.
   return spawnSync(
-    path.join(root, 'node_modules', '.bin', 'tsc'),
+    process.execPath,
     [
+      path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'),
       '--noEmit',
       '--strict',
       '--module',
