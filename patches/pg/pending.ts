@@ -5,7 +5,7 @@
  * character offset into the text sent) is mapped back past the comment (src/sql-comment.ts
  * positionInText), so it points into the app's own SQL.
  */
-import { storage, callIn } from '../../src/context';
+import { storage, type RequestContext } from '../../src/context';
 import { sqlOperation, positionInText } from '../../src/sql-comment';
 import { channels, type DbQueryEvent } from '../../src/bus';
 import { log } from '../../src/log';
@@ -74,6 +74,8 @@ export function wrapCallback(cb: Fn, p: Pending): Fn {
   const store = storage.getStore();
   return function (this: unknown, err: unknown) {
     end(p, err);
-    return callIn(store, cb, this, arguments);
+    // callIn's two paths written out (see bindContext): no arguments object for the same-context call.
+    if (storage.getStore() === store) return Reflect.apply(cb, this, arguments);
+    return storage.run(store as RequestContext, Reflect.apply, cb, this, arguments);
   };
 }
