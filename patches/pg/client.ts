@@ -43,14 +43,21 @@ import { now } from '../../src/clock';
  */
 type QueryObject = { [K in keyof Pg.QueryConfig | 'callback']?: unknown };
 
+/**
+ * What query() hands pg: its arguments as fields (pg gets as many as the app passed, at most three),
+ * not an array made for one call.
+ */
 interface Plan {
-  args: unknown[];
+  argc: number;
+  config: unknown;
+  values: unknown;
+  callback: unknown;
   pending: Pending;
   promise: boolean;
   /** The object handed to pg in place of the caller's config, if any. */
-  derived?: Record<string, unknown>;
-  /** The caller's callback and the wrapper that replaced it. */
-  callbacks?: [Fn, Fn];
+  derived: Record<string, unknown> | undefined;
+  /** The caller's callback and the wrapper that replaced it, for replayWrites (a derived config only). */
+  callbacks: [Fn, Fn] | undefined;
 }
 
 function plan(argc: number, config: unknown, values: unknown, callback: unknown): Plan | undefined {
@@ -61,15 +68,24 @@ function plan(argc: number, config: unknown, values: unknown, callback: unknown)
   if ((!comment && !publish) || config == null) return undefined;
   fault('pg-query');
 
-  const args: unknown[] = argc >= 3 ? [config, values, callback] : argc === 2 ? [config, values] : [config];
   const pending: Pending = { start: now(), requestId: store?.id, text: '', sql: '', publish, done: false };
+  const p: Plan = {
+    argc: argc >= 3 ? 3 : argc,
+    config,
+    values,
+    callback,
+    pending,
+    promise: false,
+    derived: undefined,
+    callbacks: undefined,
+  };
 
   if (typeof (config as Partial<Pg.Submittable>).submit === 'function') {
     instrumentSubmittable(config as Pg.Submittable, comment, pending);
     // pg sets these as the Submittable's callback when it has none: run them in our context.
-    if (typeof values === 'function') args[1] = bindContext(values as Fn);
-    else if (typeof callback === 'function') args[2] = bindContext(callback as Fn);
-    return { args, pending, promise: false };
+    if (typeof values === 'function') p.values = bindContext(values as Fn);
+    else if (typeof callback === 'function') p.callback = bindContext(callback as Fn);
+    return p;
   }
 
   let derived: Record<string, unknown> | undefined;
@@ -77,7 +93,7 @@ function plan(argc: number, config: unknown, values: unknown, callback: unknown)
     const text = comment ? sqlToSend(config, 'pg') : undefined;
     pending.sql = config;
     pending.text = text ?? config;
-    if (text !== undefined) args[0] = text;
+    if (text !== undefined) p.config = text;
   } else if (typeof config === 'object') {
     const original = (config as QueryObject).text;
     const text =
@@ -93,13 +109,17 @@ function plan(argc: number, config: unknown, values: unknown, callback: unknown)
   }
 
   // Mirror pg's own precedence: callback argument, then values-as-callback, then config.callback.
-  let promise = false;
-  let callbacks: [Fn, Fn] | undefined;
+  // The [caller's, wrapper] pair is kept only for a derived config (replayWrites puts the caller's back).
   if (callback) {
-    if (typeof callback === 'function')
-      args[2] = (callbacks = [callback as Fn, wrapCallback(callback as Fn, pending)])[1];
+    if (typeof callback === 'function') {
+      const wrapped = wrapCallback(callback as Fn, pending);
+      p.callback = wrapped;
+      if (derived !== undefined) p.callbacks = [callback as Fn, wrapped];
+    }
   } else if (typeof values === 'function') {
-    args[1] = (callbacks = [values as Fn, wrapCallback(values as Fn, pending)])[1];
+    const wrapped = wrapCallback(values as Fn, pending);
+    p.values = wrapped;
+    if (derived !== undefined) p.callbacks = [values as Fn, wrapped];
   } else if (typeof config === 'object' && (config as QueryObject).callback) {
     if (typeof (config as QueryObject).callback === 'function') {
       derived ??= Object.create(config) as Record<string, unknown>;
@@ -111,10 +131,13 @@ function plan(argc: number, config: unknown, values: unknown, callback: unknown)
       });
     }
   } else {
-    promise = true;
+    p.promise = true;
   }
-  if (derived !== undefined) args[0] = derived;
-  return { args, pending, promise, derived, callbacks };
+  if (derived !== undefined) {
+    p.config = derived;
+    p.derived = derived;
+  }
+  return p;
 }
 
 /**
@@ -151,7 +174,13 @@ function wrapQuery(original: Fn) {
     const pending = p.pending;
     let ret: unknown;
     try {
-      ret = original.apply(this, p.args);
+      const n = p.argc;
+      ret =
+        n === 3
+          ? original.call(this, p.config, p.values, p.callback)
+          : n === 2
+            ? original.call(this, p.config, p.values)
+            : original.call(this, p.config);
     } catch (err) {
       end(pending, err);
       throw err;

@@ -5,7 +5,7 @@
  * character offset into the text sent) is mapped back past the comment (src/sql-comment.ts
  * positionInText), so it points into the app's own SQL.
  */
-import { bindContext } from '../../src/context';
+import { storage, type RequestContext } from '../../src/context';
 import { sqlOperation, positionInText } from '../../src/sql-comment';
 import { channels, type DbQueryEvent } from '../../src/bus';
 import { log } from '../../src/log';
@@ -65,11 +65,17 @@ export function end(p: Pending, err: unknown, at = now()): void {
   }
 }
 
-/** The callback, timed, and run in the caller's request context. */
+/**
+ * The callback, timed, and run in the caller's request context (the one current now, as
+ * bindContext would keep it): one closure per query, where a bound callback inside a timing
+ * wrapper made two, and a call more at the query's end.
+ */
 export function wrapCallback(cb: Fn, p: Pending): Fn {
-  const bound = bindContext(cb);
+  const store = storage.getStore();
   return function (this: unknown, err: unknown) {
     end(p, err);
-    return bound.apply(this, arguments as unknown as unknown[]);
+    // callIn's two paths written out (see bindContext): no arguments object for the same-context call.
+    if (storage.getStore() === store) return Reflect.apply(cb, this, arguments);
+    return storage.run(store as RequestContext, Reflect.apply, cb, this, arguments);
   };
 }

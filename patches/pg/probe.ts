@@ -92,5 +92,16 @@ function announce(of: ResourceKind, instance: object): void {
   if (channels.instance.hasSubscribers) channels.instance.publish({ of, instance } satisfies InstanceEvent);
 }
 
-export const announcePool = (pool: object): void => announce(pgPoolKind, pool);
+/**
+ * The pool announced last (held weakly: an app's dropped pool is not kept). A pool connects for
+ * every pool.query(), and an app mostly has one: announcing it again each time was an event and a
+ * registry look-up per query for a pool the registry already knew.
+ */
+let lastPool: WeakRef<object> | undefined;
+
+export const announcePool = (pool: object): void => {
+  if (!channels.instance.hasSubscribers || lastPool?.deref() === pool) return;
+  lastPool = new WeakRef(pool);
+  announce(pgPoolKind, pool);
+};
 export const announceClient = (client: object): void => announce(pgClientKind, client);

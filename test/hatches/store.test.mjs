@@ -197,6 +197,47 @@ test('requests in flight are bounded: the oldest is dropped first', (t) => {
     });
   assert.equal(store.inFlight, MAX_PENDING);
   assert.equal(store.evicted, 10);
+  // The ten dropped are the oldest: p0 files with no query, p10 (the oldest kept) with its own.
+  serve('p0', 1, 0);
+  serve('p10', 1, 0);
+  const [p10, p0] = store.recentRequests();
+  assert.deepEqual([p0.id, p0.timeline.length, p10.id, p10.timeline.length], ['p0', 0, 'p10', 1]);
+  assert.equal(store.inFlight, MAX_PENDING - 1);
+});
+
+test('requests in flight side by side, filed in any order, each get their own queries', (t) => {
+  const store = new RecentRequests(10, 0);
+  store.start();
+  t.after(() => store.stop());
+  const query = (id, text) =>
+    channels.dbQuery.publish({
+      requestId: id,
+      system: 'pg',
+      text,
+      error: false,
+      start: performance.now(),
+      duration: 1,
+    });
+  // a is the first in flight, b and c come while it is; b files first, then a, then c (with d begun meanwhile).
+  query('a', 'SELECT a1');
+  query('b', 'SELECT b1');
+  query('a', 'SELECT a2');
+  query('c', 'SELECT c1');
+  assert.equal(store.inFlight, 3);
+  serve('b', 5, performance.now() - 5);
+  serve('a', 5, performance.now() - 5);
+  query('d', 'SELECT d1');
+  serve('c', 5, performance.now() - 5);
+  query('d', 'SELECT d2');
+  serve('d', 5, performance.now() - 5);
+  assert.equal(store.inFlight, 0);
+  const byId = Object.fromEntries(store.recentRequests().map((r) => [r.id, r.timeline.map((e) => e.label)]));
+  assert.deepEqual(byId, {
+    a: ['SELECT a1', 'SELECT a2'],
+    b: ['SELECT b1'],
+    c: ['SELECT c1'],
+    d: ['SELECT d1', 'SELECT d2'],
+  });
 });
 
 test('HTML escapes what a caller can choose; env secrets are redacted', () => {
