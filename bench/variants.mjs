@@ -54,6 +54,11 @@ export async function variants() {
       preload: agent,
       env: { ...everything, HATCH_PROPAGATE_HOSTS: 'elsewhere.invalid' },
     },
+    // Every feature but outgoing calls through undici and global fetch: no header added, no call timed,
+    // and no subscriber on undici's channels, so /fetch's cost of the outgoing path is counted apart.
+    'hatch-agent/no-undici': { extra: true, preload: agent, env: { ...everything, HATCH_DISABLE: 'undici' } },
+    // Every feature but the recent-requests store (no HATCH_TOKEN): StatsD is the one sink.
+    'hatch-agent/no-store': { extra: true, preload: agent, env: { HATCH_STATSD: 'on' } },
     // Every feature, and the flight recorder's ring (written when the process ends).
     'hatch-agent+recorder': {
       extra: true,
