@@ -12,7 +12,7 @@
 // The JIT stays on (--smc-check=all-non-file), so the code measured is the optimised code.
 //   node bench/instructions.mjs [--requests 150] [--warmup 3000] [--connections 2] [--idle 20] [--windows 3]
 //                               [--routes /hello,/db,/fetch,/render,/redis] [--only none,hatch-agent] [--no-write]
-//                               [--node-flags '--no-concurrent-recompilation --single-threaded-gc']
+//                               [--node-flags '--no-concurrent-recompilation --single-threaded-gc'] [--section NAME]
 // Needs valgrind (apt-get install valgrind). Not part of `npm test`.
 import { listeningPort } from './child.mjs';
 import { variants, stopApp, versionOf, median, benchDir, benchRequire, opt } from './variants.mjs';
@@ -256,5 +256,5 @@ agent's allocations cause is left out with everyone else's.
 |---|${VARIANTS.map(() => '---').join('|')}|
 ${restRows.join('\n')}
 `;
-if (!argv.includes('--no-write')) writeSection('instructions', report);
+if (!argv.includes('--no-write')) writeSection(opt('section', 'instructions'), report);
 console.log(report);
