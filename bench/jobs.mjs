@@ -3,7 +3,7 @@
 // StatsD to a local UDP socket, the requests store), as a ratio, in one interleaved run; and
 // `als-floor`, each job in AsyncLocalStorage.run and nothing else, what any context-carrying agent pays.
 //   node bench/jobs.mjs [--rounds 5] [--jobs 10000] [--concurrency 20] [--node /path/to/node] [--write]
-//     [--instructions] [--variants a,b] [--base other/dist/src/index.js] [--warm 0.1]
+//     [--instructions] [--alloc] [--variants a,b] [--base other/dist/src/index.js] [--warm 0.1]
 // How: one real Redis (Debian's redis-server, test/support/redis.mjs) for the run. Each round runs
 // every variant, A B C then C B A in the next round, each in a fresh process: the process adds --jobs
 // jobs to a queue of its own (addBulk, before its clock starts), then starts a Worker with a no-op
@@ -18,6 +18,12 @@
 // instructions per counted job (every thread; and the main thread with V8's compiling left out,
 // the steady state's cost: under callgrind the compiler threads are still busy for thousands of
 // jobs, and what they do in the window moves with when TurboFan picks each function up).
+// --alloc: beside jobs/s, the bytes the worker's JS heap allocated per counted job (v8.GCProfiler's
+// heap size before each GC in the window, less its size after the one before, plus the growth since
+// the last), with the young generation fixed at 16 MB so every variant collects on the same terms.
+// What an agent allocates on the job path is garbage the GC's helper threads must keep up with; this
+// is the figure to compare when jobs/s is too noisy to decide (use --jobs 30000: 1000 jobs move it
+// by about 100 bytes, 20000 by about 30).
 // Limitations: on Node 20 and 22 als-floor is not free (AsyncLocalStorage turns on promise hooks
 // for every promise of the process), so a worker that is short of CPU loses jobs/s to it whatever
 // the agent does on top.
@@ -36,6 +42,7 @@ import * as cg from './callgrind.mjs';
 const root = path.resolve(benchDir, '..');
 const ROUNDS = Number(opt('rounds', 5));
 const INSTRUCTIONS = process.argv.includes('--instructions');
+const ALLOC = process.argv.includes('--alloc') && !INSTRUCTIONS;
 const JOBS = Number(opt('jobs', INSTRUCTIONS ? 3000 : 10000));
 // Under callgrind V8 compiles for longer (each job is ~50 times slower, the compiler threads too).
 const WARM_SHARE = Number(opt('warm', INSTRUCTIONS ? 0.3 : 0.1));
@@ -70,8 +77,15 @@ async function add(queue, from, to) {
   let cpu;
   let waiting = () => {};
   const worker = new Worker(queue.name, async () => undefined, { connection, concurrency: Number(process.env.CONCURRENCY) });
+  let gc, heapAtStart;
   worker.on('completed', () => {
     if (++done === WARM) {
+      if (process.env.ALLOC) {
+        const v8 = require('node:v8');
+        heapAtStart = v8.getHeapStatistics().used_heap_size;
+        gc = new v8.GCProfiler();
+        gc.start();
+      }
       start = performance.now();
       cpu = process.cpuUsage();
     }
@@ -93,7 +107,18 @@ async function add(queue, from, to) {
   }
   const ms = performance.now() - start;
   const used = process.cpuUsage(cpu);
-  console.log(JSON.stringify({ ms, perSecond: (counted / ms) * 1000, cpuPerJob: (used.user + used.system) / counted, instructionsPerJob: instructions && instructions.instructions / counted, mainPerJob: instructions && (instructions.main - instructions.mainCompile) / counted }));
+  let allocated = null;
+  if (gc) {
+    const heapAtEnd = require('node:v8').getHeapStatistics().used_heap_size;
+    let after = heapAtStart;
+    allocated = 0;
+    for (const s of gc.stop().statistics) {
+      allocated += s.beforeGC.heapStatistics.usedHeapSize - after;
+      after = s.afterGC.heapStatistics.usedHeapSize;
+    }
+    allocated += heapAtEnd - after;
+  }
+  console.log(JSON.stringify({ ms, perSecond: (counted / ms) * 1000, cpuPerJob: (used.user + used.system) / counted, instructionsPerJob: instructions && instructions.instructions / counted, mainPerJob: instructions && (instructions.main - instructions.mainCompile) / counted, bytesPerJob: allocated === null ? null : allocated / counted }));
   await worker.close();
   await queue.obliterate({ force: true }).catch(() => {});
   await queue.close();
@@ -152,7 +177,8 @@ const VARIANTS = Object.fromEntries(chosen.map((n) => [n, ALL_VARIANTS[n]]));
 function once(variant, redisPort, round) {
   const v = VARIANTS[variant];
   const dir = INSTRUCTIONS ? cg.outputDir() : null;
-  const [cmd, args] = cg.wrap(dir, [NODE, ...(v.preload ? ['-r', v.preload] : []), script]);
+  const young = ALLOC ? ['--max-semi-space-size=16', '--min-semi-space-size=16'] : [];
+  const [cmd, args] = cg.wrap(dir, [NODE, ...young, ...(v.preload ? ['-r', v.preload] : []), script]);
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, {
       cwd: root,
@@ -165,6 +191,7 @@ function once(variant, redisPort, round) {
         JOBS: String(JOBS),
         WARM_SHARE: String(WARM_SHARE),
         CONCURRENCY: String(CONCURRENCY),
+        ...(ALLOC ? { ALLOC: '1' } : {}),
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -192,6 +219,7 @@ const overFloor = [];
 const cpuRatios = [];
 const instr = Object.fromEntries(chosen.map((n) => [n, []]));
 const mainInstr = Object.fromEntries(chosen.map((n) => [n, []]));
+const bytes = Object.fromEntries(chosen.map((n) => [n, []]));
 // Each variant over none, round by round: jobs/s, CPU per job, instructions per job.
 const over = Object.fromEntries(chosen.map((n) => [n, { perSecond: [], cpu: [], instructions: [], main: [] }]));
 try {
@@ -205,6 +233,7 @@ try {
       cpu[name].push(got[name].cpuPerJob);
       instr[name].push(got[name].instructionsPerJob);
       mainInstr[name].push(got[name].mainPerJob);
+      bytes[name].push(got[name].bytesPerJob);
       const o = over[name];
       o.perSecond.push(got[name].perSecond / got.none.perSecond);
       o.cpu.push(got[name].cpuPerJob / got.none.cpuPerJob);
@@ -219,7 +248,7 @@ try {
     console.log(
       INSTRUCTIONS
         ? `round ${round + 1}: ${names.map((n) => `${n} ${got[n].instructionsPerJob.toFixed(0)} (main thread ${got[n].mainPerJob.toFixed(0)})`).join(', ')} instructions/job; hatch-agent/none ${(got['hatch-agent'].instructionsPerJob / got.none.instructionsPerJob).toFixed(3)} (main ${(got['hatch-agent'].mainPerJob / got.none.mainPerJob).toFixed(3)})`
-        : `round ${round + 1}: ${names.map((n) => `${n} ${got[n].perSecond.toFixed(0)} jobs/s ${got[n].cpuPerJob.toFixed(0)} µs CPU/job`).join(', ')}; hatch-agent/none ${ratios.at(-1).toFixed(3)}, CPU ${cpuRatios.at(-1).toFixed(3)}`,
+        : `round ${round + 1}: ${names.map((n) => `${n} ${got[n].perSecond.toFixed(0)} jobs/s ${got[n].cpuPerJob.toFixed(0)} µs CPU/job${ALLOC ? ` ${got[n].bytesPerJob.toFixed(0)} B/job` : ''}`).join(', ')}; hatch-agent/none ${ratios.at(-1).toFixed(3)}, CPU ${cpuRatios.at(-1).toFixed(3)}`,
     );
   }
 } finally {
@@ -269,6 +298,12 @@ const overNone = chosen
       : `- ${n} over none, median of the rounds' ratios (range): jobs/s ${spread(over[n].perSecond)}, worker CPU per job ${spread(over[n].cpu)}`,
   );
 console.log(`\n${table}\n\n${overNone.join('\n')}`);
+if (ALLOC)
+  console.log(
+    `\nJS heap allocated per counted job (median of the rounds; young generation 16 MB):\n${chosen
+      .map((n) => `- ${n}: ${median(bytes[n]).toFixed(0)} B (${bytes[n].map((x) => x.toFixed(0)).join(', ')})`)
+      .join('\n')}`,
+  );
 if (process.argv.includes('--write'))
   writeSection(
     INSTRUCTIONS ? 'jobs-instructions' : 'jobs',
