@@ -161,6 +161,8 @@ const ALL_VARIANTS = {
   'hatch-agent/store': { preload: agent, env: { HATCH_STATSD: 'off', HATCH_TOKEN: everything.HATCH_TOKEN } },
   // Every feature but the Redis clients' patches (BullMQ's own connections are not timed anyway).
   'hatch-agent/no-redis': { preload: agent, env: { ...everything, HATCH_DISABLE: 'redis' } },
+  // Every feature but the runtime metrics (their GC observer and event-loop delay histogram).
+  'hatch-agent/no-runtime': { preload: agent, env: { ...everything, HATCH_RUNTIME_METRICS_MS: '0' } },
 };
 // --base path/to/dist/src/index.js: another build of the agent (an earlier commit's) with every
 // feature on, as variant `base`, in the same interleaved rounds: before and after in one run.
