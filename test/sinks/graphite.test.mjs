@@ -18,6 +18,12 @@ import { startCarbon } from '../support/carbon.mjs';
 const FLUSH_S = 2;
 const STEP_MS = 10; // /users/<n> answers after n * STEP_MS ms
 const USERS = [1, 2, 3, 4, 5, 6, 7];
+// How much later than the client's round trip the server's timing may end: the agent times a request
+// to its response's 'close', which Node emits a tick after 'finish', and the client (another process)
+// can have read the whole response before that tick runs. On a busy machine that was 2.5 ms (a full
+// run, 2026-12-02: upper 76.8 ms against the client's 74.3 ms). A timing in other units, or from another
+// start, is off by far more than this.
+const SCHEDULING_MS = 20;
 const HOSTILE = 3; // requests to /ping with an X-Request-ID the agent refuses
 
 const APP = `
@@ -126,12 +132,12 @@ test('the agent -> Etsy statsd (graphite backend) -> carbon-cache: the whisper f
     const seen = client.reduce((a, v) => a + v, 0) / client.length;
     const mean = weighted / USERS.length;
     assert.ok(
-      mean >= waited - 2 && mean <= seen + 1,
+      mean >= waited - 2 && mean <= seen + SCHEDULING_MS,
       `mean ${mean} ms: the handlers waited ${waited} ms on average, the client saw ${seen} ms${why()}`,
     );
     const top = Math.max(...busy(s).map((t) => s.upper.get(t)));
     assert.ok(
-      top >= Math.max(...USERS) * STEP_MS - 2 && top <= Math.max(...client) + 1,
+      top >= Math.max(...USERS) * STEP_MS - 2 && top <= Math.max(...client) + SCHEDULING_MS,
       `upper ${top} ms vs the slowest request (client: ${Math.max(...client)} ms)${why()}`,
     );
 
