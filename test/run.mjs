@@ -397,8 +397,13 @@ try {
   for (const [i, r] of runs.entries()) {
     const started = Date.now();
     const version = spawnSync(r.node, ['--version'], { encoding: 'utf8' }).stdout.trim();
+    // HATCH_TEST_NODE_OPTIONS: flags for the lines' Node (the test files and the apps they start), not for
+    // this runner's own: `--experimental-async-context-frame` is unknown to Node 20 and would stop it.
+    // A test that sets NODE_OPTIONS of its own replaces them for its app. Not for a run on this very Node
+    // (the harness self-test, the Node 20 lines).
+    const lineFlags = r.node !== process.execPath ? (process.env.HATCH_TEST_NODE_OPTIONS ?? '') : '';
     say(
-      `node --test, ${r.name} (node ${version}${process.env.HATCH_TEST_NODE_OPTIONS && r.node !== process.execPath ? ` ${process.env.HATCH_TEST_NODE_OPTIONS}` : ''}${r.pg ? `, pg ${r.pg}, undici ${r.undici}` : ''}): ${r.list.length} files`,
+      `node --test, ${r.name} (node ${version}${lineFlags ? ` ${lineFlags}` : ''}${r.pg ? `, pg ${r.pg}, undici ${r.undici}` : ''}): ${r.list.length} files`,
     );
     const env = {
       ...process.env,
@@ -408,12 +413,7 @@ try {
       // Checks that do not depend on Node's version (the TypeScript types) run on the first line only.
       HATCH_TEST_PRIMARY: i === 0 ? '1' : '0',
     };
-    // HATCH_TEST_NODE_OPTIONS: flags for the lines' Node (the test files and the apps they start), not for
-    // this runner's own: `--experimental-async-context-frame` is unknown to Node 20 and would stop it.
-    // A test that sets NODE_OPTIONS of its own replaces them for its app. Not for a run on this very Node
-    // (the harness self-test, the Node 20 lines).
-    if (process.env.HATCH_TEST_NODE_OPTIONS && r.node !== process.execPath)
-      env.NODE_OPTIONS = [process.env.NODE_OPTIONS, process.env.HATCH_TEST_NODE_OPTIONS].filter(Boolean).join(' ');
+    if (lineFlags) env.NODE_OPTIONS = [process.env.NODE_OPTIONS, lineFlags].filter(Boolean).join(' ');
     if (r.ownServer && !process.env.DATABASE_URL) {
       delete env.DATABASE_URL;
       delete env.HATCH_TEST_PG_LOG;
