@@ -180,12 +180,16 @@ fs.rmSync(outDir, { recursive: true, force: true });
 
 const k = (x) => `${(x / 1000).toFixed(0)} k`;
 const med = (v, route, key) => median(perWindow[v][route].map((w) => w[key]));
+/** Per variant, the median of `of(window)` over a route's windows, its range, and that median. */
+const spread = (v, route, of) => {
+  const xs = perWindow[v][route].map(of);
+  const m = median(xs);
+  return { m, cell: `${k(m)} [${k(Math.min(...xs))}-${k(Math.max(...xs))}]` };
+};
 const rows = ROUTES.map((route) => {
   const base = med('none', route, 'steady');
   const cells = VARIANTS.map((v) => {
-    const xs = perWindow[v][route].map((w) => w.steady);
-    const m = median(xs);
-    const cell = `${k(m)} [${k(Math.min(...xs))}-${k(Math.max(...xs))}]`;
+    const { m, cell } = spread(v, route, (w) => w.steady);
     return v === 'none' ? cell : `${cell}: ${(m / base).toFixed(2)}x → **${(base / m).toFixed(2)}**`;
   });
   return `| \`${route}\` | ${cells.join(' | ')} |`;
@@ -202,9 +206,7 @@ const restRows = ROUTES.map((route) => {
   const base = median(perWindow.none[route].map(rest));
   const floor = perWindow['als-floor'] ? median(perWindow['als-floor'][route].map(rest)) : undefined;
   const cells = VARIANTS.map((v) => {
-    const xs = perWindow[v][route].map(rest);
-    const m = median(xs);
-    const cell = `${k(m)} [${k(Math.min(...xs))}-${k(Math.max(...xs))}]`;
+    const { m, cell } = spread(v, route, rest);
     if (v === 'none') return cell;
     const vsFloor = floor !== undefined && v !== 'als-floor' ? `, ${(m / floor).toFixed(2)}x of als-floor` : '';
     return `${cell}: ${(m / base).toFixed(2)}x${vsFloor}`;

@@ -146,6 +146,10 @@ function startup(variant) {
 const su = Object.fromEntries(VARIANTS.map((v) => [v, []]));
 for (let i = 0; i < STARTUP_RUNS; i++) for (const v of VARIANTS) su[v].push(startup(v));
 
+/** Over the rounds, the median of `ours`'s figure `k` over `ref`'s in the same round. */
+const perRound = (ours, ref, k) => median(ours.map((o, i) => o[k] / ref[i][k]));
+/** Over the rounds, the median of `ours`'s peak RSS less `ref`'s in the same round, MB. */
+const rssOver = (ours, ref) => median(ours.map((o, i) => o.rss - ref[i].rss));
 const f0 = (x) => x.toFixed(0);
 const f2 = (x) => x.toFixed(2);
 function writeReport(roundsDone) {
@@ -158,8 +162,8 @@ function writeReport(roundsDone) {
     );
     for (const variant of VARIANTS.slice(1)) {
       const ours = results[route][variant];
-      const ratio = (k) => median(ours.map((o, i) => o[k] / base[i][k]));
-      const drss = median(ours.map((o, i) => o.rss - base[i].rss));
+      const ratio = (k) => perRound(ours, base, k);
+      const drss = rssOver(ours, base);
       const name = isOurs(variant) ? `**${variant}**` : variant;
       const r = ratio('rps');
       const each = ours.map((o, i) => o.rps / base[i].rps);
@@ -180,9 +184,9 @@ function writeReport(roundsDone) {
       const base = results[route].none;
       for (const variant of VARIANTS.filter((v) => isOurs(v))) {
         const ours = results[route][variant];
-        const vsFloor = (k) => median(ours.map((o, i) => o[k] / floor[i][k]));
-        const vsNone = (k) => median(ours.map((o, i) => o[k] / base[i][k]));
-        const drss = median(ours.map((o, i) => o.rss - base[i].rss));
+        const vsFloor = (k) => perRound(ours, floor, k);
+        const vsNone = (k) => perRound(ours, base, k);
+        const drss = rssOver(ours, base);
         const [cpu, rps, p99] = [vsFloor('cpu'), vsFloor('rps'), vsFloor('p99')];
         const missed = [
           cpu > 1.05 ? 'CPU' : '',
