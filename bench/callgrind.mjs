@@ -109,8 +109,9 @@ export function selfCostOf(text, re = COMPILE) {
 
 /**
  * Instructions in the newest dump of `pid` (each thread file's `totals:` line; `summary:` is 0 in
- * part dumps): { total, main, mainCompile, mainGc }, all threads, the main thread (thread 01) alone,
- * and what the main thread spent compiling (see COMPILE) and collecting garbage (see GC).
+ * part dumps): { total, main, mainCompile, mainGc, compile }, all threads, the main thread (thread 01)
+ * alone, what the main thread spent compiling (see COMPILE) and collecting garbage (see GC), and what
+ * every thread together spent compiling (V8's compiler threads and the main thread's own tiers).
  */
 export function readDump(dir, pid) {
   // With --separate-threads, names are cg.<pid>.<part>-<thread> (cg.<pid>-<thread> for the dump at exit).
@@ -122,15 +123,18 @@ export function readDump(dir, pid) {
   let main = 0;
   let mainCompile = 0;
   let mainGc = 0;
+  let compile = 0;
   for (const f of files.filter((x) => partOf(x) === newest)) {
     const file = path.join(dir, f);
     const text = fs.readFileSync(file, 'utf8');
     const m = /^totals: (\d+)/m.exec(text);
     if (!m) throw new Error(`no totals line in ${file}`);
     total += Number(m[1]);
+    const compiling = selfCostOf(text);
+    compile += compiling;
     if (/-0*1$/.test(f)) {
       main = Number(m[1]);
-      mainCompile = selfCostOf(text);
+      mainCompile = compiling;
       mainGc = selfCostOf(text, GC);
     }
     // HATCH_BENCH_KEEP_DUMPS=dir keeps each dump there, for callgrind_annotate (function names: Node's
@@ -139,7 +143,7 @@ export function readDump(dir, pid) {
     if (keep) fs.copyFileSync(file, path.join(keep, `${f}.${Date.now()}`));
   }
   for (const f of files) fs.rmSync(path.join(dir, f));
-  return { total, main, mainCompile, mainGc };
+  return { total, main, mainCompile, mainGc, compile };
 }
 
 /**
@@ -160,8 +164,8 @@ export async function countOutside(dir, pid, work) {
     await ctl(pid, '--instr=off');
   }
   await ctl(pid, '--dump=part');
-  const { total, main, mainCompile, mainGc } = readDump(dir, pid);
-  return { instructions: total, main, mainCompile, mainGc, result, seconds };
+  const { total, main, mainCompile, mainGc, compile } = readDump(dir, pid);
+  return { instructions: total, main, mainCompile, mainGc, compile, result, seconds };
 }
 
 /** Inside a process started by wrap(): count(fn) → instructions while fn ran; null when not under callgrind. */

@@ -3,7 +3,7 @@
 // StatsD to a local UDP socket, the requests store), as a ratio, in one interleaved run; and
 // `als-floor`, each job in AsyncLocalStorage.run and nothing else, what any context-carrying agent pays.
 //   node bench/jobs.mjs [--rounds 5] [--jobs 10000] [--concurrency 20] [--node /path/to/node] [--write]
-//     [--instructions] [--alloc] [--variants a,b] [--base other/dist/src/index.js] [--warm 0.1]
+//     [--instructions] [--alloc] [--variants a,b] [--base other/dist/src/index.js] [--warm 0.1] [--section NAME]
 // How: one real Redis (Debian's redis-server, test/support/redis.mjs) for the run. Each round runs
 // every variant, A B C then C B A in the next round, each in a fresh process: the process adds --jobs
 // jobs to a queue of its own (addBulk, before its clock starts), then starts a Worker with a no-op
@@ -13,11 +13,14 @@
 // the ratio is agent jobs/s over plain jobs/s; the result is their median with the range, and the
 // worker process's CPU microseconds per job beside it. Redis and the worker share the machine's
 // CPUs, so jobs/s moves with whatever else runs; CPU per job is the worker's own cost and moves
-// less. On a shared machine a difference within the per-round range is noise.
+// less. On a shared machine a difference within the per-round range is noise. Redis's own CPU per
+// job (INFO cpu, read by the worker at the same two points) is beside it: when the machine is
+// stolen from, Redis's and the worker's CPU per job rise together, whatever the variant.
 // --instructions: each worker runs under valgrind callgrind instead, and the figure is its
 // instructions per counted job (every thread; and the main thread with V8's compiling left out,
 // the steady state's cost: under callgrind the compiler threads are still busy for thousands of
-// jobs, and what they do in the window moves with when TurboFan picks each function up).
+// jobs, and what they do in the window moves with when TurboFan picks each function up); and every
+// thread with all compiling left out, the steady state's cost with its garbage collection.
 // --alloc: beside jobs/s, the bytes the worker's JS heap allocated per counted job (v8.GCProfiler's
 // heap size before each GC in the window, less its size after the one before, plus the growth since
 // the last), with the young generation fixed at 16 MB so every variant collects on the same terms.
@@ -27,7 +30,8 @@
 // Limitations: on Node 20 and 22 als-floor is not free (AsyncLocalStorage turns on promise hooks
 // for every promise of the process), so a worker that is short of CPU loses jobs/s to it whatever
 // the agent does on top.
-// `--write` writes the table as the `jobs` (or `jobs-instructions`) section of bench/RESULTS.md.
+// `--write` writes the table as the `jobs` (or `jobs-instructions`) section of bench/RESULTS.md, or
+// as the section named by --section (one per Node line: `jobs-instructions-node26`).
 // Needs `npm run build` and the root devDependencies (bullmq) installed.
 import { spawn } from 'node:child_process';
 import * as dgram from 'node:dgram';
@@ -77,9 +81,17 @@ async function add(queue, from, to) {
   let cpu;
   let waiting = () => {};
   const worker = new Worker(queue.name, async () => undefined, { connection, concurrency: Number(process.env.CONCURRENCY) });
-  let gc, heapAtStart;
+  let gc, heapAtStart, redisAtStart;
+  // Redis's own CPU seconds (user + system), read over the queue's connection: the worker's jobs/s
+  // also moves with how busy the Redis it shares the machine with is.
+  const redisCpu = async () => {
+    const info = await (await queue.client).info('cpu');
+    const read = (k) => Number(new RegExp(k + ':([0-9.]+)').exec(info)?.[1] ?? NaN);
+    return read('used_cpu_user') + read('used_cpu_sys');
+  };
   worker.on('completed', () => {
     if (++done === WARM) {
+      redisAtStart = redisCpu();
       if (process.env.ALLOC) {
         const v8 = require('node:v8');
         heapAtStart = v8.getHeapStatistics().used_heap_size;
@@ -107,6 +119,7 @@ async function add(queue, from, to) {
   }
   const ms = performance.now() - start;
   const used = process.cpuUsage(cpu);
+  const redisUsed = (await redisCpu()) - (await redisAtStart);
   let allocated = null;
   if (gc) {
     const heapAtEnd = require('node:v8').getHeapStatistics().used_heap_size;
@@ -118,7 +131,7 @@ async function add(queue, from, to) {
     }
     allocated += heapAtEnd - after;
   }
-  console.log(JSON.stringify({ ms, perSecond: (counted / ms) * 1000, cpuPerJob: (used.user + used.system) / counted, instructionsPerJob: instructions && instructions.instructions / counted, mainPerJob: instructions && (instructions.main - instructions.mainCompile) / counted, bytesPerJob: allocated === null ? null : allocated / counted }));
+  console.log(JSON.stringify({ ms, perSecond: (counted / ms) * 1000, cpuPerJob: (used.user + used.system) / counted, redisCpuPerJob: (redisUsed * 1e6) / counted, instructionsPerJob: instructions && instructions.instructions / counted, mainPerJob: instructions && (instructions.main - instructions.mainCompile) / counted, steadyPerJob: instructions && (instructions.instructions - instructions.compile) / counted, bytesPerJob: allocated === null ? null : allocated / counted }));
   await worker.close();
   await queue.obliterate({ force: true }).catch(() => {});
   await queue.close();
@@ -221,6 +234,8 @@ const overFloor = [];
 const cpuRatios = [];
 const instr = Object.fromEntries(chosen.map((n) => [n, []]));
 const mainInstr = Object.fromEntries(chosen.map((n) => [n, []]));
+const steadyInstr = Object.fromEntries(chosen.map((n) => [n, []]));
+const redisCpu = Object.fromEntries(chosen.map((n) => [n, []]));
 const bytes = Object.fromEntries(chosen.map((n) => [n, []]));
 // Each variant over none, round by round: jobs/s, CPU per job, instructions per job.
 const over = Object.fromEntries(chosen.map((n) => [n, { perSecond: [], cpu: [], instructions: [], main: [] }]));
@@ -235,6 +250,8 @@ try {
       cpu[name].push(got[name].cpuPerJob);
       instr[name].push(got[name].instructionsPerJob);
       mainInstr[name].push(got[name].mainPerJob);
+      steadyInstr[name].push(got[name].steadyPerJob);
+      redisCpu[name].push(got[name].redisCpuPerJob);
       bytes[name].push(got[name].bytesPerJob);
       const o = over[name];
       o.perSecond.push(got[name].perSecond / got.none.perSecond);
@@ -249,8 +266,8 @@ try {
     cpuRatios.push(got['hatch-agent'].cpuPerJob / got.none.cpuPerJob);
     console.log(
       INSTRUCTIONS
-        ? `round ${round + 1}: ${names.map((n) => `${n} ${got[n].instructionsPerJob.toFixed(0)} (main thread ${got[n].mainPerJob.toFixed(0)})`).join(', ')} instructions/job; hatch-agent/none ${(got['hatch-agent'].instructionsPerJob / got.none.instructionsPerJob).toFixed(3)} (main ${(got['hatch-agent'].mainPerJob / got.none.mainPerJob).toFixed(3)})`
-        : `round ${round + 1}: ${names.map((n) => `${n} ${got[n].perSecond.toFixed(0)} jobs/s ${got[n].cpuPerJob.toFixed(0)} µs CPU/job${ALLOC ? ` ${got[n].bytesPerJob.toFixed(0)} B/job` : ''}`).join(', ')}; hatch-agent/none ${ratios.at(-1).toFixed(3)}, CPU ${cpuRatios.at(-1).toFixed(3)}`,
+        ? `round ${round + 1}: ${names.map((n) => `${n} ${got[n].instructionsPerJob.toFixed(0)} (without compiling ${got[n].steadyPerJob.toFixed(0)}, main thread ${got[n].mainPerJob.toFixed(0)})`).join(', ')} instructions/job; hatch-agent/none ${(got['hatch-agent'].instructionsPerJob / got.none.instructionsPerJob).toFixed(3)} (main ${(got['hatch-agent'].mainPerJob / got.none.mainPerJob).toFixed(3)})`
+        : `round ${round + 1}: ${names.map((n) => `${n} ${got[n].perSecond.toFixed(0)} jobs/s ${got[n].cpuPerJob.toFixed(0)} µs CPU/job (Redis ${got[n].redisCpuPerJob.toFixed(0)})${ALLOC ? ` ${got[n].bytesPerJob.toFixed(0)} B/job` : ''}`).join(', ')}; hatch-agent/none ${ratios.at(-1).toFixed(3)}, CPU ${cpuRatios.at(-1).toFixed(3)}`,
     );
   }
 } finally {
@@ -265,28 +282,28 @@ const nodeVersion = (await import('node:child_process'))
   .spawnSync(NODE, ['--version'], { encoding: 'utf8' })
   .stdout.trim();
 const r3 = (x) => x.toFixed(3);
-const setting = `(Node ${nodeVersion}, bullmq ${bullmqVersion}, ${os.cpus().length} CPUs shared with other work, Redis on the same machine; the first ${WARM_SHARE * 100}% of each process's jobs not counted)`;
+const setting = `(Node ${nodeVersion}, bullmq ${bullmqVersion}, ${os.cpus().length} CPUs shared with other work, Redis on the same machine; the first ${Math.round(WARM_SHARE * 100)}% of each process's jobs not counted)`;
 const table = INSTRUCTIONS
   ? [
       `Command: \`node bench/jobs.mjs --instructions --rounds ${ROUNDS} --jobs ${JOBS} --concurrency ${CONCURRENCY}\` ${setting}: the worker process's instructions (valgrind callgrind, every thread, V8's JIT on) per counted job.`,
       '',
-      '| variant | instructions/job (median) | per round | main thread, compiling left out (median) | per round |',
-      '|---|---|---|---|---|',
+      '| variant | instructions/job (median) | per round | every thread, compiling left out (median) | per round | main thread, compiling left out (median) | per round |',
+      '|---|---|---|---|---|---|---|',
       ...Object.entries(instr).map(
         ([name, xs]) =>
-          `| ${name} | ${median(xs).toFixed(0)} | ${xs.map((x) => x.toFixed(0)).join(', ')} | ${median(mainInstr[name]).toFixed(0)} | ${mainInstr[name].map((x) => x.toFixed(0)).join(', ')} |`,
+          `| ${name} | ${median(xs).toFixed(0)} | ${xs.map((x) => x.toFixed(0)).join(', ')} | ${median(steadyInstr[name]).toFixed(0)} | ${steadyInstr[name].map((x) => x.toFixed(0)).join(', ')} | ${median(mainInstr[name]).toFixed(0)} | ${mainInstr[name].map((x) => x.toFixed(0)).join(', ')} |`,
       ),
       '',
-      `hatch-agent over none: **${r3(median(instr['hatch-agent']) / median(instr.none))}** (main thread ${r3(median(mainInstr['hatch-agent']) / median(mainInstr.none))}); over als-floor: ${r3(median(instr['hatch-agent']) / median(instr['als-floor']))} (main thread ${r3(median(mainInstr['hatch-agent']) / median(mainInstr['als-floor']))}).`,
+      `hatch-agent over none: **${r3(median(instr['hatch-agent']) / median(instr.none))}** (compiling left out ${r3(median(steadyInstr['hatch-agent']) / median(steadyInstr.none))}, main thread ${r3(median(mainInstr['hatch-agent']) / median(mainInstr.none))}); over als-floor: ${r3(median(instr['hatch-agent']) / median(instr['als-floor']))} (compiling left out ${r3(median(steadyInstr['hatch-agent']) / median(steadyInstr['als-floor']))}, main thread ${r3(median(mainInstr['hatch-agent']) / median(mainInstr['als-floor']))}).`,
     ].join('\n')
   : [
       `Command: \`node bench/jobs.mjs --rounds ${ROUNDS} --jobs ${JOBS} --concurrency ${CONCURRENCY}\` ${setting}.`,
       '',
-      '| variant | jobs/s (median) | per round | worker CPU µs/job (median) | per round |',
-      '|---|---|---|---|---|',
+      '| variant | jobs/s (median) | per round | worker CPU µs/job (median) | per round | Redis CPU µs/job (median) |',
+      '|---|---|---|---|---|---|',
       ...Object.entries(results).map(
         ([name, xs]) =>
-          `| ${name} | ${median(xs).toFixed(0)} | ${xs.map((x) => x.toFixed(0)).join(', ')} | ${median(cpu[name]).toFixed(0)} | ${cpu[name].map((x) => x.toFixed(0)).join(', ')} |`,
+          `| ${name} | ${median(xs).toFixed(0)} | ${xs.map((x) => x.toFixed(0)).join(', ')} | ${median(cpu[name]).toFixed(0)} | ${cpu[name].map((x) => x.toFixed(0)).join(', ')} | ${median(redisCpu[name]).toFixed(0)} |`,
       ),
       '',
       `hatch-agent over none: **${r3(median(ratios))}** jobs/s (median of the per-round ratios; range ${r3(Math.min(...ratios))} to ${r3(Math.max(...ratios))}); over als-floor: ${r3(median(overFloor))} (range ${r3(Math.min(...overFloor))} to ${r3(Math.max(...overFloor))}). Worker CPU per job, hatch-agent over none: ${r3(median(cpuRatios))} (range ${r3(Math.min(...cpuRatios))} to ${r3(Math.max(...cpuRatios))}).`,
@@ -308,7 +325,7 @@ if (ALLOC)
   );
 if (process.argv.includes('--write'))
   writeSection(
-    INSTRUCTIONS ? 'jobs-instructions' : 'jobs',
+    opt('section', INSTRUCTIONS ? 'jobs-instructions' : 'jobs'),
     INSTRUCTIONS
       ? `## Instructions per job through a no-op BullMQ worker (Node ${nodeVersion})\n\n${table}\n\n${overNone.join('\n')}\n`
       : `## Jobs per second through a no-op BullMQ worker (Node ${nodeVersion})\n\n${table}\n\n${overNone.join('\n')}\n`,
