@@ -282,10 +282,17 @@ const nodeVersion = (await import('node:child_process'))
   .spawnSync(NODE, ['--version'], { encoding: 'utf8' })
   .stdout.trim();
 const r3 = (x) => x.toFixed(3);
+// The options that change what is measured, as given, so the command in the section reruns it.
+const flagsSaid = [
+  opt('warm', null) === null ? '' : ` --warm ${WARM_SHARE}`,
+  opt('variants', null) === null ? '' : ` --variants ${chosen.join(',')}`,
+  ALLOC ? ' --alloc' : '',
+  NODE === process.execPath ? '' : ' --node <node>',
+].join('');
 const setting = `(Node ${nodeVersion}, bullmq ${bullmqVersion}, ${os.cpus().length} CPUs shared with other work, Redis on the same machine; the first ${Math.round(WARM_SHARE * 100)}% of each process's jobs not counted)`;
 const table = INSTRUCTIONS
   ? [
-      `Command: \`node bench/jobs.mjs --instructions --rounds ${ROUNDS} --jobs ${JOBS} --concurrency ${CONCURRENCY}\` ${setting}: the worker process's instructions (valgrind callgrind, every thread, V8's JIT on) per counted job.`,
+      `Command: \`node bench/jobs.mjs --instructions --rounds ${ROUNDS} --jobs ${JOBS} --concurrency ${CONCURRENCY}${flagsSaid}\` ${setting}: the worker process's instructions (valgrind callgrind, every thread, V8's JIT on) per counted job.`,
       '',
       '| variant | instructions/job (median) | per round | every thread, compiling left out (median) | per round | main thread, compiling left out (median) | per round |',
       '|---|---|---|---|---|---|---|',
@@ -297,7 +304,7 @@ const table = INSTRUCTIONS
       `hatch-agent over none: **${r3(median(instr['hatch-agent']) / median(instr.none))}** (compiling left out ${r3(median(steadyInstr['hatch-agent']) / median(steadyInstr.none))}, main thread ${r3(median(mainInstr['hatch-agent']) / median(mainInstr.none))}); over als-floor: ${r3(median(instr['hatch-agent']) / median(instr['als-floor']))} (compiling left out ${r3(median(steadyInstr['hatch-agent']) / median(steadyInstr['als-floor']))}, main thread ${r3(median(mainInstr['hatch-agent']) / median(mainInstr['als-floor']))}).`,
     ].join('\n')
   : [
-      `Command: \`node bench/jobs.mjs --rounds ${ROUNDS} --jobs ${JOBS} --concurrency ${CONCURRENCY}\` ${setting}.`,
+      `Command: \`node bench/jobs.mjs --rounds ${ROUNDS} --jobs ${JOBS} --concurrency ${CONCURRENCY}${flagsSaid}\` ${setting}.`,
       '',
       '| variant | jobs/s (median) | per round | worker CPU µs/job (median) | per round | Redis CPU µs/job (median) |',
       '|---|---|---|---|---|---|',
