@@ -391,7 +391,9 @@ export class RecentRequests {
   }
 
   private file(e: HttpServerEvent, job: JobEvent | null): void {
-    const p = this.pendingOf(e.requestId);
+    // Most requests had nothing collected in flight (/hello): then the ID is not looked up in the
+    // map, which would hash its 36 characters for nothing.
+    const p = this.oneId === undefined && this.pending.size === 1 ? undefined : this.pendingOf(e.requestId);
     let timeline: TimelineEntry[] = NONE;
     let errors: string[] = NONE;
     let dropped = 0;
