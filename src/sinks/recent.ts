@@ -171,7 +171,10 @@ function fill(
   r.id = e.requestId;
   r.method = e.method;
   r.route = e.route;
-  r.path = e.path ?? '';
+  // A path equal to the slot's (a server answers the same few paths) keeps the slot's string, which
+  // has already survived a scavenge: the request's own copy then dies young instead of being copied.
+  const path = e.path ?? '';
+  if (r.path !== path) r.path = path;
   r.status = e.statusCode;
   r.aborted = e.aborted;
   r.atMs = atMs;
