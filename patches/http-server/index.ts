@@ -113,9 +113,11 @@ function begin(req: http.IncomingMessage, res: Res): Ctx {
   const start = now();
   fault('http-server');
   const header = activeConfig().requestIdHeader;
-  const raw = req.headers[header];
-  const id = incomingRequestId(raw, req.headers.traceparent);
-  if (raw !== id) req.headers[header] = id;
+  // Read once: `headers` is a getter on Node's IncomingMessage.
+  const headers = req.headers;
+  const raw = headers[header];
+  const id = incomingRequestId(raw, headers.traceparent);
+  if (raw !== id) headers[header] = id;
   const idHeaderPending = !res.headersSent;
   if (idHeaderPending && !responseWrappersInstalled()) res.setHeader(header, id);
   // Every field a request's context gets is set here, so each has one shape (the Koa patch fills
