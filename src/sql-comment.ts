@@ -93,6 +93,12 @@ export function sqlCommentWanted(): boolean {
   return c.sqlComment && (c.runComment || storage.getStore() !== undefined);
 }
 
+/** sqlCommentWanted for a query issued in `store` (undefined: outside any request), read by the caller already. */
+export function sqlCommentWantedIn(store: RequestContext | undefined): boolean {
+  const c = activeConfig();
+  return c.sqlComment && (c.runComment || store !== undefined);
+}
+
 /** The text to send for `text` in the current context, or `undefined` to send it unchanged (see the header). */
 export function sqlToSend(text: string, driver: SqlDriver): string | undefined {
   return sqlToSendIn(text, driver, storage.getStore());
