@@ -324,11 +324,28 @@ const BY_LENGTH: string[][] = [];
 for (const k of OPERATIONS) (BY_LENGTH[k.length] ??= []).push(k);
 const LONGEST = Math.max(...OPERATIONS.map((k) => k.length));
 
+// The last statement read and its keyword: an app sends the same few texts over and over (most
+// often the very same string), so the scan below runs once per new text, not once per query.
+// Only a short text is held, so no large statement is kept alive until the next query.
+const REMEMBERED_TEXT = 1024;
+let lastText: string | undefined;
+let lastOperation = 'OTHER';
+
 /**
  * The statement's first keyword (SELECT, INSERT, …) or OTHER: a bounded metric dimension.
  * Leading blanks, comments (ours included) and parentheses are skipped.
  */
 export function sqlOperation(text: string): string {
+  if (text === lastText) return lastOperation;
+  const op = operationOf(text);
+  if (text.length <= REMEMBERED_TEXT) {
+    lastText = text;
+    lastOperation = op;
+  }
+  return op;
+}
+
+function operationOf(text: string): string {
   let i = 0;
   const n = text.length;
   while (i < n) {
