@@ -93,6 +93,12 @@ export function sqlCommentWanted(): boolean {
   return c.sqlComment && (c.runComment || storage.getStore() !== undefined);
 }
 
+/** sqlCommentWanted for a query issued in `store` (undefined: outside any request), read by the caller already. */
+export function sqlCommentWantedIn(store: RequestContext | undefined): boolean {
+  const c = activeConfig();
+  return c.sqlComment && (c.runComment || store !== undefined);
+}
+
 /** The text to send for `text` in the current context, or `undefined` to send it unchanged (see the header). */
 export function sqlToSend(text: string, driver: SqlDriver): string | undefined {
   return sqlToSendIn(text, driver, storage.getStore());
@@ -318,11 +324,28 @@ const BY_LENGTH: string[][] = [];
 for (const k of OPERATIONS) (BY_LENGTH[k.length] ??= []).push(k);
 const LONGEST = Math.max(...OPERATIONS.map((k) => k.length));
 
+// The last statement read and its keyword: an app sends the same few texts over and over (most
+// often the very same string), so the scan below runs once per new text, not once per query.
+// Only a short text is held, so no large statement is kept alive until the next query.
+const REMEMBERED_TEXT = 1024;
+let lastText: string | undefined;
+let lastOperation = 'OTHER';
+
 /**
  * The statement's first keyword (SELECT, INSERT, …) or OTHER: a bounded metric dimension.
  * Leading blanks, comments (ours included) and parentheses are skipped.
  */
 export function sqlOperation(text: string): string {
+  if (text === lastText) return lastOperation;
+  const op = operationOf(text);
+  if (text.length <= REMEMBERED_TEXT) {
+    lastText = text;
+    lastOperation = op;
+  }
+  return op;
+}
+
+function operationOf(text: string): string {
   let i = 0;
   const n = text.length;
   while (i < n) {

@@ -25,7 +25,7 @@
  * which costs one `hasSubscribers` check when nobody listens.
  */
 import { storage, bindContext } from '../../src/context';
-import { sqlToSend, sqlCommentWanted } from '../../src/sql-comment';
+import { sqlToSendIn, sqlCommentWantedIn } from '../../src/sql-comment';
 import { channels } from '../../src/bus';
 import { wrap, unwrap } from '../../src/shim';
 import { log } from '../../src/log';
@@ -64,7 +64,8 @@ function plan(argc: number, config: unknown, values: unknown, callback: unknown)
   const store = storage.getStore();
   const publish = channels.dbQuery.hasSubscribers;
   // Whether sqlToSend may comment (a request's ID, else outside any request the run's comment).
-  const comment = sqlCommentWanted();
+  // The store read above serves every step below: they all run now, in the caller's context.
+  const comment = sqlCommentWantedIn(store);
   if ((!comment && !publish) || config == null) return undefined;
   fault('pg-query');
 
@@ -81,7 +82,7 @@ function plan(argc: number, config: unknown, values: unknown, callback: unknown)
   };
 
   if (typeof (config as Partial<Pg.Submittable>).submit === 'function') {
-    instrumentSubmittable(config as Pg.Submittable, comment, pending);
+    instrumentSubmittable(config as Pg.Submittable, comment, pending, store);
     // pg sets these as the Submittable's callback when it has none: run them in our context.
     if (typeof values === 'function') p.values = bindContext(values as Fn);
     else if (typeof callback === 'function') p.callback = bindContext(callback as Fn);
@@ -90,14 +91,16 @@ function plan(argc: number, config: unknown, values: unknown, callback: unknown)
 
   let derived: Record<string, unknown> | undefined;
   if (typeof config === 'string') {
-    const text = comment ? sqlToSend(config, 'pg') : undefined;
+    const text = comment ? sqlToSendIn(config, 'pg', store) : undefined;
     pending.sql = config;
     pending.text = text ?? config;
     if (text !== undefined) p.config = text;
   } else if (typeof config === 'object') {
     const original = (config as QueryObject).text;
     const text =
-      comment && typeof original === 'string' && !(config as QueryObject).name ? sqlToSend(original, 'pg') : undefined;
+      comment && typeof original === 'string' && !(config as QueryObject).name
+        ? sqlToSendIn(original, 'pg', store)
+        : undefined;
     pending.sql = typeof original === 'string' ? original : '';
     pending.text = text ?? pending.sql;
     if (text !== undefined) {
@@ -112,19 +115,19 @@ function plan(argc: number, config: unknown, values: unknown, callback: unknown)
   // The [caller's, wrapper] pair is kept only for a derived config (replayWrites puts the caller's back).
   if (callback) {
     if (typeof callback === 'function') {
-      const wrapped = wrapCallback(callback as Fn, pending);
+      const wrapped = wrapCallback(callback as Fn, pending, store);
       p.callback = wrapped;
       if (derived !== undefined) p.callbacks = [callback as Fn, wrapped];
     }
   } else if (typeof values === 'function') {
-    const wrapped = wrapCallback(values as Fn, pending);
+    const wrapped = wrapCallback(values as Fn, pending, store);
     p.values = wrapped;
     if (derived !== undefined) p.callbacks = [values as Fn, wrapped];
   } else if (typeof config === 'object' && (config as QueryObject).callback) {
     if (typeof (config as QueryObject).callback === 'function') {
       derived ??= Object.create(config) as Record<string, unknown>;
       Object.defineProperty(derived, 'callback', {
-        value: wrapCallback((config as QueryObject).callback as Fn, pending),
+        value: wrapCallback((config as QueryObject).callback as Fn, pending, store),
         writable: true,
         enumerable: true,
         configurable: true,

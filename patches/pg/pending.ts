@@ -66,12 +66,11 @@ export function end(p: Pending, err: unknown, at = now()): void {
 }
 
 /**
- * The callback, timed, and run in the caller's request context (the one current now, as
- * bindContext would keep it): one closure per query, where a bound callback inside a timing
- * wrapper made two, and a call more at the query's end.
+ * The callback, timed, and run in the caller's request context (`store`: the one current when the
+ * query was issued, as bindContext would keep it, read once by the caller): one closure per query,
+ * where a bound callback inside a timing wrapper made two, and a call more at the query's end.
  */
-export function wrapCallback(cb: Fn, p: Pending): Fn {
-  const store = storage.getStore();
+export function wrapCallback(cb: Fn, p: Pending, store: RequestContext | undefined): Fn {
   return function (this: unknown, err: unknown) {
     end(p, err);
     // callIn's two paths written out (see bindContext): no arguments object for the same-context call.

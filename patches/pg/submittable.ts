@@ -5,7 +5,8 @@
  * `handleReadyForQuery` are overridden on the instance until the query ends, then restored.
  * Named statements and non-writable texts keep their text (pg rejects a reused name with other text).
  */
-import { sqlToSend } from '../../src/sql-comment';
+import { sqlToSendIn } from '../../src/sql-comment';
+import type { RequestContext } from '../../src/context';
 import { now } from '../../src/clock';
 import type * as Pg from 'pg';
 import { end, type Fn, type Pending } from './pending';
@@ -32,8 +33,16 @@ function override(o: Record<string, unknown>, k: string, make: (orig: Fn, restor
   return true;
 }
 
-/** `comment`: whether src/sql-comment.ts sqlToSend may comment the text now (read in the caller's context). */
-export function instrumentSubmittable(q: SubmittableSeen, comment: boolean, p: Pending): void {
+/**
+ * `comment`: whether src/sql-comment.ts sqlToSend may comment the text now, and `store` the request
+ * context, both read by the caller in the context that issued the query.
+ */
+export function instrumentSubmittable(
+  q: SubmittableSeen,
+  comment: boolean,
+  p: Pending,
+  store: RequestContext | undefined,
+): void {
   // Where the text lives: pg.Query and pg-cursor hold it, pg-query-stream holds a cursor.
   const holder = typeof q.text === 'string' ? q : q.cursor && typeof q.cursor.text === 'string' ? q.cursor : undefined;
   if (holder) {
@@ -41,7 +50,9 @@ export function instrumentSubmittable(q: SubmittableSeen, comment: boolean, p: P
     p.text = p.sql = holder.text as string;
     const desc = Object.getOwnPropertyDescriptor(holder, 'text');
     const text =
-      comment && !q.name && !holder.name && desc && desc.writable ? sqlToSend(holder.text as string, 'pg') : undefined;
+      comment && !q.name && !holder.name && desc && desc.writable
+        ? sqlToSendIn(holder.text as string, 'pg', store)
+        : undefined;
     if (text !== undefined) {
       p.text = text;
       override(
