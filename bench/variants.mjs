@@ -59,6 +59,12 @@ export async function variants() {
     'hatch-agent/no-undici': { extra: true, preload: agent, env: { ...everything, HATCH_DISABLE: 'undici' } },
     // Every feature but the recent-requests store (no HATCH_TOKEN): StatsD is the one sink.
     'hatch-agent/no-store': { extra: true, preload: agent, env: { HATCH_STATSD: 'on' } },
+    // Every feature but the runtime metrics (their GC observer: Node builds an entry object per GC).
+    'hatch-agent/no-runtime': {
+      extra: true,
+      preload: agent,
+      env: { ...everything, HATCH_RUNTIME_METRICS_MS: '0' },
+    },
     // Every feature, and the flight recorder's ring (written when the process ends).
     'hatch-agent+recorder': {
       extra: true,
