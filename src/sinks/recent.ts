@@ -372,9 +372,14 @@ export class RecentRequests {
     if (id !== undefined) this.pendingFor(id, entry);
   }
 
-  /** The pending record of a request in flight, beside the map or in it. */
+  /**
+   * The pending record of a request in flight, beside the map or in it. A map holding only HELD has
+   * no request in it: the ID is not looked up there, which would hash its 36 characters for nothing
+   * (most requests, /hello's, collect nothing in flight; a /db request's first query starts its record).
+   */
   private pendingOf(id: string): Pending | undefined {
-    return id === this.oneId ? this.one : this.pending.get(id);
+    if (id === this.oneId) return this.one;
+    return this.pending.size === 1 ? undefined : this.pending.get(id);
   }
 
   /** Replaces the pending record of a request in flight. */
@@ -394,9 +399,7 @@ export class RecentRequests {
   }
 
   private file(e: HttpServerEvent, job: JobEvent | null): void {
-    // Most requests had nothing collected in flight (/hello): then the ID is not looked up in the
-    // map, which would hash its 36 characters for nothing.
-    const p = this.oneId === undefined && this.pending.size === 1 ? undefined : this.pendingOf(e.requestId);
+    const p = this.pendingOf(e.requestId);
     let timeline: TimelineEntry[] = NONE;
     let errors: string[] = NONE;
     let dropped = 0;
