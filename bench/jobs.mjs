@@ -282,6 +282,8 @@ const nodeVersion = (await import('node:child_process'))
   .spawnSync(NODE, ['--version'], { encoding: 'utf8' })
   .stdout.trim();
 const r3 = (x) => x.toFixed(3);
+/** hatch-agent's median of a per-variant figure over another variant's. */
+const agentOver = (byVariant, ref) => r3(median(byVariant['hatch-agent']) / median(byVariant[ref]));
 // The options that change what is measured, as given, so the command in the section reruns it.
 const flagsSaid = [
   opt('warm', null) === null ? '' : ` --warm ${WARM_SHARE}`,
@@ -301,7 +303,7 @@ const table = INSTRUCTIONS
           `| ${name} | ${median(xs).toFixed(0)} | ${xs.map((x) => x.toFixed(0)).join(', ')} | ${median(steadyInstr[name]).toFixed(0)} | ${steadyInstr[name].map((x) => x.toFixed(0)).join(', ')} | ${median(mainInstr[name]).toFixed(0)} | ${mainInstr[name].map((x) => x.toFixed(0)).join(', ')} |`,
       ),
       '',
-      `hatch-agent over none: **${r3(median(instr['hatch-agent']) / median(instr.none))}** (compiling left out ${r3(median(steadyInstr['hatch-agent']) / median(steadyInstr.none))}, main thread ${r3(median(mainInstr['hatch-agent']) / median(mainInstr.none))}); over als-floor: ${r3(median(instr['hatch-agent']) / median(instr['als-floor']))} (compiling left out ${r3(median(steadyInstr['hatch-agent']) / median(steadyInstr['als-floor']))}, main thread ${r3(median(mainInstr['hatch-agent']) / median(mainInstr['als-floor']))}).`,
+      `hatch-agent over none: **${agentOver(instr, 'none')}** (compiling left out ${agentOver(steadyInstr, 'none')}, main thread ${agentOver(mainInstr, 'none')}); over als-floor: ${agentOver(instr, 'als-floor')} (compiling left out ${agentOver(steadyInstr, 'als-floor')}, main thread ${agentOver(mainInstr, 'als-floor')}).`,
     ].join('\n')
   : [
       `Command: \`node bench/jobs.mjs --rounds ${ROUNDS} --jobs ${JOBS} --concurrency ${CONCURRENCY}${flagsSaid}\` ${setting}.`,
