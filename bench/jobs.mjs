@@ -131,7 +131,7 @@ async function add(queue, from, to) {
     }
     allocated += heapAtEnd - after;
   }
-  console.log(JSON.stringify({ ms, perSecond: (counted / ms) * 1000, cpuPerJob: (used.user + used.system) / counted, redisCpuPerJob: (redisUsed * 1e6) / counted, instructionsPerJob: instructions && instructions.instructions / counted, mainPerJob: instructions && (instructions.main - instructions.mainCompile) / counted, steadyPerJob: instructions && (instructions.instructions - instructions.compile) / counted, bytesPerJob: allocated === null ? null : allocated / counted }));
+  console.log(JSON.stringify({ ms, perSecond: (counted / ms) * 1000, cpuPerJob: (used.user + used.system) / counted, sysPerJob: used.system / counted, redisCpuPerJob: (redisUsed * 1e6) / counted, instructionsPerJob: instructions && instructions.instructions / counted, mainPerJob: instructions && (instructions.main - instructions.mainCompile) / counted, steadyPerJob: instructions && (instructions.instructions - instructions.compile) / counted, bytesPerJob: allocated === null ? null : allocated / counted }));
   await worker.close();
   await queue.obliterate({ force: true }).catch(() => {});
   await queue.close();
@@ -267,7 +267,7 @@ try {
     console.log(
       INSTRUCTIONS
         ? `round ${round + 1}: ${names.map((n) => `${n} ${got[n].instructionsPerJob.toFixed(0)} (without compiling ${got[n].steadyPerJob.toFixed(0)}, main thread ${got[n].mainPerJob.toFixed(0)})`).join(', ')} instructions/job; hatch-agent/none ${(got['hatch-agent'].instructionsPerJob / got.none.instructionsPerJob).toFixed(3)} (main ${(got['hatch-agent'].mainPerJob / got.none.mainPerJob).toFixed(3)})`
-        : `round ${round + 1}: ${names.map((n) => `${n} ${got[n].perSecond.toFixed(0)} jobs/s ${got[n].cpuPerJob.toFixed(0)} µs CPU/job (Redis ${got[n].redisCpuPerJob.toFixed(0)})${ALLOC ? ` ${got[n].bytesPerJob.toFixed(0)} B/job` : ''}`).join(', ')}; hatch-agent/none ${ratios.at(-1).toFixed(3)}, CPU ${cpuRatios.at(-1).toFixed(3)}`,
+        : `round ${round + 1}: ${names.map((n) => `${n} ${got[n].perSecond.toFixed(0)} jobs/s ${got[n].cpuPerJob.toFixed(0)} µs CPU/job (kernel ${got[n].sysPerJob.toFixed(0)}; Redis ${got[n].redisCpuPerJob.toFixed(0)})${ALLOC ? ` ${got[n].bytesPerJob.toFixed(0)} B/job` : ''}`).join(', ')}; hatch-agent/none ${ratios.at(-1).toFixed(3)}, CPU ${cpuRatios.at(-1).toFixed(3)}`,
     );
   }
 } finally {
