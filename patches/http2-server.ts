@@ -31,7 +31,7 @@
  */
 import type * as http2 from 'node:http2';
 import type * as http from 'node:http';
-import { storage, finalRoute, type RequestContext } from '../src/context';
+import { storage, finalRoute, endRequest, type RequestContext } from '../src/context';
 import { hasHeaderNamed, incomingRequestId } from '../src/propagation';
 import { activeConfig } from '../src/config';
 import { channels, type HttpServerEvent } from '../src/bus';
@@ -56,18 +56,20 @@ type Headers = Record<string | symbol, unknown>;
 type Stream = http2.ServerHttp2Stream & { [CTX]?: Ctx };
 
 function onStreamClose(this: Stream): void {
+  const ctx = this[CTX];
+  let route: string | undefined;
   try {
-    const ctx = this[CTX];
     if (ctx === undefined) return;
     const sent = (this.sentHeaders as Headers | undefined)?.[':status'];
     const statusCode = Number(sent) || 0;
     const error = endError(ctx, statusCode);
     if (!channels.httpServer.hasSubscribers) return;
     fault('http2-server-close');
+    route = finalRoute(ctx);
     const event: HttpServerEvent = {
       requestId: ctx.id,
       method: ctx.method,
-      route: finalRoute(ctx),
+      route,
       path: pathOf(ctx.path),
       statusCode,
       // Reset before its end (Node's own `aborted`), or closed without any answer.
@@ -79,6 +81,10 @@ function onStreamClose(this: Stream): void {
     channels.httpServer.publish(event);
   } catch (err) {
     log.warnOnce('http2-close', `http2 server: recording a request failed: ${(err as Error).message}`);
+  } finally {
+    // The session outlives the stream, and work the stream started keeps its context: not the
+    // framework's request objects with it.
+    if (ctx !== undefined) endRequest(ctx, route);
   }
 }
 

@@ -79,6 +79,23 @@ export function finalRoute(ctx: RequestContext): string {
   return 'unmatched';
 }
 
+/**
+ * At a request's end (its response's or stream's 'close'): the route is fixed as it ends (`route`
+ * when the caller has it already), and the request's objects are let go. A context outlives its
+ * request: a timer started in it, and on Node 24 and 26 the keep-alive timeout Node starts for the
+ * connection in it, hold the context until the connection's next request, and Koa's context or
+ * hapi's request (routeSource), or node:http's own request, would keep the whole finished request
+ * (its headers, its body, the response) alive with it on every idle keep-alive connection. Work the
+ * request started that runs on (a query after the response) still sees the route.
+ */
+export function endRequest(ctx: RequestContext, route?: string): void {
+  if (ctx.route === undefined && (route !== undefined || ctx.routeSource !== undefined || ctx.req !== undefined))
+    ctx.route = route ?? finalRoute(ctx);
+  ctx.routeSource = undefined;
+  ctx.routeResolver = undefined;
+  ctx.req = undefined;
+}
+
 const KEY = Symbol.for('hatch-agent.storage');
 type Holder = { [KEY]?: AsyncLocalStorage<RequestContext> };
 const holder = globalThis as Holder;

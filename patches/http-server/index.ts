@@ -44,7 +44,7 @@
 import type * as http from 'node:http';
 import * as dc from 'node:diagnostics_channel';
 import { executionAsyncResource } from 'node:async_hooks';
-import { storage, finalRoute, type RequestContext } from '../../src/context';
+import { storage, finalRoute, endRequest, type RequestContext } from '../../src/context';
 import { incomingRequestId } from '../../src/propagation';
 import { activeConfig } from '../../src/config';
 import { channels, type HttpServerEvent } from '../../src/bus';
@@ -83,16 +83,18 @@ export function pathOf(url: string | undefined): string {
 
 function onClose(this: Res): void {
   const ctx = this[CTX];
+  let route: string | undefined;
   try {
     if (!ctx) return;
     const status = this.statusCode;
     const error = endError(ctx, status);
     if (!channels.httpServer.hasSubscribers) return;
     fault('http-server-close');
+    route = finalRoute(ctx);
     const event: HttpServerEvent = {
       requestId: ctx.id,
       method: ctx.method,
-      route: finalRoute(ctx),
+      route,
       path: pathOf(ctx.url),
       statusCode: status,
       aborted: !this.writableFinished,
@@ -105,7 +107,7 @@ function onClose(this: Res): void {
     log.warnOnce('http-close', `http server: recording a request failed: ${(err as Error).message}`);
   } finally {
     // A timer or socket the request left behind keeps its context: not the request with it.
-    if (ctx) ctx.req = undefined;
+    if (ctx) endRequest(ctx, route);
   }
 }
 
