@@ -8,8 +8,16 @@
 // which V8 enlarges once enough bytes have survived scavenges since it last grew it. An app
 // without an agent gets there too, later: this shows whether an RSS difference lasts or is only
 // reached sooner.
+// --semi-space MB: V8's young generation fixed at that size (each of its two semi-spaces) in every
+// variant, from the start: the steady state of a server under load, which V8 reaches by growing the
+// young generation up to its maximum once enough bytes have survived scavenges since its last
+// growth. Any survival gets there in the end; an agent's (a request context per keep-alive
+// connection, the requests store's recent IDs) gets there within seconds, an app without one after
+// many minutes, so without this option a window of a minute or two mostly measures how soon. Give
+// the line's own maximum (64 on Node 24, 32 on Node 20; see RESULTS.md) to measure what the agent
+// itself keeps.
 //   node bench/rss.mjs [--seconds 60] [--rounds 2] [--routes /hello,/db] [--only none,hatch-agent]
-//                      [--connections 50] [--node /path/to/node] [--no-write]
+//                      [--connections 50] [--node /path/to/node] [--semi-space MB] [--section NAME] [--no-write]
 // Not part of `npm test`.
 import {
   variants,
@@ -35,6 +43,9 @@ const ROUNDS = Number(opt('rounds', 2));
 const ROUTES = opt('routes', '/hello,/db').split(',');
 const CONNECTIONS = Number(opt('connections', 50));
 const NODE = opt('node', process.execPath);
+const SEMI = opt('semi-space', null);
+const NODE_FLAGS =
+  SEMI === null ? [] : [`--min-semi-space-size=${Number(SEMI)}`, `--max-semi-space-size=${Number(SEMI)}`];
 const nodeVersion = spawnSync(NODE, ['--version'], { encoding: 'utf8' }).stdout.trim();
 const ALL = await variants();
 const VARIANTS = opt('only', 'none,hatch-agent').split(',');
@@ -52,7 +63,7 @@ const env = { DATABASE_URL: pg.url, HATCH_STATSD_PORT: String(sink.address().por
 
 /** One process, one route: RSS (MB) at each point of AT and the peak, and the requests served. */
 async function measure(variant, route) {
-  const { child, port } = await startApp(NODE, variant, ALL[variant], env);
+  const { child, port } = await startApp(NODE, variant, ALL[variant], env, undefined, NODE_FLAGS);
   const at = [];
   let peak = 0;
   const t0 = Date.now();
@@ -110,10 +121,11 @@ const failed = Object.values(results)
 const section = `## RSS under a longer load: does the difference last?
 
 - date: ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC; ${os.cpus().length} × ${os.cpus()[0].model}, shared VM; the apps on Node ${nodeVersion}
-- command: \`node bench/rss.mjs --seconds ${SECONDS} --rounds ${ROUNDS} --routes ${ROUTES.join(',')} --only ${VARIANTS.join(',')}${NODE === process.execPath ? '' : ` --node ${NODE}`}\`
+- command: \`node bench/rss.mjs --seconds ${SECONDS} --rounds ${ROUNDS} --routes ${ROUTES.join(',')} --only ${VARIANTS.join(',')}${NODE === process.execPath ? '' : ' --node <node>'}${SEMI === null ? '' : ` --semi-space ${SEMI}`}\`
 - per route, variant and round one fresh app process (bench/app.js), loaded by autocannon (${CONNECTIONS} connections) for
   ${SECONDS} s, its RSS (VmRSS) read every second; variants interleaved (A B, then B A). hatch-agent with every feature on,
   as in the overhead benchmark (StatsD: ${received} values received). ${failed} failed responses.
+- young generation: ${SEMI === null ? "V8's own sizing (it grows as bytes survive scavenges)" : `fixed at ${SEMI} MB per semi-space in every variant (node ${NODE_FLAGS.join(' ')}): the size a loaded server's grows to in the end`}
 - cell: median over ${ROUNDS} rounds of the RSS in MB at that many seconds into the load (in brackets: against no agent at the
   same time); last column: the peak over the whole run.
 
@@ -123,4 +135,9 @@ ${rows.join('\n')}
 `;
 console.log(section);
 if (!argv.includes('--no-write'))
-  writeSection(NODE === process.execPath ? 'rss' : `rss-node${nodeVersion.slice(1).split('.')[0]}`, section);
+  writeSection(
+    opt('section', null) ??
+      (NODE === process.execPath ? 'rss' : `rss-node${nodeVersion.slice(1).split('.')[0]}`) +
+        (SEMI === null ? '' : '-young-fixed'),
+    section,
+  );

@@ -124,10 +124,12 @@ export const preloadFile = (preload) =>
 /**
  * bench/app.js under `node` with a variant's preload and settings; resolves once it listens.
  * `cpu`: run it on that CPU alone (taskset execs node, so the child's pid is the app's).
+ * `nodeFlags`: node's (and V8's) flags for the app, before the preload.
  */
-export async function startApp(node, name, variant, env, cpu) {
+export async function startApp(node, name, variant, env, cpu, nodeFlags = []) {
   const preload = preloadFile(variant.preload);
-  const args = preload ? ['-r', preload, path.join(benchDir, 'app.js')] : [path.join(benchDir, 'app.js')];
+  const app = path.join(benchDir, 'app.js');
+  const args = [...nodeFlags, ...(preload ? ['-r', preload, app] : [app])];
   const [file, argv] = cpu === undefined ? [node, args] : ['taskset', ['-c', String(cpu), node, ...args]];
   const child = spawn(file, argv, {
     cwd: benchDir,
