@@ -89,8 +89,13 @@ export function finalRoute(ctx: RequestContext): string {
  * request started that runs on (a query after the response) still sees the route.
  */
 export function endRequest(ctx: RequestContext, route?: string): void {
-  if (ctx.route === undefined && (route !== undefined || ctx.routeSource !== undefined || ctx.req !== undefined))
-    ctx.route = route ?? finalRoute(ctx);
+  // Worked out here only when something could still name it: with no framework source and no route
+  // reader, finalRoute answers `unmatched` after the release as before it (plain node:http, no sink).
+  if (ctx.route === undefined) {
+    if (route !== undefined) ctx.route = route;
+    else if (ctx.routeSource !== undefined || (ctx.req !== undefined && routeReaders.length > 0))
+      ctx.route = finalRoute(ctx);
+  }
   ctx.routeSource = undefined;
   ctx.routeResolver = undefined;
   ctx.req = undefined;
