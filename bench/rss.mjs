@@ -14,7 +14,8 @@
 // growth. Any survival gets there in the end; an agent's (a request context per keep-alive
 // connection, the requests store's recent IDs) gets there within seconds, an app without one after
 // many minutes, so without this option a window of a minute or two mostly measures how soon. Give
-// the line's own maximum (64 on Node 24, 32 on Node 20; see RESULTS.md) to measure what the agent
+// the line's own maximum (64 on Node 24, 32 on Node 20: what a loop keeping many objects alive grows
+// v8.getHeapSpaceStatistics()'s new_space to) to measure what the agent
 // itself keeps.
 //   node bench/rss.mjs [--seconds 60] [--rounds 2] [--routes /hello,/db] [--only none,hatch-agent]
 //                      [--connections 50] [--node /path/to/node] [--semi-space MB] [--section NAME] [--no-write]
