@@ -20,7 +20,12 @@
 // instructions per counted job (every thread; and the main thread with V8's compiling left out,
 // the steady state's cost: under callgrind the compiler threads are still busy for thousands of
 // jobs, and what they do in the window moves with when TurboFan picks each function up); and every
-// thread with all compiling left out, the steady state's cost with its garbage collection.
+// thread with all compiling left out, the steady state's cost with its garbage collection; and the
+// main thread with its compiling and its GC left out (callgrind.mjs's GC), the code's own work: a
+// window of 1,600 jobs holds a major GC or not by chance (on Node 26 its concurrent marking is some
+// 30 k instructions a job over such a window, in whichever variant it falls), so the figures with
+// GC in swing by more than the agent costs, and this one does not. It leaves out the GC the agent's
+// allocations cause (see --alloc for those).
 // --alloc: beside jobs/s, the bytes the worker's JS heap allocated per counted job (v8.GCProfiler's
 // heap size before each GC in the window, less its size after the one before, plus the growth since
 // the last), with the young generation fixed at 16 MB so every variant collects on the same terms.
@@ -131,7 +136,7 @@ async function add(queue, from, to) {
     }
     allocated += heapAtEnd - after;
   }
-  console.log(JSON.stringify({ ms, perSecond: (counted / ms) * 1000, cpuPerJob: (used.user + used.system) / counted, sysPerJob: used.system / counted, redisCpuPerJob: (redisUsed * 1e6) / counted, instructionsPerJob: instructions && instructions.instructions / counted, mainPerJob: instructions && (instructions.main - instructions.mainCompile) / counted, steadyPerJob: instructions && (instructions.instructions - instructions.compile) / counted, bytesPerJob: allocated === null ? null : allocated / counted }));
+  console.log(JSON.stringify({ ms, perSecond: (counted / ms) * 1000, cpuPerJob: (used.user + used.system) / counted, sysPerJob: used.system / counted, redisCpuPerJob: (redisUsed * 1e6) / counted, instructionsPerJob: instructions && instructions.instructions / counted, mainPerJob: instructions && (instructions.main - instructions.mainCompile) / counted, ownPerJob: instructions && (instructions.main - instructions.mainCompile - instructions.mainGc) / counted, steadyPerJob: instructions && (instructions.instructions - instructions.compile) / counted, bytesPerJob: allocated === null ? null : allocated / counted }));
   await worker.close();
   await queue.obliterate({ force: true }).catch(() => {});
   await queue.close();
@@ -235,10 +240,14 @@ const cpuRatios = [];
 const instr = Object.fromEntries(chosen.map((n) => [n, []]));
 const mainInstr = Object.fromEntries(chosen.map((n) => [n, []]));
 const steadyInstr = Object.fromEntries(chosen.map((n) => [n, []]));
+// The main thread with its compiling and its garbage collection left out: the code's own work.
+const ownInstr = Object.fromEntries(chosen.map((n) => [n, []]));
 const redisCpu = Object.fromEntries(chosen.map((n) => [n, []]));
 const bytes = Object.fromEntries(chosen.map((n) => [n, []]));
 // Each variant over none, round by round: jobs/s, CPU per job, instructions per job.
-const over = Object.fromEntries(chosen.map((n) => [n, { perSecond: [], cpu: [], instructions: [], main: [] }]));
+const over = Object.fromEntries(
+  chosen.map((n) => [n, { perSecond: [], cpu: [], instructions: [], main: [], own: [] }]),
+);
 try {
   for (let round = 0; round < ROUNDS; round++) {
     const names = Object.keys(VARIANTS);
@@ -251,6 +260,7 @@ try {
       instr[name].push(got[name].instructionsPerJob);
       mainInstr[name].push(got[name].mainPerJob);
       steadyInstr[name].push(got[name].steadyPerJob);
+      ownInstr[name].push(got[name].ownPerJob);
       redisCpu[name].push(got[name].redisCpuPerJob);
       bytes[name].push(got[name].bytesPerJob);
       const o = over[name];
@@ -259,6 +269,7 @@ try {
       if (INSTRUCTIONS) {
         o.instructions.push(got[name].instructionsPerJob / got.none.instructionsPerJob);
         o.main.push(got[name].mainPerJob / got.none.mainPerJob);
+        o.own.push(got[name].ownPerJob / got.none.ownPerJob);
       }
     }
     ratios.push(got['hatch-agent'].perSecond / got.none.perSecond);
@@ -266,7 +277,7 @@ try {
     cpuRatios.push(got['hatch-agent'].cpuPerJob / got.none.cpuPerJob);
     console.log(
       INSTRUCTIONS
-        ? `round ${round + 1}: ${names.map((n) => `${n} ${got[n].instructionsPerJob.toFixed(0)} (without compiling ${got[n].steadyPerJob.toFixed(0)}, main thread ${got[n].mainPerJob.toFixed(0)})`).join(', ')} instructions/job; hatch-agent/none ${(got['hatch-agent'].instructionsPerJob / got.none.instructionsPerJob).toFixed(3)} (main ${(got['hatch-agent'].mainPerJob / got.none.mainPerJob).toFixed(3)})`
+        ? `round ${round + 1}: ${names.map((n) => `${n} ${got[n].instructionsPerJob.toFixed(0)} (without compiling ${got[n].steadyPerJob.toFixed(0)}, main thread ${got[n].mainPerJob.toFixed(0)}, its own work ${got[n].ownPerJob.toFixed(0)})`).join(', ')} instructions/job; hatch-agent/none ${(got['hatch-agent'].instructionsPerJob / got.none.instructionsPerJob).toFixed(3)} (main ${(got['hatch-agent'].mainPerJob / got.none.mainPerJob).toFixed(3)})`
         : `round ${round + 1}: ${names.map((n) => `${n} ${got[n].perSecond.toFixed(0)} jobs/s ${got[n].cpuPerJob.toFixed(0)} µs CPU/job (kernel ${got[n].sysPerJob.toFixed(0)}; Redis ${got[n].redisCpuPerJob.toFixed(0)})${ALLOC ? ` ${got[n].bytesPerJob.toFixed(0)} B/job` : ''}`).join(', ')}; hatch-agent/none ${ratios.at(-1).toFixed(3)}, CPU ${cpuRatios.at(-1).toFixed(3)}`,
     );
   }
@@ -296,14 +307,14 @@ const table = INSTRUCTIONS
   ? [
       `Command: \`node bench/jobs.mjs --instructions --rounds ${ROUNDS} --jobs ${JOBS} --concurrency ${CONCURRENCY}${flagsSaid}\` ${setting}: the worker process's instructions (valgrind callgrind, every thread, V8's JIT on) per counted job.`,
       '',
-      '| variant | instructions/job (median) | per round | every thread, compiling left out (median) | per round | main thread, compiling left out (median) | per round |',
-      '|---|---|---|---|---|---|---|',
+      '| variant | instructions/job (median) | per round | every thread, compiling left out (median) | per round | main thread, compiling left out (median) | per round | main thread, compiling and GC left out (median) | per round |',
+      '|---|---|---|---|---|---|---|---|---|',
       ...Object.entries(instr).map(
         ([name, xs]) =>
-          `| ${name} | ${median(xs).toFixed(0)} | ${xs.map((x) => x.toFixed(0)).join(', ')} | ${median(steadyInstr[name]).toFixed(0)} | ${steadyInstr[name].map((x) => x.toFixed(0)).join(', ')} | ${median(mainInstr[name]).toFixed(0)} | ${mainInstr[name].map((x) => x.toFixed(0)).join(', ')} |`,
+          `| ${name} | ${median(xs).toFixed(0)} | ${xs.map((x) => x.toFixed(0)).join(', ')} | ${median(steadyInstr[name]).toFixed(0)} | ${steadyInstr[name].map((x) => x.toFixed(0)).join(', ')} | ${median(mainInstr[name]).toFixed(0)} | ${mainInstr[name].map((x) => x.toFixed(0)).join(', ')} | ${median(ownInstr[name]).toFixed(0)} | ${ownInstr[name].map((x) => x.toFixed(0)).join(', ')} |`,
       ),
       '',
-      `hatch-agent over none: **${agentOver(instr, 'none')}** (compiling left out ${agentOver(steadyInstr, 'none')}, main thread ${agentOver(mainInstr, 'none')}); over als-floor: ${agentOver(instr, 'als-floor')} (compiling left out ${agentOver(steadyInstr, 'als-floor')}, main thread ${agentOver(mainInstr, 'als-floor')}).`,
+      `hatch-agent over none: **${agentOver(instr, 'none')}** (compiling left out ${agentOver(steadyInstr, 'none')}, main thread ${agentOver(mainInstr, 'none')}, its own work ${agentOver(ownInstr, 'none')}); over als-floor: ${agentOver(instr, 'als-floor')} (compiling left out ${agentOver(steadyInstr, 'als-floor')}, main thread ${agentOver(mainInstr, 'als-floor')}, its own work ${agentOver(ownInstr, 'als-floor')}).`,
     ].join('\n')
   : [
       `Command: \`node bench/jobs.mjs --rounds ${ROUNDS} --jobs ${JOBS} --concurrency ${CONCURRENCY}${flagsSaid}\` ${setting}.`,
@@ -322,7 +333,7 @@ const overNone = chosen
   .filter((n) => n !== 'none')
   .map((n) =>
     INSTRUCTIONS
-      ? `- ${n} over none, median of the rounds' ratios (range): instructions ${spread(over[n].instructions)}, main thread ${spread(over[n].main)}`
+      ? `- ${n} over none, median of the rounds' ratios (range): instructions ${spread(over[n].instructions)}, main thread ${spread(over[n].main)}, its own work ${spread(over[n].own)}`
       : `- ${n} over none, median of the rounds' ratios (range): jobs/s ${spread(over[n].perSecond)}, worker CPU per job ${spread(over[n].cpu)}`,
   );
 console.log(`\n${table}\n\n${overNone.join('\n')}`);
