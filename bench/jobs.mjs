@@ -158,6 +158,20 @@ Worker.prototype.callProcessJob = function () { return als.run({ id: '' }, Refle
 `,
 );
 
+// The floor with the option the agent adds to each job (patches/bullmq: FIELD, a run's ID when no
+// request is in flight): what carrying the ID costs BullMQ itself, which stores, reads and parses it.
+const floorCarry = path.join(root, 'node_modules', '.bench-jobs-floor-carry.js');
+fs.writeFileSync(
+  floorCarry,
+  `
+require(${JSON.stringify(floor)});
+const { Queue } = require('bullmq');
+const id = require('node:crypto').randomUUID();
+const addBulk = Queue.prototype.addBulk;
+Queue.prototype.addBulk = function (jobs) { return addBulk.call(this, jobs.map((j) => ({ ...j, opts: { ...j.opts, hatchRequestId: id } }))); };
+`,
+);
+
 const udp = dgram.createSocket('udp4');
 await new Promise((r) => udp.bind(0, '127.0.0.1', r));
 udp.on('message', () => {}); // the agent's StatsD lines are received and dropped
@@ -171,6 +185,8 @@ const everything = {
 const ALL_VARIANTS = {
   none: { preload: null, env: {} },
   'als-floor': { preload: floor, env: {} },
+  // Not run unless named with --variants: the floor, and each job carrying the agent's option.
+  'als-floor/carry': { preload: floorCarry, env: {} },
   'hatch-agent': { preload: agent, env: everything },
   // Not run unless named with --variants: what each part of hatch-agent costs.
   // Job contexts and the bus's events with no sink listening (no StatsD, no requests store).
@@ -286,6 +302,7 @@ try {
   udp.close();
   fs.rmSync(script, { force: true });
   fs.rmSync(floor, { force: true });
+  fs.rmSync(floorCarry, { force: true });
 }
 
 const bullmqVersion = JSON.parse(fs.readFileSync(path.join(root, 'node_modules/bullmq/package.json'), 'utf8')).version;
