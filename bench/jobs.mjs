@@ -191,6 +191,10 @@ const ALL_VARIANTS = {
   // Not run unless named with --variants: what each part of hatch-agent costs.
   // Job contexts and the bus's events with no sink listening (no StatsD, no requests store).
   'hatch-agent/core': { preload: agent, env: { HATCH_STATSD: 'off' } },
+  // The core without the BullMQ and Redis patches: the agent loaded, no job context, nothing timed.
+  'hatch-agent/no-bullmq': { preload: agent, env: { HATCH_STATSD: 'off', HATCH_DISABLE: 'bullmq,redis' } },
+  // The core without the Redis clients' patches: job contexts, no command wrapper.
+  'hatch-agent/core-no-redis': { preload: agent, env: { HATCH_STATSD: 'off', HATCH_DISABLE: 'redis' } },
   'hatch-agent/statsd': { preload: agent, env: { HATCH_STATSD: 'on', HATCH_STATSD_PORT: String(statsdPort) } },
   'hatch-agent/store': { preload: agent, env: { HATCH_STATSD: 'off', HATCH_TOKEN: everything.HATCH_TOKEN } },
   // Every feature but the Redis clients' patches (BullMQ's own connections are not timed anyway).
