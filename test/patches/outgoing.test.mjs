@@ -6,11 +6,11 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { appDir, startApp, runScript, get, UUID } from '../support/app.mjs';
 import { udpListener, statsdValues } from '../support/udp.mjs';
 import { waitForLog } from '../support/pglog.mjs';
+import { freeTcpPort } from '../support/postgres.mjs';
 import { throwAwayCertificate } from '../support/tls.mjs';
 
 /** How many values StatsD lines carry: a line holds every value of its series in one flush (`name:v1|ms:v2|ms`). */
@@ -261,12 +261,8 @@ silent.listen(0, '127.0.0.1', () => within(async () => {
 `;
 
 test('failures (refused, unknown host, timeout, abort): the app sees exactly its own error; the agent times each as error', async () => {
-  // A TCP port where nothing listens now: one the kernel just gave a listener, closed again.
-  const probe = net.createServer();
-  await new Promise((ok) => probe.listen(0, '127.0.0.1', ok));
-  const closed = probe.address().port;
-  await new Promise((ok) => probe.close(ok));
-  const env = { CLOSED_PORT: String(closed) };
+  // A TCP port where nothing listens now (a UDP port's number could be a TCP listener's).
+  const env = { CLOSED_PORT: String(await freeTcpPort()) };
   const plain = await runScript(FAILURES, { agent: false, env });
   assert.equal(plain.code, 0, plain.stderr);
   // A listener of its own, so nothing but this script's calls can be counted here.
