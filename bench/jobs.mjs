@@ -39,6 +39,7 @@
 // as the section named by --section (one per Node line: `jobs-instructions-node26`).
 // Needs `npm run build` and the root devDependencies (bullmq) installed.
 import { spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
 import * as dgram from 'node:dgram';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -158,8 +159,10 @@ Worker.prototype.callProcessJob = function () { return als.run({ id: '' }, Refle
 `,
 );
 
-// The floor with the option the agent adds to each job (patches/bullmq: FIELD, a run's ID when no
-// request is in flight): what carrying the ID costs BullMQ itself, which stores, reads and parses it.
+// The floor with the option the agent adds to each job (patches/bullmq's FIELD, read from the build;
+// a run's ID when no request is in flight): what carrying the ID costs BullMQ itself, which stores,
+// reads and parses it.
+const { FIELD } = createRequire(import.meta.url)(path.join(root, 'dist/patches/bullmq/probe.js'));
 const floorCarry = path.join(root, 'node_modules', '.bench-jobs-floor-carry.js');
 fs.writeFileSync(
   floorCarry,
@@ -168,7 +171,7 @@ require(${JSON.stringify(floor)});
 const { Queue } = require('bullmq');
 const id = require('node:crypto').randomUUID();
 const addBulk = Queue.prototype.addBulk;
-Queue.prototype.addBulk = function (jobs) { return addBulk.call(this, jobs.map((j) => ({ ...j, opts: { ...j.opts, hatchRequestId: id } }))); };
+Queue.prototype.addBulk = function (jobs) { return addBulk.call(this, jobs.map((j) => ({ ...j, opts: { ...j.opts, [${JSON.stringify(FIELD)}]: id } }))); };
 `,
 );
 
