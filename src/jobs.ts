@@ -8,8 +8,10 @@
  *
  * - The function's return value is handed back as it is: a value, or the same promise. A promise is
  *   observed with `then(onOk, onFail)`, which marks it handled; every library that calls through
- *   here handles that promise itself (BullMQ awaits the processor, node-cron and cron 4 catch the
- *   tick's), so no unhandled rejection is hidden. A synchronous throw is recorded and rethrown.
+ *   here handles that promise itself (node-cron and cron 4 catch the tick's), so no unhandled
+ *   rejection is hidden. A synchronous throw is recorded and rethrown. The BullMQ patch does not
+ *   observe the processor's promise: it enters the context with `jobContext` and records the end
+ *   with `finish` when BullMQ itself moves the job on.
  * - Queue and job names are the app's strings: each is cut to MAX_NAME characters, and once
  *   MAX_NAMES distinct names were seen, a new one is `other` (as routes are bounded by the series
  *   cap), so metrics and records stay bounded.
@@ -60,7 +62,12 @@ export function boundedName(kind: string, raw: unknown): string {
   return cut;
 }
 
-function finish(ctx: JobContext, failed: boolean, err: unknown): void {
+/**
+ * Records the end of `ctx`'s run: one `hatch:job` event, when anything listens. For a caller that
+ * learns the end itself (the BullMQ patch, from BullMQ's own moveToCompleted and moveToFailed).
+ * Never throws.
+ */
+export function finish(ctx: JobContext, failed: boolean, err: unknown): void {
   try {
     if (!channels.job.hasSubscribers) return;
     const j = ctx.job;
@@ -94,7 +101,7 @@ export function jobContext(id: string, job: JobInfo): JobContext {
  * Records the end of `ctx`'s run from what its function returned: at once for a value, when it
  * settles for a promise (observed, see the header). Never throws; the result is the caller's to return.
  */
-export function settle(ctx: JobContext, result: unknown): void {
+function settle(ctx: JobContext, result: unknown): void {
   try {
     if (result !== null && (typeof result === 'object' || typeof result === 'function') && isThenable(result)) {
       const done = () => finish(ctx, false, undefined);

@@ -11,10 +11,16 @@
  *   through unchanged.
  * - `Worker.prototype.callProcessJob(job, token, signal)`, which BullMQ's processJob awaits: the
  *   processor is called inside a job context. Its ID is the carried one when it passes the
- *   allowlist, else `<queue>:<job id>` when that does, else a new one. The context's end is the
- *   processor's promise settling (outcome completed or failed, the error described with its stack);
- *   BullMQ's own bookkeeping after it (moveToCompleted, moveToFailed, the events) runs as before,
- *   outside the context. The promise the processor returned is what BullMQ gets.
+ *   allowlist, else `<queue>:<job id>` when that does, else a new one. The promise (or value) the
+ *   processor returned is what BullMQ gets, not observed by us: the attempt's end is BullMQ's own
+ *   `Job.prototype.moveToCompleted(value)` or `moveToFailed(err)`, which its processJob calls once
+ *   the processor settled (outcome completed or failed, the error described with its stack). A
+ *   WeakMap from the job to its context joins the two, so no `then` of ours runs on each job (that
+ *   was ~5 k instructions a job on Node 26). Those calls, and BullMQ's events after them, run
+ *   outside the job's context as before. A processor that throws synchronously is recorded at once.
+ *   The outcomes are then BullMQ's: an attempt BullMQ neither completes nor fails (the processor
+ *   threw DelayedError, WaitingChildrenError or the rate-limit error, or the worker's connection
+ *   was closing) is not recorded, as BullMQ emits neither 'completed' nor 'failed' for it.
  * - A `hatch-ping` job marked by the queue-ping hatch (PING_FIELD) is answered by the wrapper
  *   itself, never handed to the app's processor (./probe.ts).
  * - Each Queue is announced for the health and queue-ping hatches at its construction (Queue's
@@ -27,7 +33,8 @@ import type * as Bullmq from 'bullmq';
 import { storage } from '../../src/context';
 import { currentRun } from '../../src/run';
 import { isValidRequestId, newRequestId } from '../../src/request-id';
-import { boundedName, jobContext, settle, threw, type JobInfo } from '../../src/jobs';
+import { boundedName, finish, jobContext, threw, type JobContext, type JobInfo } from '../../src/jobs';
+import { channels } from '../../src/bus';
 import { wrap, unwrap } from '../../src/shim';
 import { log } from '../../src/log';
 import type { PatchDefinition } from '../../src/registry';
@@ -98,6 +105,21 @@ function infoOf(queue: string, job: JobSeen): JobInfo {
 
 type Proto = Record<string, unknown>;
 
+/** Jobs whose processor returned, to the context it ran in, until BullMQ moves them on. */
+const running = new WeakMap<object, JobContext>();
+
+/** Records the attempt of `job` that BullMQ is moving to completed or failed, once. Never throws. */
+function ended(job: unknown, failed: boolean, err: unknown): void {
+  try {
+    const ctx = running.get(job as object);
+    if (ctx === undefined) return;
+    running.delete(job as object);
+    finish(ctx, failed, err);
+  } catch (e) {
+    log.warnOnce('bullmq-end', `bullmq: could not record a job's end (${(e as Error).message})`);
+  }
+}
+
 export const bullmq: PatchDefinition<typeof Bullmq> = {
   module: 'bullmq',
   feature: 'bullmq',
@@ -105,10 +127,13 @@ export const bullmq: PatchDefinition<typeof Bullmq> = {
   patch(exports) {
     const queue = exports?.Queue?.prototype as unknown as Proto | undefined;
     const worker = exports?.Worker?.prototype as unknown as Proto | undefined;
+    const jobProto = exports?.Job?.prototype as unknown as Proto | undefined;
     if (!queue || typeof queue.add !== 'function' || typeof queue.addBulk !== 'function')
       throw new Error('Queue.prototype.add not found');
     if (!worker || typeof worker.callProcessJob !== 'function')
       throw new Error('Worker.prototype.callProcessJob not found');
+    if (!jobProto || typeof jobProto.moveToCompleted !== 'function' || typeof jobProto.moveToFailed !== 'function')
+      throw new Error('Job.prototype.moveToCompleted not found');
     type Fn = (...a: unknown[]) => unknown;
     wrap<Fn>(
       queue,
@@ -164,6 +189,24 @@ export const bullmq: PatchDefinition<typeof Bullmq> = {
         },
     );
     wrap<Fn>(
+      jobProto,
+      'moveToCompleted',
+      (original) =>
+        function moveToCompleted(this: unknown) {
+          ended(this, false, undefined);
+          return Reflect.apply(original, this, arguments);
+        },
+    );
+    wrap<Fn>(
+      jobProto,
+      'moveToFailed',
+      (original) =>
+        function moveToFailed(this: unknown, err: unknown) {
+          ended(this, true, err);
+          return Reflect.apply(original, this, arguments);
+        },
+    );
+    wrap<Fn>(
       worker,
       'callProcessJob',
       (original) =>
@@ -189,7 +232,7 @@ export const bullmq: PatchDefinition<typeof Bullmq> = {
             threw(ctx, err);
             throw err;
           }
-          settle(ctx, result);
+          if (channels.job.hasSubscribers && typeof job === 'object' && job !== null) running.set(job, ctx);
           return result;
         },
     );
@@ -199,5 +242,7 @@ export const bullmq: PatchDefinition<typeof Bullmq> = {
     const worker = exports?.Worker?.prototype as object | undefined;
     if (queue) for (const name of ['add', 'addBulk', 'waitUntilReady']) unwrap(queue, name);
     if (worker) unwrap(worker, 'callProcessJob');
+    const jobProto = exports?.Job?.prototype as object | undefined;
+    if (jobProto) for (const name of ['moveToCompleted', 'moveToFailed']) unwrap(jobProto, name);
   },
 };

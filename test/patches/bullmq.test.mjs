@@ -262,6 +262,79 @@ test("a failing job with retries: each attempt recorded with its error's stack, 
   );
 });
 
+// The same script with and without the agent: one job of each way a processor can end, run one at a
+// time. `delayed` moves itself to the delayed set and throws DelayedError on its first run (BullMQ
+// neither completes nor fails that run), then completes.
+const OUTCOMES = `
+const { Queue, Worker, DelayedError } = require('bullmq');
+const connection = { host: '127.0.0.1', port: Number(process.env.REDIS_PORT) };
+const queue = new Queue(process.env.QUEUE, { connection });
+const events = [];
+const ran = new Set();
+const processor = (job, token) => {
+  switch (job.name) {
+    case 'sync-ok': return 'sync ' + job.id;
+    case 'sync-throw': throw new RangeError('sync throw');
+    case 'async-ok': return new Promise((r) => setImmediate(() => r('async ' + job.id)));
+    case 'async-throw': return new Promise((_, f) => setImmediate(() => f(new SyntaxError('async throw'))));
+    case 'delayed':
+      if (ran.has(job.id)) return 'late';
+      ran.add(job.id);
+      return job.moveToDelayed(Date.now() + 30, token).then(() => { throw new DelayedError(); });
+  }
+};
+const worker = new Worker(queue.name, processor, { connection, concurrency: 1 });
+const names = ['sync-ok', 'sync-throw', 'async-ok', 'async-throw', 'delayed'];
+const ended = (kind) => (job, x) => {
+  events.push([job.name, kind, kind === 'completed' ? x : x.name + ': ' + x.message]);
+  if (events.length === names.length) finish();
+};
+worker.on('completed', ended('completed'));
+worker.on('failed', ended('failed'));
+async function finish() {
+  const states = [];
+  for (const job of await queue.getJobs(['completed', 'failed', 'delayed', 'wait', 'active']))
+    states.push([job.name, await job.getState(), job.returnvalue ?? null, job.failedReason ?? null, job.attemptsMade]);
+  console.log(JSON.stringify({ events: events.sort(), states: states.sort() }));
+  await worker.close();
+  await queue.close();
+}
+(async () => { for (const n of names) await queue.add(n, {}, { attempts: 1 }); })();
+`;
+
+test("each way a processor ends is recorded once, with BullMQ's outcome; the app sees the same results and events as without the agent", async () => {
+  const recorder = path.join(appDir, `flight-outcomes-${run}.jsonl`);
+  const file = writeApp(OUTCOMES);
+  const [plain, agent] = await Promise.all([
+    runScript('', { file, agent: false, env: { ...env(), QUEUE: `end-plain-${run}` } }),
+    runScript('', { file, env: { ...env(), QUEUE: `end-${run}`, HATCH_FLIGHT_RECORDER: recorder } }),
+  ]);
+  assert.equal(plain.code, 0, plain.stderr);
+  assert.equal(agent.code, 0, agent.stderr);
+  assert.equal(agent.stderr, plain.stderr);
+  const a = JSON.parse(agent.stdout);
+  assert.deepEqual(a, JSON.parse(plain.stdout));
+  assert.equal(a.events.length, 5);
+
+  const jobs = fs
+    .readFileSync(recorder, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l))
+    .filter((e) => e.type === 'job');
+  assert.deepEqual(
+    jobs.map((j) => [j.name, j.outcome, j.error ? `${j.error.name}: ${j.error.message}` : null]).sort(),
+    [
+      ['async-ok', 'completed', null],
+      ['async-throw', 'failed', 'SyntaxError: async throw'],
+      ['delayed', 'completed', null],
+      ['sync-ok', 'completed', null],
+      ['sync-throw', 'failed', 'RangeError: sync throw'],
+    ],
+  );
+  for (const j of jobs) assert.ok(j.duration >= 0 && j.duration < 10000, JSON.stringify(j));
+});
+
 test('HATCH_DISABLE=bullmq, and a BullMQ outside the declared range, leave BullMQ untouched with one line', async (t) => {
   const script = `
 const { Worker, Queue } = require('bullmq');
