@@ -3,7 +3,7 @@
 // StatsD to a local UDP socket, the requests store), as a ratio, in one interleaved run; and
 // `als-floor`, each job in AsyncLocalStorage.run and nothing else, what any context-carrying agent pays.
 //   node bench/jobs.mjs [--rounds 5] [--jobs 10000] [--concurrency 20] [--node /path/to/node] [--write]
-//     [--instructions] [--alloc] [--variants a,b] [--base other/dist/src/index.js] [--warm 0.1] [--section NAME]
+//     [--instructions] [--alloc] [--variants a,b] [--base other/dist/src/index.js] [--warm 0.1] [--section NAME] [--pin]
 // How: one real Redis (Debian's redis-server, test/support/redis.mjs) for the run. Each round runs
 // every variant, A B C then C B A in the next round, each in a fresh process: the process adds --jobs
 // jobs to a queue of its own (addBulk, before its clock starts), then starts a Worker with a no-op
@@ -38,7 +38,7 @@
 // `--write` writes the table as the `jobs` (or `jobs-instructions`) section of bench/RESULTS.md, or
 // as the section named by --section (one per Node line: `jobs-instructions-node26`).
 // Needs `npm run build` and the root devDependencies (bullmq) installed.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import * as dgram from 'node:dgram';
 import * as fs from 'node:fs';
@@ -59,6 +59,23 @@ const WARM_SHARE = Number(opt('warm', INSTRUCTIONS ? 0.3 : 0.1));
 
 const CONCURRENCY = Number(opt('concurrency', 20));
 const NODE = opt('node', process.execPath);
+// --pin: the worker gets the last CPU to itself; this script (the producer), Redis and the StatsD
+// socket share the others (taskset, from util-linux; on 2 cores, one each). Unpinned, Redis and the
+// worker compete for both CPUs, and a round's jobs/s also moves with how the scheduler placed them.
+// It takes out that one source of noise, not the machine's: on a shared VM whole rounds still ran
+// 1.4x faster than the ones beside them, whatever the variant (bench/RESULTS.md).
+const PIN = process.argv.includes('--pin');
+const WORKER_CPU = os.cpus().length - 1; // not availableParallelism(): under taskset that counts only the allowed CPUs
+if (PIN && WORKER_CPU < 1)
+  throw new Error('--pin needs at least 2 CPUs: one for the worker, one for Redis and the rest');
+if (PIN && process.env.BENCH_PINNED !== '1') {
+  const others = WORKER_CPU === 1 ? '0' : `0-${WORKER_CPU - 1}`;
+  const r = spawnSync('taskset', ['-c', others, process.execPath, ...process.execArgv, ...process.argv.slice(1)], {
+    stdio: 'inherit',
+    env: { ...process.env, BENCH_PINNED: '1' },
+  });
+  process.exit(r.status ?? 1);
+}
 const agent = path.join(root, 'dist/src/index.js');
 if (!fs.existsSync(agent)) throw new Error('no dist/: run `npm run build` first');
 
@@ -221,7 +238,9 @@ function once(variant, redisPort, round) {
   const v = VARIANTS[variant];
   const dir = INSTRUCTIONS ? cg.outputDir() : null;
   const young = ALLOC ? ['--max-semi-space-size=16', '--min-semi-space-size=16'] : [];
-  const [cmd, args] = cg.wrap(dir, [NODE, ...young, ...(v.preload ? ['-r', v.preload] : []), script]);
+  const [wrapped, ...rest] = cg.wrap(dir, [NODE, ...young, ...(v.preload ? ['-r', v.preload] : []), script]).flat();
+  // taskset execs what it runs, so the child is still the worker (or its valgrind).
+  const [cmd, args] = PIN ? ['taskset', ['-c', String(WORKER_CPU), wrapped, ...rest]] : [wrapped, rest];
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, {
       cwd: root,
@@ -323,6 +342,7 @@ const agentOver = (byVariant, ref) => r3(median(byVariant['hatch-agent']) / medi
 const flagsSaid = [
   opt('warm', null) === null ? '' : ` --warm ${WARM_SHARE}`,
   opt('variants', null) === null ? '' : ` --variants ${chosen.join(',')}`,
+  PIN ? ' --pin' : '',
   ALLOC ? ' --alloc' : '',
   NODE === process.execPath ? '' : ' --node <node>',
 ].join('');
