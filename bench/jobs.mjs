@@ -3,7 +3,7 @@
 // StatsD to a local UDP socket, the requests store), as a ratio, in one interleaved run; and
 // `als-floor`, each job in AsyncLocalStorage.run and nothing else, what any context-carrying agent pays.
 //   node bench/jobs.mjs [--rounds 5] [--jobs 10000] [--concurrency 20] [--node /path/to/node] [--write]
-//     [--instructions] [--alloc] [--variants a,b] [--base other/dist/src/index.js] [--warm 0.1] [--section NAME] [--pin]
+//     [--instructions] [--alloc] [--variants a,b] [--base other/dist/src/index.js] [--warm 0.1] [--section NAME] [--pin] [--idle 5]
 // How: one real Redis (Debian's redis-server, test/support/redis.mjs) for the run. Each round runs
 // every variant, A B C then C B A in the next round, each in a fresh process: the process adds --jobs
 // jobs to a queue of its own (addBulk, before its clock starts), then starts a Worker with a no-op
@@ -25,7 +25,13 @@
 // window of 1,600 jobs holds a major GC or not by chance (on Node 26 its concurrent marking is some
 // 30 k instructions a job over such a window, in whichever variant it falls), so the figures with
 // GC in swing by more than the agent costs, and this one does not. It leaves out the GC the agent's
-// allocations cause (see --alloc for those).
+// allocations cause (see --alloc for those). And that own work net of idle: after its window the
+// worker is counted again for --idle seconds (5) with its queue drained, and what that rate predicts
+// for the window's wall time is taken off (as bench/instructions.mjs does): under valgrind a job takes
+// ~50 times longer than natively, so work driven by the clock (the agent's event-loop-delay
+// histogram every 10 ms, its flush and sampler every second; BullMQ's lock and stalled-job timers)
+// weighs ~50 times more per job than it does natively. What a flush costs for the values it packs
+// is not idle work, and stays in.
 // --alloc: beside jobs/s, the bytes the worker's JS heap allocated per counted job (v8.GCProfiler's
 // heap size before each GC in the window, less its size after the one before, plus the growth since
 // the last), with the young generation fixed at 16 MB so every variant collects on the same terms.
@@ -58,6 +64,8 @@ const JOBS = Number(opt('jobs', INSTRUCTIONS ? 3000 : 10000));
 const WARM_SHARE = Number(opt('warm', INSTRUCTIONS ? 0.3 : 0.1));
 
 const CONCURRENCY = Number(opt('concurrency', 20));
+// --idle S (with --instructions): seconds the worker is counted idle after its window, for "net of idle".
+const IDLE_MS = Number(opt('idle', 5)) * 1000;
 const NODE = opt('node', process.execPath);
 // --pin: the worker gets the last CPU to itself; this script (the producer), Redis and the StatsD
 // socket share the others (taskset, from util-linux; on 2 cores, one each). Unpinned, Redis and the
@@ -91,6 +99,7 @@ const { Queue, Worker } = require('bullmq');
 const connection = { host: '127.0.0.1', port: Number(process.env.REDIS_PORT) };
 const N = Number(process.env.JOBS);
 const WARM = Math.floor(N * Number(process.env.WARM_SHARE));
+const IDLE_MS = Number(process.env.IDLE_MS);
 async function add(queue, from, to) {
   for (let i = from; i < to; i += 500)
     await queue.addBulk(Array.from({ length: Math.min(500, to - i) }, (_, k) => ({ name: 'noop', data: { i: i + k }, opts: { removeOnComplete: true } })));
@@ -129,6 +138,7 @@ async function add(queue, from, to) {
   await new Promise((r) => (waiting = r));
   const counted = N - WARM;
   let instructions = null;
+  let idle = null;
   if (callgrind) {
     await worker.pause();
     await add(queue, WARM, N);
@@ -137,6 +147,8 @@ async function add(queue, from, to) {
       worker.resume();
       await last;
     });
+    // The worker idle (its queue drained) for IDLE_MS: what its timers cost per second.
+    idle = await callgrind.countOutside(process.env.${cg.ENV}, process.pid, () => new Promise((r) => setTimeout(r, IDLE_MS)));
   } else {
     await new Promise((r) => (waiting = r));
   }
@@ -154,7 +166,7 @@ async function add(queue, from, to) {
     }
     allocated += heapAtEnd - after;
   }
-  console.log(JSON.stringify({ ms, perSecond: (counted / ms) * 1000, cpuPerJob: (used.user + used.system) / counted, sysPerJob: used.system / counted, redisCpuPerJob: (redisUsed * 1e6) / counted, instructionsPerJob: instructions && instructions.instructions / counted, mainPerJob: instructions && (instructions.main - instructions.mainCompile) / counted, ownPerJob: instructions && (instructions.main - instructions.mainCompile - instructions.mainGc) / counted, steadyPerJob: instructions && (instructions.instructions - instructions.compile) / counted, bytesPerJob: allocated === null ? null : allocated / counted }));
+  console.log(JSON.stringify({ ms, perSecond: (counted / ms) * 1000, cpuPerJob: (used.user + used.system) / counted, sysPerJob: used.system / counted, redisCpuPerJob: (redisUsed * 1e6) / counted, instructionsPerJob: instructions && instructions.instructions / counted, mainPerJob: instructions && (instructions.main - instructions.mainCompile) / counted, ownPerJob: instructions && (instructions.main - instructions.mainCompile - instructions.mainGc) / counted, ownNetPerJob: instructions && (instructions.main - instructions.mainCompile - instructions.mainGc - ((idle.main - idle.mainCompile - idle.mainGc) / idle.seconds) * instructions.seconds) / counted, steadyPerJob: instructions && (instructions.instructions - instructions.compile) / counted, bytesPerJob: allocated === null ? null : allocated / counted }));
   await worker.close();
   await queue.obliterate({ force: true }).catch(() => {});
   await queue.close();
@@ -253,6 +265,7 @@ function once(variant, redisPort, round) {
         JOBS: String(JOBS),
         WARM_SHARE: String(WARM_SHARE),
         CONCURRENCY: String(CONCURRENCY),
+        IDLE_MS: String(IDLE_MS),
         ...(ALLOC ? { ALLOC: '1' } : {}),
       },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -284,11 +297,13 @@ const mainInstr = Object.fromEntries(chosen.map((n) => [n, []]));
 const steadyInstr = Object.fromEntries(chosen.map((n) => [n, []]));
 // The main thread with its compiling and its garbage collection left out: the code's own work.
 const ownInstr = Object.fromEntries(chosen.map((n) => [n, []]));
+// The same, less what the worker's idle rate predicts for the window's wall time (see the header).
+const ownNetInstr = Object.fromEntries(chosen.map((n) => [n, []]));
 const redisCpu = Object.fromEntries(chosen.map((n) => [n, []]));
 const bytes = Object.fromEntries(chosen.map((n) => [n, []]));
 // Each variant over none, round by round: jobs/s, CPU per job, instructions per job.
 const over = Object.fromEntries(
-  chosen.map((n) => [n, { perSecond: [], cpu: [], instructions: [], main: [], own: [] }]),
+  chosen.map((n) => [n, { perSecond: [], cpu: [], instructions: [], main: [], own: [], ownNet: [] }]),
 );
 try {
   for (let round = 0; round < ROUNDS; round++) {
@@ -303,6 +318,7 @@ try {
       mainInstr[name].push(got[name].mainPerJob);
       steadyInstr[name].push(got[name].steadyPerJob);
       ownInstr[name].push(got[name].ownPerJob);
+      ownNetInstr[name].push(got[name].ownNetPerJob);
       redisCpu[name].push(got[name].redisCpuPerJob);
       bytes[name].push(got[name].bytesPerJob);
       const o = over[name];
@@ -312,6 +328,7 @@ try {
         o.instructions.push(got[name].instructionsPerJob / got.none.instructionsPerJob);
         o.main.push(got[name].mainPerJob / got.none.mainPerJob);
         o.own.push(got[name].ownPerJob / got.none.ownPerJob);
+        o.ownNet.push(got[name].ownNetPerJob / got.none.ownNetPerJob);
       }
     }
     ratios.push(got['hatch-agent'].perSecond / got.none.perSecond);
@@ -319,7 +336,7 @@ try {
     cpuRatios.push(got['hatch-agent'].cpuPerJob / got.none.cpuPerJob);
     console.log(
       INSTRUCTIONS
-        ? `round ${round + 1}: ${names.map((n) => `${n} ${got[n].instructionsPerJob.toFixed(0)} (without compiling ${got[n].steadyPerJob.toFixed(0)}, main thread ${got[n].mainPerJob.toFixed(0)}, its own work ${got[n].ownPerJob.toFixed(0)})`).join(', ')} instructions/job; hatch-agent/none ${(got['hatch-agent'].instructionsPerJob / got.none.instructionsPerJob).toFixed(3)} (main ${(got['hatch-agent'].mainPerJob / got.none.mainPerJob).toFixed(3)})`
+        ? `round ${round + 1}: ${names.map((n) => `${n} ${got[n].instructionsPerJob.toFixed(0)} (without compiling ${got[n].steadyPerJob.toFixed(0)}, main thread ${got[n].mainPerJob.toFixed(0)}, its own work ${got[n].ownPerJob.toFixed(0)}, net of idle ${got[n].ownNetPerJob.toFixed(0)})`).join(', ')} instructions/job; hatch-agent/none ${(got['hatch-agent'].instructionsPerJob / got.none.instructionsPerJob).toFixed(3)} (main ${(got['hatch-agent'].mainPerJob / got.none.mainPerJob).toFixed(3)})`
         : `round ${round + 1}: ${names.map((n) => `${n} ${got[n].perSecond.toFixed(0)} jobs/s ${got[n].cpuPerJob.toFixed(0)} µs CPU/job (kernel ${got[n].sysPerJob.toFixed(0)}; Redis ${got[n].redisCpuPerJob.toFixed(0)})${ALLOC ? ` ${got[n].bytesPerJob.toFixed(0)} B/job` : ''}`).join(', ')}; hatch-agent/none ${ratios.at(-1).toFixed(3)}, CPU ${cpuRatios.at(-1).toFixed(3)}`,
     );
   }
@@ -341,6 +358,7 @@ const agentOver = (byVariant, ref) => r3(median(byVariant['hatch-agent']) / medi
 // The options that change what is measured, as given, so the command in the section reruns it.
 const flagsSaid = [
   opt('warm', null) === null ? '' : ` --warm ${WARM_SHARE}`,
+  INSTRUCTIONS && opt('idle', null) !== null ? ` --idle ${IDLE_MS / 1000}` : '',
   opt('variants', null) === null ? '' : ` --variants ${chosen.join(',')}`,
   PIN ? ' --pin' : '',
   ALLOC ? ' --alloc' : '',
@@ -351,14 +369,14 @@ const table = INSTRUCTIONS
   ? [
       `Command: \`node bench/jobs.mjs --instructions --rounds ${ROUNDS} --jobs ${JOBS} --concurrency ${CONCURRENCY}${flagsSaid}\` ${setting}: the worker process's instructions (valgrind callgrind, every thread, V8's JIT on) per counted job.`,
       '',
-      '| variant | instructions/job (median) | per round | every thread, compiling left out (median) | per round | main thread, compiling left out (median) | per round | main thread, compiling and GC left out (median) | per round |',
-      '|---|---|---|---|---|---|---|---|---|',
+      '| variant | instructions/job (median) | per round | every thread, compiling left out (median) | per round | main thread, compiling left out (median) | per round | main thread, compiling and GC left out (median) | per round | the same, net of idle (median) | per round |',
+      '|---|---|---|---|---|---|---|---|---|---|---|',
       ...Object.entries(instr).map(
         ([name, xs]) =>
-          `| ${name} | ${median(xs).toFixed(0)} | ${xs.map((x) => x.toFixed(0)).join(', ')} | ${median(steadyInstr[name]).toFixed(0)} | ${steadyInstr[name].map((x) => x.toFixed(0)).join(', ')} | ${median(mainInstr[name]).toFixed(0)} | ${mainInstr[name].map((x) => x.toFixed(0)).join(', ')} | ${median(ownInstr[name]).toFixed(0)} | ${ownInstr[name].map((x) => x.toFixed(0)).join(', ')} |`,
+          `| ${name} | ${median(xs).toFixed(0)} | ${xs.map((x) => x.toFixed(0)).join(', ')} | ${median(steadyInstr[name]).toFixed(0)} | ${steadyInstr[name].map((x) => x.toFixed(0)).join(', ')} | ${median(mainInstr[name]).toFixed(0)} | ${mainInstr[name].map((x) => x.toFixed(0)).join(', ')} | ${median(ownInstr[name]).toFixed(0)} | ${ownInstr[name].map((x) => x.toFixed(0)).join(', ')} | ${median(ownNetInstr[name]).toFixed(0)} | ${ownNetInstr[name].map((x) => x.toFixed(0)).join(', ')} |`,
       ),
       '',
-      `hatch-agent over none: **${agentOver(instr, 'none')}** (compiling left out ${agentOver(steadyInstr, 'none')}, main thread ${agentOver(mainInstr, 'none')}, its own work ${agentOver(ownInstr, 'none')}); over als-floor: ${agentOver(instr, 'als-floor')} (compiling left out ${agentOver(steadyInstr, 'als-floor')}, main thread ${agentOver(mainInstr, 'als-floor')}, its own work ${agentOver(ownInstr, 'als-floor')}).`,
+      `hatch-agent over none: **${agentOver(instr, 'none')}** (compiling left out ${agentOver(steadyInstr, 'none')}, main thread ${agentOver(mainInstr, 'none')}, its own work ${agentOver(ownInstr, 'none')}, net of idle ${agentOver(ownNetInstr, 'none')}); over als-floor: ${agentOver(instr, 'als-floor')} (compiling left out ${agentOver(steadyInstr, 'als-floor')}, main thread ${agentOver(mainInstr, 'als-floor')}, its own work ${agentOver(ownInstr, 'als-floor')}, net of idle ${agentOver(ownNetInstr, 'als-floor')}).`,
     ].join('\n')
   : [
       `Command: \`node bench/jobs.mjs --rounds ${ROUNDS} --jobs ${JOBS} --concurrency ${CONCURRENCY}${flagsSaid}\` ${setting}.`,
@@ -377,7 +395,7 @@ const overNone = chosen
   .filter((n) => n !== 'none')
   .map((n) =>
     INSTRUCTIONS
-      ? `- ${n} over none, median of the rounds' ratios (range): instructions ${spread(over[n].instructions)}, main thread ${spread(over[n].main)}, its own work ${spread(over[n].own)}`
+      ? `- ${n} over none, median of the rounds' ratios (range): instructions ${spread(over[n].instructions)}, main thread ${spread(over[n].main)}, its own work ${spread(over[n].own)}, net of idle ${spread(over[n].ownNet)}`
       : `- ${n} over none, median of the rounds' ratios (range): jobs/s ${spread(over[n].perSecond)}, worker CPU per job ${spread(over[n].cpu)}`,
   );
 console.log(`\n${table}\n\n${overNone.join('\n')}`);
