@@ -15,9 +15,9 @@
  *   processor returned is what BullMQ gets, not observed by us: the attempt's end is BullMQ's own
  *   `Job.prototype.moveToCompleted(value)` or `moveToFailed(err)`, which its processJob calls once
  *   the processor settled (outcome completed or failed, the error described with its stack). A
- *   WeakMap from the job to its context joins the two, so no `then` of ours runs on each job (that
- *   was ~5 k instructions a job on Node 26). Those calls, and BullMQ's events after them, run
- *   outside the job's context as before. A processor that throws synchronously is recorded at once.
+ *   WeakMap from the job to its context joins the two; no `then` of ours runs on each job. Those
+ *   calls, and BullMQ's events after them, run outside the job's context as before. A processor
+ *   that throws synchronously is recorded at once.
  *   The outcomes are then BullMQ's: an attempt BullMQ neither completes nor fails (the processor
  *   threw DelayedError, WaitingChildrenError or the rate-limit error, or the worker's connection
  *   was closing) is not recorded, as BullMQ emits neither 'completed' nor 'failed' for it.
