@@ -364,7 +364,12 @@ async function main() {
     nunjucks: { 'Environment.prototype': nunjucks.Environment.prototype, nunjucks },
     pino: { pino },
     winston: { winston },
-    bullmq: { 'Queue.prototype': bullmq.Queue.prototype, 'Worker.prototype': bullmq.Worker.prototype, bullmq },
+    bullmq: {
+      'Queue.prototype': bullmq.Queue.prototype,
+      'Worker.prototype': bullmq.Worker.prototype,
+      'Job.prototype': bullmq.Job.prototype,
+      bullmq,
+    },
     'node-cron': { 'node-cron': nodeCron },
     cron: { 'CronJob.prototype': cron.CronJob.prototype, cron },
     ioredis: { 'Redis.prototype': ioredis.Redis.prototype, 'Pipeline.prototype': ioredis.Pipeline.prototype, ioredis },
