@@ -186,6 +186,32 @@ queue.addBulk(Array.from({ length: 200 }, (_, i) => ({ name: 'work', data: { i }
   assert.equal(checked, 400);
 });
 
+/**
+ * Runs `source` as one file (the same stack frames either way) with and without the agent, on queues
+ * `<name>-plain-<run>` and `<name>-<run>`. Both must exit 0 and print the same line and stderr. Returns
+ * that line, parsed, and the agent's job records from its flight recorder.
+ */
+async function withAndWithout(source, name) {
+  const recorder = path.join(appDir, `flight-${name}-${run}.jsonl`);
+  const file = writeApp(source);
+  const [plain, agent] = await Promise.all([
+    runScript('', { file, agent: false, env: { ...env(), QUEUE: `${name}-plain-${run}` } }),
+    runScript('', { file, env: { ...env(), QUEUE: `${name}-${run}`, HATCH_FLIGHT_RECORDER: recorder } }),
+  ]);
+  assert.equal(plain.code, 0, plain.stderr);
+  assert.equal(agent.code, 0, agent.stderr);
+  assert.equal(agent.stderr, plain.stderr);
+  const out = JSON.parse(agent.stdout);
+  assert.deepEqual(out, JSON.parse(plain.stdout));
+  const jobs = fs
+    .readFileSync(recorder, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l))
+    .filter((e) => e.type === 'job');
+  return { out, jobs };
+}
+
 // The same script with and without the agent: a job failing on every one of its 3 attempts.
 const FAILING = `
 const { Queue, Worker } = require('bullmq');
@@ -212,27 +238,10 @@ queue.add('charge', { amount: 5 }, { attempts: 3, backoff: { type: 'fixed', dela
 `;
 
 test("a failing job with retries: each attempt recorded with its error's stack, the app's failure handling as without the agent", async () => {
-  const recorder = path.join(appDir, `flight-${run}.jsonl`);
   udp.clear();
-  const file = writeApp(FAILING); // one file: the same stack frames with and without the agent
-  const [plain, agent] = await Promise.all([
-    runScript('', { file, agent: false, env: { ...env(), QUEUE: `fail-plain-${run}` } }),
-    runScript('', { file, env: { ...env(), QUEUE: `fail-${run}`, HATCH_FLIGHT_RECORDER: recorder } }),
-  ]);
-  assert.equal(plain.code, 0, plain.stderr);
-  assert.equal(agent.code, 0, agent.stderr);
-  assert.equal(agent.stderr, plain.stderr);
-  const a = JSON.parse(agent.stdout);
-  assert.deepEqual(a, JSON.parse(plain.stdout));
+  const { out: a, jobs } = await withAndWithout(FAILING, 'fail');
   assert.equal(a.events.length, 3);
   assert.equal(a.state, 'failed');
-
-  const jobs = fs
-    .readFileSync(recorder, 'utf8')
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l))
-    .filter((e) => e.type === 'job');
   assert.deepEqual(
     jobs.map((j) => [j.name, j.attempt, j.outcome]),
     [
@@ -303,25 +312,8 @@ async function finish() {
 `;
 
 test("each way a processor ends is recorded once, with BullMQ's outcome; the app sees the same results and events as without the agent", async () => {
-  const recorder = path.join(appDir, `flight-outcomes-${run}.jsonl`);
-  const file = writeApp(OUTCOMES);
-  const [plain, agent] = await Promise.all([
-    runScript('', { file, agent: false, env: { ...env(), QUEUE: `end-plain-${run}` } }),
-    runScript('', { file, env: { ...env(), QUEUE: `end-${run}`, HATCH_FLIGHT_RECORDER: recorder } }),
-  ]);
-  assert.equal(plain.code, 0, plain.stderr);
-  assert.equal(agent.code, 0, agent.stderr);
-  assert.equal(agent.stderr, plain.stderr);
-  const a = JSON.parse(agent.stdout);
-  assert.deepEqual(a, JSON.parse(plain.stdout));
+  const { out: a, jobs } = await withAndWithout(OUTCOMES, 'end');
   assert.equal(a.events.length, 5);
-
-  const jobs = fs
-    .readFileSync(recorder, 'utf8')
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l))
-    .filter((e) => e.type === 'job');
   assert.deepEqual(
     jobs.map((j) => [j.name, j.outcome, j.error ? `${j.error.name}: ${j.error.message}` : null]).sort(),
     [
