@@ -53,6 +53,7 @@ import * as path from 'node:path';
 import { startRedis, stopRedis } from '../test/support/redis.mjs';
 import { writeSection } from './results-file.mjs';
 import { benchDir, median, opt } from './variants.mjs';
+import { pinSelf } from './child.mjs';
 import * as cg from './callgrind.mjs';
 
 const root = path.resolve(benchDir, '..');
@@ -73,17 +74,7 @@ const NODE = opt('node', process.execPath);
 // It takes out that one source of noise, not the machine's: on a shared VM whole rounds still ran
 // 1.4x faster than the ones beside them, whatever the variant (bench/RESULTS.md).
 const PIN = process.argv.includes('--pin');
-const WORKER_CPU = os.cpus().length - 1; // not availableParallelism(): under taskset that counts only the allowed CPUs
-if (PIN && WORKER_CPU < 1)
-  throw new Error('--pin needs at least 2 CPUs: one for the worker, one for Redis and the rest');
-if (PIN && process.env.BENCH_PINNED !== '1') {
-  const others = WORKER_CPU === 1 ? '0' : `0-${WORKER_CPU - 1}`;
-  const r = spawnSync('taskset', ['-c', others, process.execPath, ...process.execArgv, ...process.argv.slice(1)], {
-    stdio: 'inherit',
-    env: { ...process.env, BENCH_PINNED: '1' },
-  });
-  process.exit(r.status ?? 1);
-}
+const { cpu: WORKER_CPU } = PIN ? pinSelf('the worker') : {};
 const agent = path.join(root, 'dist/src/index.js');
 if (!fs.existsSync(agent)) throw new Error('no dist/: run `npm run build` first');
 
@@ -349,9 +340,7 @@ try {
 }
 
 const bullmqVersion = JSON.parse(fs.readFileSync(path.join(root, 'node_modules/bullmq/package.json'), 'utf8')).version;
-const nodeVersion = (await import('node:child_process'))
-  .spawnSync(NODE, ['--version'], { encoding: 'utf8' })
-  .stdout.trim();
+const nodeVersion = spawnSync(NODE, ['--version'], { encoding: 'utf8' }).stdout.trim();
 const r3 = (x) => x.toFixed(3);
 /** hatch-agent's median of a per-variant figure over another variant's. */
 const agentOver = (byVariant, ref) => r3(median(byVariant['hatch-agent']) / median(byVariant[ref]));

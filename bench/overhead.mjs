@@ -29,6 +29,7 @@ import { startPostgres } from '../test/support/postgres.mjs';
 import { startMariaDB } from '../test/support/mariadb.mjs';
 import { startRedis } from '../test/support/redis.mjs';
 import { writeSection } from './results-file.mjs';
+import { pinSelf } from './child.mjs';
 import {
   variants,
   stopApp,
@@ -59,16 +60,7 @@ const STARTUP_RUNS = Number(opt('startup-runs', 11));
 // client and the app compete for both, and a slower app lets the client sleep more often, so every
 // response pays more for waking it: a difference in the app's speed shows up magnified.
 const PIN = argv.includes('--pin');
-const APP_CPU = os.cpus().length - 1; // not availableParallelism(): under taskset that counts only the allowed CPUs
-if (PIN && APP_CPU < 1) throw new Error('--pin needs at least 2 CPUs: one for the app, one for everything else');
-const OTHER_CPUS = APP_CPU === 1 ? '0' : `0-${APP_CPU - 1}`;
-if (PIN && process.env.BENCH_PINNED !== '1') {
-  const r = spawnSync('taskset', ['-c', OTHER_CPUS, process.execPath, ...process.execArgv, ...argv.slice(1)], {
-    stdio: 'inherit',
-    env: { ...process.env, BENCH_PINNED: '1' },
-  });
-  process.exit(r.status ?? 1);
-}
+const { cpu: APP_CPU, others: OTHER_CPUS } = PIN ? pinSelf('the app') : {};
 // The Node that runs the apps (and start-up); this script itself runs on the one that started it.
 const NODE = opt('node', process.execPath);
 const NODE_FLAGS = opt('node-options', '');
