@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { startApp, get } from '../support/app.mjs';
+import { startApp, get, recordedEvents } from '../support/app.mjs';
 import { startMariaDB, stopMariaDB } from '../support/mariadb.mjs';
 import { TOKEN, STARTUP_MS, SLOW_OK, auth, until } from './apps.mjs';
 
@@ -113,11 +113,7 @@ test(
     );
 
     await app.stop();
-    const events = fs
-      .readFileSync(recorder, 'utf8')
-      .trimEnd()
-      .split('\n')
-      .map((l) => JSON.parse(l));
+    const events = recordedEvents(recorder);
     assert.deepEqual(
       events.filter((e) => e.type === 'db.query' && e.requestId === id).map((e) => [e.system, e.text, e.error]),
       [

@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createRequire } from 'node:module';
 import { spawnSync } from 'node:child_process';
-import { appDir, startApp, runScript, get, writeApp } from '../support/app.mjs';
+import { appDir, startApp, runScript, get, writeApp, recordedEvents } from '../support/app.mjs';
 import { udpListener, statsdValues } from '../support/udp.mjs';
 import { waitForLog, logFile } from '../support/pglog.mjs';
 import { startRedis, stopRedis } from '../support/redis.mjs';
@@ -203,12 +203,7 @@ async function withAndWithout(source, name) {
   assert.equal(agent.stderr, plain.stderr);
   const out = JSON.parse(agent.stdout);
   assert.deepEqual(out, JSON.parse(plain.stdout));
-  const jobs = fs
-    .readFileSync(recorder, 'utf8')
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l))
-    .filter((e) => e.type === 'job');
+  const jobs = recordedEvents(recorder).filter((e) => e.type === 'job');
   return { out, jobs };
 }
 

@@ -5,9 +5,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { appDir, runScript, writeApp, UUID } from '../support/app.mjs';
+import { appDir, runScript, writeApp, UUID, recordedEvents } from '../support/app.mjs';
 import { udpListener, statsdValues } from '../support/udp.mjs';
 import { waitForLog, logFile } from '../support/pglog.mjs';
 
@@ -100,12 +99,7 @@ test("node-cron every second for 5 s: 5 ticks, 5 IDs, each tick's query with its
   const reported = (s) => s.split('\n').filter((l) => /tick failed [12]/.test(l)).length;
   assert.equal(reported(r.stderr), reported(plain.stderr), `${r.stderr}\n---\n${plain.stderr}`);
   // …and is recorded, with its error.
-  const events = fs
-    .readFileSync(recorder, 'utf8')
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l))
-    .filter((e) => e.type === 'job');
+  const events = recordedEvents(recorder).filter((e) => e.type === 'job');
   const failed = events.filter((e) => e.name === 'thrower' && e.outcome === 'failed');
   assert.equal(failed.length, 2);
   assert.match(failed[0].error.message, /^tick failed [12]$/);

@@ -15,7 +15,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { startApp, runScript, get, writeApp, appDir } from '../support/app.mjs';
+import { startApp, runScript, get, writeApp, appDir, recordedEvents } from '../support/app.mjs';
 import { udpListener } from '../support/udp.mjs';
 import { startRedis, stopRedis } from '../support/redis.mjs';
 import { redisClients, CLIENT_JS } from '../support/redis-clients.mjs';
@@ -169,11 +169,7 @@ for (const c of clients) {
     const b = JSON.parse(withAgent.stdout);
     assert.ok(a.some((x) => x.err) && a.some((x) => x.ok), without.stdout);
     assert.deepEqual(b, a);
-    const record = fs
-      .readFileSync(recorder, 'utf8')
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => JSON.parse(l));
+    const record = recordedEvents(recorder);
     fs.rmSync(recorder, { force: true });
     // The app's own stdout (its results) is recorded as it is; the agent's events hold no value.
     const own = record.filter((e) => e.type !== 'log');

@@ -142,6 +142,15 @@ export function startApp(source, { agent = true, env = {}, timeout = 90000, ext,
   });
 }
 
+/** The events a flight recorder file (HATCH_FLIGHT_RECORDER) holds, one JSON object per line, in order. */
+export function recordedEvents(file) {
+  return fs
+    .readFileSync(file, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
+}
+
 /** GET with headers; resolves { status, headers, body }. Uses node:http (not fetch) so raw header bytes are possible. */
 export async function get(url, headers = {}) {
   const http = await import('node:http');
