@@ -25,6 +25,9 @@
  *   itself, never handed to the app's processor (./probe.ts).
  * - Each Queue is announced for the health and queue-ping hatches at its construction (Queue's
  *   constructor calls `waitUntilReady`, wrapped on Queue.prototype).
+ * The wrappers are object-literal methods, with no `prototype`, like the class methods they stand
+ * for, so the shim hands them out as they are: a function expression would be wrapped once more
+ * (src/shim.ts asMethod), one more frame and arguments object on every job.
  * Limitations: a sandboxed processor (a file path) runs in a child process, where the job's context
  * does not reach; FlowProducer and Job.create called directly carry no ID; a Worker's 'completed'
  * event and QueueEvents still see ping jobs (named `hatch-ping`).
@@ -139,102 +142,114 @@ export const bullmq: PatchDefinition<typeof Bullmq> = {
       queue,
       'add',
       (original) =>
-        function add(this: unknown, name: unknown, data: unknown, opts: Opts) {
-          let next: Opts;
-          try {
-            next = carry(opts, enqueuingId());
-          } catch (err) {
-            log.warnOnce('bullmq-add', `bullmq: could not carry the request ID (${(err as Error).message})`);
-            return Reflect.apply(original, this, arguments);
-          }
-          if (next === opts) return Reflect.apply(original, this, arguments);
-          return Reflect.apply(original, this, [name, data, next, ...Array.prototype.slice.call(arguments, 3)]);
-        },
+        ({
+          add(this: unknown, name: unknown, data: unknown, opts: Opts) {
+            let next: Opts;
+            try {
+              next = carry(opts, enqueuingId());
+            } catch (err) {
+              log.warnOnce('bullmq-add', `bullmq: could not carry the request ID (${(err as Error).message})`);
+              return Reflect.apply(original, this, arguments);
+            }
+            if (next === opts) return Reflect.apply(original, this, arguments);
+            return Reflect.apply(original, this, [name, data, next, ...Array.prototype.slice.call(arguments, 3)]);
+          },
+        }).add,
     );
     wrap<Fn>(
       queue,
       'addBulk',
       (original) =>
-        function addBulk(this: unknown, jobs: unknown) {
-          let next: unknown = jobs;
-          try {
-            if (Array.isArray(jobs)) {
-              const id = enqueuingId();
-              next = jobs.map((j: unknown) => {
-                if (j === null || typeof j !== 'object') return j;
-                const o = (j as { opts?: Opts }).opts;
-                const c = carry(o, id);
-                return c === o ? j : { ...(j as object), opts: c };
-              });
+        ({
+          addBulk(this: unknown, jobs: unknown) {
+            let next: unknown = jobs;
+            try {
+              if (Array.isArray(jobs)) {
+                const id = enqueuingId();
+                next = jobs.map((j: unknown) => {
+                  if (j === null || typeof j !== 'object') return j;
+                  const o = (j as { opts?: Opts }).opts;
+                  const c = carry(o, id);
+                  return c === o ? j : { ...(j as object), opts: c };
+                });
+              }
+            } catch (err) {
+              log.warnOnce('bullmq-add', `bullmq: could not carry the request ID (${(err as Error).message})`);
+              next = jobs;
             }
-          } catch (err) {
-            log.warnOnce('bullmq-add', `bullmq: could not carry the request ID (${(err as Error).message})`);
-            next = jobs;
-          }
-          if (next === jobs) return Reflect.apply(original, this, arguments);
-          return Reflect.apply(original, this, [next, ...Array.prototype.slice.call(arguments, 1)]);
-        },
+            if (next === jobs) return Reflect.apply(original, this, arguments);
+            return Reflect.apply(original, this, [next, ...Array.prototype.slice.call(arguments, 1)]);
+          },
+        }).addBulk,
     );
     wrap<Fn>(
       queue,
       'waitUntilReady',
       (original) =>
-        function waitUntilReady(this: object) {
-          try {
-            announceQueue(this);
-          } catch (err) {
-            log.warnOnce('bullmq-announce', `bullmq: could not announce a queue (${(err as Error).message})`);
-          }
-          return Reflect.apply(original, this, arguments);
-        },
+        ({
+          waitUntilReady(this: object) {
+            try {
+              announceQueue(this);
+            } catch (err) {
+              log.warnOnce('bullmq-announce', `bullmq: could not announce a queue (${(err as Error).message})`);
+            }
+            return Reflect.apply(original, this, arguments);
+          },
+        }).waitUntilReady,
     );
     wrap<Fn>(
       jobProto,
       'moveToCompleted',
       (original) =>
-        function moveToCompleted(this: unknown) {
-          ended(this, false, undefined);
-          return Reflect.apply(original, this, arguments);
-        },
+        ({
+          moveToCompleted(this: unknown) {
+            ended(this, false, undefined);
+            return Reflect.apply(original, this, arguments);
+          },
+        }).moveToCompleted,
     );
     wrap<Fn>(
       jobProto,
       'moveToFailed',
       (original) =>
-        function moveToFailed(this: unknown, err: unknown) {
-          ended(this, true, err);
-          return Reflect.apply(original, this, arguments);
-        },
+        ({
+          moveToFailed(this: unknown, err: unknown) {
+            ended(this, true, err);
+            return Reflect.apply(original, this, arguments);
+          },
+        }).moveToFailed,
     );
     wrap<Fn>(
       worker,
       'callProcessJob',
       (original) =>
-        function callProcessJob(this: WorkerSeen, job: JobSeen) {
-          let id: string;
-          let info: JobInfo;
-          try {
-            if (isPing(job)) return pong(this);
-            const queue = queueOf(this, job);
-            info = infoOf(queue, job);
-            id = jobId(queue, job);
-          } catch (err) {
-            log.warnOnce('bullmq-job', `bullmq: could not start a job context (${(err as Error).message})`);
-            return Reflect.apply(original, this, arguments);
-          }
-          // storage.run straight from here (not through runJob): one agent frame fewer in a stack
-          // trace the processor's synchronous throw leaves in the job's record.
-          const ctx = jobContext(id, info);
-          let result: unknown;
-          try {
-            result = storage.run(ctx, Reflect.apply, original, this, arguments);
-          } catch (err) {
-            threw(ctx, err);
-            throw err;
-          }
-          if (channels.job.hasSubscribers && typeof job === 'object' && job !== null) running.set(job, ctx);
-          return result;
-        },
+        ({
+          callProcessJob(this: WorkerSeen, job: JobSeen) {
+            let id: string;
+            let info: JobInfo;
+            try {
+              if (isPing(job)) return pong(this);
+              const queue = queueOf(this, job);
+              info = infoOf(queue, job);
+              id = jobId(queue, job);
+            } catch (err) {
+              log.warnOnce('bullmq-job', `bullmq: could not start a job context (${(err as Error).message})`);
+              return Reflect.apply(original, this, arguments);
+            }
+            // storage.run straight from here (not through runJob): one agent frame fewer in a stack
+            // trace the processor's synchronous throw leaves in the job's record.
+            const ctx = jobContext(id, info);
+            let result: unknown;
+            try {
+              result = storage.run(ctx, Reflect.apply, original, this, arguments);
+            } catch (err) {
+              threw(ctx, err);
+              throw err;
+            }
+            if (channels.job.hasSubscribers && typeof job === 'object' && job !== null) running.set(job, ctx);
+            return result;
+          },
+        }).callProcessJob,
     );
   },
   unpatch(exports) {
