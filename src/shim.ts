@@ -54,7 +54,10 @@ export function originalOf<F extends AnyFunction>(fn: F): F {
 
 /**
  * The same wrapper as a method: no `prototype` of its own, not a constructor, as the class method
- * it stands for. One more call on the way (V8 inlines it); only wrappers of class methods need it.
+ * it stands for. One more call and arguments object on the way (V8 often inlines it); only wrappers
+ * of class methods need it. A wrapper written as an object-literal method (`({ name() {…} }).name`)
+ * already has no `prototype` and is handed out as it is: the shape for a wrapper on a hot path, when
+ * the original is a class method in every supported version (patches/bullmq).
  */
 function asMethod(inner: AnyFunction): AnyFunction {
   return {

@@ -25,9 +25,8 @@
  *   itself, never handed to the app's processor (./probe.ts).
  * - Each Queue is announced for the health and queue-ping hatches at its construction (Queue's
  *   constructor calls `waitUntilReady`, wrapped on Queue.prototype).
- * The wrappers are object-literal methods, with no `prototype`, like the class methods they stand
- * for, so the shim hands them out as they are: a function expression would be wrapped once more
- * (src/shim.ts asMethod), one more frame and arguments object on every job.
+ * The wrappers are object-literal methods (BullMQ 5's are class methods), so the shim hands them out
+ * as they are, with no call of its own on every job (src/shim.ts asMethod).
  * Limitations: a sandboxed processor (a file path) runs in a child process, where the job's context
  * does not reach; FlowProducer and Job.create called directly carry no ID; a Worker's 'completed'
  * event and QueueEvents still see ping jobs (named `hatch-ping`).
