@@ -68,15 +68,30 @@ function asMethod(inner: AnyFunction): AnyFunction {
 }
 
 /**
+ * The reverse: a method-shaped wrapper (no `prototype`, not a constructor) as a plain function, for
+ * an original that is one (a library version whose methods are prototype assignments, not a class).
+ * A patch whose library changed shape across its range writes its hot-path wrapper as a method: the
+ * versions with class methods get it as it is, the older ones this one call more.
+ */
+function asFunction(inner: AnyFunction): AnyFunction {
+  return function (this: unknown) {
+    return Reflect.apply(inner, this, arguments);
+  };
+}
+
+/**
  * Makes `wrapper` look like `original` (see the header) and marks it; returns the function to hand
- * out, which is `wrapper` itself unless `original` has no `prototype` and `wrapper` has one. Never
- * throws: a property that cannot be copied is left as it is.
+ * out, which is `wrapper` itself when both have a `prototype` or neither has, and otherwise the
+ * wrapper in a shell of the original's shape (asMethod, asFunction), so that `new` works on the
+ * wrapper exactly when it works on the original. Never throws: a property that cannot be copied is
+ * left as it is.
  */
 export function markWrapper<F extends AnyFunction>(wrapper: F, original: AnyFunction, where: string): F {
   let w: AnyFunction = wrapper;
   try {
     const keepsPrototype = hasOwn(original, 'prototype');
     if (!keepsPrototype && hasOwn(w, 'prototype')) w = asMethod(w);
+    else if (keepsPrototype && !hasOwn(w, 'prototype')) w = asFunction(w);
     const proto = Object.getPrototypeOf(original);
     if (Object.getPrototypeOf(w) !== proto) Object.setPrototypeOf(w, proto);
     // The wrapper's own keys the original lacks (its own name, length, an empty prototype) go first.

@@ -395,6 +395,65 @@ test('wrap: idempotent, keeps name and length, unwrap restores', () => {
   assert.equal(D.prototype.query, original);
 });
 
+test('wrap: the wrapper handed out has the original shape, a method for a method, a function for a function', () => {
+  const asMethod = (orig) =>
+    ({
+      query() {
+        return Reflect.apply(orig, this, arguments) + 1;
+      },
+    }).query;
+  const asPlain = (orig) =>
+    function query() {
+      return Reflect.apply(orig, this, arguments) + 1;
+    };
+  // A library whose methods are a class's (pg 8.23) and one whose are prototype assignments (pg 8.0).
+  class K {
+    query(a) {
+      return a;
+    }
+  }
+  function P() {}
+  P.prototype.query = function query(a) {
+    return a;
+  };
+  const constructs = (f) => {
+    try {
+      new f();
+      return true;
+    } catch (err) {
+      assert.ok(err instanceof TypeError, String(err));
+      return false;
+    }
+  };
+  for (const [Lib, make] of [
+    [K, asMethod],
+    [K, asPlain],
+    [P, asMethod],
+    [P, asPlain],
+  ]) {
+    const original = Lib.prototype.query;
+    const made = [];
+    assert.equal(
+      wrap(Lib.prototype, 'query', (o) => {
+        const w = make(o);
+        made.push(w);
+        return w;
+      }),
+      true,
+    );
+    const w = Lib.prototype.query;
+    const what = `${Lib.name} with a ${make === asMethod ? 'method' : 'plain'} wrapper`;
+    assert.equal(new Lib().query(41), 42, what);
+    assert.equal(Object.hasOwn(w, 'prototype'), Object.hasOwn(original, 'prototype'), what);
+    if (Object.hasOwn(original, 'prototype')) assert.equal(w.prototype, original.prototype, what);
+    assert.equal(constructs(w), constructs(original), what);
+    // No shell when the shapes already agree: the patch's own function is what the app calls.
+    assert.equal(w === made[0], (make === asMethod) === (Lib === K), what);
+    unwrap(Lib.prototype, 'query');
+    assert.equal(Lib.prototype.query, original);
+  }
+});
+
 test('version ranges', () => {
   assert.equal(inRange('8.0.0', ['8.0.0', '9.0.0']), true);
   assert.equal(inRange('8.23.1', ['8.0.0', '9.0.0']), true);
