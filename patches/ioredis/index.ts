@@ -165,33 +165,42 @@ function trackPipeline(pipeline: PipelineSeen): void {
   });
 }
 
-function wrapSendCommand(original: Fn) {
-  return function sendCommand(this: object, command: unknown, stream?: unknown) {
-    if (stream === undefined && channels.dbQuery.hasSubscribers) {
-      try {
-        if (!libraryOwned(this)) trackCommand(command, (this as { status?: unknown }).status === 'connect');
-      } catch (err) {
-        log.warnOnce(
-          'ioredis-command',
-          `ioredis: timing a command failed (${(err as Error).message}); it runs untimed`,
-        );
+// The wrappers of ioredis's class methods (sendCommand, parseOptions, Pipeline's sendCommand in every
+// supported version) are object-literal methods: with no prototype of their own the shim hands them
+// out as they are, not inside one more method (src/shim.ts asMethod), a frame and an arguments object
+// less on every command, BullMQ's own included. Pipeline.prototype.exec is a plain function there,
+// and so is its wrapper.
+function wrapSendCommand(original: Fn): Fn {
+  return {
+    sendCommand(this: object, command: unknown, stream?: unknown) {
+      if (stream === undefined && channels.dbQuery.hasSubscribers) {
+        try {
+          if (!libraryOwned(this)) trackCommand(command, (this as { status?: unknown }).status === 'connect');
+        } catch (err) {
+          log.warnOnce(
+            'ioredis-command',
+            `ioredis: timing a command failed (${(err as Error).message}); it runs untimed`,
+          );
+        }
       }
-    }
-    return Reflect.apply(original, this, arguments);
-  };
+      return Reflect.apply(original, this, arguments);
+    },
+  }.sendCommand;
 }
 
-function wrapPipelineSendCommand(original: Fn) {
-  return function sendCommand(this: PipelineSeen, command: unknown) {
-    if (channels.dbQuery.hasSubscribers) {
-      try {
-        if (isAuto(this) && !(this.redis !== undefined && libraryOwned(this.redis))) trackCommand(command, false);
-      } catch (err) {
-        log.warnOnce('ioredis-auto', `ioredis: timing an auto-pipelined command failed (${(err as Error).message})`);
+function wrapPipelineSendCommand(original: Fn): Fn {
+  return {
+    sendCommand(this: PipelineSeen, command: unknown) {
+      if (channels.dbQuery.hasSubscribers) {
+        try {
+          if (isAuto(this) && !(this.redis !== undefined && libraryOwned(this.redis))) trackCommand(command, false);
+        } catch (err) {
+          log.warnOnce('ioredis-auto', `ioredis: timing an auto-pipelined command failed (${(err as Error).message})`);
+        }
       }
-    }
-    return Reflect.apply(original, this, arguments);
-  };
+      return Reflect.apply(original, this, arguments);
+    },
+  }.sendCommand;
 }
 
 function wrapExec(original: Fn) {
@@ -211,16 +220,18 @@ function wrapExec(original: Fn) {
 }
 
 /** Runs in the constructor, before it connects: who made the client is on the stack. */
-function wrapParseOptions(original: Fn) {
-  return function parseOptions(this: object) {
-    const ret = Reflect.apply(original, this, arguments);
-    try {
-      if (!markIfLibraryOwned(this)) announceClient(this);
-    } catch (err) {
-      log.warnOnce('ioredis-announce', `ioredis: noting a new client failed: ${(err as Error).message}`);
-    }
-    return ret;
-  };
+function wrapParseOptions(original: Fn): Fn {
+  return {
+    parseOptions(this: object) {
+      const ret = Reflect.apply(original, this, arguments);
+      try {
+        if (!markIfLibraryOwned(this)) announceClient(this);
+      } catch (err) {
+        log.warnOnce('ioredis-announce', `ioredis: noting a new client failed: ${(err as Error).message}`);
+      }
+      return ret;
+    },
+  }.parseOptions;
 }
 
 export const ioredis: PatchDefinition<IORedisModule> = {

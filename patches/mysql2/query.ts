@@ -188,77 +188,85 @@ function planCall(kind: Plan['kind'], argv: IArguments): Call | undefined {
   return { plan, args, callback: true };
 }
 
+/**
+ * The wrappers of query(), execute() and Query#start are methods, as mysql2's own are (class methods
+ * in every supported version), so the shim hands them out as they are (src/shim.ts markWrapper).
+ */
 function wrapCall(kind: Plan['kind']) {
-  return (original: Fn) =>
-    function (this: object) {
-      let call: Call | undefined;
-      try {
-        announceConnection(this);
-        call = planCall(kind, arguments);
-      } catch (err) {
-        log.warnOnce(
-          `mysql2-${kind}`,
-          `mysql2: instrumenting ${kind}() failed (${(err as Error).message}); it runs uninstrumented`,
-        );
-        call = undefined;
-      }
-      if (call === undefined) return original.apply(this, arguments as unknown as unknown[]);
-      const p = call.plan;
-      const prev = armed;
-      armed = p;
-      let ret: unknown;
-      try {
-        ret = original.apply(this, call.args);
-      } catch (err) {
-        call.restore?.();
-        end(p, err);
-        throw err;
-      } finally {
-        armed = prev;
-      }
-      try {
-        if (ret !== null && typeof ret === 'object') {
-          if (kind === 'query' && !p.started) planned.set(ret, p);
-          if (!call.callback) watchEvents(ret as CommandSeen, p);
+  return (original: Fn): Fn =>
+    ({
+      wrapper(this: object) {
+        let call: Call | undefined;
+        try {
+          announceConnection(this);
+          call = planCall(kind, arguments);
+        } catch (err) {
+          log.warnOnce(
+            `mysql2-${kind}`,
+            `mysql2: instrumenting ${kind}() failed (${(err as Error).message}); it runs uninstrumented`,
+          );
+          call = undefined;
         }
-      } catch (err) {
-        log.warnOnce(`mysql2-${kind}-after`, `mysql2: instrumenting ${kind}() failed: ${(err as Error).message}`);
-      }
-      return ret;
-    };
+        if (call === undefined) return original.apply(this, arguments as unknown as unknown[]);
+        const p = call.plan;
+        const prev = armed;
+        armed = p;
+        let ret: unknown;
+        try {
+          ret = original.apply(this, call.args);
+        } catch (err) {
+          call.restore?.();
+          end(p, err);
+          throw err;
+        } finally {
+          armed = prev;
+        }
+        try {
+          if (ret !== null && typeof ret === 'object') {
+            if (kind === 'query' && !p.started) planned.set(ret, p);
+            if (!call.callback) watchEvents(ret as CommandSeen, p);
+          }
+        } catch (err) {
+          log.warnOnce(`mysql2-${kind}-after`, `mysql2: instrumenting ${kind}() failed: ${(err as Error).message}`);
+        }
+        return ret;
+      },
+    }).wrapper;
 }
 
 /** Query#start: the planned comment, on the text mysql2 formatted, for the one call that writes it. */
-function wrapStart(original: Fn) {
-  return function start(this: CommandSeen) {
-    let p = planned.get(this);
-    if (p !== undefined) planned.delete(this);
-    else if (armed !== undefined && armed.kind === 'query' && !armed.started) p = armed;
-    if (p === undefined) return original.apply(this, arguments as unknown as unknown[]);
-    p.started = true;
-    const sql = this.sql;
-    let text: string | undefined;
-    try {
-      if (typeof sql === 'string') {
-        text = commentFor(sql, p.store);
-        // Values inlined by mysql2 stay out of the event: it shows the app's own text, as it would be sent.
-        if (p.publish) p.text = sql === p.template ? (text ?? sql) : (commentFor(p.template, p.store) ?? p.template);
+function wrapStart(original: Fn): Fn {
+  return {
+    start(this: CommandSeen) {
+      let p = planned.get(this);
+      if (p !== undefined) planned.delete(this);
+      else if (armed !== undefined && armed.kind === 'query' && !armed.started) p = armed;
+      if (p === undefined) return original.apply(this, arguments as unknown as unknown[]);
+      p.started = true;
+      const sql = this.sql;
+      let text: string | undefined;
+      try {
+        if (typeof sql === 'string') {
+          text = commentFor(sql, p.store);
+          // Values inlined by mysql2 stay out of the event: it shows the app's own text, as it would be sent.
+          if (p.publish) p.text = sql === p.template ? (text ?? sql) : (commentFor(p.template, p.store) ?? p.template);
+        }
+      } catch (err) {
+        log.warnOnce(
+          'mysql2-start',
+          `mysql2: commenting a query failed (${(err as Error).message}); it is sent as it is`,
+        );
+        text = undefined;
       }
-    } catch (err) {
-      log.warnOnce(
-        'mysql2-start',
-        `mysql2: commenting a query failed (${(err as Error).message}); it is sent as it is`,
-      );
-      text = undefined;
-    }
-    if (text === undefined) return original.apply(this, arguments as unknown as unknown[]);
-    this.sql = text;
-    try {
-      return original.apply(this, arguments as unknown as unknown[]);
-    } finally {
-      this.sql = sql;
-    }
-  };
+      if (text === undefined) return original.apply(this, arguments as unknown as unknown[]);
+      this.sql = text;
+      try {
+        return original.apply(this, arguments as unknown as unknown[]);
+      } finally {
+        this.sql = sql;
+      }
+    },
+  }.start;
 }
 
 function wrapGetConnection(original: Fn) {

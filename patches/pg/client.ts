@@ -164,57 +164,64 @@ function replayWrites(
   }
 }
 
-function wrapQuery(original: Fn) {
-  return function query(this: unknown, config: unknown, values?: unknown, callback?: unknown) {
-    let p: Plan | undefined;
-    try {
-      p = plan(arguments.length, config, values, callback);
-    } catch (err) {
-      log.warnOnce('pg-plan', `pg: instrumenting a query failed (${(err as Error).message}); it runs uninstrumented`);
-      p = undefined;
-    }
-    if (p === undefined) return original.apply(this, arguments as unknown as unknown[]);
-    const pending = p.pending;
-    let ret: unknown;
-    try {
-      const n = p.argc;
-      ret =
-        n === 3
-          ? original.call(this, p.config, p.values, p.callback)
-          : n === 2
-            ? original.call(this, p.config, p.values)
-            : original.call(this, p.config);
-    } catch (err) {
-      end(pending, err);
-      throw err;
-    } finally {
-      if (p.derived !== undefined) {
-        try {
-          replayWrites(config as Record<string, unknown>, p.derived, p.callbacks);
-        } catch (err) {
-          log.warnOnce('pg-replay', `pg: replaying pg's writes on a query config failed: ${(err as Error).message}`);
+/**
+ * A method (pg's query is a class method from 8.1 on, a prototype function in 8.0.x, which the shim
+ * hands a function-shaped shell of it: src/shim.ts markWrapper), so the newest versions call it with
+ * no frame of the shim's between the app and pg.
+ */
+function wrapQuery(original: Fn): Fn {
+  return {
+    query(this: unknown, config: unknown, values?: unknown, callback?: unknown) {
+      let p: Plan | undefined;
+      try {
+        p = plan(arguments.length, config, values, callback);
+      } catch (err) {
+        log.warnOnce('pg-plan', `pg: instrumenting a query failed (${(err as Error).message}); it runs uninstrumented`);
+        p = undefined;
+      }
+      if (p === undefined) return original.apply(this, arguments as unknown as unknown[]);
+      const pending = p.pending;
+      let ret: unknown;
+      try {
+        const n = p.argc;
+        ret =
+          n === 3
+            ? original.call(this, p.config, p.values, p.callback)
+            : n === 2
+              ? original.call(this, p.config, p.values)
+              : original.call(this, p.config);
+      } catch (err) {
+        end(pending, err);
+        throw err;
+      } finally {
+        if (p.derived !== undefined) {
+          try {
+            replayWrites(config as Record<string, unknown>, p.derived, p.callbacks);
+          } catch (err) {
+            log.warnOnce('pg-replay', `pg: replaying pg's writes on a query config failed: ${(err as Error).message}`);
+          }
         }
       }
-    }
-    if (
-      p.promise &&
-      ret !== null &&
-      typeof ret === 'object' &&
-      typeof (ret as PromiseLike<unknown>).then === 'function'
-    ) {
-      return (ret as PromiseLike<unknown>).then(
-        (res: unknown) => {
-          end(pending, null);
-          return res;
-        },
-        (err: unknown) => {
-          end(pending, err);
-          throw err;
-        },
-      );
-    }
-    return ret;
-  };
+      if (
+        p.promise &&
+        ret !== null &&
+        typeof ret === 'object' &&
+        typeof (ret as PromiseLike<unknown>).then === 'function'
+      ) {
+        return (ret as PromiseLike<unknown>).then(
+          (res: unknown) => {
+            end(pending, null);
+            return res;
+          },
+          (err: unknown) => {
+            end(pending, err);
+            throw err;
+          },
+        );
+      }
+      return ret;
+    },
+  }.query;
 }
 
 function wrapConnect(original: Fn) {
