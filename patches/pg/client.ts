@@ -165,8 +165,8 @@ function replayWrites(
 }
 
 /**
- * A method (pg's query is a class method from 8.1 on, a prototype function in 8.0.x, which the shim
- * hands a function-shaped shell of it: src/shim.ts markWrapper), so the newest versions call it with
+ * A method: pg's query is a class method in the newest 8.x and a prototype function in 8.0.x (which
+ * gets a function-shaped shell of it: src/shim.ts markWrapper), so the newest versions call it with
  * no frame of the shim's between the app and pg.
  */
 function wrapQuery(original: Fn): Fn {
