@@ -56,8 +56,9 @@ export function originalOf<F extends AnyFunction>(fn: F): F {
  * The same wrapper as a method: no `prototype` of its own, not a constructor, as the class method
  * it stands for. One more call and arguments object on the way (V8 often inlines it); only wrappers
  * of class methods need it. A wrapper written as an object-literal method (`({ name() {…} }).name`)
- * already has no `prototype` and is handed out as it is: the shape for a wrapper on a hot path, when
- * the original is a class method in every supported version (patches/bullmq).
+ * already has no `prototype` and is handed out as it is: the shape for a wrapper on a hot path
+ * (patches/bullmq, pg, mysql2, ioredis). A version whose original is a plain function gets it in a
+ * function shell instead (asFunction).
  */
 function asMethod(inner: AnyFunction): AnyFunction {
   return {
@@ -70,8 +71,8 @@ function asMethod(inner: AnyFunction): AnyFunction {
 /**
  * The reverse: a method-shaped wrapper (no `prototype`, not a constructor) as a plain function, for
  * an original that is one (a library version whose methods are prototype assignments, not a class).
- * A patch whose library changed shape across its range writes its hot-path wrapper as a method: the
- * versions with class methods get it as it is, the older ones this one call more.
+ * So a patch whose library changed shape across its range writes its hot-path wrapper as a method:
+ * the versions with class methods get it as it is, the older ones this one call more.
  */
 function asFunction(inner: AnyFunction): AnyFunction {
   return function (this: unknown) {
