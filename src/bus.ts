@@ -170,6 +170,17 @@ export interface JobEvent {
   error?: ErrorDetail;
 }
 
+/**
+ * A `withRequestId` scope began (src/context.ts): published only when its ID is not the enclosing
+ * request's, and only when someone listens. Nothing tells when a scope ends (its function's promise
+ * is the app's: a handler on it would change how an unhandled rejection is reported), so no record
+ * of it is ever filed; the requests store hears this to keep nothing in flight for it.
+ */
+export interface ScopeEvent {
+  /** The scope's ID (allowlisted). */
+  requestId: string;
+}
+
 // Held here so the channel objects (weakly held by Node) live as long as the agent.
 export const channels = {
   httpServer: channel('hatch:http.server'),
@@ -181,6 +192,7 @@ export const channels = {
   instance: channel('hatch:instance'),
   log: channel('hatch:log'),
   job: channel('hatch:job'),
+  scope: channel('hatch:scope'),
 };
 
 type Channel = { subscribe(fn: (m: unknown) => void): void; unsubscribe(fn: (m: unknown) => void): void };

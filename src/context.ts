@@ -125,6 +125,10 @@ export function withRequestId<T>(id: string, fn: () => T): T {
     );
     if (channels.error.hasSubscribers) channels.error.publish({ kind: 'invalid_request_id' });
   }
+  // The requests store files requests and jobs; a scope that no record will ever end is announced,
+  // so that its queries are not held in flight until later scopes push them out (README). A scope
+  // under its own request's ID is that request's, and stays so.
+  if (channels.scope.hasSubscribers && storage.getStore()?.id !== safe) channels.scope.publish({ requestId: safe });
   return storage.run({ id: safe, start: now(), route: undefined }, fn);
 }
 

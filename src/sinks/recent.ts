@@ -12,9 +12,16 @@
  * ID is propagated, the inner request adopts it). A request takes only the entries that began
  * within its own time span; the rest wait for the request they belong to.
  *
+ * A `withRequestId` scope is neither a request nor a job, and nothing tells when it ends, so no
+ * record of it is filed: its `hatch:scope` event (src/context.ts) marks its ID, and nothing is held
+ * in flight under a marked ID. Held, a scope's queries waited until MAX_PENDING later scopes had
+ * pushed them out: a worker with a scope per message kept 1,000 in flight for nothing (in
+ * the requests hatch's `inFlight` and `evicted` too) and paid for it on every query. The last
+ * MAX_SCOPES scope IDs are marked. A request that adopts a marked ID (a scope calling its own
+ * process over HTTP) files without its timeline; its filing unmarks the ID for the next one.
+ *
  * Everything is bounded: MAX_ENTRIES timeline entries per request (the rest only counted),
- * SQL cut to MAX_SQL characters, MAX_PENDING requests in flight (the oldest is dropped first, so
- * events of `withRequestId` scopes, which never get an http.server event, cannot pile up).
+ * SQL cut to MAX_SQL characters, MAX_PENDING requests in flight (the oldest is dropped first).
  */
 import {
   channels,
@@ -26,6 +33,7 @@ import {
   type HttpServerEvent,
   type JobEvent,
   type RenderEvent,
+  type ScopeEvent,
 } from '../bus';
 import { now } from '../clock';
 
@@ -34,9 +42,11 @@ import { now } from '../clock';
 const ENTRIES_LIMIT = 100;
 const SQL_LIMIT = 2000;
 const PENDING_LIMIT = 1000;
+const SCOPES_LIMIT = 1000;
 export const MAX_ENTRIES = ENTRIES_LIMIT;
 export const MAX_SQL = SQL_LIMIT;
 export const MAX_PENDING = PENDING_LIMIT;
+export const MAX_SCOPES = SCOPES_LIMIT;
 const MAX_ERRORS = 10;
 
 export interface TimelineEntry {
@@ -274,6 +284,8 @@ export class RecentRequests {
   private one: Pending | undefined = undefined;
   /** Requests whose in-flight events were dropped because MAX_PENDING were in flight. */
   evicted = 0;
+  /** The IDs of the last MAX_SCOPES withRequestId scopes, oldest first: nothing is held for them. */
+  private readonly scopes = new Set<string>();
   private readonly subscriptions = new Subscriptions('requests store');
 
   constructor(
@@ -323,6 +335,7 @@ export class RecentRequests {
       const e = m as ErrorEvent;
       if (e.requestId === undefined) return;
       const p = this.pendingFor(e.requestId, undefined);
+      if (p === undefined) return;
       const errors = (p.errors ??= []);
       if (errors.length < MAX_ERRORS) {
         errors.push(`${e.kind}: ${e.message ?? ''}`.slice(0, 1000));
@@ -334,16 +347,36 @@ export class RecentRequests {
       const e = m as JobEvent;
       this.file(jobAsRequest(e), e);
     });
+    this.subscriptions.on(channels.scope, (m) => this.scope((m as ScopeEvent).requestId));
+  }
+
+  /**
+   * A withRequestId scope began under `id`. An ID with entries in flight is a request's (the scope's
+   * code runs in a request that adopted it, or beside one): it is left to that request.
+   */
+  private scope(id: string): void {
+    const scopes = this.scopes;
+    if (scopes.has(id)) {
+      scopes.delete(id); // to the newest end: the oldest is the first unmarked
+    } else {
+      if (this.pendingOf(id) !== undefined) return;
+      if (scopes.size >= SCOPES_LIMIT) scopes.delete(scopes.values().next().value as string);
+    }
+    scopes.add(id);
   }
 
   stop(): void {
     this.subscriptions.clear();
   }
 
-  /** The request's pending record; a new one starts with `first` as its only entry (if given). */
-  private pendingFor(id: string, first: TimelineEntry | undefined): Pending {
+  /**
+   * The request's pending record; a new one starts with `first` as its only entry (if given). A
+   * scope's ID has none, and gets none.
+   */
+  private pendingFor(id: string, first: TimelineEntry | undefined): Pending | undefined {
     let p = this.pendingOf(id);
     if (p === undefined) {
+      if (this.scopes.size !== 0 && this.scopes.has(id)) return undefined;
       if (this.inFlight >= PENDING_LIMIT) {
         if (this.oneId !== undefined) {
           this.drop(this.oneId); // older than any in the map
@@ -400,6 +433,7 @@ export class RecentRequests {
 
   private file(e: HttpServerEvent, job: JobEvent | null): void {
     const p = this.pendingOf(e.requestId);
+    if (p === undefined && this.scopes.size !== 0) this.scopes.delete(e.requestId);
     let timeline: TimelineEntry[] = NONE;
     let errors: string[] = NONE;
     let dropped = 0;

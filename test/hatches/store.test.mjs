@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
-const { RecentRequests, MAX_ENTRIES, MAX_SQL, MAX_PENDING } = require('../../dist/src/sinks/recent.js');
+const { RecentRequests, MAX_ENTRIES, MAX_SQL, MAX_PENDING, MAX_SCOPES } = require('../../dist/src/sinks/recent.js');
 const { channels } = require('../../dist/src/bus.js');
 const { escapeHtml, waterfall } = require('../../dist/src/hatches/pages.js');
 const { redactEnv } = require('../../dist/src/hatches/redact.js');
@@ -203,6 +203,60 @@ test('requests in flight are bounded: the oldest is dropped first', (t) => {
   const [p10, p0] = store.recentRequests();
   assert.deepEqual([p0.id, p0.timeline.length, p10.id, p10.timeline.length], ['p0', 0, 'p10', 1]);
   assert.equal(store.inFlight, MAX_PENDING - 1);
+});
+
+test('withRequestId scopes hold nothing in flight; a request keeps its own ID, nested or beside a scope', (t) => {
+  const { withRequestId, storage, getRequestId } = require('../../dist/src/context.js');
+  const store = new RecentRequests(10, 0);
+  store.start();
+  t.after(() => store.stop());
+  const query = (text) =>
+    channels.dbQuery.publish({
+      requestId: getRequestId(),
+      system: 'pg',
+      text,
+      error: false,
+      start: performance.now(),
+      duration: 1,
+    });
+  const t0 = performance.now();
+  // A request in flight with a query, then a scope under its ID outside it, and one nested in it.
+  storage.run({ id: 'req', start: t0, route: undefined }, () => query('SELECT in request'));
+  storage.run({ id: 'req', start: t0, route: undefined }, () => withRequestId('req', () => query('SELECT nested')));
+  // A worker's scopes, one per message, more than the store would hold in flight.
+  for (let i = 0; i < MAX_PENDING + 10; i++)
+    withRequestId(`s${i}`, () => {
+      query(`SELECT ${i}`);
+      channels.error.publish({ kind: 'uncaught', requestId: getRequestId(), message: 'boom' });
+    });
+  withRequestId('req', () => query('SELECT beside, same ID'));
+  assert.equal(store.inFlight, 1); // the request's, and no scope's
+  assert.equal(store.evicted, 0);
+  serve('req', performance.now() - t0, t0);
+  assert.deepEqual(
+    store.recentRequests()[0].timeline.map((e) => e.label),
+    ['SELECT in request', 'SELECT nested', 'SELECT beside, same ID'],
+  );
+  assert.equal(store.inFlight, 0);
+  // The scope beside it did not mark the request's ID: the next request under it keeps its query.
+  storage.run({ id: 'req', start: performance.now(), route: undefined }, () => query('SELECT next request'));
+  serve('req', 1);
+  assert.deepEqual(
+    store.recentRequests()[0].timeline.map((e) => e.label),
+    ['SELECT next request'],
+  );
+  // Only the last MAX_SCOPES scope IDs are marked: the oldest is collected again (as a request's would be).
+  assert.ok(MAX_SCOPES <= MAX_PENDING);
+  storage.run({ id: 's9', start: performance.now(), route: undefined }, () => query('SELECT s9 unmarked'));
+  assert.equal(store.inFlight, 1);
+  // A request that adopts a marked ID unmarks it when it files: the next one with that ID keeps its queries.
+  serve('s500', 1);
+  storage.run({ id: 's500', start: performance.now(), route: undefined }, () => query('SELECT adopted'));
+  serve('s500', 1);
+  assert.deepEqual(
+    store.recentRequests()[0].timeline.map((e) => e.label),
+    ['SELECT adopted'],
+  );
 });
 
 test('requests in flight side by side, filed in any order, each get their own queries', (t) => {
