@@ -8,7 +8,7 @@ export const APP = `
 const http = require('node:http');
 const dc = require('node:diagnostics_channel');
 const pg = require('pg');
-const { getRequestId } = require('hatch-agent');
+const { getRequestId, withRequestId } = require('hatch-agent');
 const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 3 });
 pool.on('error', () => {}); // idle clients lose their server when it stops; the app carries on
 const client = process.env.APP_NO_CLIENT ? null : new pg.Client({ connectionString: process.env.DATABASE_URL });
@@ -37,6 +37,14 @@ backend.keepAliveTimeout = 120000; // no idle-socket race with the keep-alive ag
       if (url.pathname === '/many' && client) {
         for (let i = 0; i < 150; i++) await client.query('SELECT $1::int AS i', [i]);
         return res.end('many');
+      }
+      // A worker's loop, as README shows it: one withRequestId scope per message, a query in each.
+      if (url.pathname === '/messages') {
+        const n = Number(url.searchParams.get('n'));
+        let done = 0;
+        for (let i = 0; i < n; i++)
+          done += await withRequestId('msg-' + i, async () => (await pool.query('SELECT $1::int AS i', [i])).rowCount);
+        return res.end(String(done));
       }
       // A client kept busy: /lock takes an advisory lock in a session of its own, /busy starts a
       // query on the standalone client that waits for it, /queue adds one more query behind that,

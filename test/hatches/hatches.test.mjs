@@ -216,6 +216,23 @@ test("requests: a request's timeline holds its query (SQL as sent, with its comm
   assert.deepEqual(inner.timeline, []);
 });
 
+test("requests: a worker's withRequestId scopes leave nothing in flight, and the requests around them keep their queries", async () => {
+  // More scopes than the store holds requests in flight: held, they would fill it and push out the oldest.
+  // (What earlier tests left in flight stays: a query that ended after its request had been filed.)
+  const before = (await json('/_hatch/requests?format=json')).json;
+  const m = await get(app.url + '/messages?n=1100');
+  assert.equal(m.body, '1100');
+  const w = await get(app.url + '/work');
+  const rec = await recordOf(w.headers['x-request-id'], '/work');
+  assert.deepEqual(
+    rec.timeline.map((e) => e.kind),
+    ['query', 'call', 'render'],
+  );
+  const list = await json('/_hatch/requests?format=json');
+  assert.deepEqual([list.json.inFlight, list.json.evicted], [before.inFlight, before.evicted]);
+  assert.ok(!list.json.recent.some((x) => x.id.startsWith('msg-')));
+});
+
 test('requests: a timeline is capped at 100 entries with the rest counted; HTML escapes SQL', async () => {
   const m = await get(app.url + '/many');
   assert.equal(m.body, 'many');
