@@ -203,6 +203,11 @@ test('SQL comment: prefix once, never for a hostile ID', () => {
   assert.equal(commentedSql('SELECT 1', 'req-1'), '/* req-1 */ SELECT 1');
   assert.equal(commentedSql('/* req-1 */ SELECT 1', 'req-2'), undefined, 'already carries one');
   assert.equal(commentedSql('SELECT 1', '*/ DROP TABLE x; --'), undefined);
+  // The last ID that passed is remembered: one that passed just before does not let another through.
+  assert.equal(commentedSql('SELECT 1', 'req-1'), '/* req-1 */ SELECT 1');
+  for (const hostile of ['req-1 */ DROP TABLE x; --', '', 'req-1'.repeat(26), 'req-1\n'])
+    assert.equal(commentedSql('SELECT 1', hostile), undefined, JSON.stringify(hostile));
+  assert.equal(commentedSql('SELECT 2', ['req', '1'].join('-')), '/* req-1 */ SELECT 2', 'an equal string, built anew');
   assert.equal(hasRequestComment('/* a:b.c-d_e */ SELECT'), true);
   assert.equal(hasRequestComment('/* a comment of the app */ SELECT'), false);
   assert.equal(hasRequestComment('SELECT 1'), false);
