@@ -7,7 +7,8 @@
 //   executed while fn ran (all its threads), switching counting on and off with callgrind_control.
 //   The process's event loop keeps turning meanwhile (the switch is asynchronous), so what the
 //   switch itself costs is a few hundred thousand instructions: negligible against a loop of
-//   thousands of calls, and the same for both sides of a comparison.
+//   thousands of calls, and the same for both sides of a comparison. ownWork(fn) counts the main
+//   thread alone, without its compiling and GC.
 // - wholeRun({ node, argv, cwd, env }): the instructions of a whole process, start to exit (start-up
 //   benchmarks).
 import { execFile, spawnSync } from 'node:child_process';
@@ -168,11 +169,21 @@ export async function countOutside(dir, pid, work) {
   return { instructions: total, main, mainCompile, mainGc, compile, result, seconds };
 }
 
-/** Inside a process started by wrap(): count(fn) → instructions while fn ran; null when not under callgrind. */
+/**
+ * Inside a process started by wrap(), null when not under callgrind: count(fn) → instructions while
+ * fn ran, every thread; ownWork(fn) → the main thread's alone, without what it spent compiling and
+ * collecting garbage (a scavenge falls in one sample or the next: the code's own work does not).
+ */
 export function inProcess() {
   const dir = process.env[ENV];
   if (!dir) return null;
-  return { count: async (fn) => (await countOutside(dir, process.pid, fn)).instructions };
+  return {
+    count: async (fn) => (await countOutside(dir, process.pid, fn)).instructions,
+    ownWork: async (fn) => {
+      const c = await countOutside(dir, process.pid, fn);
+      return c.main - c.mainCompile - c.mainGc;
+    },
+  };
 }
 
 /**
