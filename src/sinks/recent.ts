@@ -20,6 +20,13 @@
  * MAX_SCOPES scope IDs are marked. A request that adopts a marked ID (a scope calling its own
  * process over HTTP) files without its timeline; its filing unmarks the ID for the next one.
  *
+ * An entry that ends after its request was filed (a query the handler did not wait for, a call whose
+ * socket closes later) is added to the request's record in the recent ring, if it began within the
+ * request's span and the record is still there: it shows past the request's end. Held in flight
+ * instead, it waited for a record that had been filed already, until MAX_PENDING later requests had
+ * pushed it out. The records are found by a hash of their ID (LATE_SLOTS of them, the newest in
+ * each): an entry whose record's slot was taken since is held as before.
+ *
  * Everything is bounded: MAX_ENTRIES timeline entries per request (the rest only counted),
  * SQL cut to MAX_SQL characters, MAX_PENDING requests in flight (the oldest is dropped first).
  */
@@ -98,14 +105,17 @@ interface Pending {
   errorsAt: number[] | undefined;
 }
 
-/** A record as kept: the start's wall-clock time is a number, formatted only when someone looks. */
-type Stored = Omit<RequestRecord, 'at'> & { atMs: number };
+/**
+ * A record as kept: the start's wall-clock time is a number, formatted only when someone looks;
+ * `start` is the performance.now() it began at, for the entries that end after it is filed.
+ */
+type Stored = Omit<RequestRecord, 'at'> & { atMs: number; start: number };
 
 /** Shared by every request that had no query, call, render or error (most /hello-like requests). */
 const NONE: never[] = Object.freeze([]) as unknown as never[];
 
 function view(r: Stored): RequestRecord {
-  const { atMs, ...rest } = r;
+  const { atMs, start, ...rest } = r;
   const job = r.job;
   if (job == null) return { ...rest, at: new Date(atMs).toISOString() };
   // A job's record keeps its mark's fields in a ring slot that is reused: the view gets a copy, and
@@ -158,6 +168,7 @@ function record(
     status: e.statusCode,
     aborted: e.aborted,
     atMs,
+    start: e.start,
     duration,
     timeline,
     dropped,
@@ -188,6 +199,7 @@ function fill(
   r.status = e.statusCode;
   r.aborted = e.aborted;
   r.atMs = atMs;
+  r.start = e.start;
   r.duration = duration;
   r.timeline = timeline;
   r.dropped = dropped;
@@ -264,6 +276,18 @@ function jobAsRequest(e: JobEvent): HttpServerEvent {
  */
 const HELD = Symbol('held');
 
+/** The slots of recently filed records, by a hash of their ID (a power of two). */
+const LATE_SLOTS = 256;
+
+/**
+ * An ID's slot: from its length and two of its characters (a UUID's are random; a counter's last
+ * one changes). A few operations, paid once per request filed and once per request's first entry.
+ */
+function slotOf(id: string): number {
+  const n = id.length;
+  return (n * 31 + id.charCodeAt(n - 1) * 7 + id.charCodeAt(n >> 1)) & (LATE_SLOTS - 1);
+}
+
 export class RecentRequests {
   private readonly pending = new Map<string | typeof HELD, Pending>([
     [HELD, { timeline: [], dropped: 0, errors: undefined, errorsAt: undefined }],
@@ -286,6 +310,8 @@ export class RecentRequests {
   evicted = 0;
   /** The IDs of the last MAX_SCOPES withRequestId scopes, oldest first: nothing is held for them. */
   private readonly scopes = new Set<string>();
+  /** The newest record in the recent ring filed under each ID slot (slotOf), for late entries. */
+  private readonly filed: (Stored | undefined)[] = new Array<Stored | undefined>(LATE_SLOTS).fill(undefined);
   private readonly subscriptions = new Subscriptions('requests store');
 
   constructor(
@@ -377,6 +403,7 @@ export class RecentRequests {
     let p = this.pendingOf(id);
     if (p === undefined) {
       if (this.scopes.size !== 0 && this.scopes.has(id)) return undefined;
+      if (this.late(id, first)) return undefined;
       if (this.inFlight >= PENDING_LIMIT) {
         if (this.oneId !== undefined) {
           this.drop(this.oneId); // older than any in the map
@@ -399,6 +426,26 @@ export class RecentRequests {
       else p.dropped++;
     }
     return p;
+  }
+
+  /**
+   * Files an entry that began within the span of a request already filed under `id` into its
+   * record; false when no such record is in the recent ring.
+   */
+  private late(id: string, entry: TimelineEntry | undefined): boolean {
+    // An error is timed when it is reported: one reported after its request ended is held as before.
+    if (entry === undefined) return false;
+    const r = this.filed[slotOf(id)];
+    if (r === undefined || r.id !== id) return false;
+    const at = entry.offset;
+    if (!(at >= r.start && at <= r.start + r.duration)) return false;
+    entry.offset = round(at - r.start);
+    if (r.timeline === NONE) r.timeline = [entry];
+    else if (r.timeline.length < ENTRIES_LIMIT) {
+      r.timeline.push(entry); // shared with the slowest or errored record of the request, if any
+      if (!sorted(r.timeline)) r.timeline.sort(byOffset);
+    } else r.dropped++;
+    return true;
   }
 
   private add(id: string | undefined, entry: TimelineEntry): void {
@@ -458,8 +505,10 @@ export class RecentRequests {
       // was alive in the ring at the next scavenge and had to be copied (Node 24 /hello, every
       // feature on: 73 -> 44 KB surviving each scavenge, --trace-gc-nvp).
       const old = this.recent.length < this.recentMax ? undefined : this.recent[this.next];
-      if (old === undefined) this.recent.push(record(e, atMs, duration, timeline, dropped, errors, job));
-      else fill(old, e, atMs, duration, timeline, dropped, errors, job);
+      let kept: Stored;
+      if (old === undefined) this.recent.push((kept = record(e, atMs, duration, timeline, dropped, errors, job)));
+      else fill((kept = old), e, atMs, duration, timeline, dropped, errors, job);
+      this.filed[slotOf(e.requestId)] = kept;
       this.next = (this.next + 1) % this.recentMax;
     }
     if (this.slowMax > 0) {

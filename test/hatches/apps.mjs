@@ -38,6 +38,11 @@ backend.keepAliveTimeout = 120000; // no idle-socket race with the keep-alive ag
         for (let i = 0; i < 150; i++) await client.query('SELECT $1::int AS i', [i]);
         return res.end('many');
       }
+      // A query the handler does not wait for: it ends 50 ms after the response.
+      if (url.pathname === '/fire') {
+        pool.query("SELECT 'fired' AS f, pg_sleep(0.05)").catch(() => {});
+        return res.end('fired');
+      }
       // A worker's loop, as README shows it: one withRequestId scope per message, a query in each.
       if (url.pathname === '/messages') {
         const n = Number(url.searchParams.get('n'));

@@ -233,6 +233,26 @@ test("requests: a worker's withRequestId scopes leave nothing in flight, and the
   assert.ok(!list.json.recent.some((x) => x.id.startsWith('msg-')));
 });
 
+test("requests: a query the handler did not wait for joins its request's record when it ends, past the request's end", async () => {
+  const before = (await json('/_hatch/requests?format=json')).json;
+  const f = await get(app.url + '/fire');
+  assert.equal(f.body, 'fired');
+  const id = f.headers['x-request-id'];
+  const rec = await until(
+    async () => {
+      const r = await recordOf(id, '/fire');
+      return r.timeline.some((e) => e.kind === 'query') ? r : undefined;
+    },
+    10000,
+    'the late query on the record',
+  );
+  const [q] = rec.timeline;
+  assert.equal(q.label, `/* ${id} */ SELECT 'fired' AS f, pg_sleep(0.05)`);
+  assert.ok(q.offset + q.duration > rec.duration, JSON.stringify(rec));
+  const after = (await json('/_hatch/requests?format=json')).json;
+  assert.deepEqual([after.inFlight, after.evicted], [before.inFlight, before.evicted]);
+});
+
 test('requests: a timeline is capped at 100 entries with the rest counted; HTML escapes SQL', async () => {
   const m = await get(app.url + '/many');
   assert.equal(m.body, 'many');

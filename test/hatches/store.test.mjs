@@ -210,13 +210,13 @@ test('withRequestId scopes hold nothing in flight; a request keeps its own ID, n
   const store = new RecentRequests(10, 0);
   store.start();
   t.after(() => store.stop());
-  const query = (text) =>
+  const query = (text, start = performance.now()) =>
     channels.dbQuery.publish({
       requestId: getRequestId(),
       system: 'pg',
       text,
       error: false,
-      start: performance.now(),
+      start,
       duration: 1,
     });
   const t0 = performance.now();
@@ -239,8 +239,11 @@ test('withRequestId scopes hold nothing in flight; a request keeps its own ID, n
   );
   assert.equal(store.inFlight, 0);
   // The scope beside it did not mark the request's ID: the next request under it keeps its query.
-  storage.run({ id: 'req', start: performance.now(), route: undefined }, () => query('SELECT next request'));
-  serve('req', 1);
+  // (Its query begins 1 ms on: after the first request's end, which it would otherwise join.)
+  storage.run({ id: 'req', start: performance.now(), route: undefined }, () =>
+    query('SELECT next request', performance.now() + 1),
+  );
+  serve('req', 2, performance.now());
   assert.deepEqual(
     store.recentRequests()[0].timeline.map((e) => e.label),
     ['SELECT next request'],
@@ -250,13 +253,58 @@ test('withRequestId scopes hold nothing in flight; a request keeps its own ID, n
   storage.run({ id: 's9', start: performance.now(), route: undefined }, () => query('SELECT s9 unmarked'));
   assert.equal(store.inFlight, 1);
   // A request that adopts a marked ID unmarks it when it files: the next one with that ID keeps its queries.
-  serve('s500', 1);
-  storage.run({ id: 's500', start: performance.now(), route: undefined }, () => query('SELECT adopted'));
-  serve('s500', 1);
+  serve('s500', 1, performance.now() - 10);
+  storage.run({ id: 's500', start: performance.now(), route: undefined }, () =>
+    query('SELECT adopted', performance.now() + 1),
+  );
+  serve('s500', 2, performance.now());
   assert.deepEqual(
     store.recentRequests()[0].timeline.map((e) => e.label),
     ['SELECT adopted'],
   );
+});
+
+test("an entry that ends after its request was filed joins the request's record; one begun after it does not", (t) => {
+  const store = new RecentRequests(10, 10);
+  store.start();
+  t.after(() => store.stop());
+  const query = (id, text, start, duration = 1) =>
+    channels.dbQuery.publish({ requestId: id, system: 'pg', text, error: false, start, duration });
+  const t0 = performance.now() - 100;
+  query('fire', 'SELECT awaited', t0 + 1);
+  serve('fire', 20, t0); // from t0 to t0 + 20
+  // A query the handler did not wait for (begun at +5, ended at +45) and a call begun at +3.
+  query('fire', 'INSERT audit', t0 + 5, 40);
+  channels.httpClient.publish({
+    requestId: 'fire',
+    method: 'POST',
+    host: 'hook',
+    statusCode: 202,
+    start: t0 + 3,
+    duration: 50,
+  });
+  assert.equal(store.inFlight, 0);
+  const labels = (r) => r.timeline.map((e) => [e.label, e.offset]);
+  const want = [
+    ['SELECT awaited', 1],
+    ['POST hook', 3],
+    ['INSERT audit', 5],
+  ];
+  assert.deepEqual(labels(store.find('fire')), want);
+  assert.deepEqual(labels(store.slowest()[0]), want); // the slowest record shares the timeline
+  // Begun after the request ended: another request's under the same ID, held in flight for it.
+  query('fire', 'SELECT later', t0 + 30);
+  assert.equal(store.inFlight, 1);
+  assert.equal(store.find('fire').timeline.length, 3);
+  serve('fire', 10, t0 + 25);
+  assert.deepEqual(labels(store.find('fire')), [['SELECT later', 5]]);
+  // A request with no entry at its filing gets its late one too; once pushed out of the ring it is not found.
+  serve('quiet', 10, t0);
+  query('quiet', 'INSERT late', t0 + 2, 90);
+  assert.deepEqual(labels(store.find('quiet')), [['INSERT late', 2]]);
+  for (let i = 0; i < 10; i++) serve(`other${i}`, 1);
+  query('quiet', 'INSERT too late', t0 + 3);
+  assert.equal(store.inFlight, 1);
 });
 
 test('requests in flight side by side, filed in any order, each get their own queries', (t) => {

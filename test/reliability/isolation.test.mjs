@@ -36,7 +36,8 @@ const slips = []; // places where the handler saw another request's ID
 const check = (want, where) => { const id = getRequestId(); if (id !== want) slips.push(where + ' ' + want + ' saw ' + id); };
 const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
 // Resolves at the request's 'close' (after the response's end): the call is complete, so its record
-// is in before this request answers (a call still closing after its request ended is not filed).
+// is complete before this request answers (a call still closing after its request ended would join
+// the record only when it closes).
 const viaHttp = (url) => new Promise((ok, ko) => http.get(url, { agent: false }, (res) => res.resume()).on('close', ok).on('error', ko));
 
 async function handle(t, id) {
