@@ -436,9 +436,11 @@ export class RecentRequests {
     // An error is timed when it is reported: one reported after its request ended is held as before.
     if (entry === undefined) return false;
     const r = this.filed[slotOf(id)];
-    if (r === undefined || r.id !== id) return false;
+    if (r === undefined) return false;
+    // The span first: numbers compare faster than two IDs of one length (most first entries of a
+    // request began after the request in their slot had ended).
     const at = entry.offset;
-    if (!(at >= r.start && at <= r.start + r.duration)) return false;
+    if (!(at >= r.start && at <= r.start + r.duration) || r.id !== id) return false;
     entry.offset = round(at - r.start);
     if (r.timeline === NONE) r.timeline = [entry];
     else if (r.timeline.length < ENTRIES_LIMIT) {
