@@ -42,6 +42,9 @@ export async function variants() {
     // The floor: AsyncLocalStorage.run per request and nothing else (bench/floor.js), what any agent
     // that carries a request ID through async context pays before doing anything of its own.
     'als-floor': { preload: path.join(benchDir, 'floor.js'), env: {} },
+    // Not in the default set: the floor and an echoed ID header (bench/floor-echo.js), to tell the
+    // echo's cost (its bytes, on the server and the load client) from the agent's own work.
+    'als-floor/echo': { extra: true, preload: path.join(benchDir, 'floor-echo.js'), env: {} },
     'hatch-agent': { preload: agent, env: everything },
     // Not in the default set (`--only` names them): what each part of hatch-agent costs.
     // Request IDs, SQL comments, propagation and the timings' events, with no sink listening.
@@ -57,6 +60,9 @@ export async function variants() {
     // Every feature but outgoing calls through undici and global fetch: no header added, no call timed,
     // and no subscriber on undici's channels, so /fetch's cost of the outgoing path is counted apart.
     'hatch-agent/no-undici': { extra: true, preload: agent, env: { ...everything, HATCH_DISABLE: 'undici' } },
+    // Every feature but the SQL comment: the statement goes as the app wrote it, so the database
+    // parses (and the socket carries) the app's own bytes, not ~40 more per statement.
+    'hatch-agent/no-sql-comment': { extra: true, preload: agent, env: { ...everything, HATCH_SQL_COMMENT: 'off' } },
     // Every feature but the recent-requests store (no HATCH_TOKEN): StatsD is the one sink.
     'hatch-agent/no-store': { extra: true, preload: agent, env: { HATCH_STATSD: 'on' } },
     // Every feature but the runtime metrics (their GC observer: Node builds an entry object per GC).
