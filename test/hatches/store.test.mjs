@@ -239,29 +239,23 @@ test('withRequestId scopes hold nothing in flight; a request keeps its own ID, n
   );
   assert.equal(store.inFlight, 0);
   // The scope beside it did not mark the request's ID: the next request under it keeps its query.
-  // (Its query begins 1 ms on: after the first request's end, which it would otherwise join.)
-  storage.run({ id: 'req', start: performance.now(), route: undefined }, () =>
-    query('SELECT next request', performance.now() + 1),
-  );
-  serve('req', 2, performance.now());
-  assert.deepEqual(
-    store.recentRequests()[0].timeline.map((e) => e.label),
-    ['SELECT next request'],
-  );
+  // A request under `id` whose one query begins 1 ms after its start (and the earlier request's end,
+  // which it would otherwise join), filed with a span that holds the query whatever the clock does
+  // meanwhile: the labels its record is filed with.
+  const nextRequest = (id, text) => {
+    const start = performance.now();
+    storage.run({ id, start, route: undefined }, () => query(text, start + 1));
+    serve(id, 1000, start);
+    return store.recentRequests()[0].timeline.map((e) => e.label);
+  };
+  assert.deepEqual(nextRequest('req', 'SELECT next request'), ['SELECT next request']);
   // Only the last MAX_SCOPES scope IDs are marked: the oldest is collected again (as a request's would be).
   assert.ok(MAX_SCOPES <= MAX_PENDING);
   storage.run({ id: 's9', start: performance.now(), route: undefined }, () => query('SELECT s9 unmarked'));
   assert.equal(store.inFlight, 1);
   // A request that adopts a marked ID unmarks it when it files: the next one with that ID keeps its queries.
   serve('s500', 1, performance.now() - 10);
-  storage.run({ id: 's500', start: performance.now(), route: undefined }, () =>
-    query('SELECT adopted', performance.now() + 1),
-  );
-  serve('s500', 2, performance.now());
-  assert.deepEqual(
-    store.recentRequests()[0].timeline.map((e) => e.label),
-    ['SELECT adopted'],
-  );
+  assert.deepEqual(nextRequest('s500', 'SELECT adopted'), ['SELECT adopted']);
 });
 
 test("an entry that ends after its request was filed joins the request's record; one begun after it does not", (t) => {
