@@ -397,7 +397,7 @@ export class RecentRequests {
 
   /**
    * The request's pending record; a new one starts with `first` as its only entry (if given). A
-   * scope's ID has none, and gets none.
+   * scope's ID has none, and gets none; nor does an entry that joins a record filed already (late).
    */
   private pendingFor(id: string, first: TimelineEntry | undefined): Pending | undefined {
     let p = this.pendingOf(id);
