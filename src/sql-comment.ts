@@ -52,19 +52,6 @@ const OURS = new RegExp(`^/\\* (?:${ID}(?: (?:[A-Z]{1,20} )?${ROUTE})?|job:[A-Za
 const OURS_APPENDED =
   /\/\*(?:[A-Za-z0-9%._~!()*-]+='(?:[^'\\]|\\.)*',)*db_driver='(?:[^'\\]|\\.)*'(?:,[A-Za-z0-9%._~!()*-]+='(?:[^'\\]|\\.)*')*\*\/\s*;?\s*$/;
 
-/**
- * isValidRequestId, remembering the last ID that passed: a request's queries all carry one ID, and
- * the allowlist's regex ran again for each of them (about 470 instructions a query after the first,
- * counted with callgrind). An equal string passed already; any other is checked.
- */
-let lastValidId: string | undefined;
-function validId(id: string): boolean {
-  if (id === lastValidId) return true;
-  if (!isValidRequestId(id)) return false;
-  lastValidId = id;
-  return true;
-}
-
 /** Whether the text carries one of the comments we write (any format), so it gets no second. */
 export function hasRequestComment(text: string): boolean {
   // '/' is char 47: skip the regexes for the common case of plain SQL.
@@ -88,7 +75,7 @@ function isBlank(ch: number): boolean {
 
 /** `/* <id> *\/ <text>`, or `undefined` when it must go out unchanged (kept for callers without a context). */
 export function commentedSql(text: string, id: string): string | undefined {
-  if (hasRequestComment(text) || !validId(id)) return undefined;
+  if (hasRequestComment(text) || !isValidRequestId(id)) return undefined;
   return '/* ' + id + ' */ ' + text;
 }
 
@@ -199,7 +186,7 @@ export function routeText(route: string, driver: SqlDriver): string | undefined 
 
 function prefixedText(text: string, store: RequestContext, driver: SqlDriver): string | undefined {
   const id = store.id;
-  if (hasRequestComment(text) || !validId(id)) return undefined;
+  if (hasRequestComment(text) || !isValidRequestId(id)) return undefined;
   const route = knownRoute(store);
   if (route === undefined) return '/* ' + id + ' */ ' + text;
   const safe = routeText(route, driver);
@@ -270,7 +257,7 @@ function sqlcommenterText(
   let out: string;
   if (store !== undefined) {
     const id = store.id;
-    if (!validId(id)) return undefined;
+    if (!isValidRequestId(id)) return undefined;
     out = "/*db_driver='" + driver + "',request_id='" + sqlcommenterEncode(id) + "'";
     const route = knownRoute(store);
     if (route !== undefined) out += ",route='" + sqlcommenterEncode(route) + "'";

@@ -66,13 +66,10 @@ function carry(opts: Opts, id: string): Opts {
   return { ...opts, [FIELD]: id };
 }
 
-/** The last carried ID that passed the allowlist: a batch of jobs enqueued together carries one. */
-let lastCarried = '';
-
 function jobId(queue: string, job: JobSeen): string {
   const carried = job.opts?.[FIELD];
-  if (carried === lastCarried && lastCarried !== '') return lastCarried;
-  if (isValidRequestId(carried)) return (lastCarried = carried);
+  // A batch of jobs enqueued together carries one ID: the allowlist check remembers the last that passed.
+  if (isValidRequestId(carried)) return carried;
   const own = `${queue}:${String(job.id)}`;
   return isValidRequestId(own) ? own : newRequestId();
 }

@@ -3,6 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
+import { spawnSync } from 'node:child_process';
 import { statsdValues as valuesOf } from '../support/udp.mjs';
 
 const require = createRequire(import.meta.url);
@@ -195,6 +196,18 @@ test('request IDs: the allowlist', () => {
     'x'.repeat(10240),
   ];
   for (const bad of hostile) assert.equal(isValidRequestId(bad), false, JSON.stringify(bad));
+  // The last ID that passed is remembered: each hostile one is refused right after a valid one too.
+  for (const bad of hostile) {
+    assert.equal(isValidRequestId('req-1'), true);
+    assert.equal(isValidRequestId(bad), false, JSON.stringify(bad));
+  }
+  assert.equal(isValidRequestId(['req', '1'].join('-')), true, 'an equal string, built anew');
+  // Before any ID has passed (a fresh process), nothing is remembered: undefined and '' are refused.
+  const fresh = spawnSync(process.execPath, [
+    '-e',
+    `const { isValidRequestId: v } = require(${JSON.stringify(require.resolve('../../dist/src/request-id.js'))}); console.log(v(undefined), v(''), v('a'), v('a'))`,
+  ]);
+  assert.equal(String(fresh.stdout).trim(), 'false false true true');
   assert.equal(isValidRequestId(undefined), false);
   assert.equal(isValidRequestId(['a', 'b']), false);
 });
