@@ -403,7 +403,8 @@ export class RecentRequests {
     let p = this.pendingOf(id);
     if (p === undefined) {
       if (this.scopes.size !== 0 && this.scopes.has(id)) return undefined;
-      if (this.late(id, first)) return undefined;
+      // An error (no `first`) is timed when it is reported: one reported after its request ended is held.
+      if (first !== undefined && this.late(id, first)) return undefined;
       if (this.inFlight >= PENDING_LIMIT) {
         if (this.oneId !== undefined) {
           this.drop(this.oneId); // older than any in the map
@@ -432,9 +433,7 @@ export class RecentRequests {
    * Files an entry that began within the span of a request already filed under `id` into its
    * record; false when no such record is in the recent ring.
    */
-  private late(id: string, entry: TimelineEntry | undefined): boolean {
-    // An error is timed when it is reported: one reported after its request ended is held as before.
-    if (entry === undefined) return false;
+  private late(id: string, entry: TimelineEntry): boolean {
     const r = this.filed[slotOf(id)];
     if (r === undefined) return false;
     // The span first: numbers compare faster than two IDs of one length (most first entries of a
